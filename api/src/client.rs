@@ -1,0 +1,120 @@
+//! A blocking client for the request/reply control sockets.
+
+use crate::proto::{Reply, Request, VarpdReply, VarpdRequest};
+use crate::types::*;
+use crate::{ApiError, MAX_MESSAGE, OVERLAYD_SOCKET, VARPD_SOCKET};
+use serde::{de::DeserializeOwned, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What went wrong talking to a daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot connect to {path}: {source} (is the daemon running with this --run-dir?)")]
+    Connect {
+        /// Socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Reading or writing failed.
+    #[error("talking to {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The daemon sent something that is not a reply of the protocol.
+    #[error("bad reply from {path}: {detail}")]
+    Protocol {
+        /// Socket path.
+        path: PathBuf,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The daemon refused the request.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// A connection to a control socket.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to `RUN_DIR/overlayd.sock`.
+    pub fn overlayd(run_dir: &Path) -> Result<Client, ClientError> {
+        Client::connect(&run_dir.join(OVERLAYD_SOCKET))
+    }
+
+    /// Connects to `RUN_DIR/varpd.sock`.
+    pub fn varpd(run_dir: &Path) -> Result<Client, ClientError> {
+        Client::connect(&run_dir.join(VARPD_SOCKET))
+    }
+
+    /// Connects to a socket path, with a 10 s timeout on every reply.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let path = path.to_path_buf();
+        let s = UnixStream::connect(&path).map_err(|source| ClientError::Connect { path: path.clone(), source })?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let w = s.try_clone().map_err(|source| ClientError::Io { path: path.clone(), source })?;
+        Ok(Client { path, reader: BufReader::new(s), writer: w })
+    }
+
+    fn exchange<Q: Serialize, A: DeserializeOwned>(&mut self, req: &Q) -> Result<A, ClientError> {
+        let io = |source| ClientError::Io { path: self.path.clone(), source };
+        let mut line = serde_json::to_vec(req).expect("requests always serialize");
+        line.push(b'\n');
+        self.writer.write_all(&line).map_err(io)?;
+        let mut buf = String::new();
+        let n = (&mut self.reader).take(MAX_MESSAGE as u64 + 1).read_line(&mut buf).map_err(|source| ClientError::Io { path: self.path.clone(), source })?;
+        if n == 0 {
+            return Err(ClientError::Protocol { path: self.path.clone(), detail: "connection closed before a reply".into() });
+        }
+        serde_json::from_str(buf.trim_end()).map_err(|e| ClientError::Protocol { path: self.path.clone(), detail: e.to_string() })
+    }
+
+    /// Sends a request to overlayd; an error reply becomes [`ClientError::Api`].
+    pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        match self.exchange(req)? {
+            Reply::Error { error } => Err(ClientError::Api(error)),
+            r => Ok(r),
+        }
+    }
+
+    /// Sends a request to varpd; an error reply becomes [`ClientError::Api`].
+    pub fn call_varpd(&mut self, req: &VarpdRequest) -> Result<VarpdReply, ClientError> {
+        match self.exchange(req)? {
+            VarpdReply::Error { error } => Err(ClientError::Api(error)),
+            r => Ok(r),
+        }
+    }
+
+    /// Fetches a statistics snapshot from overlayd.
+    pub fn stats(&mut self, name: Option<&str>) -> Result<StatsSnapshot, ClientError> {
+        match self.call(&Request::Stats { name: name.map(str::to_string) })? {
+            Reply::Stats { snapshot } => Ok(snapshot),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Fetches the target table of one overlay or all.
+    pub fn targets(&mut self, name: Option<&str>) -> Result<Vec<TargetRow>, ClientError> {
+        match self.call(&Request::ShowTargets { name: name.map(str::to_string) })? {
+            Reply::Targets { rows } => Ok(rows),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// A protocol error for a reply of the wrong kind.
+    pub fn unexpected(&self, r: &Reply) -> ClientError {
+        ClientError::Protocol { path: self.path.clone(), detail: format!("unexpected reply {r:?}") }
+    }
+}

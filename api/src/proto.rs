@@ -1,0 +1,294 @@
+//! The messages on the control sockets: one JSON object per line.
+//!
+//! ## overlayd.sock
+//! A client writes a [`Request`] line and reads one [`Reply`] line, as many
+//! times as it likes on one connection. [`Request::VarpdHello`] is special:
+//! it turns the connection into the *varpd link*. After the
+//! [`Reply::Linked`] answer, overlayd writes [`DriverMsg`] lines and varpd
+//! writes [`VarpdMsg`] lines, asynchronously, until either side closes.
+//! Only one link exists at a time; a new hello replaces the old link.
+//!
+//! On (re)link overlayd sends an [`DriverMsg::Instance`] for every overlay,
+//! then re-sends every lookup still pending, so varpd may restart at any
+//! time and needs no state of its own to resume.
+//!
+//! ## varpd.sock
+//! [`VarpdRequest`] / [`VarpdReply`], request and reply as above.
+
+use crate::hexbytes;
+use crate::types::*;
+use crate::Mac;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// A request to overlayd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Create an overlay (its TAP device and its varpd instance).
+    CreateOverlay {
+        /// What to create.
+        spec: OverlaySpec,
+    },
+    /// Delete an overlay and its TAP device.
+    DeleteOverlay {
+        /// Overlay name.
+        name: String,
+    },
+    /// Properties of one overlay or all.
+    ShowProps {
+        /// Overlay name; all when absent.
+        name: Option<String>,
+    },
+    /// Health of one overlay or all.
+    ShowStatus {
+        /// Overlay name; all when absent.
+        name: Option<String>,
+    },
+    /// Target-table dump of one overlay or all.
+    ShowTargets {
+        /// Overlay name; all when absent.
+        name: Option<String>,
+    },
+    /// Set a target entry by hand (`modify-overlay -s`).
+    SetTarget {
+        /// Overlay name.
+        name: String,
+        /// The VL2 MAC.
+        mac: Mac,
+        /// `Valid(addr)` or `Drop`; `Pending` is refused.
+        dest: TargetDest,
+    },
+    /// Remove one target entry (`modify-overlay -d`).
+    RemoveTarget {
+        /// Overlay name.
+        name: String,
+        /// The VL2 MAC.
+        mac: Mac,
+    },
+    /// Remove every target entry (`modify-overlay -f`).
+    FlushTargets {
+        /// Overlay name.
+        name: String,
+    },
+    /// A statistics snapshot.
+    Stats {
+        /// Overlay name; all when absent.
+        name: Option<String>,
+    },
+    /// varpd introduces itself; the connection becomes the varpd link.
+    VarpdHello {
+        /// Protocol version, [`crate::PROTOCOL_VERSION`].
+        version: u32,
+        /// varpd's process id (for logs).
+        pid: u32,
+        /// The plugins it offers.
+        plugins: Vec<PluginInfo>,
+    },
+}
+
+/// overlayd's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "kebab-case")]
+pub enum Reply {
+    /// Done.
+    Ok {
+        /// Something the operator should know although it worked (e.g. the
+        /// overlay is degraded because varpd is not running).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
+    },
+    /// Failed.
+    Error {
+        /// What failed.
+        error: ApiError,
+    },
+    /// Answer to [`Request::ShowProps`].
+    Props {
+        /// Rows.
+        rows: Vec<PropRow>,
+    },
+    /// Answer to [`Request::ShowStatus`].
+    Status {
+        /// Rows.
+        rows: Vec<StatusRow>,
+    },
+    /// Answer to [`Request::ShowTargets`].
+    Targets {
+        /// Rows.
+        rows: Vec<TargetRow>,
+    },
+    /// Answer to [`Request::Stats`].
+    Stats {
+        /// The snapshot.
+        snapshot: StatsSnapshot,
+    },
+    /// Answer to [`Request::VarpdHello`]: the link is up.
+    Linked,
+}
+
+/// overlayd → varpd, on the link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "kebab-case")]
+pub enum DriverMsg {
+    /// Create (or re-create, after a relink) the plugin instance of an overlay.
+    /// varpd answers [`VarpdMsg::InstanceReady`] or [`VarpdMsg::InstanceFailed`].
+    Instance {
+        /// overlayd's id for this overlay (illumos' varpd instance id).
+        oid: u64,
+        /// Overlay name.
+        overlay: String,
+        /// VNI.
+        vnetid: u32,
+        /// Search plugin.
+        search: String,
+        /// Every property of the overlay, module and plugin alike.
+        props: BTreeMap<String, String>,
+    },
+    /// The overlay is gone; destroy its instance.
+    InstanceDelete {
+        /// overlayd's id.
+        oid: u64,
+    },
+    /// Where does `dst` live? For broadcast and multicast frames `frame`
+    /// carries the whole frame so the plugin can answer ARP, NDP or DHCP.
+    Lookup {
+        /// Lookup id, echoed in the reply.
+        id: u64,
+        /// overlayd's id of the overlay.
+        oid: u64,
+        /// Source VL2 MAC of the frame that missed.
+        src: Mac,
+        /// Destination VL2 MAC that missed.
+        dst: Mac,
+        /// The frame, for broadcast/multicast lookups only.
+        #[serde(default, with = "hexbytes::option", skip_serializing_if = "Option::is_none")]
+        frame: Option<Vec<u8>>,
+    },
+}
+
+/// The answer to a lookup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum LookupResult {
+    /// Send frames for this MAC here.
+    Target {
+        /// Underlay (UL3) address and port.
+        dest: SocketAddr,
+    },
+    /// Drop frames for this MAC.
+    Drop {
+        /// Why (for logs and traces).
+        reason: String,
+    },
+    /// A broadcast/multicast frame was consumed (answered by proxy, or ignored
+    /// by design, such as gratuitous ARP).
+    Handled,
+    /// A broadcast/multicast frame the plugin had no answer for.
+    NotAnswered {
+        /// Why (for logs and traces).
+        reason: String,
+    },
+}
+
+/// varpd → overlayd, on the link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "kebab-case")]
+pub enum VarpdMsg {
+    /// The instance works.
+    InstanceReady {
+        /// overlayd's id.
+        oid: u64,
+        /// The plugin's destination mode.
+        mode: DestMode,
+        /// For point mode, the one destination (illumos plugin `default` op).
+        point: Option<SocketAddr>,
+    },
+    /// The instance cannot work; the overlay is degraded with this reason.
+    InstanceFailed {
+        /// overlayd's id.
+        oid: u64,
+        /// What is wrong, naming the file, field or property.
+        error: String,
+    },
+    /// Answer to [`DriverMsg::Lookup`].
+    LookupReply {
+        /// The lookup's id.
+        id: u64,
+        /// overlayd's id of the overlay.
+        oid: u64,
+        /// The answer.
+        result: LookupResult,
+    },
+    /// Write this frame into the overlay's TAP device (a proxy reply).
+    Inject {
+        /// overlayd's id.
+        oid: u64,
+        /// The whole Ethernet frame.
+        #[serde(with = "hexbytes")]
+        frame: Vec<u8>,
+    },
+    /// Forget a target entry (or all of them) because the mapping changed.
+    Invalidate {
+        /// overlayd's id.
+        oid: u64,
+        /// The MAC whose entry changed; every entry when absent.
+        mac: Option<Mac>,
+    },
+}
+
+/// A request to varpd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum VarpdRequest {
+    /// Link state, plugins and instances.
+    Status,
+}
+
+/// varpd's answer to a [`VarpdRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "kebab-case")]
+pub enum VarpdReply {
+    /// Answer to [`VarpdRequest::Status`].
+    Status {
+        /// Whether the link to overlayd is up.
+        linked: bool,
+        /// Plugins offered.
+        plugins: Vec<PluginInfo>,
+        /// Instances.
+        instances: Vec<InstanceInfo>,
+    },
+    /// Failed.
+    Error {
+        /// What failed.
+        error: ApiError,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_frame_is_hex_and_optional() {
+        let m = DriverMsg::Lookup { id: 7, oid: 1, src: Mac([2, 0, 0, 0, 0, 1]), dst: Mac::BROADCAST, frame: Some(vec![0xde, 0xad]) };
+        let s = serde_json::to_string(&m).unwrap();
+        assert!(s.contains("\"frame\":\"dead\""), "{s}");
+        assert_eq!(serde_json::from_str::<DriverMsg>(&s).unwrap(), m);
+        let s = r#"{"msg":"lookup","id":1,"oid":1,"src":"02:00:00:00:00:01","dst":"02:00:00:00:00:02"}"#;
+        assert!(matches!(serde_json::from_str::<DriverMsg>(s).unwrap(), DriverMsg::Lookup { frame: None, .. }));
+    }
+
+    #[test]
+    fn request_shapes() {
+        let s = r#"{"op":"set-target","name":"ov0","mac":"02:00:00:00:00:02","dest":{"state":"valid","addr":"10.0.0.2:4789"}}"#;
+        let r: Request = serde_json::from_str(s).unwrap();
+        assert_eq!(
+            r,
+            Request::SetTarget { name: "ov0".into(), mac: "02:00:00:00:00:02".parse().unwrap(), dest: TargetDest::Valid("10.0.0.2:4789".parse().unwrap()) }
+        );
+        let r = serde_json::to_string(&Reply::Ok { warning: None }).unwrap();
+        assert_eq!(r, r#"{"reply":"ok"}"#);
+    }
+}

@@ -1,0 +1,274 @@
+//! The values carried by control-socket messages.
+
+use crate::Mac;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// How an overlay picks the underlay destination of a frame (illumos
+/// `OVERLAY_TARGET_POINT` / `OVERLAY_TARGET_DYNAMIC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestMode {
+    /// Every frame goes to one destination that the plugin names.
+    Point,
+    /// Each destination MAC is looked up in the target table.
+    Dynamic,
+}
+
+/// What an overlay is made of, as `ovadm create-overlay` gives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlaySpec {
+    /// Link name, also the name of the TAP device.
+    pub name: String,
+    /// Encapsulation module (`vxlan`).
+    pub encap: String,
+    /// Search plugin in varpd (`direct`, `files`, ...).
+    pub search: String,
+    /// Virtual network id (the VXLAN VNI), 0..=16777215.
+    pub vnetid: u32,
+    /// Temporary: not persisted across overlayd restarts.
+    #[serde(default)]
+    pub temporary: bool,
+    /// Every other property, by its full name (`mtu`, `vxlan/listen_ip`, `files/config`, ...).
+    #[serde(default)]
+    pub props: BTreeMap<String, String>,
+}
+
+/// Whether a property can be changed after creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Perm {
+    /// Read and write (`rw`).
+    Rw,
+    /// Read only (`r-`).
+    R,
+}
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Perm::Rw => "rw",
+            Perm::R => "r-",
+        })
+    }
+}
+
+/// A property's definition (its name, permissions, default and range),
+/// as a module or plugin declares it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropSpec {
+    /// Full name, `module/name` for module and plugin properties.
+    pub name: String,
+    /// Permissions.
+    pub perm: Perm,
+    /// Must be set at creation.
+    pub required: bool,
+    /// Default value, if any.
+    pub default: Option<String>,
+    /// Accepted values or range, as text (`576-8900`, `1-65535`), if bounded.
+    pub possible: Option<String>,
+}
+
+/// One row of `show-overlay`: a property of one overlay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropRow {
+    /// Overlay name.
+    pub link: String,
+    /// Property name.
+    pub property: String,
+    /// Permissions.
+    pub perm: Perm,
+    /// Required at creation.
+    pub required: bool,
+    /// Current value, if set.
+    pub value: Option<String>,
+    /// Default value, if any.
+    pub default: Option<String>,
+    /// Accepted values, if bounded.
+    pub possible: Option<String>,
+}
+
+/// Health of an overlay (`show-overlay -f`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlayState {
+    /// Forwarding with everything it needs.
+    Online,
+    /// Missing something (varpd, a plugin, a configuration); the reason says what.
+    Degraded,
+}
+
+impl fmt::Display for OverlayState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OverlayState::Online => "ONLINE",
+            OverlayState::Degraded => "DEGRADED",
+        })
+    }
+}
+
+/// One row of `show-overlay -f`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRow {
+    /// Overlay name.
+    pub link: String,
+    /// Health.
+    pub status: OverlayState,
+    /// Why it is degraded, if it is.
+    pub details: Option<String>,
+}
+
+/// Where frames for one VL2 MAC go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state", content = "addr")]
+pub enum TargetDest {
+    /// Asked varpd, waiting for the answer; frames are queued.
+    Pending,
+    /// Frames are dropped.
+    Drop,
+    /// Frames are encapsulated to this underlay (UL3) address and port.
+    Valid(SocketAddr),
+}
+
+impl fmt::Display for TargetDest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetDest::Pending => f.write_str("pending"),
+            TargetDest::Drop => f.write_str("drop"),
+            TargetDest::Valid(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// One row of `show-overlay -t`: a target-table entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRow {
+    /// Overlay name.
+    pub link: String,
+    /// The VL2 MAC.
+    pub target: Mac,
+    /// Its destination.
+    pub destination: TargetDest,
+}
+
+/// Counters of one overlay, since it was created.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayStats {
+    /// Overlay name.
+    pub name: String,
+    /// Its VNI.
+    pub vnetid: u32,
+    /// Frames written to the TAP device (from the underlay or injected).
+    pub rx_frames: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Frames read from the TAP device and sent to the underlay.
+    pub tx_frames: u64,
+    /// Bytes of those frames (inner frame length).
+    pub tx_bytes: u64,
+    /// Lookups sent to varpd.
+    pub lookups: u64,
+    /// Unicast frames that found no valid target entry.
+    pub misses: u64,
+    /// Frames dropped because a pending entry's queue was full.
+    pub queue_overflows: u64,
+    /// Frames injected by varpd (proxy ARP/NDP replies).
+    pub injected: u64,
+    /// Entries in the target table now.
+    pub table_entries: u64,
+    /// Drops, by [`crate::DropReason`] name; reasons that never happened may be absent.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Counters of one mux (a shared underlay socket).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MuxStats {
+    /// Listen address and port.
+    pub listen: Option<SocketAddr>,
+    /// Datagrams received.
+    pub rx_datagrams: u64,
+    /// Drops that belong to no overlay (short header, no VNI flag, unknown VNI).
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// A consistent snapshot of overlayd's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// Nanoseconds since the Unix epoch when the snapshot was taken.
+    pub time_ns: u64,
+    /// Whether varpd is linked now.
+    pub varpd_linked: bool,
+    /// Per overlay.
+    pub overlays: Vec<OverlayStats>,
+    /// Per mux.
+    pub muxes: Vec<MuxStats>,
+}
+
+/// A search plugin as varpd announces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// Plugin name (`direct`, `files`).
+    pub name: String,
+    /// Destination mode of overlays that use it.
+    pub mode: DestMode,
+    /// Its properties.
+    pub props: Vec<PropSpec>,
+}
+
+/// What a varpd instance reports about itself (`varpd.sock` status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// overlayd's id for the overlay.
+    pub oid: u64,
+    /// Overlay name.
+    pub overlay: String,
+    /// Plugin name.
+    pub search: String,
+    /// Whether the instance works.
+    pub status: OverlayState,
+    /// Why not, if not.
+    pub details: Option<String>,
+    /// Lookups answered.
+    pub lookups: u64,
+    /// ARP requests answered by proxy.
+    pub proxy_arp: u64,
+    /// Neighbour solicitations answered by proxy.
+    pub proxy_ndp: u64,
+}
+
+/// Kinds of failure a control socket reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The request could not be parsed or makes no sense.
+    BadRequest,
+    /// No such overlay (or entry).
+    NotFound,
+    /// Something by that name (or id) already exists.
+    Exists,
+    /// A property is unknown, missing or out of range.
+    Property,
+    /// A search plugin rejected its configuration.
+    Plugin,
+    /// The operation needs a system resource that could not be had.
+    System,
+}
+
+/// An error reply: what failed, in words that name the culprit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Human-readable message naming what was wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError { kind, message: message.into() }
+    }
+}

@@ -1,0 +1,1 @@
+//! Proxy ARP (to be written).

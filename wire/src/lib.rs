@@ -1,0 +1,24 @@
+//! # overlay-wire: the bytes of the overlay
+//!
+//! Theory statement. Everything the overlay reads from or writes to a
+//! network is a pure function over byte slices here: no I/O, no allocation
+//! on the fast path, and no panic on any input — a malformed packet is an
+//! error value that the caller counts as a drop with a reason.
+//!
+//! - [`vxlan`]: the VXLAN header (RFC 7348), written by hand since no
+//!   parsing library carries it: a zero-copy view plus `parse`/`emit`.
+//! - [`eth`]: what the data plane needs to know of an inner Ethernet frame
+//!   to forward it — destination, source, whether varpd must see it (ARP,
+//!   NDP, DHCP) — and the flow hash that gives VXLAN its UDP source port.
+//! - [`arp`], [`ndp`]: proxy answers that varpd builds for the overlay
+//!   (ARP replies, neighbour advertisements), on top of smoltcp's wire module.
+//!
+//! Standard protocols are parsed with smoltcp's `wire` module; only what no
+//! library has (VXLAN) is written here by hand.
+
+pub mod arp;
+pub mod eth;
+pub mod ndp;
+pub mod vxlan;
+
+pub use overlay_api::Mac;

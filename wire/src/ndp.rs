@@ -1,0 +1,1 @@
+//! Proxy NDP (to be written).
