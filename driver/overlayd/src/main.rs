@@ -1,1 +1,69 @@
-fn main() {}
+//! # overlayd: the overlay data plane
+//!
+//! Theory statement. overlayd is the Linux counterpart of the illumos
+//! `overlay` driver. Each overlay is a TAP device named after it; frames a
+//! guest sends on it are encapsulated in VXLAN and sent over UDP to the
+//! underlay (UL3) address the overlay's destination mode gives: one fixed
+//! point, or the target table entry of the destination MAC. Misses, and
+//! ARP/NDP/DHCP broadcasts, go to varpd over the *varpd link*; answers fill
+//! the table and release the frames that waited. Datagrams from the
+//! underlay arrive on a *mux* socket shared by every overlay listening on
+//! that address and port, and are demultiplexed by VNI into TAP devices.
+//!
+//! ```text
+//!  TAP ──► datapath::tx ──► target table ──hit──► VXLAN encap ──► mux sender ──► underlay
+//!                               │ miss
+//!                               └──► pending queue ──► link ──► varpd ──► answer / inject
+//!  underlay ──► mux socket ──► VXLAN decap ──► demux by VNI ──► TAP
+//! ```
+//!
+//! Parts: [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
+//! (line-framed control connections), [`daemon`] (the event loop and its
+//! state), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
+//! varpd link). Decisions that need no I/O (properties, the table, the VNI
+//! map, counters) live in `overlay-core`.
+//!
+//! Failure: varpd may be absent or restart at any time; valid entries keep
+//! forwarding and pending lookups are asked again when it returns. Malformed
+//! datagrams and requests are counted or answered with an error, never fatal.
+
+mod conn;
+mod control;
+mod daemon;
+mod datapath;
+mod link;
+mod mux;
+mod overlay;
+mod tap;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The overlay data plane daemon (foreground; logs to stderr).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Directory of the control socket (overlayd.sock).
+    #[arg(long, env = "OVERLAY_RUN_DIR", default_value = overlay_api::DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    /// Directory for persistent state.
+    #[arg(long, env = "OVERLAY_STATE_DIR", default_value = overlay_api::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let run = || -> anyhow::Result<()> {
+        std::fs::create_dir_all(&args.state_dir).map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", args.state_dir.display()))?;
+        daemon::Daemon::new(&args.run_dir)?.run()
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("overlayd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

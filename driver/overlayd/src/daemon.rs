@@ -1,0 +1,249 @@
+//! The event loop: one thread, one `mio::Poll`, owning every overlay, mux,
+//! connection and the varpd link. Owning everything on one thread is what
+//! lets the data path take no lock: a frame is read, decided on and sent
+//! without waiting for anything, and control requests are served between
+//! frames from the same state, so every snapshot is consistent.
+//!
+//! Tokens carry their kind in the low two bits and an id above them.
+
+use crate::conn::Conn;
+use crate::mux::Mux;
+use crate::overlay::Overlay;
+use anyhow::{bail, Context};
+use mio::net::UnixListener;
+use mio::{Events, Interest, Poll, Token};
+use overlay_api::{Mac, PluginInfo};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) const KIND_LISTENER: usize = 0;
+pub(crate) const KIND_TAP: usize = 1;
+pub(crate) const KIND_MUX: usize = 2;
+pub(crate) const KIND_CONN: usize = 3;
+
+/// Builds a token from a kind and an id.
+pub(crate) fn token(kind: usize, id: u64) -> Token {
+    Token(((id as usize) << 2) | kind)
+}
+
+/// Room before a frame for the VXLAN header, so encapsulation writes in place.
+pub(crate) const HEADROOM: usize = overlay_wire::vxlan::HEADER_LEN;
+/// Size of the frame buffer (largest UDP datagram).
+pub(crate) const BUF: usize = 65536;
+/// How long a create-overlay waits for varpd to configure the instance.
+pub(crate) const CREATE_WAIT: Duration = Duration::from_secs(5);
+/// A lookup unanswered this long is asked again.
+pub(crate) const LOOKUP_RETRY: Duration = Duration::from_secs(3);
+/// Housekeeping period.
+const TICK: Duration = Duration::from_millis(200);
+
+/// An outstanding lookup.
+#[derive(Debug)]
+pub(crate) struct LookupCtx {
+    pub oid: u64,
+    pub mac: Mac,
+    /// For broadcast/multicast lookups, the frame (sent on if varpd names a destination).
+    pub frame: Option<Box<[u8]>>,
+}
+
+/// The varpd link.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub id: u64,
+    pub conn: Conn,
+    pub pid: u32,
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// A create-overlay request waiting for varpd's verdict on the instance.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub conn: u64,
+    pub oid: u64,
+    pub deadline: Instant,
+}
+
+/// All of overlayd's state.
+pub struct Daemon {
+    pub(crate) poll: Poll,
+    listener: UnixListener,
+    sock_path: PathBuf,
+    pub(crate) overlays: HashMap<u64, Overlay>,
+    pub(crate) by_name: HashMap<String, u64>,
+    pub(crate) muxes: HashMap<u64, Mux>,
+    pub(crate) mux_by_addr: HashMap<SocketAddr, u64>,
+    pub(crate) conns: HashMap<u64, Conn>,
+    pub(crate) link: Option<Link>,
+    /// Plugins varpd announced last (kept across links for show-overlay).
+    pub(crate) plugins: Vec<PluginInfo>,
+    pub(crate) lookups: HashMap<u64, LookupCtx>,
+    pub(crate) parked: Vec<Parked>,
+    next_id: u64,
+    pub(crate) next_lookup: u64,
+    pub(crate) buf: Box<[u8]>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Daemon {
+    /// Binds the control socket in `run_dir` (mode 0600).
+    pub fn new(run_dir: &Path) -> anyhow::Result<Daemon> {
+        std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+        let sock_path = run_dir.join(overlay_api::OVERLAYD_SOCKET);
+        if sock_path.exists() {
+            if std::os::unix::net::UnixStream::connect(&sock_path).is_ok() {
+                bail!("another overlayd is serving {}", sock_path.display());
+            }
+            std::fs::remove_file(&sock_path).with_context(|| format!("cannot remove stale socket {}", sock_path.display()))?;
+        }
+        let mut listener = UnixListener::bind(&sock_path).with_context(|| format!("cannot bind {}", sock_path.display()))?;
+        std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, token(KIND_LISTENER, 0), Interest::READABLE)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
+        }
+        let mut buf = vec![0u8; BUF + HEADROOM].into_boxed_slice();
+        buf.fill(0);
+        log::info!("overlayd listening on {}", sock_path.display());
+        Ok(Daemon {
+            poll,
+            listener,
+            sock_path,
+            overlays: HashMap::new(),
+            by_name: HashMap::new(),
+            muxes: HashMap::new(),
+            mux_by_addr: HashMap::new(),
+            conns: HashMap::new(),
+            link: None,
+            plugins: Vec::new(),
+            lookups: HashMap::new(),
+            parked: Vec::new(),
+            next_id: 1,
+            next_lookup: 0,
+            buf,
+            shutdown,
+        })
+    }
+
+    /// A fresh id (overlay, mux, connection and lookup ids share the space).
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub fn run(&mut self) -> anyhow::Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut last_tick = Instant::now();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            match self.poll.poll(&mut events, Some(TICK)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for ev in events.iter() {
+                let t = ev.token().0;
+                let id = (t >> 2) as u64;
+                match t & 3 {
+                    KIND_LISTENER => self.accept(),
+                    KIND_TAP => self.tap_readable(id),
+                    KIND_MUX => self.mux_readable(id),
+                    _ => self.conn_event(id),
+                }
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick(last_tick);
+            }
+        }
+        log::info!("overlayd shutting down");
+        Ok(())
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let id = self.next_id();
+                    if let Err(e) = self.poll.registry().register(&mut stream, token(KIND_CONN, id), Interest::READABLE | Interest::WRITABLE) {
+                        log::warn!("cannot register control connection: {e}");
+                        continue;
+                    }
+                    self.conns.insert(id, Conn::new(stream));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("accept on control socket: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_event(&mut self, id: u64) {
+        if self.link.as_ref().is_some_and(|l| l.id == id) {
+            self.link_event();
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        conn.flush();
+        if let Err(e) = conn.fill() {
+            let reply = overlay_api::proto::Reply::Error { error: overlay_api::ApiError::new(overlay_api::ErrorKind::BadRequest, e) };
+            conn.send(&reply);
+            conn.eof = true;
+        }
+        self.serve(id);
+    }
+
+    /// Handles the queued lines of client `id`, unless it waits for varpd.
+    pub(crate) fn serve(&mut self, id: u64) {
+        loop {
+            if self.parked.iter().any(|p| p.conn == id) || self.link.as_ref().is_some_and(|l| l.id == id) {
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(&id) else { return };
+            let Some(line) = conn.lines.pop_front() else { break };
+            self.handle_line(id, &line);
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if conn.eof && conn.drained() || conn.eof && conn.lines.is_empty() {
+                self.close_conn(id);
+            }
+        }
+    }
+
+    pub(crate) fn close_conn(&mut self, id: u64) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        self.parked.retain(|p| p.conn != id);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let expired: Vec<Parked> = {
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked).into_iter().partition(|p| p.deadline <= now);
+            self.parked = keep;
+            gone
+        };
+        for p in expired {
+            self.reply_ok(p.conn, Some("varpd did not configure the search plugin within 5 s; the overlay is DEGRADED until it does (see show-overlay -f)".into()));
+            self.serve(p.conn);
+        }
+        if self.link.is_some() {
+            self.ask_pending(Some(now - LOOKUP_RETRY), now);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sock_path);
+    }
+}

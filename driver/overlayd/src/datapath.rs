@@ -1,0 +1,177 @@
+//! The data path: frames from a TAP device out to the underlay (tx), and
+//! datagrams from the underlay into a TAP device (rx).
+//!
+//! tx: read a frame into the shared buffer just after [`HEADROOM`] bytes,
+//! decide where it goes (point destination, target table, or varpd for
+//! ARP/NDP/DHCP), write the VXLAN header into the headroom and send the lot
+//! with one `send_to` from the flow's socket. rx: receive a datagram, check
+//! the VXLAN header, demultiplex by VNI, write the inner frame to the TAP.
+//! On the hit path nothing is locked and nothing is allocated; every frame
+//! that is not delivered is counted under a [`DropReason`].
+
+use crate::daemon::{Daemon, LookupCtx, HEADROOM};
+use crate::mux::Mux;
+use crate::overlay::Overlay;
+use overlay_api::proto::DriverMsg;
+use overlay_api::{DestMode, DropReason};
+use overlay_core::TxDecision;
+use overlay_wire::eth::{self, GroupKind};
+use overlay_wire::vxlan;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Most broadcast/multicast frames an overlay may have waiting on varpd.
+const BCAST_INFLIGHT_MAX: u32 = 256;
+
+/// Encapsulates `pkt[HEADROOM..]` in place and sends it to `dest`.
+#[inline]
+pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dest: SocketAddr) {
+    let frame_len = pkt.len() - HEADROOM;
+    let hash = eth::flow_hash(&pkt[HEADROOM..]);
+    let hdr: &mut [u8; HEADROOM] = (&mut pkt[..HEADROOM]).try_into().expect("headroom is a VXLAN header");
+    vxlan::emit(ov.cfg.vnetid, hdr);
+    match mux.sender(hash).send_to(pkt, dest) {
+        Ok(_) => {
+            ov.counters.tx_frames += 1;
+            ov.counters.tx_bytes += frame_len as u64;
+        }
+        Err(e) => {
+            log::debug!("{}: send to {dest}: {e}", ov.cfg.name);
+            ov.counters.drop(DropReason::SendError, 1);
+        }
+    }
+}
+
+/// Sends a frame that is not in the shared buffer (a released queue entry).
+pub(crate) fn send_copy(ov: &mut Overlay, mux: &Mux, frame: &[u8], dest: SocketAddr) {
+    let mut pkt = vec![0u8; HEADROOM + frame.len()];
+    pkt[HEADROOM..].copy_from_slice(frame);
+    send_encap(ov, mux, &mut pkt, dest);
+}
+
+impl Daemon {
+    /// Reads every frame the TAP device of overlay `oid` has.
+    pub(crate) fn tap_readable(&mut self, oid: u64) {
+        loop {
+            let Some(ov) = self.overlays.get(&oid) else { return };
+            let n = match ov.tap.read(&mut self.buf[HEADROOM..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("{}: TAP read: {e}", ov.cfg.name);
+                    return;
+                }
+            };
+            self.tx_frame(oid, n);
+        }
+    }
+
+    fn tx_frame(&mut self, oid: u64, n: usize) {
+        let now = Instant::now();
+        let Some(ov) = self.overlays.get_mut(&oid) else { return };
+        let Some(mux) = self.muxes.get(&ov.mux) else { return };
+        let pkt = &mut self.buf[..HEADROOM + n];
+        let Some(info) = eth::classify(&pkt[HEADROOM..]) else {
+            ov.counters.drop(DropReason::RuntFrame, 1);
+            return;
+        };
+        if n > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
+            ov.counters.drop(DropReason::TooBig, 1);
+            return;
+        }
+        match (ov.mode, ov.point) {
+            (Some(DestMode::Point), Some(dest)) => return send_encap(ov, mux, pkt, dest),
+            (Some(DestMode::Dynamic), _) => {}
+            _ => return ov.counters.drop(DropReason::NoDestination, 1),
+        }
+        if let Some(kind) = info.group {
+            if kind == GroupKind::Other {
+                return ov.counters.drop(DropReason::MulticastUnsupported, 1);
+            }
+            let Some(link) = self.link.as_mut() else {
+                return ov.counters.drop(DropReason::VarpdUnavailable, 1);
+            };
+            if ov.bcast_inflight >= BCAST_INFLIGHT_MAX {
+                return ov.counters.drop(DropReason::VarpdBusy, 1);
+            }
+            self.next_lookup += 1;
+            let id = self.next_lookup;
+            let frame: Box<[u8]> = pkt[HEADROOM..].into();
+            let msg = DriverMsg::Lookup { id, oid, src: info.src, dst: info.dst, frame: Some(frame.to_vec()) };
+            if !link.conn.send(&msg) {
+                return ov.counters.drop(DropReason::VarpdBusy, 1);
+            }
+            ov.counters.lookups += 1;
+            ov.bcast_inflight += 1;
+            self.lookups.insert(id, LookupCtx { oid, mac: info.dst, frame: Some(frame) });
+            return;
+        }
+        match ov.table.tx(info.dst, &pkt[HEADROOM..], now) {
+            TxDecision::Send(dest) => send_encap(ov, mux, pkt, dest),
+            TxDecision::Drop(r) => ov.counters.drop(r, 1),
+            TxDecision::Queued { ask } => {
+                ov.counters.misses += 1;
+                if ask {
+                    if let Some(link) = self.link.as_mut() {
+                        self.next_lookup += 1;
+                        let id = self.next_lookup;
+                        if link.conn.send(&DriverMsg::Lookup { id, oid, src: info.src, dst: info.dst, frame: None }) {
+                            ov.counters.lookups += 1;
+                            ov.table.asked(info.dst, now);
+                            self.lookups.insert(id, LookupCtx { oid, mac: info.dst, frame: None });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives every datagram mux `mid` has.
+    pub(crate) fn mux_readable(&mut self, mid: u64) {
+        loop {
+            let Some(mux) = self.muxes.get_mut(&mid) else { return };
+            let n = match mux.sock.recv_from(&mut self.buf) {
+                Ok((n, _from)) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors surface here on some kernels; they are not fatal.
+                    log::debug!("mux {}: recv: {e}", mux.listen);
+                    continue;
+                }
+            };
+            mux.counters.rx_frames += 1;
+            let p = match vxlan::parse(&self.buf[..n]) {
+                Ok(p) => p,
+                Err(vxlan::VxlanError::Short(_)) => {
+                    mux.counters.drop(DropReason::ShortHeader, 1);
+                    continue;
+                }
+                Err(vxlan::VxlanError::NoVniFlag(_)) => {
+                    mux.counters.drop(DropReason::NoVniFlag, 1);
+                    continue;
+                }
+            };
+            let Some(ov) = mux.table.demux(p.vni).and_then(|oid| self.overlays.get_mut(&oid)) else {
+                mux.counters.drop(DropReason::UnknownVni, 1);
+                continue;
+            };
+            if p.inner.len() > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
+                ov.counters.drop(DropReason::TooBig, 1);
+                continue;
+            }
+            match ov.tap.write(p.inner) {
+                Ok(_) => {
+                    ov.counters.rx_frames += 1;
+                    ov.counters.rx_bytes += p.inner.len() as u64;
+                }
+                Err(e) => {
+                    log::debug!("{}: TAP write: {e}", ov.cfg.name);
+                    ov.counters.drop(DropReason::TapWriteError, 1);
+                }
+            }
+        }
+    }
+}
