@@ -62,23 +62,48 @@ impl Client {
     /// Connects to a socket path, with a 10 s timeout on every reply.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
         let path = path.to_path_buf();
-        let s = UnixStream::connect(&path).map_err(|source| ClientError::Connect { path: path.clone(), source })?;
+        let s = UnixStream::connect(&path).map_err(|source| ClientError::Connect {
+            path: path.clone(),
+            source,
+        })?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let w = s.try_clone().map_err(|source| ClientError::Io { path: path.clone(), source })?;
-        Ok(Client { path, reader: BufReader::new(s), writer: w })
+        let w = s.try_clone().map_err(|source| ClientError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Client {
+            path,
+            reader: BufReader::new(s),
+            writer: w,
+        })
     }
 
     fn exchange<Q: Serialize, A: DeserializeOwned>(&mut self, req: &Q) -> Result<A, ClientError> {
-        let io = |source| ClientError::Io { path: self.path.clone(), source };
+        let io = |source| ClientError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = serde_json::to_vec(req).expect("requests always serialize");
         line.push(b'\n');
         self.writer.write_all(&line).map_err(io)?;
         let mut buf = String::new();
-        let n = (&mut self.reader).take(MAX_MESSAGE as u64 + 1).read_line(&mut buf).map_err(|source| ClientError::Io { path: self.path.clone(), source })?;
+        let n = (&mut self.reader)
+            .take(MAX_MESSAGE as u64 + 1)
+            .read_line(&mut buf)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         if n == 0 {
-            return Err(ClientError::Protocol { path: self.path.clone(), detail: "connection closed before a reply".into() });
+            return Err(ClientError::Protocol {
+                path: self.path.clone(),
+                detail: "connection closed before a reply".into(),
+            });
         }
-        serde_json::from_str(buf.trim_end()).map_err(|e| ClientError::Protocol { path: self.path.clone(), detail: e.to_string() })
+        serde_json::from_str(buf.trim_end()).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })
     }
 
     /// Sends a request to overlayd; an error reply becomes [`ClientError::Api`].
@@ -99,7 +124,9 @@ impl Client {
 
     /// Fetches a statistics snapshot from overlayd.
     pub fn stats(&mut self, name: Option<&str>) -> Result<StatsSnapshot, ClientError> {
-        match self.call(&Request::Stats { name: name.map(str::to_string) })? {
+        match self.call(&Request::Stats {
+            name: name.map(str::to_string),
+        })? {
             Reply::Stats { snapshot } => Ok(snapshot),
             other => Err(self.unexpected(&other)),
         }
@@ -107,7 +134,9 @@ impl Client {
 
     /// Fetches the target table of one overlay or all.
     pub fn targets(&mut self, name: Option<&str>) -> Result<Vec<TargetRow>, ClientError> {
-        match self.call(&Request::ShowTargets { name: name.map(str::to_string) })? {
+        match self.call(&Request::ShowTargets {
+            name: name.map(str::to_string),
+        })? {
             Reply::Targets { rows } => Ok(rows),
             other => Err(self.unexpected(&other)),
         }
@@ -115,6 +144,9 @@ impl Client {
 
     /// A protocol error for a reply of the wrong kind.
     pub fn unexpected(&self, r: &Reply) -> ClientError {
-        ClientError::Protocol { path: self.path.clone(), detail: format!("unexpected reply {r:?}") }
+        ClientError::Protocol {
+            path: self.path.clone(),
+            detail: format!("unexpected reply {r:?}"),
+        }
     }
 }

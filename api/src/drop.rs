@@ -82,7 +82,10 @@ mod tests {
     fn names_round_trip_and_match_serde() {
         for &r in DropReason::ALL {
             assert_eq!(DropReason::from_name(r.as_str()), Some(r));
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
     }
 }

@@ -17,7 +17,7 @@ pub fn encode(b: &[u8]) -> String {
 
 /// Decodes a hex string; `None` if it has odd length or a non-hex digit.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

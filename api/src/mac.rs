@@ -42,7 +42,9 @@ impl FromStr for Mac {
 
     /// Accepts `02:08:20:aa:bb:cc`, dladm's `2:8:20:aa:bb:cc` and `-` separators.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || MacParseError { input: s.to_string() };
+        let err = || MacParseError {
+            input: s.to_string(),
+        };
         let mut out = [0u8; 6];
         let mut n = 0;
         for part in s.split([':', '-']) {
@@ -105,7 +107,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "02:31:00:00:00", "02:31:00:00:00:00:00", "0g:00:00:00:00:00", "002:0:0:0:0:0", "::::::"] {
+        for s in [
+            "",
+            "02:31:00:00:00",
+            "02:31:00:00:00:00:00",
+            "0g:00:00:00:00:00",
+            "002:0:0:0:0:0",
+            "::::::",
+        ] {
             assert!(s.parse::<Mac>().is_err(), "{s} parsed");
         }
     }

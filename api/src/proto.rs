@@ -163,7 +163,11 @@ pub enum DriverMsg {
         /// Destination VL2 MAC that missed.
         dst: Mac,
         /// The frame, for broadcast/multicast lookups only.
-        #[serde(default, with = "hexbytes::option", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "hexbytes::option",
+            skip_serializing_if = "Option::is_none"
+        )]
         frame: Option<Vec<u8>>,
     },
 }
@@ -272,12 +276,21 @@ mod tests {
 
     #[test]
     fn lookup_frame_is_hex_and_optional() {
-        let m = DriverMsg::Lookup { id: 7, oid: 1, src: Mac([2, 0, 0, 0, 0, 1]), dst: Mac::BROADCAST, frame: Some(vec![0xde, 0xad]) };
+        let m = DriverMsg::Lookup {
+            id: 7,
+            oid: 1,
+            src: Mac([2, 0, 0, 0, 0, 1]),
+            dst: Mac::BROADCAST,
+            frame: Some(vec![0xde, 0xad]),
+        };
         let s = serde_json::to_string(&m).unwrap();
         assert!(s.contains("\"frame\":\"dead\""), "{s}");
         assert_eq!(serde_json::from_str::<DriverMsg>(&s).unwrap(), m);
         let s = r#"{"msg":"lookup","id":1,"oid":1,"src":"02:00:00:00:00:01","dst":"02:00:00:00:00:02"}"#;
-        assert!(matches!(serde_json::from_str::<DriverMsg>(s).unwrap(), DriverMsg::Lookup { frame: None, .. }));
+        assert!(matches!(
+            serde_json::from_str::<DriverMsg>(s).unwrap(),
+            DriverMsg::Lookup { frame: None, .. }
+        ));
     }
 
     #[test]
@@ -286,7 +299,11 @@ mod tests {
         let r: Request = serde_json::from_str(s).unwrap();
         assert_eq!(
             r,
-            Request::SetTarget { name: "ov0".into(), mac: "02:00:00:00:00:02".parse().unwrap(), dest: TargetDest::Valid("10.0.0.2:4789".parse().unwrap()) }
+            Request::SetTarget {
+                name: "ov0".into(),
+                mac: "02:00:00:00:00:02".parse().unwrap(),
+                dest: TargetDest::Valid("10.0.0.2:4789".parse().unwrap())
+            }
         );
         let r = serde_json::to_string(&Reply::Ok { warning: None }).unwrap();
         assert_eq!(r, r#"{"reply":"ok"}"#);

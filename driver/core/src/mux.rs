@@ -29,13 +29,25 @@ pub struct MuxTable<T> {
 impl<T: Copy + PartialEq> MuxTable<T> {
     /// An empty mux.
     pub fn new() -> Self {
-        MuxTable { by_vni: HashMap::new() }
+        MuxTable {
+            by_vni: HashMap::new(),
+        }
     }
 
     /// Adds overlay `id` (named `name`) with `vni`.
-    pub fn join(&mut self, listen: SocketAddr, vni: u32, id: T, name: &str) -> Result<(), MuxError> {
+    pub fn join(
+        &mut self,
+        listen: SocketAddr,
+        vni: u32,
+        id: T,
+        name: &str,
+    ) -> Result<(), MuxError> {
         if let Some((_, owner)) = self.by_vni.get(&vni) {
-            return Err(MuxError::VniInUse { vni, owner: owner.clone(), listen });
+            return Err(MuxError::VniInUse {
+                vni,
+                owner: owner.clone(),
+                listen,
+            });
         }
         self.by_vni.insert(vni, (id, name.to_string()));
         Ok(())
@@ -69,8 +81,13 @@ mod tests {
         m.join(l, 1, 10u64, "ov0").unwrap();
         m.join(l, 2, 11u64, "ov1").unwrap();
         let e = m.join(l, 1, 12u64, "ov2").unwrap_err();
-        assert!(e.to_string().contains("vnetid 1 is already used by overlay ov0 on 10.0.0.1:4789"));
-        assert_eq!((m.demux(1), m.demux(2), m.demux(3)), (Some(10), Some(11), None));
+        assert!(e
+            .to_string()
+            .contains("vnetid 1 is already used by overlay ov0 on 10.0.0.1:4789"));
+        assert_eq!(
+            (m.demux(1), m.demux(2), m.demux(3)),
+            (Some(10), Some(11), None)
+        );
         m.leave(1);
         m.leave(2);
         assert!(m.is_empty());

@@ -42,7 +42,9 @@ pub enum PropError {
     #[error("unknown encapsulation '{0}' (supported: {list})", list = ENCAPS.join(", "))]
     Encap(String),
     /// The link name cannot name a network device.
-    #[error("invalid overlay name '{0}': use 1-15 characters from a-z, A-Z, 0-9, '_', '-' and '.'")]
+    #[error(
+        "invalid overlay name '{0}': use 1-15 characters from a-z, A-Z, 0-9, '_', '-' and '.'"
+    )]
     Name(String),
 }
 
@@ -85,28 +87,52 @@ pub fn kernel_props(encap: &str) -> Vec<PropSpec> {
     ];
     if encap == "vxlan" {
         v.push(p("vxlan/listen_ip", Perm::Rw, true, None, None));
-        v.push(p("vxlan/listen_port", Perm::Rw, true, Some("4789"), Some("1-65535")));
+        v.push(p(
+            "vxlan/listen_port",
+            Perm::Rw,
+            true,
+            Some("4789"),
+            Some("1-65535"),
+        ));
     }
     v
 }
 
-fn range<T: std::str::FromStr + PartialOrd>(name: &str, value: &str, lo: T, hi: T, possible: &str) -> Result<T, PropError> {
+fn range<T: std::str::FromStr + PartialOrd>(
+    name: &str,
+    value: &str,
+    lo: T,
+    hi: T,
+    possible: &str,
+) -> Result<T, PropError> {
     match value.trim().parse::<T>() {
         Ok(v) if v >= lo && v <= hi => Ok(v),
-        _ => Err(PropError::Range { name: name.into(), value: value.into(), possible: possible.into() }),
+        _ => Err(PropError::Range {
+            name: name.into(),
+            value: value.into(),
+            possible: possible.into(),
+        }),
     }
 }
 
 /// True when `name` can be a Linux network device name.
 pub fn valid_link_name(name: &str) -> bool {
-    (1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) && name != "." && name != ".."
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        && name != "."
+        && name != ".."
 }
 
 impl OverlayConfig {
     /// Validates a create request. `plugin` is the search plugin's property
     /// list when varpd has announced it; without it plugin properties are
     /// taken on trust and checked by varpd when it configures the instance.
-    pub fn from_spec(spec: &OverlaySpec, plugin: Option<&[PropSpec]>) -> Result<OverlayConfig, PropError> {
+    pub fn from_spec(
+        spec: &OverlaySpec,
+        plugin: Option<&[PropSpec]>,
+    ) -> Result<OverlayConfig, PropError> {
         if !valid_link_name(&spec.name) {
             return Err(PropError::Name(spec.name.clone()));
         }
@@ -114,12 +140,18 @@ impl OverlayConfig {
             return Err(PropError::Encap(spec.encap.clone()));
         }
         if spec.vnetid > VNETID_MAX {
-            return Err(PropError::Range { name: "vnetid".into(), value: spec.vnetid.to_string(), possible: "0-16777215".into() });
+            return Err(PropError::Range {
+                name: "vnetid".into(),
+                value: spec.vnetid.to_string(),
+                possible: "0-16777215".into(),
+            });
         }
         let kernel = kernel_props(&spec.encap);
         let search_prefix = format!("{}/", spec.search);
         for name in spec.props.keys() {
-            let known_kernel = kernel.iter().any(|p| &p.name == name && p.perm == Perm::Rw && name != "vnetid");
+            let known_kernel = kernel
+                .iter()
+                .any(|p| &p.name == name && p.perm == Perm::Rw && name != "vnetid");
             let known_plugin = match plugin {
                 Some(specs) => specs.iter().any(|p| &p.name == name),
                 None => name.starts_with(&search_prefix),
@@ -146,7 +178,10 @@ impl OverlayConfig {
             None => overlay_wire::vxlan::DEFAULT_PORT,
         };
         if let Some(specs) = plugin {
-            if let Some(p) = specs.iter().find(|p| p.required && p.default.is_none() && !spec.props.contains_key(&p.name)) {
+            if let Some(p) = specs
+                .iter()
+                .find(|p| p.required && p.default.is_none() && !spec.props.contains_key(&p.name))
+            {
                 return Err(PropError::Unset(p.name.clone()));
             }
         }
@@ -179,7 +214,15 @@ impl OverlayConfig {
                     "varpd/id" => Some(oid.to_string()),
                     n => self.props.get(n).cloned(),
                 };
-                PropRow { link: self.name.clone(), property: p.name, perm: p.perm, required: p.required, value, default: p.default, possible: p.possible }
+                PropRow {
+                    link: self.name.clone(),
+                    property: p.name,
+                    perm: p.perm,
+                    required: p.required,
+                    value,
+                    default: p.default,
+                    possible: p.possible,
+                }
             })
             .collect();
         let prefix = format!("{}/", self.search);
@@ -193,15 +236,20 @@ impl OverlayConfig {
                 default: p.default.clone(),
                 possible: p.possible.clone(),
             })),
-            None => rows.extend(self.props.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| PropRow {
-                link: self.name.clone(),
-                property: k.clone(),
-                perm: Perm::Rw,
-                required: false,
-                value: Some(v.clone()),
-                default: None,
-                possible: None,
-            })),
+            None => rows.extend(
+                self.props
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, v)| PropRow {
+                        link: self.name.clone(),
+                        property: k.clone(),
+                        perm: Perm::Rw,
+                        required: false,
+                        value: Some(v.clone()),
+                        default: None,
+                        possible: None,
+                    }),
+            ),
         }
         rows
     }
@@ -218,17 +266,30 @@ mod tests {
             search: "files".into(),
             vnetid: 4242,
             temporary: false,
-            props: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            props: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     fn files_plugin() -> Vec<PropSpec> {
-        vec![PropSpec { name: "files/config".into(), perm: Perm::Rw, required: true, default: None, possible: None }]
+        vec![PropSpec {
+            name: "files/config".into(),
+            perm: Perm::Rw,
+            required: true,
+            default: None,
+            possible: None,
+        }]
     }
 
     #[test]
     fn defaults_and_listen() {
-        let c = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "10.0.0.1"), ("files/config", "/x")]), None).unwrap();
+        let c = OverlayConfig::from_spec(
+            &spec(&[("vxlan/listen_ip", "10.0.0.1"), ("files/config", "/x")]),
+            None,
+        )
+        .unwrap();
         assert_eq!((c.mtu, c.listen), (1400, "10.0.0.1:4789".parse().unwrap()));
         assert_eq!(c.props["vxlan/listen_port"], "4789");
     }
@@ -237,30 +298,71 @@ mod tests {
     fn errors_name_the_property() {
         let e = OverlayConfig::from_spec(&spec(&[]), None).unwrap_err();
         assert_eq!(e.to_string(), "unset required property: vxlan/listen_ip");
-        let e = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "10.0.0.1"), ("mtu", "9000")]), None).unwrap_err();
+        let e = OverlayConfig::from_spec(
+            &spec(&[("vxlan/listen_ip", "10.0.0.1"), ("mtu", "9000")]),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "mtu: '9000' is not in 576-8900");
-        let e = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "10.0.0.1"), ("vxlan/listen_port", "0")]), None).unwrap_err();
+        let e = OverlayConfig::from_spec(
+            &spec(&[("vxlan/listen_ip", "10.0.0.1"), ("vxlan/listen_port", "0")]),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("1-65535"));
         let e = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "nope")]), None).unwrap_err();
         assert!(e.to_string().starts_with("vxlan/listen_ip: 'nope'"));
-        let e = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "10.0.0.1"), ("direct/dest_ip", "1.2.3.4")]), None).unwrap_err();
+        let e = OverlayConfig::from_spec(
+            &spec(&[
+                ("vxlan/listen_ip", "10.0.0.1"),
+                ("direct/dest_ip", "1.2.3.4"),
+            ]),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e, PropError::Unknown("direct/dest_ip".into()));
-        let e = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "10.0.0.1")]), Some(&files_plugin())).unwrap_err();
+        let e = OverlayConfig::from_spec(
+            &spec(&[("vxlan/listen_ip", "10.0.0.1")]),
+            Some(&files_plugin()),
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "unset required property: files/config");
         let mut s = spec(&[("vxlan/listen_ip", "10.0.0.1")]);
         s.vnetid = 1 << 24;
-        assert!(OverlayConfig::from_spec(&s, None).unwrap_err().to_string().contains("0-16777215"));
+        assert!(OverlayConfig::from_spec(&s, None)
+            .unwrap_err()
+            .to_string()
+            .contains("0-16777215"));
         s.vnetid = 1;
         s.name = "this-name-is-too-long".into();
-        assert!(matches!(OverlayConfig::from_spec(&s, None), Err(PropError::Name(_))));
+        assert!(matches!(
+            OverlayConfig::from_spec(&s, None),
+            Err(PropError::Name(_))
+        ));
     }
 
     #[test]
     fn rows_cover_kernel_and_plugin() {
-        let c = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "fd00::1"), ("files/config", "/x")]), Some(&files_plugin())).unwrap();
+        let c = OverlayConfig::from_spec(
+            &spec(&[("vxlan/listen_ip", "fd00::1"), ("files/config", "/x")]),
+            Some(&files_plugin()),
+        )
+        .unwrap();
         let rows = c.prop_rows(7, Some(&files_plugin()));
         let names: Vec<_> = rows.iter().map(|r| r.property.as_str()).collect();
-        assert_eq!(names, ["encap", "mtu", "search", "varpd/id", "vnetid", "vxlan/listen_ip", "vxlan/listen_port", "files/config"]);
+        assert_eq!(
+            names,
+            [
+                "encap",
+                "mtu",
+                "search",
+                "varpd/id",
+                "vnetid",
+                "vxlan/listen_ip",
+                "vxlan/listen_port",
+                "files/config"
+            ]
+        );
         assert_eq!(rows[3].value.as_deref(), Some("7"));
         assert_eq!(rows[7].value.as_deref(), Some("/x"));
         assert!(rows[7].required);

@@ -45,7 +45,11 @@ impl Counters {
 
     /// Non-zero drop counters by reason name.
     pub fn drop_map(&self) -> BTreeMap<String, u64> {
-        DropReason::ALL.iter().filter(|r| self.drops(**r) > 0).map(|r| (r.as_str().to_string(), self.drops(*r))).collect()
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.drops(**r) > 0)
+            .map(|r| (r.as_str().to_string(), self.drops(*r)))
+            .collect()
     }
 
     /// The overlay snapshot form.
@@ -68,7 +72,11 @@ impl Counters {
 
     /// The mux snapshot form.
     pub fn mux_stats(&self, listen: std::net::SocketAddr) -> MuxStats {
-        MuxStats { listen: Some(listen), rx_datagrams: self.rx_frames, drops: self.drop_map() }
+        MuxStats {
+            listen: Some(listen),
+            rx_datagrams: self.rx_frames,
+            drops: self.drop_map(),
+        }
     }
 }
 

@@ -162,13 +162,20 @@ impl TargetTable {
     /// answer for an entry flushed or set meanwhile is stale and ignored);
     /// the queued frames are released to the caller.
     pub fn answer(&mut self, mac: Mac, answer: Answer, now: Instant) -> Option<Released> {
-        let Some(Entry::Pending(_)) = self.entries.get(&mac) else { return None };
+        let Some(Entry::Pending(_)) = self.entries.get(&mac) else {
+            return None;
+        };
         let new = match answer {
             Answer::Dest(a) => Entry::Valid(a),
-            Answer::Drop => Entry::Drop { until: Some(now + NEGATIVE_TTL) },
+            Answer::Drop => Entry::Drop {
+                until: Some(now + NEGATIVE_TTL),
+            },
         };
         match self.entries.insert(mac, new) {
-            Some(Entry::Pending(p)) => Some(Released { dest: answer_dest(answer), frames: p.queue }),
+            Some(Entry::Pending(p)) => Some(Released {
+                dest: answer_dest(answer),
+                frames: p.queue,
+            }),
             _ => None,
         }
     }
@@ -179,10 +186,15 @@ impl TargetTable {
         let (new, d) = match dest {
             TargetDest::Valid(a) => (Entry::Valid(a), Some(a)),
             TargetDest::Drop => (Entry::Drop { until: None }, None),
-            TargetDest::Pending => return Err("an entry cannot be set to pending; remove it instead"),
+            TargetDest::Pending => {
+                return Err("an entry cannot be set to pending; remove it instead")
+            }
         };
         Ok(match self.entries.insert(mac, new) {
-            Some(Entry::Pending(p)) => Some(Released { dest: d, frames: p.queue }),
+            Some(Entry::Pending(p)) => Some(Released {
+                dest: d,
+                frames: p.queue,
+            }),
             _ => None,
         })
     }
@@ -212,7 +224,17 @@ impl TargetTable {
 
     /// Removes every entry; returns the number of queued frames discarded.
     pub fn flush(&mut self) -> usize {
-        let n = self.entries.values().map(|e| if let Entry::Pending(p) = e { p.queue.len() } else { 0 }).sum();
+        let n = self
+            .entries
+            .values()
+            .map(|e| {
+                if let Entry::Pending(p) = e {
+                    p.queue.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
         self.entries.clear();
         n
     }
@@ -279,9 +301,15 @@ mod tests {
         assert!(t.to_ask(None).is_empty());
         let r = t.answer(mac(1), Answer::Dest(addr(2)), now).unwrap();
         assert_eq!(r.dest, Some(addr(2)));
-        assert_eq!(r.frames.iter().map(|f| &f[..]).collect::<Vec<_>>(), [&b"one"[..], b"two"]);
+        assert_eq!(
+            r.frames.iter().map(|f| &f[..]).collect::<Vec<_>>(),
+            [&b"one"[..], b"two"]
+        );
         assert_eq!(t.tx(mac(1), b"three", now), TxDecision::Send(addr(2)));
-        assert!(t.answer(mac(1), Answer::Drop, now).is_none(), "answers only apply to pending entries");
+        assert!(
+            t.answer(mac(1), Answer::Drop, now).is_none(),
+            "answers only apply to pending entries"
+        );
     }
 
     #[test]
@@ -291,10 +319,19 @@ mod tests {
         t.tx(mac(1), b"x", now);
         let r = t.answer(mac(1), Answer::Drop, now).unwrap();
         assert_eq!((r.dest, r.frames.len()), (None, 1));
-        assert_eq!(t.tx(mac(1), b"x", now), TxDecision::Drop(DropReason::TargetDrop));
-        assert_eq!(t.tx(mac(1), b"x", now + NEGATIVE_TTL), TxDecision::Queued { ask: true });
+        assert_eq!(
+            t.tx(mac(1), b"x", now),
+            TxDecision::Drop(DropReason::TargetDrop)
+        );
+        assert_eq!(
+            t.tx(mac(1), b"x", now + NEGATIVE_TTL),
+            TxDecision::Queued { ask: true }
+        );
         t.set(mac(2), TargetDest::Drop).unwrap();
-        assert_eq!(t.tx(mac(2), b"x", now + NEGATIVE_TTL * 100), TxDecision::Drop(DropReason::TargetDrop));
+        assert_eq!(
+            t.tx(mac(2), b"x", now + NEGATIVE_TTL * 100),
+            TxDecision::Drop(DropReason::TargetDrop)
+        );
         assert!(t.set(mac(3), TargetDest::Pending).is_err());
     }
 
@@ -305,9 +342,15 @@ mod tests {
         let f = vec![0u8; 1500];
         let fits = QUEUE_LIMIT / f.len();
         for i in 0..fits {
-            assert!(matches!(t.tx(mac(1), &f, now), TxDecision::Queued { .. }), "frame {i}");
+            assert!(
+                matches!(t.tx(mac(1), &f, now), TxDecision::Queued { .. }),
+                "frame {i}"
+            );
         }
-        assert_eq!(t.tx(mac(1), &f, now), TxDecision::Drop(DropReason::QueueOverflow));
+        assert_eq!(
+            t.tx(mac(1), &f, now),
+            TxDecision::Drop(DropReason::QueueOverflow)
+        );
         assert_eq!(t.flush(), fits);
         assert!(t.is_empty());
     }

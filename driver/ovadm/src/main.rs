@@ -1,1 +1,45 @@
-fn main() {}
+//! # ovadm: the operator's CLI for overlays
+//!
+//! Theory statement. `ovadm` is illumos' `dladm` overlay subcommands
+//! (`create-overlay`, `delete-overlay`, `modify-overlay`, `show-overlay`)
+//! rebuilt over overlayd's control socket, plus `show-stats` for the
+//! counters. It holds no state and links only `overlay-api`: each run is one
+//! request to `RUN_DIR/overlayd.sock` and one reply.
+//!
+//! Data flows in three steps, one module each:
+//!
+//! 1. [`cli`]: clap parses the arguments and they are resolved into an
+//!    [`cli::Invocation`] — the [`overlay_api::proto::Request`] to send and
+//!    how to print its answer. `-p` properties are split and merged, `-s`
+//!    target entries parsed, `-o` fields checked against the chosen table.
+//! 2. [`commands`]: connects, sends the request, matches the reply.
+//! 3. [`output`]: turns rows into dladm-style columns, `-p` parseable lines
+//!    or one line of JSON (pure functions).
+//!
+//! Failure: a usage error prints clap's message and exits 2, before anything
+//! is sent. A failed operation — overlayd not reachable, an error reply, a
+//! reply of the wrong kind — prints `ovadm: <message>` and exits 1; overlayd's
+//! messages already name the overlay or property, so they are printed as
+//! they come. A warning attached to a success is printed as
+//! `ovadm: warning: <message>` and the exit status stays 0.
+
+pub mod cli;
+pub mod commands;
+pub mod output;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let inv = match cli::parse(std::env::args_os()) {
+        Ok(inv) => inv,
+        // Prints help/version to stdout (exit 0) or the usage error to stderr (exit 2).
+        Err(e) => e.exit(),
+    };
+    match commands::run(&inv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ovadm: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

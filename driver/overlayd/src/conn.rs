@@ -27,7 +27,13 @@ pub struct Conn {
 impl Conn {
     /// Wraps a connected stream.
     pub fn new(stream: UnixStream) -> Conn {
-        Conn { stream, rbuf: Vec::new(), wbuf: Vec::new(), lines: VecDeque::new(), eof: false }
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            lines: VecDeque::new(),
+            eof: false,
+        }
     }
 
     /// Reads all that is available, splitting out complete lines. Returns an
@@ -51,7 +57,10 @@ impl Conn {
                     }
                     if self.rbuf.len() > overlay_api::MAX_MESSAGE {
                         self.rbuf.clear();
-                        return Err(format!("message longer than {} bytes", overlay_api::MAX_MESSAGE));
+                        return Err(format!(
+                            "message longer than {} bytes",
+                            overlay_api::MAX_MESSAGE
+                        ));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -85,6 +94,7 @@ impl Conn {
             match self.stream.write(&self.wbuf) {
                 Ok(0) => {
                     self.eof = true;
+                    self.wbuf.clear();
                     return;
                 }
                 Ok(n) => {
@@ -93,7 +103,9 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
+                    // The peer is gone: what it did not read is lost with it.
                     self.eof = true;
+                    self.wbuf.clear();
                     return;
                 }
             }

@@ -15,13 +15,18 @@ use crate::tap::Tap;
 use mio::unix::SourceFd;
 use mio::Interest;
 use overlay_api::proto::{Reply, Request};
-use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, OverlaySpec, PropRow, StatsSnapshot, StatusRow, TargetDest, TargetRow};
+use overlay_api::{
+    ApiError, DestMode, DropReason, ErrorKind, OverlaySpec, PropRow, StatsSnapshot, StatusRow,
+    TargetDest, TargetRow,
+};
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use std::os::fd::AsRawFd;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Reply {
-    Reply::Error { error: ApiError::new(kind, msg) }
+    Reply::Error {
+        error: ApiError::new(kind, msg),
+    }
 }
 
 fn ok() -> Reply {
@@ -43,12 +48,27 @@ impl Daemon {
     pub(crate) fn handle_line(&mut self, conn: u64, line: &[u8]) {
         let req: Request = match serde_json::from_slice(line) {
             Ok(r) => r,
-            Err(e) => return self.reply(conn, &err(ErrorKind::BadRequest, format!("malformed request: {e}"))),
+            Err(e) => {
+                return self.reply(
+                    conn,
+                    &err(ErrorKind::BadRequest, format!("malformed request: {e}")),
+                )
+            }
         };
         let reply = match req {
-            Request::VarpdHello { version, pid, plugins } => {
+            Request::VarpdHello {
+                version,
+                pid,
+                plugins,
+            } => {
                 if version != overlay_api::PROTOCOL_VERSION {
-                    err(ErrorKind::BadRequest, format!("varpd speaks protocol {version}, overlayd speaks {}", overlay_api::PROTOCOL_VERSION))
+                    err(
+                        ErrorKind::BadRequest,
+                        format!(
+                            "varpd speaks protocol {version}, overlayd speaks {}",
+                            overlay_api::PROTOCOL_VERSION
+                        ),
+                    )
                 } else {
                     return self.link_up(conn, pid, plugins);
                 }
@@ -59,9 +79,18 @@ impl Daemon {
                 Err(r) => r,
             },
             Request::DeleteOverlay { name } => self.delete(&name),
-            Request::ShowProps { name } => self.with_overlays(name.as_deref(), |d, ov| d.props(ov)).map(|rows| Reply::Props { rows }).unwrap_or_else(|e| e),
-            Request::ShowStatus { name } => self.with_overlays(name.as_deref(), |d, ov| d.status(ov)).map(|rows| Reply::Status { rows }).unwrap_or_else(|e| e),
-            Request::ShowTargets { name } => self.with_overlays(name.as_deref(), |d, ov| d.targets(ov)).map(|rows| Reply::Targets { rows }).unwrap_or_else(|e| e),
+            Request::ShowProps { name } => self
+                .with_overlays(name.as_deref(), |d, ov| d.props(ov))
+                .map(|rows| Reply::Props { rows })
+                .unwrap_or_else(|e| e),
+            Request::ShowStatus { name } => self
+                .with_overlays(name.as_deref(), |d, ov| d.status(ov))
+                .map(|rows| Reply::Status { rows })
+                .unwrap_or_else(|e| e),
+            Request::ShowTargets { name } => self
+                .with_overlays(name.as_deref(), |d, ov| d.targets(ov))
+                .map(|rows| Reply::Targets { rows })
+                .unwrap_or_else(|e| e),
             Request::Stats { name } => self.stats(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
@@ -69,7 +98,10 @@ impl Daemon {
                 Ok(oid) => {
                     let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
                     match ov.table.remove(mac) {
-                        None => err(ErrorKind::NotFound, format!("overlay {name} has no target entry for {mac}")),
+                        None => err(
+                            ErrorKind::NotFound,
+                            format!("overlay {name} has no target entry for {mac}"),
+                        ),
                         Some(n) => {
                             ov.counters.drop(DropReason::Flushed, n as u64);
                             ok()
@@ -92,7 +124,10 @@ impl Daemon {
     }
 
     fn lookup_name(&self, name: &str) -> Result<u64, Reply> {
-        self.by_name.get(name).copied().ok_or_else(|| err(ErrorKind::NotFound, format!("no such overlay: {name}")))
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("no such overlay: {name}")))
     }
 
     /// The overlay, which must use the target table (dynamic mode).
@@ -104,17 +139,27 @@ impl Daemon {
         Ok(oid)
     }
 
-    fn with_overlays<T>(&self, name: Option<&str>, f: impl Fn(&Daemon, &Overlay) -> Vec<T>) -> Result<Vec<T>, Reply> {
+    fn with_overlays<T>(
+        &self,
+        name: Option<&str>,
+        f: impl Fn(&Daemon, &Overlay) -> Vec<T>,
+    ) -> Result<Vec<T>, Reply> {
         let mut oids: Vec<u64> = match name {
             Some(n) => vec![self.lookup_name(n)?],
             None => self.overlays.keys().copied().collect(),
         };
         oids.sort_by(|a, b| self.overlays[a].cfg.name.cmp(&self.overlays[b].cfg.name));
-        Ok(oids.iter().flat_map(|o| f(self, &self.overlays[o])).collect())
+        Ok(oids
+            .iter()
+            .flat_map(|o| f(self, &self.overlays[o]))
+            .collect())
     }
 
     fn plugin_props(&self, search: &str) -> Option<&[overlay_api::PropSpec]> {
-        self.plugins.iter().find(|p| p.name == search).map(|p| p.props.as_slice())
+        self.plugins
+            .iter()
+            .find(|p| p.name == search)
+            .map(|p| p.props.as_slice())
     }
 
     fn props(&self, ov: &Overlay) -> Vec<PropRow> {
@@ -123,22 +168,52 @@ impl Daemon {
 
     fn status(&self, ov: &Overlay) -> Vec<StatusRow> {
         let (status, details) = ov.status(self.link.is_some());
-        vec![StatusRow { link: ov.cfg.name.clone(), status, details }]
+        vec![StatusRow {
+            link: ov.cfg.name.clone(),
+            status,
+            details,
+        }]
     }
 
     fn targets(&self, ov: &Overlay) -> Vec<TargetRow> {
-        ov.table.dump().into_iter().map(|(target, destination)| TargetRow { link: ov.cfg.name.clone(), target, destination }).collect()
+        ov.table
+            .dump()
+            .into_iter()
+            .map(|(target, destination)| TargetRow {
+                link: ov.cfg.name.clone(),
+                target,
+                destination,
+            })
+            .collect()
     }
 
     fn stats(&self, name: Option<&str>) -> Reply {
-        let overlays = match self.with_overlays(name, |_, ov| vec![ov.counters.overlay_stats(&ov.cfg.name, ov.cfg.vnetid, ov.table.len() as u64)]) {
+        let overlays = match self.with_overlays(name, |_, ov| {
+            vec![ov
+                .counters
+                .overlay_stats(&ov.cfg.name, ov.cfg.vnetid, ov.table.len() as u64)]
+        }) {
             Ok(v) => v,
             Err(e) => return e,
         };
-        let mut muxes: Vec<_> = self.muxes.values().map(|m| m.counters.mux_stats(m.listen)).collect();
+        let mut muxes: Vec<_> = self
+            .muxes
+            .values()
+            .map(|m| m.counters.mux_stats(m.listen))
+            .collect();
         muxes.sort_by_key(|m| m.listen);
-        let time_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        Reply::Stats { snapshot: StatsSnapshot { time_ns, varpd_linked: self.link.is_some(), overlays, muxes } }
+        let time_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Reply::Stats {
+            snapshot: StatsSnapshot {
+                time_ns,
+                varpd_linked: self.link.is_some(),
+                overlays,
+                muxes,
+            },
+        }
     }
 
     fn set_target(&mut self, name: &str, mac: overlay_api::Mac, dest: TargetDest) -> Reply {
@@ -147,7 +222,10 @@ impl Daemon {
             Err(e) => return e,
         };
         if mac.is_multicast() {
-            return err(ErrorKind::BadRequest, format!("{mac} is a group address; target entries are for unicast VL2 MACs"));
+            return err(
+                ErrorKind::BadRequest,
+                format!("{mac} is a group address; target entries are for unicast VL2 MACs"),
+            );
         }
         let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
         match ov.table.set(mac, dest) {
@@ -164,14 +242,32 @@ impl Daemon {
     /// Creates an overlay; `Ok(None)` when the reply waits for varpd.
     fn create(&mut self, conn: u64, spec: &OverlaySpec) -> Result<Option<Reply>, Reply> {
         let linked = self.link.is_some();
-        let plugin = self.link.as_ref().and_then(|l| l.plugins.iter().find(|p| p.name == spec.search));
+        let plugin = self
+            .link
+            .as_ref()
+            .and_then(|l| l.plugins.iter().find(|p| p.name == spec.search));
         if linked && plugin.is_none() {
-            let have: Vec<_> = self.link.as_ref().map(|l| l.plugins.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
-            return Err(err(ErrorKind::Property, format!("unknown search plugin '{}' (varpd has: {})", spec.search, have.join(", "))));
+            let have: Vec<_> = self
+                .link
+                .as_ref()
+                .map(|l| l.plugins.iter().map(|p| p.name.clone()).collect())
+                .unwrap_or_default();
+            return Err(err(
+                ErrorKind::Property,
+                format!(
+                    "unknown search plugin '{}' (varpd has: {})",
+                    spec.search,
+                    have.join(", ")
+                ),
+            ));
         }
-        let cfg = OverlayConfig::from_spec(spec, plugin.map(|p| p.props.as_slice())).map_err(|e| err(ErrorKind::Property, e.to_string()))?;
+        let cfg = OverlayConfig::from_spec(spec, plugin.map(|p| p.props.as_slice()))
+            .map_err(|e| err(ErrorKind::Property, e.to_string()))?;
         if self.by_name.contains_key(&cfg.name) {
-            return Err(err(ErrorKind::Exists, format!("overlay {} already exists", cfg.name)));
+            return Err(err(
+                ErrorKind::Exists,
+                format!("overlay {} already exists", cfg.name),
+            ));
         }
         let oid = self.next_id();
         // The mux: join the one on this address, or open it.
@@ -179,16 +275,30 @@ impl Daemon {
             Some(m) => (*m, None),
             None => {
                 let mut m = Mux::bind(cfg.listen).map_err(|e| {
-                    err(ErrorKind::System, format!("cannot listen on {} (vxlan/listen_ip, vxlan/listen_port): {e}", cfg.listen))
+                    err(
+                        ErrorKind::System,
+                        format!(
+                            "cannot listen on {} (vxlan/listen_ip, vxlan/listen_port): {e}",
+                            cfg.listen
+                        ),
+                    )
                 })?;
                 let mid = self.next_id();
-                self.poll.registry().register(&mut m.sock, token(KIND_MUX, mid), Interest::READABLE).map_err(|e| err(ErrorKind::System, e.to_string()))?;
+                self.poll
+                    .registry()
+                    .register(&mut m.sock, token(KIND_MUX, mid), Interest::READABLE)
+                    .map_err(|e| err(ErrorKind::System, e.to_string()))?;
                 (mid, Some(m))
             }
         };
         let joined = match &new_mux {
             Some(_) => Ok(()),
-            None => self.muxes.get_mut(&mid).expect("mux_by_addr is in sync").table.join(cfg.listen, cfg.vnetid, oid, &cfg.name),
+            None => self
+                .muxes
+                .get_mut(&mid)
+                .expect("mux_by_addr is in sync")
+                .table
+                .join(cfg.listen, cfg.vnetid, oid, &cfg.name),
         };
         let undo_mux = |d: &mut Daemon, m: Option<Mux>| {
             if let Some(mut m) = m {
@@ -203,22 +313,45 @@ impl Daemon {
             Ok(t) => t,
             Err(e) => {
                 if new_mux.is_none() {
-                    self.muxes.get_mut(&mid).expect("in sync").table.leave(cfg.vnetid);
+                    self.muxes
+                        .get_mut(&mid)
+                        .expect("in sync")
+                        .table
+                        .leave(cfg.vnetid);
                 }
                 undo_mux(self, new_mux);
-                return Err(err(ErrorKind::System, format!("cannot create TAP device {}: {e}", cfg.name)));
+                return Err(err(
+                    ErrorKind::System,
+                    format!("cannot create TAP device {}: {e}", cfg.name),
+                ));
             }
         };
-        if let Err(e) = self.poll.registry().register(&mut SourceFd(&tap.as_raw_fd()), token(KIND_TAP, oid), Interest::READABLE) {
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&tap.as_raw_fd()),
+            token(KIND_TAP, oid),
+            Interest::READABLE,
+        ) {
             undo_mux(self, new_mux);
-            return Err(err(ErrorKind::System, format!("cannot watch TAP device {}: {e}", cfg.name)));
+            return Err(err(
+                ErrorKind::System,
+                format!("cannot watch TAP device {}: {e}", cfg.name),
+            ));
         }
         if let Some(mut m) = new_mux {
-            m.table.join(cfg.listen, cfg.vnetid, oid, &cfg.name).expect("a new mux has no VNI yet");
+            m.table
+                .join(cfg.listen, cfg.vnetid, oid, &cfg.name)
+                .expect("a new mux has no VNI yet");
             self.mux_by_addr.insert(cfg.listen, mid);
             self.muxes.insert(mid, m);
         }
-        log::info!("{}: created (vnetid {}, {} on {}, search {})", cfg.name, cfg.vnetid, cfg.encap, cfg.listen, cfg.search);
+        log::info!(
+            "{}: created (vnetid {}, {} on {}, search {})",
+            cfg.name,
+            cfg.vnetid,
+            cfg.encap,
+            cfg.listen,
+            cfg.search
+        );
         self.by_name.insert(cfg.name.clone(), oid);
         self.overlays.insert(
             oid,
@@ -239,7 +372,11 @@ impl Daemon {
             return Ok(Some(Reply::Ok { warning: Some("varpd is not running: the overlay is DEGRADED until varpd connects and configures its search plugin".into()) }));
         }
         self.send_instance(oid);
-        self.parked.push(Parked { conn, oid, deadline: Instant::now() + CREATE_WAIT });
+        self.parked.push(Parked {
+            conn,
+            oid,
+            deadline: Instant::now() + CREATE_WAIT,
+        });
         Ok(None)
     }
 
@@ -256,9 +393,14 @@ impl Daemon {
 
     /// Tears an overlay down: TAP device, mux membership, varpd instance.
     pub(crate) fn remove_overlay(&mut self, oid: u64) {
-        let Some(ov) = self.overlays.remove(&oid) else { return };
+        let Some(ov) = self.overlays.remove(&oid) else {
+            return;
+        };
         self.by_name.remove(&ov.cfg.name);
-        let _ = self.poll.registry().deregister(&mut SourceFd(&ov.tap.as_raw_fd()));
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&ov.tap.as_raw_fd()));
         if let Some(m) = self.muxes.get_mut(&ov.mux) {
             m.table.leave(ov.cfg.vnetid);
             if m.table.is_empty() {
@@ -269,7 +411,8 @@ impl Daemon {
         }
         self.lookups.retain(|_, c| c.oid != oid);
         if let Some(link) = self.link.as_mut() {
-            link.conn.send(&overlay_api::proto::DriverMsg::InstanceDelete { oid });
+            link.conn
+                .send(&overlay_api::proto::DriverMsg::InstanceDelete { oid });
         }
         // Dropping `ov` closes the TAP descriptor, which removes the device.
     }

@@ -93,18 +93,22 @@ pub struct Daemon {
 impl Daemon {
     /// Binds the control socket in `run_dir` (mode 0600).
     pub fn new(run_dir: &Path) -> anyhow::Result<Daemon> {
-        std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
         let sock_path = run_dir.join(overlay_api::OVERLAYD_SOCKET);
         if sock_path.exists() {
             if std::os::unix::net::UnixStream::connect(&sock_path).is_ok() {
                 bail!("another overlayd is serving {}", sock_path.display());
             }
-            std::fs::remove_file(&sock_path).with_context(|| format!("cannot remove stale socket {}", sock_path.display()))?;
+            std::fs::remove_file(&sock_path)
+                .with_context(|| format!("cannot remove stale socket {}", sock_path.display()))?;
         }
-        let mut listener = UnixListener::bind(&sock_path).with_context(|| format!("cannot bind {}", sock_path.display()))?;
+        let mut listener = UnixListener::bind(&sock_path)
+            .with_context(|| format!("cannot bind {}", sock_path.display()))?;
         std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, token(KIND_LISTENER, 0), Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, token(KIND_LISTENER, 0), Interest::READABLE)?;
         let shutdown = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
@@ -172,7 +176,11 @@ impl Daemon {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     let id = self.next_id();
-                    if let Err(e) = self.poll.registry().register(&mut stream, token(KIND_CONN, id), Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token(KIND_CONN, id),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         log::warn!("cannot register control connection: {e}");
                         continue;
                     }
@@ -192,10 +200,14 @@ impl Daemon {
             self.link_event();
             return;
         }
-        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
         conn.flush();
         if let Err(e) = conn.fill() {
-            let reply = overlay_api::proto::Reply::Error { error: overlay_api::ApiError::new(overlay_api::ErrorKind::BadRequest, e) };
+            let reply = overlay_api::proto::Reply::Error {
+                error: overlay_api::ApiError::new(overlay_api::ErrorKind::BadRequest, e),
+            };
             conn.send(&reply);
             conn.eof = true;
         }
@@ -205,15 +217,21 @@ impl Daemon {
     /// Handles the queued lines of client `id`, unless it waits for varpd.
     pub(crate) fn serve(&mut self, id: u64) {
         loop {
-            if self.parked.iter().any(|p| p.conn == id) || self.link.as_ref().is_some_and(|l| l.id == id) {
+            if self.parked.iter().any(|p| p.conn == id)
+                || self.link.as_ref().is_some_and(|l| l.id == id)
+            {
                 return;
             }
-            let Some(conn) = self.conns.get_mut(&id) else { return };
-            let Some(line) = conn.lines.pop_front() else { break };
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let Some(line) = conn.lines.pop_front() else {
+                break;
+            };
             self.handle_line(id, &line);
         }
         if let Some(conn) = self.conns.get_mut(&id) {
-            if conn.eof && conn.drained() || conn.eof && conn.lines.is_empty() {
+            if conn.eof && conn.lines.is_empty() && conn.drained() {
                 self.close_conn(id);
             }
         }
@@ -228,7 +246,9 @@ impl Daemon {
 
     fn tick(&mut self, now: Instant) {
         let expired: Vec<Parked> = {
-            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked).into_iter().partition(|p| p.deadline <= now);
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|p| p.deadline <= now);
             self.parked = keep;
             gone
         };

@@ -29,7 +29,9 @@ const BCAST_INFLIGHT_MAX: u32 = 256;
 pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dest: SocketAddr) {
     let frame_len = pkt.len() - HEADROOM;
     let hash = eth::flow_hash(&pkt[HEADROOM..]);
-    let hdr: &mut [u8; HEADROOM] = (&mut pkt[..HEADROOM]).try_into().expect("headroom is a VXLAN header");
+    let hdr: &mut [u8; HEADROOM] = (&mut pkt[..HEADROOM])
+        .try_into()
+        .expect("headroom is a VXLAN header");
     vxlan::emit(ov.cfg.vnetid, hdr);
     match mux.sender(hash).send_to(pkt, dest) {
         Ok(_) => {
@@ -54,7 +56,9 @@ impl Daemon {
     /// Reads every frame the TAP device of overlay `oid` has.
     pub(crate) fn tap_readable(&mut self, oid: u64) {
         loop {
-            let Some(ov) = self.overlays.get(&oid) else { return };
+            let Some(ov) = self.overlays.get(&oid) else {
+                return;
+            };
             let n = match ov.tap.read(&mut self.buf[HEADROOM..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -70,8 +74,12 @@ impl Daemon {
 
     fn tx_frame(&mut self, oid: u64, n: usize) {
         let now = Instant::now();
-        let Some(ov) = self.overlays.get_mut(&oid) else { return };
-        let Some(mux) = self.muxes.get(&ov.mux) else { return };
+        let Some(ov) = self.overlays.get_mut(&oid) else {
+            return;
+        };
+        let Some(mux) = self.muxes.get(&ov.mux) else {
+            return;
+        };
         let pkt = &mut self.buf[..HEADROOM + n];
         let Some(info) = eth::classify(&pkt[HEADROOM..]) else {
             ov.counters.drop(DropReason::RuntFrame, 1);
@@ -99,13 +107,26 @@ impl Daemon {
             self.next_lookup += 1;
             let id = self.next_lookup;
             let frame: Box<[u8]> = pkt[HEADROOM..].into();
-            let msg = DriverMsg::Lookup { id, oid, src: info.src, dst: info.dst, frame: Some(frame.to_vec()) };
+            let msg = DriverMsg::Lookup {
+                id,
+                oid,
+                src: info.src,
+                dst: info.dst,
+                frame: Some(frame.to_vec()),
+            };
             if !link.conn.send(&msg) {
                 return ov.counters.drop(DropReason::VarpdBusy, 1);
             }
             ov.counters.lookups += 1;
             ov.bcast_inflight += 1;
-            self.lookups.insert(id, LookupCtx { oid, mac: info.dst, frame: Some(frame) });
+            self.lookups.insert(
+                id,
+                LookupCtx {
+                    oid,
+                    mac: info.dst,
+                    frame: Some(frame),
+                },
+            );
             return;
         }
         match ov.table.tx(info.dst, &pkt[HEADROOM..], now) {
@@ -117,10 +138,23 @@ impl Daemon {
                     if let Some(link) = self.link.as_mut() {
                         self.next_lookup += 1;
                         let id = self.next_lookup;
-                        if link.conn.send(&DriverMsg::Lookup { id, oid, src: info.src, dst: info.dst, frame: None }) {
+                        if link.conn.send(&DriverMsg::Lookup {
+                            id,
+                            oid,
+                            src: info.src,
+                            dst: info.dst,
+                            frame: None,
+                        }) {
                             ov.counters.lookups += 1;
                             ov.table.asked(info.dst, now);
-                            self.lookups.insert(id, LookupCtx { oid, mac: info.dst, frame: None });
+                            self.lookups.insert(
+                                id,
+                                LookupCtx {
+                                    oid,
+                                    mac: info.dst,
+                                    frame: None,
+                                },
+                            );
                         }
                     }
                 }
@@ -131,7 +165,9 @@ impl Daemon {
     /// Receives every datagram mux `mid` has.
     pub(crate) fn mux_readable(&mut self, mid: u64) {
         loop {
-            let Some(mux) = self.muxes.get_mut(&mid) else { return };
+            let Some(mux) = self.muxes.get_mut(&mid) else {
+                return;
+            };
             let n = match mux.sock.recv_from(&mut self.buf) {
                 Ok((n, _from)) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -154,7 +190,11 @@ impl Daemon {
                     continue;
                 }
             };
-            let Some(ov) = mux.table.demux(p.vni).and_then(|oid| self.overlays.get_mut(&oid)) else {
+            let Some(ov) = mux
+                .table
+                .demux(p.vni)
+                .and_then(|oid| self.overlays.get_mut(&oid))
+            else {
                 mux.counters.drop(DropReason::UnknownVni, 1);
                 continue;
             };

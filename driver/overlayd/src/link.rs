@@ -19,16 +19,30 @@ use std::time::Instant;
 impl Daemon {
     /// Client `id` said hello: it becomes the varpd link.
     pub(crate) fn link_up(&mut self, id: u64, pid: u32, plugins: Vec<PluginInfo>) {
-        let Some(mut conn) = self.conns.remove(&id) else { return };
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
         if self.link.is_some() {
             log::warn!("a new varpd (pid {pid}) replaces the linked one");
             self.link_down();
         }
-        log::info!("varpd linked (pid {pid}, plugins: {})", plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+        log::info!(
+            "varpd linked (pid {pid}, plugins: {})",
+            plugins
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         conn.send(&Reply::Linked);
         self.plugins = plugins.clone();
         let lines = std::mem::take(&mut conn.lines);
-        self.link = Some(Link { id, conn, pid, plugins });
+        self.link = Some(Link {
+            id,
+            conn,
+            pid,
+            plugins,
+        });
         let mut oids: Vec<u64> = self.overlays.keys().copied().collect();
         oids.sort_unstable();
         for oid in oids {
@@ -42,9 +56,14 @@ impl Daemon {
 
     /// The link is gone (EOF, error, or replaced).
     pub(crate) fn link_down(&mut self) {
-        let Some(mut link) = self.link.take() else { return };
+        let Some(mut link) = self.link.take() else {
+            return;
+        };
         let _ = self.poll.registry().deregister(&mut link.conn.stream);
-        log::warn!("varpd (pid {}) disconnected; known destinations keep forwarding", link.pid);
+        log::warn!(
+            "varpd (pid {}) disconnected; known destinations keep forwarding",
+            link.pid
+        );
         for (_, ctx) in self.lookups.drain() {
             if let (Some(_), Some(ov)) = (&ctx.frame, self.overlays.get_mut(&ctx.oid)) {
                 ov.counters.drop(DropReason::VarpdUnavailable, 1);
@@ -64,32 +83,58 @@ impl Daemon {
 
     /// Sends the instance configuration of overlay `oid` to varpd.
     pub(crate) fn send_instance(&mut self, oid: u64) {
-        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else { return };
-        let msg = DriverMsg::Instance { oid, overlay: ov.cfg.name.clone(), vnetid: ov.cfg.vnetid, search: ov.cfg.search.clone(), props: ov.cfg.props.clone() };
+        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else {
+            return;
+        };
+        let msg = DriverMsg::Instance {
+            oid,
+            overlay: ov.cfg.name.clone(),
+            vnetid: ov.cfg.vnetid,
+            search: ov.cfg.search.clone(),
+            props: ov.cfg.props.clone(),
+        };
         link.conn.send(&msg);
     }
 
     /// Asks varpd for every pending entry never asked, or asked before `stale`.
     pub(crate) fn ask_pending(&mut self, stale: Option<Instant>, now: Instant) {
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         for (oid, ov) in self.overlays.iter_mut() {
             for mac in ov.table.to_ask(stale) {
-                self.lookups.retain(|_, c| !(c.oid == *oid && c.mac == mac && c.frame.is_none()));
+                self.lookups
+                    .retain(|_, c| !(c.oid == *oid && c.mac == mac && c.frame.is_none()));
                 self.next_lookup += 1;
                 let id = self.next_lookup;
                 let src = Mac::default();
-                if !link.conn.send(&DriverMsg::Lookup { id, oid: *oid, src, dst: mac, frame: None }) {
+                if !link.conn.send(&DriverMsg::Lookup {
+                    id,
+                    oid: *oid,
+                    src,
+                    dst: mac,
+                    frame: None,
+                }) {
                     return;
                 }
                 ov.counters.lookups += 1;
                 ov.table.asked(mac, now);
-                self.lookups.insert(id, crate::daemon::LookupCtx { oid: *oid, mac, frame: None });
+                self.lookups.insert(
+                    id,
+                    crate::daemon::LookupCtx {
+                        oid: *oid,
+                        mac,
+                        frame: None,
+                    },
+                );
             }
         }
     }
 
     pub(crate) fn link_event(&mut self) {
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         link.conn.flush();
         if let Err(e) = link.conn.fill() {
             log::warn!("varpd link: {e}; dropping the link");
@@ -115,26 +160,37 @@ impl Daemon {
         let now = Instant::now();
         match m {
             VarpdMsg::InstanceReady { oid, mode, point } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else { return };
+                let Some(ov) = self.overlays.get_mut(&oid) else {
+                    return;
+                };
                 if mode == DestMode::Point && point.is_none() {
                     ov.instance_error = Some("point-mode plugin gave no destination".into());
                 } else {
                     ov.mode = Some(mode);
                     ov.point = point;
                     ov.instance_error = None;
-                    log::info!("{}: search plugin {} ready ({mode:?}{})", ov.cfg.name, ov.cfg.search, point.map(|p| format!(" to {p}")).unwrap_or_default());
+                    log::info!(
+                        "{}: search plugin {} ready ({mode:?}{})",
+                        ov.cfg.name,
+                        ov.cfg.search,
+                        point.map(|p| format!(" to {p}")).unwrap_or_default()
+                    );
                 }
                 self.unpark(oid, None);
             }
             VarpdMsg::InstanceFailed { oid, error } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else { return };
+                let Some(ov) = self.overlays.get_mut(&oid) else {
+                    return;
+                };
                 log::warn!("{}: search plugin {}: {error}", ov.cfg.name, ov.cfg.search);
                 ov.instance_error = Some(error.clone());
                 self.unpark(oid, Some(error));
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
             VarpdMsg::Inject { oid, frame } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else { return };
+                let Some(ov) = self.overlays.get_mut(&oid) else {
+                    return;
+                };
                 match ov.tap.write(&frame) {
                     Ok(_) => ov.counters.injected += 1,
                     Err(e) => {
@@ -144,7 +200,9 @@ impl Daemon {
                 }
             }
             VarpdMsg::Invalidate { oid, mac } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else { return };
+                let Some(ov) = self.overlays.get_mut(&oid) else {
+                    return;
+                };
                 match mac {
                     Some(m) => {
                         ov.table.invalidate(m);
@@ -156,25 +214,37 @@ impl Daemon {
     }
 
     fn lookup_reply(&mut self, id: u64, oid: u64, result: LookupResult, now: Instant) {
-        let Some(ctx) = self.lookups.remove(&id) else { return };
+        let Some(ctx) = self.lookups.remove(&id) else {
+            return;
+        };
         if ctx.oid != oid {
             return;
         }
-        let Some(ov) = self.overlays.get_mut(&oid) else { return };
-        let Some(mux) = self.muxes.get(&ov.mux) else { return };
+        let Some(ov) = self.overlays.get_mut(&oid) else {
+            return;
+        };
+        let Some(mux) = self.muxes.get(&ov.mux) else {
+            return;
+        };
         if let Some(frame) = ctx.frame {
             ov.bcast_inflight = ov.bcast_inflight.saturating_sub(1);
             match result {
                 LookupResult::Handled => {}
                 LookupResult::Target { dest } => send_copy(ov, mux, &frame, dest),
-                LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => ov.counters.drop(DropReason::NotAnswered, 1),
+                LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => {
+                    ov.counters.drop(DropReason::NotAnswered, 1)
+                }
             }
             return;
         }
         let answer = match result {
             LookupResult::Target { dest } => Answer::Dest(dest),
             LookupResult::Drop { reason } => {
-                log::debug!("{}: lookup of {} answered drop: {reason}", ov.cfg.name, ctx.mac);
+                log::debug!(
+                    "{}: lookup of {} answered drop: {reason}",
+                    ov.cfg.name,
+                    ctx.mac
+                );
                 Answer::Drop
             }
             LookupResult::Handled | LookupResult::NotAnswered { .. } => Answer::Drop,
@@ -186,14 +256,28 @@ impl Daemon {
 
     /// Answers a create-overlay parked on instance `oid`.
     fn unpark(&mut self, oid: u64, error: Option<String>) {
-        let Some(i) = self.parked.iter().position(|p| p.oid == oid) else { return };
+        let Some(i) = self.parked.iter().position(|p| p.oid == oid) else {
+            return;
+        };
         let p = self.parked.remove(i);
         match error {
             None => self.reply_ok(p.conn, None),
             Some(e) => {
-                let name = self.overlays.get(&oid).map(|o| o.cfg.name.clone()).unwrap_or_default();
+                let name = self
+                    .overlays
+                    .get(&oid)
+                    .map(|o| o.cfg.name.clone())
+                    .unwrap_or_default();
                 self.remove_overlay(oid);
-                self.reply(p.conn, &Reply::Error { error: ApiError::new(ErrorKind::Plugin, format!("cannot create overlay {name}: search plugin: {e}")) });
+                self.reply(
+                    p.conn,
+                    &Reply::Error {
+                        error: ApiError::new(
+                            ErrorKind::Plugin,
+                            format!("cannot create overlay {name}: search plugin: {e}"),
+                        ),
+                    },
+                );
             }
         }
         self.serve(p.conn);
@@ -208,6 +292,8 @@ pub(crate) fn release(ov: &mut crate::overlay::Overlay, mux: &crate::mux::Mux, r
                 send_copy(ov, mux, &f, d);
             }
         }
-        None => ov.counters.drop(DropReason::TargetDrop, r.frames.len() as u64),
+        None => ov
+            .counters
+            .drop(DropReason::TargetDrop, r.frames.len() as u64),
     }
 }

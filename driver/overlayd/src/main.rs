@@ -56,7 +56,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let run = || -> anyhow::Result<()> {
-        std::fs::create_dir_all(&args.state_dir).map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", args.state_dir.display()))?;
+        std::fs::create_dir_all(&args.state_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create state directory {}: {e}",
+                args.state_dir.display()
+            )
+        })?;
         daemon::Daemon::new(&args.run_dir)?.run()
     };
     match run() {

@@ -43,7 +43,13 @@ impl Mux {
                 Ok(s)
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Mux { listen, sock, senders, table: MuxTable::new(), counters: Counters::default() })
+        Ok(Mux {
+            listen,
+            sock,
+            senders,
+            table: MuxTable::new(),
+            counters: Counters::default(),
+        })
     }
 
     /// The sending socket for a flow hash.

@@ -35,13 +35,20 @@ impl Overlay {
     /// Health and its reason, given whether varpd is linked.
     pub fn status(&self, linked: bool) -> (OverlayState, Option<String>) {
         if let Some(e) = &self.instance_error {
-            return (OverlayState::Degraded, Some(format!("search plugin {}: {e}", self.cfg.search)));
+            return (
+                OverlayState::Degraded,
+                Some(format!("search plugin {}: {e}", self.cfg.search)),
+            );
         }
         let reason = match (self.mode, linked) {
             (None, false) => "varpd is not running: the search plugin is not configured yet",
             (None, true) => "waiting for varpd to configure the search plugin",
-            (Some(DestMode::Dynamic), false) => "varpd is not connected: known destinations keep forwarding, lookups wait",
-            (Some(DestMode::Point), _) if self.point.is_none() => "the search plugin gave no destination",
+            (Some(DestMode::Dynamic), false) => {
+                "varpd is not connected: known destinations keep forwarding, lookups wait"
+            }
+            (Some(DestMode::Point), _) if self.point.is_none() => {
+                "the search plugin gave no destination"
+            }
             _ => return (OverlayState::Online, None),
         };
         (OverlayState::Degraded, Some(reason.to_string()))

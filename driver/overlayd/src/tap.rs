@@ -22,7 +22,10 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("device name '{name}' must have 1-15 bytes")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("device name '{name}' must have 1-15 bytes"),
+        ));
     }
     for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
@@ -33,9 +36,14 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 impl Tap {
     /// Creates (or attaches to) TAP device `name`, non-blocking, with `mtu`.
     pub fn create(name: &str, mtu: u32) -> io::Result<Tap> {
-        let path = CStr::from_bytes_with_nul(b"/dev/net/tun\0").expect("static path");
+        let path: &CStr = c"/dev/net/tun";
         // SAFETY: plain open(2) of a NUL-terminated path.
-        let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        let raw = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -47,7 +55,10 @@ impl Tap {
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        let tap = Tap { fd, name: name.to_string() };
+        let tap = Tap {
+            fd,
+            name: name.to_string(),
+        };
         tap.set_mtu(mtu)?;
         Ok(tap)
     }

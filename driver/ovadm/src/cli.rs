@@ -1,0 +1,734 @@
+//! The command line: clap's definitions of dladm's overlay subcommands, and
+//! their resolution into an [`Invocation`] — the request to send and how to
+//! print its answer.
+//!
+//! Every usage error, whether clap finds it (a missing `-v`, `-d` with `-f`)
+//! or the resolution does (a property given twice, an unknown `-o` field), is
+//! a [`clap::Error`], so all of them print the same way and exit with 2.
+//! Range checks (VNI, MTU, ports) are overlayd's: it knows the properties.
+
+use crate::output::{self, Format, Row};
+use clap::error::ErrorKind;
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
+use overlay_api::proto::Request;
+use overlay_api::{Mac, OverlaySpec, PropRow, StatusRow, TargetDest, TargetRow, DEFAULT_RUN_DIR};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Properties that have their own option in `create-overlay` and so may not
+/// be given with `-p`.
+pub const SPEC_PROPERTIES: &[(&str, &str)] = &[("encap", "-e"), ("search", "-s"), ("vnetid", "-v")];
+
+/// `ovadm`: the operator's CLI for overlays (dladm's overlay subcommands).
+#[derive(Debug, Parser)]
+#[command(
+    name = "ovadm",
+    about = "Create, modify and show overlays (dladm's overlay subcommands)"
+)]
+pub struct Cli {
+    /// Directory holding overlayd's control socket (overlayd.sock).
+    #[arg(long, global = true, env = "OVERLAY_RUN_DIR", default_value = DEFAULT_RUN_DIR, value_name = "DIR")]
+    pub run_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an overlay (its TAP device and its varpd instance).
+    CreateOverlay(CreateArgs),
+    /// Delete an overlay and its TAP device.
+    DeleteOverlay(DeleteArgs),
+    /// Change an overlay's target table: delete one entry, flush all, or set one.
+    ModifyOverlay(ModifyArgs),
+    /// Show overlays' properties (default), status (-f) or target tables (-t).
+    ShowOverlay(ShowArgs),
+    /// Show overlayd's counters per overlay and per mux, with drops by reason.
+    ShowStats(StatsArgs),
+}
+
+/// `create-overlay -e ENCAP -s SEARCH -v VNETID [-t] [-p PROP=VALUE[,...]] NAME`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Encapsulation module (vxlan).
+    #[arg(short = 'e', long = "encap", value_name = "ENCAP")]
+    pub encap: String,
+    /// Search plugin in varpd (direct, files, etcd).
+    #[arg(short = 's', long = "search", value_name = "SEARCH")]
+    pub search: String,
+    /// Virtual network id (the VXLAN VNI).
+    #[arg(short = 'v', long = "vnetid", value_name = "VNETID", value_parser = parse_vnetid)]
+    pub vnetid: u32,
+    /// Temporary: not kept across overlayd restarts.
+    #[arg(short = 't', long = "temporary")]
+    pub temporary: bool,
+    /// Properties, comma-separated; may be repeated.
+    #[arg(short = 'p', long = "prop", value_name = "PROP=VALUE[,...]", value_parser = parse_prop_list)]
+    pub props: Vec<PropList>,
+    /// Overlay name, also the TAP device's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `delete-overlay NAME`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Overlay name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `modify-overlay {-d MAC | -f | -s MAC=IP:PORT | -s MAC=drop} NAME`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(false).args(["delete", "flush", "set"])))]
+pub struct ModifyArgs {
+    /// Remove the target entry of this VL2 MAC.
+    #[arg(short = 'd', long = "delete-entry", value_name = "MAC")]
+    pub delete: Option<Mac>,
+    /// Remove every target entry.
+    #[arg(short = 'f', long = "flush-table")]
+    pub flush: bool,
+    /// Set a target entry: MAC=IP:PORT (IPv6 as MAC=[ADDR]:PORT) or MAC=drop.
+    #[arg(short = 's', long = "set-entry", value_name = "MAC=IP:PORT|MAC=drop", value_parser = parse_target)]
+    pub set: Option<SetTarget>,
+    /// Overlay name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `show-overlay [-f | -t] [-p] [-o FIELD,...|all] [--json] [NAME]`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Show status (LINK STATUS DETAILS) instead of properties.
+    #[arg(short = 'f', long = "fma", conflicts_with = "target")]
+    pub fma: bool,
+    /// Show target tables (LINK TARGET DESTINATION) instead of properties.
+    #[arg(short = 't', long = "target")]
+    pub target: bool,
+    /// Parseable output: no header, fields joined by ':'. Needs -o.
+    #[arg(
+        short = 'p',
+        long = "parsable",
+        visible_alias = "parseable",
+        requires = "output"
+    )]
+    pub parsable: bool,
+    /// Fields to print, comma-separated, or all.
+    #[arg(short = 'o', long = "output", value_name = "FIELD,...|all")]
+    pub output: Option<String>,
+    /// One line of JSON: an array with an object per row, keyed by field name.
+    #[arg(long, conflicts_with = "parsable")]
+    pub json: bool,
+    /// Overlay name; every overlay when absent.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// `show-stats [--json] [NAME]`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print the snapshot as one line of JSON (the api's StatsSnapshot).
+    #[arg(long)]
+    pub json: bool,
+    /// Overlay name; every overlay when absent.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// The properties of one `-p` argument, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropList(pub Vec<(String, String)>);
+
+/// A `modify-overlay -s` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetTarget {
+    /// The VL2 MAC.
+    pub mac: Mac,
+    /// Where its frames go.
+    pub dest: TargetDest,
+}
+
+/// Which table `show-overlay` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShowTable {
+    /// Properties (default).
+    Props,
+    /// Status (`-f`).
+    Status,
+    /// Target tables (`-t`).
+    Targets,
+}
+
+impl ShowTable {
+    /// The table's fields, as `-o` names them.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            ShowTable::Props => PropRow::FIELDS,
+            ShowTable::Status => StatusRow::FIELDS,
+            ShowTable::Targets => TargetRow::FIELDS,
+        }
+    }
+}
+
+/// What to do, fully checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A change (create, delete, modify); overlayd answers `Ok`.
+    Change(Request),
+    /// `show-overlay`.
+    Show {
+        /// ShowProps, ShowStatus or ShowTargets.
+        request: Request,
+        /// Which rows the answer holds.
+        table: ShowTable,
+        /// Indices into [`ShowTable::fields`] to print, in order.
+        fields: Vec<usize>,
+        /// How to print them.
+        format: Format,
+    },
+    /// `show-stats`.
+    Stats {
+        /// Overlay name; all when absent.
+        name: Option<String>,
+        /// JSON instead of tables.
+        json: bool,
+    },
+}
+
+/// A checked command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// Where overlayd's socket is.
+    pub run_dir: PathBuf,
+    /// What to do.
+    pub action: Action,
+}
+
+/// Parses and checks a command line (`args[0]` is the program name).
+pub fn parse<I, T>(args: I) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(args)?.resolve()
+}
+
+impl Cli {
+    /// Checks what clap cannot and turns the arguments into an [`Invocation`].
+    pub fn resolve(self) -> Result<Invocation, clap::Error> {
+        let action = match self.command {
+            Command::CreateOverlay(a) => {
+                let props = merge_props(&a.props).map_err(|m| usage_error("create-overlay", m))?;
+                Action::Change(Request::CreateOverlay {
+                    spec: OverlaySpec {
+                        name: a.name,
+                        encap: a.encap,
+                        search: a.search,
+                        vnetid: a.vnetid,
+                        temporary: a.temporary,
+                        props,
+                    },
+                })
+            }
+            Command::DeleteOverlay(a) => Action::Change(Request::DeleteOverlay { name: a.name }),
+            Command::ModifyOverlay(a) => Action::Change(match (a.delete, a.flush, a.set) {
+                (Some(mac), _, _) => Request::RemoveTarget { name: a.name, mac },
+                (_, _, Some(s)) => Request::SetTarget {
+                    name: a.name,
+                    mac: s.mac,
+                    dest: s.dest,
+                },
+                // clap's group guarantees exactly one of the three.
+                _ => Request::FlushTargets { name: a.name },
+            }),
+            Command::ShowOverlay(a) => {
+                let name = a.name;
+                let (table, request) = if a.fma {
+                    (ShowTable::Status, Request::ShowStatus { name })
+                } else if a.target {
+                    (ShowTable::Targets, Request::ShowTargets { name })
+                } else {
+                    (ShowTable::Props, Request::ShowProps { name })
+                };
+                let fields = output::select_fields(a.output.as_deref(), table.fields())
+                    .map_err(|m| usage_error("show-overlay", m))?;
+                let format = if a.json {
+                    Format::Json
+                } else if a.parsable {
+                    Format::Parseable
+                } else {
+                    Format::Human
+                };
+                Action::Show {
+                    request,
+                    table,
+                    fields,
+                    format,
+                }
+            }
+            Command::ShowStats(a) => Action::Stats {
+                name: a.name,
+                json: a.json,
+            },
+        };
+        Ok(Invocation {
+            run_dir: self.run_dir,
+            action,
+        })
+    }
+}
+
+/// A usage error found after clap's parse, printed with the subcommand's usage.
+fn usage_error(subcommand: &str, message: String) -> clap::Error {
+    let mut cmd = Cli::command();
+    cmd.build();
+    match cmd.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(ErrorKind::ValueValidation, message),
+        None => cmd.error(ErrorKind::ValueValidation, message),
+    }
+}
+
+/// Parses `-v`: a whole number (its range is overlayd's to check).
+pub fn parse_vnetid(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow => {
+            format!("'{s}' is too large for a virtual network id")
+        }
+        _ => format!("'{s}' is not a virtual network id: expected a whole number, like 100"),
+    })
+}
+
+/// Parses one `-p` argument: items split on ',', each split at its first '='
+/// (so a value may hold '='). An item without '=' or with an empty name is an
+/// error naming it.
+pub fn parse_prop_list(s: &str) -> Result<PropList, String> {
+    s.split(',')
+        .map(|item| match item.split_once('=') {
+            None if item.is_empty() => Err(format!(
+                "empty item in '{s}': expected PROP=VALUE[,PROP=VALUE...]"
+            )),
+            None => Err(format!("'{item}' is not PROP=VALUE")),
+            Some(("", _)) => Err(format!(
+                "'{item}' has no property name: expected PROP=VALUE"
+            )),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(PropList)
+}
+
+/// Merges every `-p` into one map; a property given twice, or one that has
+/// its own option (`encap`, `search`, `vnetid`), is an error naming it.
+pub fn merge_props(lists: &[PropList]) -> Result<BTreeMap<String, String>, String> {
+    let mut props = BTreeMap::new();
+    for (k, v) in lists.iter().flat_map(|l| &l.0) {
+        if let Some((_, opt)) = SPEC_PROPERTIES.iter().find(|(p, _)| p == k) {
+            return Err(format!("property '{k}' is set with {opt}, not with -p"));
+        }
+        if props.insert(k.clone(), v.clone()).is_some() {
+            return Err(format!("property '{k}' is given more than once"));
+        }
+    }
+    Ok(props)
+}
+
+/// Parses `-s MAC=IP:PORT`, `-s MAC=[IPv6]:PORT` or `-s MAC=drop`, split at
+/// the first '='.
+pub fn parse_target(s: &str) -> Result<SetTarget, String> {
+    let (mac, dest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not MAC=IP:PORT, MAC=[IPv6]:PORT or MAC=drop"))?;
+    let mac: Mac = mac
+        .parse()
+        .map_err(|e: overlay_api::mac::MacParseError| e.to_string())?;
+    let dest = if dest.eq_ignore_ascii_case("drop") {
+        TargetDest::Drop
+    } else if dest.eq_ignore_ascii_case("pending") {
+        return Err(
+            "a target cannot be set to pending (varpd sets that); use -d to remove the entry"
+                .into(),
+        );
+    } else {
+        match dest.parse::<SocketAddr>() {
+            Ok(a) => TargetDest::Valid(a),
+            Err(_) if !dest.starts_with('[') && dest.matches(':').count() > 1 => {
+                return Err(format!("invalid destination '{dest}': write an IPv6 address in brackets, like [fd00::1]:4789"))
+            }
+            Err(_) => {
+                return Err(format!("invalid destination '{dest}': expected IP:PORT (like 10.0.0.2:4789 or [fd00::1]:4789) or drop"))
+            }
+        }
+    };
+    Ok(SetTarget { mac, dest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(args: &[&str]) -> Invocation {
+        match parse(std::iter::once("ovadm").chain(args.iter().copied())) {
+            Ok(i) => i,
+            Err(e) => panic!("{args:?} failed: {e}"),
+        }
+    }
+
+    fn usage(args: &[&str]) -> clap::Error {
+        match parse(std::iter::once("ovadm").chain(args.iter().copied())) {
+            Ok(i) => panic!("{args:?} parsed: {i:?}"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+                e
+            }
+        }
+    }
+
+    fn pl(items: &[(&str, &str)]) -> PropList {
+        PropList(
+            items
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn prop_list_splits_on_commas_then_first_equals() {
+        assert_eq!(parse_prop_list("mtu=1400"), Ok(pl(&[("mtu", "1400")])));
+        assert_eq!(
+            parse_prop_list("vxlan/listen_ip=10.0.0.1,vxlan/listen_port=4789"),
+            Ok(pl(&[
+                ("vxlan/listen_ip", "10.0.0.1"),
+                ("vxlan/listen_port", "4789")
+            ]))
+        );
+        assert_eq!(
+            parse_prop_list("etcd/prefix=a=b=c"),
+            Ok(pl(&[("etcd/prefix", "a=b=c")]))
+        );
+        assert_eq!(
+            parse_prop_list("files/config="),
+            Ok(pl(&[("files/config", "")]))
+        );
+    }
+
+    #[test]
+    fn prop_list_errors_name_the_item() {
+        assert_eq!(
+            parse_prop_list("mtu"),
+            Err("'mtu' is not PROP=VALUE".to_string())
+        );
+        assert_eq!(
+            parse_prop_list("mtu=1400,bogus"),
+            Err("'bogus' is not PROP=VALUE".to_string())
+        );
+        assert_eq!(
+            parse_prop_list("=1400"),
+            Err("'=1400' has no property name: expected PROP=VALUE".to_string())
+        );
+        assert!(parse_prop_list("mtu=1400,").is_err_and(|e| e.contains("empty item")));
+        assert!(parse_prop_list("").is_err());
+    }
+
+    #[test]
+    fn merged_props_refuse_duplicates_and_spec_fields() {
+        let m = merge_props(&[pl(&[("mtu", "1400")]), pl(&[("vxlan/listen_ip", "::1")])])
+            .expect("merge");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["vxlan/listen_ip"], "::1");
+        assert_eq!(
+            merge_props(&[pl(&[("mtu", "1400")]), pl(&[("mtu", "1500")])]),
+            Err("property 'mtu' is given more than once".to_string())
+        );
+        assert_eq!(
+            merge_props(&[pl(&[("vnetid", "7")])]),
+            Err("property 'vnetid' is set with -v, not with -p".to_string())
+        );
+    }
+
+    #[test]
+    fn set_target_forms() {
+        let mac: Mac = "02:08:20:aa:bb:cc".parse().expect("mac");
+        let t = parse_target("02:08:20:aa:bb:cc=10.0.0.2:4789").expect("ipv4");
+        assert_eq!(
+            t,
+            SetTarget {
+                mac,
+                dest: TargetDest::Valid("10.0.0.2:4789".parse().expect("addr"))
+            }
+        );
+        let t = parse_target("2:8:20:aa:bb:cc=[fd00::1]:4789").expect("ipv6");
+        assert_eq!(
+            t,
+            SetTarget {
+                mac,
+                dest: TargetDest::Valid("[fd00::1]:4789".parse().expect("addr"))
+            }
+        );
+        assert_eq!(
+            parse_target("02:08:20:aa:bb:cc=drop").expect("drop").dest,
+            TargetDest::Drop
+        );
+        assert_eq!(
+            parse_target("02:08:20:aa:bb:cc=DROP").expect("drop").dest,
+            TargetDest::Drop
+        );
+    }
+
+    #[test]
+    fn set_target_rejects_bad_input() {
+        for (arg, says) in [
+            ("02:08:20:aa:bb:cc", "is not MAC=IP:PORT"),
+            (
+                "02:08:20:aa:bb=10.0.0.2:4789",
+                "invalid MAC address '02:08:20:aa:bb'",
+            ),
+            (
+                "02:08:20:aa:bb:cc=10.0.0.2",
+                "invalid destination '10.0.0.2'",
+            ),
+            ("02:08:20:aa:bb:cc=10.0.0.2:99999", "invalid destination"),
+            ("02:08:20:aa:bb:cc=fd00::1:4789", "in brackets"),
+            ("02:08:20:aa:bb:cc=pending", "pending"),
+            ("02:08:20:aa:bb:cc=", "invalid destination ''"),
+            ("=10.0.0.2:4789", "invalid MAC address ''"),
+        ] {
+            match parse_target(arg) {
+                Ok(t) => panic!("{arg} parsed: {t:?}"),
+                Err(e) => assert!(e.contains(says), "{arg}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn vnetid_must_be_an_integer() {
+        assert_eq!(parse_vnetid("100"), Ok(100));
+        assert!(parse_vnetid("0x10").is_err());
+        assert!(parse_vnetid("-1").is_err());
+        assert!(parse_vnetid("99999999999").is_err_and(|e| e.contains("too large")));
+    }
+
+    #[test]
+    fn create_overlay_builds_the_spec() {
+        let i = ok(&[
+            "--run-dir",
+            "/tmp/x",
+            "create-overlay",
+            "-e",
+            "vxlan",
+            "-s",
+            "direct",
+            "-v",
+            "100",
+            "-t",
+            "-p",
+            "vxlan/listen_ip=10.0.0.1,vxlan/listen_port=4790",
+            "-p",
+            "direct/dest_ip=10.0.0.2",
+            "ov0",
+        ]);
+        assert_eq!(i.run_dir, PathBuf::from("/tmp/x"));
+        let Action::Change(Request::CreateOverlay { spec }) = i.action else {
+            panic!("{i:?}")
+        };
+        assert_eq!(
+            (
+                spec.name.as_str(),
+                spec.encap.as_str(),
+                spec.search.as_str()
+            ),
+            ("ov0", "vxlan", "direct")
+        );
+        assert_eq!((spec.vnetid, spec.temporary), (100, true));
+        assert_eq!(
+            spec.props.keys().collect::<Vec<_>>(),
+            ["direct/dest_ip", "vxlan/listen_ip", "vxlan/listen_port"]
+        );
+        assert!(!spec.props.contains_key("encap") && !spec.props.contains_key("vnetid"));
+    }
+
+    #[test]
+    fn run_dir_may_follow_the_subcommand() {
+        let i = ok(&["delete-overlay", "ov0", "--run-dir", "/tmp/y"]);
+        assert_eq!(i.run_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(
+            i.action,
+            Action::Change(Request::DeleteOverlay { name: "ov0".into() })
+        );
+    }
+
+    #[test]
+    fn modify_overlay_requests() {
+        let mac: Mac = "02:00:00:00:00:02".parse().expect("mac");
+        assert_eq!(
+            ok(&["modify-overlay", "-d", "02:00:00:00:00:02", "ov0"]).action,
+            Action::Change(Request::RemoveTarget {
+                name: "ov0".into(),
+                mac
+            })
+        );
+        assert_eq!(
+            ok(&["modify-overlay", "-f", "ov0"]).action,
+            Action::Change(Request::FlushTargets { name: "ov0".into() })
+        );
+        assert_eq!(
+            ok(&[
+                "modify-overlay",
+                "-s",
+                "02:00:00:00:00:02=[fd00::2]:4789",
+                "ov0"
+            ])
+            .action,
+            Action::Change(Request::SetTarget {
+                name: "ov0".into(),
+                mac,
+                dest: TargetDest::Valid("[fd00::2]:4789".parse().expect("addr"))
+            })
+        );
+    }
+
+    #[test]
+    fn show_overlay_resolves_table_fields_and_format() {
+        let i = ok(&["show-overlay"]);
+        assert_eq!(
+            i.action,
+            Action::Show {
+                request: Request::ShowProps { name: None },
+                table: ShowTable::Props,
+                fields: (0..7).collect(),
+                format: Format::Human
+            }
+        );
+        let i = ok(&[
+            "show-overlay",
+            "-t",
+            "-p",
+            "-o",
+            "target,destination",
+            "ov0",
+        ]);
+        assert_eq!(
+            i.action,
+            Action::Show {
+                request: Request::ShowTargets {
+                    name: Some("ov0".into())
+                },
+                table: ShowTable::Targets,
+                fields: vec![1, 2],
+                format: Format::Parseable
+            }
+        );
+        let i = ok(&["show-overlay", "-f", "--json"]);
+        assert!(
+            matches!(
+                i.action,
+                Action::Show {
+                    table: ShowTable::Status,
+                    format: Format::Json,
+                    ..
+                }
+            ),
+            "{i:?}"
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let e = usage(&["create-overlay", "-e", "vxlan", "-s", "direct", "ov0"]);
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("-v"), "{e}");
+        usage(&[
+            "create-overlay",
+            "-e",
+            "vxlan",
+            "-s",
+            "direct",
+            "-v",
+            "ten",
+            "ov0",
+        ]);
+        usage(&["create-overlay", "-e", "vxlan", "-s", "direct", "-v", "1"]);
+        let e = usage(&[
+            "create-overlay",
+            "-e",
+            "vxlan",
+            "-s",
+            "direct",
+            "-v",
+            "1",
+            "-p",
+            "mtu",
+            "ov0",
+        ]);
+        assert!(e.to_string().contains("'mtu' is not PROP=VALUE"), "{e}");
+        let e = usage(&[
+            "create-overlay",
+            "-e",
+            "vxlan",
+            "-s",
+            "direct",
+            "-v",
+            "1",
+            "-p",
+            "mtu=1",
+            "-p",
+            "mtu=2",
+            "ov0",
+        ]);
+        assert!(
+            e.to_string()
+                .contains("property 'mtu' is given more than once"),
+            "{e}"
+        );
+        assert_eq!(
+            usage(&["modify-overlay", "-d", "02:00:00:00:00:01", "-f", "ov0"]).kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            usage(&[
+                "modify-overlay",
+                "-f",
+                "-s",
+                "02:00:00:00:00:01=drop",
+                "ov0"
+            ])
+            .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            usage(&["modify-overlay", "ov0"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        usage(&["modify-overlay", "-f"]);
+        usage(&["modify-overlay", "-d", "nonsense", "ov0"]);
+        usage(&["modify-overlay", "-s", "02:00:00:00:00:01=10.0.0.1", "ov0"]);
+        assert_eq!(
+            usage(&["show-overlay", "-f", "-t"]).kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            usage(&["show-overlay", "-p"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        usage(&["show-overlay", "-p", "-o", "link", "--json"]);
+        let e = usage(&["show-overlay", "-t", "-o", "link,status"]);
+        assert!(
+            e.to_string().contains(
+                "unknown output field 'status': valid fields are link,target,destination"
+            ),
+            "{e}"
+        );
+        usage(&["delete-overlay"]);
+        usage(&["frobnicate"]);
+        usage(&[]);
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,247 @@
+//! Carrying out an [`Invocation`]: one request to overlayd, one reply, and
+//! the text it becomes.
+//!
+//! [`execute`] talks to anything that implements [`Overlayd`] and returns
+//! what to print, so it is tested with a canned daemon; [`run`] connects the
+//! real client and prints.
+
+use crate::cli::{Action, Invocation, ShowTable};
+use crate::output;
+use overlay_api::proto::{Reply, Request};
+use overlay_api::{Client, ClientError};
+use std::io::{self, Write};
+
+/// Something that answers overlayd's requests.
+pub trait Overlayd {
+    /// Sends one request and reads its reply; an error reply is an `Err`.
+    fn call(&mut self, req: &Request) -> Result<Reply, ClientError>;
+    /// The error for a reply of the wrong kind.
+    fn unexpected(&self, reply: &Reply) -> ClientError;
+}
+
+impl Overlayd for Client {
+    fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        Client::call(self, req)
+    }
+
+    fn unexpected(&self, reply: &Reply) -> ClientError {
+        Client::unexpected(self, reply)
+    }
+}
+
+/// What a successful command prints.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// For standard output.
+    pub stdout: String,
+    /// overlayd's warning, for standard error.
+    pub warning: Option<String>,
+}
+
+/// Sends the action's request and renders the reply.
+pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, ClientError> {
+    match action {
+        Action::Change(req) => match daemon.call(req)? {
+            Reply::Ok { warning } => Ok(Outcome {
+                stdout: String::new(),
+                warning,
+            }),
+            other => Err(daemon.unexpected(&other)),
+        },
+        Action::Show {
+            request,
+            table,
+            fields,
+            format,
+        } => {
+            let stdout = match (table, daemon.call(request)?) {
+                (ShowTable::Props, Reply::Props { rows }) => output::render(&rows, fields, *format),
+                (ShowTable::Status, Reply::Status { rows }) => {
+                    output::render(&rows, fields, *format)
+                }
+                (ShowTable::Targets, Reply::Targets { rows }) => {
+                    output::render(&rows, fields, *format)
+                }
+                (_, other) => return Err(daemon.unexpected(&other)),
+            };
+            Ok(Outcome {
+                stdout,
+                warning: None,
+            })
+        }
+        Action::Stats { name, json } => {
+            match daemon.call(&Request::Stats { name: name.clone() })? {
+                Reply::Stats { snapshot } => Ok(Outcome {
+                    stdout: if *json {
+                        output::stats_json(&snapshot)
+                    } else {
+                        output::render_stats(&snapshot)
+                    },
+                    warning: None,
+                }),
+                other => Err(daemon.unexpected(&other)),
+            }
+        }
+    }
+}
+
+/// Connects to overlayd under the invocation's run directory, carries out
+/// the action and prints its outcome. A closed standard output (`| head`) is
+/// not an error.
+pub fn run(inv: &Invocation) -> Result<(), ClientError> {
+    let mut client = Client::overlayd(&inv.run_dir)?;
+    let outcome = execute(&mut client, &inv.action)?;
+    if let Some(w) = &outcome.warning {
+        eprintln!("ovadm: warning: {w}");
+    }
+    let mut out = io::stdout().lock();
+    match out
+        .write_all(outcome.stdout.as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(ClientError::Io {
+            path: "standard output".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::parse;
+    use overlay_api::{ApiError, ErrorKind, Mac, StatsSnapshot, TargetDest, TargetRow};
+    use std::path::PathBuf;
+
+    /// Answers with canned replies and remembers the requests.
+    struct Canned {
+        replies: Vec<Reply>,
+        seen: Vec<Request>,
+    }
+
+    impl Overlayd for Canned {
+        fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+            self.seen.push(req.clone());
+            match self.replies.remove(0) {
+                Reply::Error { error } => Err(ClientError::Api(error)),
+                r => Ok(r),
+            }
+        }
+
+        fn unexpected(&self, reply: &Reply) -> ClientError {
+            ClientError::Protocol {
+                path: PathBuf::from("canned"),
+                detail: format!("unexpected reply {reply:?}"),
+            }
+        }
+    }
+
+    fn action(args: &[&str]) -> Action {
+        match parse(std::iter::once("ovadm").chain(args.iter().copied())) {
+            Ok(i) => i.action,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    fn canned(reply: Reply) -> Canned {
+        Canned {
+            replies: vec![reply],
+            seen: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn change_passes_the_warning_on() {
+        let mut d = canned(Reply::Ok {
+            warning: Some("varpd is not running; ov0 is degraded".into()),
+        });
+        let out = execute(&mut d, &action(&["modify-overlay", "-f", "ov0"])).expect("ok");
+        assert_eq!(out.stdout, "");
+        assert_eq!(
+            out.warning.as_deref(),
+            Some("varpd is not running; ov0 is degraded")
+        );
+        assert_eq!(d.seen, [Request::FlushTargets { name: "ov0".into() }]);
+    }
+
+    #[test]
+    fn error_reply_message_is_kept_as_is() {
+        let msg = "property 'mtu': 99999 is out of range 576-8900";
+        let mut d = canned(Reply::Error {
+            error: ApiError::new(ErrorKind::Property, msg),
+        });
+        let e = execute(
+            &mut d,
+            &action(&[
+                "create-overlay",
+                "-e",
+                "vxlan",
+                "-s",
+                "direct",
+                "-v",
+                "1",
+                "-p",
+                "mtu=99999",
+                "ov0",
+            ]),
+        )
+        .expect_err("error reply");
+        assert_eq!(e.to_string(), msg);
+    }
+
+    #[test]
+    fn show_targets_renders_rows() {
+        let rows = vec![TargetRow {
+            link: "ov0".into(),
+            target: "02:00:00:00:00:02".parse::<Mac>().expect("mac"),
+            destination: TargetDest::Drop,
+        }];
+        let mut d = canned(Reply::Targets { rows });
+        let out = execute(&mut d, &action(&["show-overlay", "-t", "ov0"])).expect("ok");
+        assert_eq!(
+            out.stdout,
+            "LINK  TARGET             DESTINATION\nov0   02:00:00:00:00:02  drop\n"
+        );
+        assert_eq!(
+            d.seen,
+            [Request::ShowTargets {
+                name: Some("ov0".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn reply_of_the_wrong_kind_is_a_protocol_error() {
+        let mut d = canned(Reply::Targets { rows: Vec::new() });
+        let e = execute(&mut d, &action(&["show-overlay", "-f"])).expect_err("wrong kind");
+        assert!(matches!(e, ClientError::Protocol { .. }), "{e}");
+        let mut d = canned(Reply::Linked);
+        assert!(execute(&mut d, &action(&["delete-overlay", "ov0"])).is_err());
+    }
+
+    #[test]
+    fn stats_json_and_table() {
+        let mut d = canned(Reply::Stats {
+            snapshot: StatsSnapshot::default(),
+        });
+        let out = execute(&mut d, &action(&["show-stats", "--json", "ov0"])).expect("ok");
+        assert_eq!(
+            d.seen,
+            [Request::Stats {
+                name: Some("ov0".into())
+            }]
+        );
+        let back: StatsSnapshot = serde_json::from_str(&out.stdout).expect("json");
+        assert_eq!(back, StatsSnapshot::default());
+        let mut d = canned(Reply::Stats {
+            snapshot: StatsSnapshot::default(),
+        });
+        let out = execute(&mut d, &action(&["show-stats"])).expect("ok");
+        assert!(
+            out.stdout.starts_with("varpd: not linked\n"),
+            "{}",
+            out.stdout
+        );
+    }
+}

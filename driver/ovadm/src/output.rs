@@ -1,0 +1,663 @@
+//! Formatting of `show-overlay` and `show-stats` output: pure functions from
+//! rows to text, so every form is tested without a daemon.
+//!
+//! A table is a list of *fields* (lowercase names, as `-o` takes them; the
+//! header is the name in capitals) and rows of [`Cell`]s. The same cells are
+//! printed three ways, as dladm's `ofmt` does for the first two:
+//!
+//! - **human**: a header line, then left-aligned columns each as wide as its
+//!   widest cell (header included), two spaces apart, no trailing blanks;
+//!   an absent value prints `--`. No rows, no header (dladm prints the
+//!   header with the first row).
+//! - **parseable** (`-p -o ...`): no header, one line per row, fields joined
+//!   by `:`; when more than one field is printed, `:` and `\` inside a value
+//!   are escaped with a `\` (dladm's rule). An absent value is empty.
+//! - **JSON** (`--json`): one line holding an array with one object per row,
+//!   keyed by the selected field names in the order selected. Values are
+//!   what the table shows, except that an absent value is `null` and `req`
+//!   is a boolean.
+
+use overlay_api::{PropRow, StatsSnapshot, StatusRow, TargetRow};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+/// How rows are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns under a header.
+    Human,
+    /// `-p`: colon-separated, no header.
+    Parseable,
+    /// `--json`: one JSON array of objects.
+    Json,
+}
+
+/// One value of a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// A value to print as is.
+    Text(String),
+    /// No value (`--` for humans, empty when parseable, `null` in JSON).
+    Absent,
+    /// A yes/no flag (`y` or `-`; a boolean in JSON).
+    Flag(bool),
+}
+
+impl Cell {
+    fn from_option(v: &Option<String>) -> Cell {
+        v.as_ref().map_or(Cell::Absent, |s| Cell::Text(s.clone()))
+    }
+
+    /// What a person reads in a table.
+    fn human(&self) -> &str {
+        match self {
+            Cell::Text(s) => s,
+            Cell::Absent => "--",
+            Cell::Flag(true) => "y",
+            Cell::Flag(false) => "-",
+        }
+    }
+
+    /// What a script reads in a parseable line (before escaping).
+    fn parseable(&self) -> &str {
+        match self {
+            Cell::Absent => "",
+            other => other.human(),
+        }
+    }
+}
+
+impl Serialize for Cell {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Text(t) => s.serialize_str(t),
+            Cell::Absent => s.serialize_none(),
+            Cell::Flag(b) => s.serialize_bool(*b),
+        }
+    }
+}
+
+/// A row type that `show-overlay` prints.
+pub trait Row {
+    /// Every field, lowercase, in dladm's column order.
+    const FIELDS: &'static [&'static str];
+    /// The row's cells, one per entry of [`Row::FIELDS`].
+    fn cells(&self) -> Vec<Cell>;
+}
+
+impl Row for PropRow {
+    const FIELDS: &'static [&'static str] = &[
+        "link", "property", "perm", "req", "value", "default", "possible",
+    ];
+
+    fn cells(&self) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.link.clone()),
+            Cell::Text(self.property.clone()),
+            Cell::Text(self.perm.to_string()),
+            Cell::Flag(self.required),
+            Cell::from_option(&self.value),
+            Cell::from_option(&self.default),
+            Cell::from_option(&self.possible),
+        ]
+    }
+}
+
+impl Row for StatusRow {
+    const FIELDS: &'static [&'static str] = &["link", "status", "details"];
+
+    fn cells(&self) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.link.clone()),
+            Cell::Text(self.status.to_string()),
+            Cell::from_option(&self.details),
+        ]
+    }
+}
+
+impl Row for TargetRow {
+    const FIELDS: &'static [&'static str] = &["link", "target", "destination"];
+
+    fn cells(&self) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.link.clone()),
+            Cell::Text(self.target.to_string()),
+            Cell::Text(self.destination.to_string()),
+        ]
+    }
+}
+
+/// Resolves an `-o` argument against the fields of a table: the indices of
+/// the chosen fields, in the order given. `None` and `all` choose every
+/// field. Names are matched without regard to case, as dladm does.
+pub fn select_fields(spec: Option<&str>, fields: &[&str]) -> Result<Vec<usize>, String> {
+    let Some(spec) = spec else {
+        return Ok((0..fields.len()).collect());
+    };
+    if spec.trim().eq_ignore_ascii_case("all") {
+        return Ok((0..fields.len()).collect());
+    }
+    spec.split(',')
+        .map(|name| {
+            let name = name.trim();
+            fields
+                .iter()
+                .position(|f| f.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown output field '{name}': valid fields are {} (or all)",
+                        fields.join(",")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Prints rows of a [`Row`] type with the chosen fields, in `format`.
+pub fn render<R: Row>(rows: &[R], fields: &[usize], format: Format) -> String {
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|r| {
+            let all = r.cells();
+            fields.iter().map(|&i| all[i].clone()).collect()
+        })
+        .collect();
+    let names: Vec<&str> = fields.iter().map(|&i| R::FIELDS[i]).collect();
+    match format {
+        Format::Human => {
+            let header: Vec<String> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+            let body: Vec<Vec<String>> = cells
+                .iter()
+                .map(|r| r.iter().map(|c| c.human().to_string()).collect())
+                .collect();
+            if body.is_empty() {
+                String::new()
+            } else {
+                table(&header, &body)
+            }
+        }
+        Format::Parseable => parseable(&cells),
+        Format::Json => json(&names, &cells),
+    }
+}
+
+/// Lays out a header and rows as left-aligned columns, two spaces apart, each
+/// as wide as its widest cell; the last column is not padded.
+pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
+        let mut text = String::new();
+        for (i, (cell, w)) in line.iter().zip(&widths).enumerate() {
+            if i + 1 == line.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                let pad = w - cell.chars().count() + 2;
+                text.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// dladm's parseable lines: fields joined by `:`, with `:` and `\` escaped by
+/// a `\` when a line has more than one field.
+pub fn parseable(rows: &[Vec<Cell>]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let escape = row.len() > 1;
+        let fields: Vec<String> = row
+            .iter()
+            .map(|c| {
+                let v = c.parseable();
+                if escape {
+                    escape_parseable(v)
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        out.push_str(&fields.join(":"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Escapes `:` and `\` with a backslash.
+pub fn escape_parseable(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for ch in v.chars() {
+        if ch == ':' || ch == '\\' {
+            s.push('\\');
+        }
+        s.push(ch);
+    }
+    s
+}
+
+/// One row as a JSON object whose keys keep the selected order.
+struct JsonRow<'a> {
+    names: &'a [&'a str],
+    cells: &'a [Cell],
+}
+
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.names.len()))?;
+        for (n, c) in self.names.iter().zip(self.cells) {
+            m.serialize_entry(n, c)?;
+        }
+        m.end()
+    }
+}
+
+struct JsonRows<'a> {
+    names: &'a [&'a str],
+    rows: &'a [Vec<Cell>],
+}
+
+impl Serialize for JsonRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.rows.len()))?;
+        for r in self.rows {
+            seq.serialize_element(&JsonRow {
+                names: self.names,
+                cells: r,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One line: a JSON array with an object per row, keyed by field name.
+pub fn json(names: &[&str], rows: &[Vec<Cell>]) -> String {
+    let mut s = serde_json::to_string(&JsonRows { names, rows })
+        .unwrap_or_else(|e| format!("[] (cannot encode rows: {e})"));
+    s.push('\n');
+    s
+}
+
+/// A statistics snapshot for people: whether varpd is linked, a table of
+/// per-overlay counters, a table of muxes, and every non-zero drop counter
+/// by reason (overlays first, then muxes).
+pub fn render_stats(snap: &StatsSnapshot) -> String {
+    let mut out = format!(
+        "varpd: {}\n",
+        if snap.varpd_linked {
+            "linked"
+        } else {
+            "not linked"
+        }
+    );
+    let header: Vec<String> = [
+        "LINK",
+        "VNETID",
+        "RX-FRAMES",
+        "RX-BYTES",
+        "TX-FRAMES",
+        "TX-BYTES",
+        "LOOKUPS",
+        "MISSES",
+        "Q-OVERFLOWS",
+        "INJECTED",
+        "ENTRIES",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = snap
+        .overlays
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                o.vnetid.to_string(),
+                o.rx_frames.to_string(),
+                o.rx_bytes.to_string(),
+                o.tx_frames.to_string(),
+                o.tx_bytes.to_string(),
+                o.lookups.to_string(),
+                o.misses.to_string(),
+                o.queue_overflows.to_string(),
+                o.injected.to_string(),
+                o.table_entries.to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&header, &rows));
+    }
+    let mux_name = |m: &overlay_api::MuxStats| {
+        m.listen
+            .map_or_else(|| "mux (unbound)".to_string(), |a| format!("mux {a}"))
+    };
+    if !snap.muxes.is_empty() {
+        let rows: Vec<Vec<String>> = snap
+            .muxes
+            .iter()
+            .map(|m| vec![mux_name(m), m.rx_datagrams.to_string()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["MUX".into(), "RX-DATAGRAMS".into()], &rows));
+    }
+    let mut drops: Vec<Vec<String>> = Vec::new();
+    for o in &snap.overlays {
+        for (reason, n) in o.drops.iter().filter(|(_, n)| **n > 0) {
+            drops.push(vec![o.name.clone(), reason.clone(), n.to_string()]);
+        }
+    }
+    for m in &snap.muxes {
+        for (reason, n) in m.drops.iter().filter(|(_, n)| **n > 0) {
+            drops.push(vec![mux_name(m), reason.clone(), n.to_string()]);
+        }
+    }
+    out.push('\n');
+    if drops.is_empty() {
+        out.push_str("no drops\n");
+    } else {
+        out.push_str(&table(
+            &["WHERE".into(), "DROP-REASON".into(), "COUNT".into()],
+            &drops,
+        ));
+    }
+    out
+}
+
+/// A statistics snapshot for scripts: the api's own JSON, on one line.
+pub fn stats_json(snap: &StatsSnapshot) -> String {
+    let mut s = serde_json::to_string(snap)
+        .unwrap_or_else(|e| format!("{{}} (cannot encode snapshot: {e})"));
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlay_api::{Mac, MuxStats, OverlayState, OverlayStats, Perm, TargetDest};
+    use std::collections::BTreeMap;
+
+    fn props() -> Vec<PropRow> {
+        let row = |property: &str,
+                   perm,
+                   required,
+                   value: Option<&str>,
+                   default: Option<&str>,
+                   possible: Option<&str>| PropRow {
+            link: "overlay0".into(),
+            property: property.into(),
+            perm,
+            required,
+            value: value.map(Into::into),
+            default: default.map(Into::into),
+            possible: possible.map(Into::into),
+        };
+        vec![
+            row("encap", Perm::R, false, Some("vxlan"), None, Some("vxlan")),
+            row(
+                "mtu",
+                Perm::Rw,
+                false,
+                Some("1400"),
+                Some("1400"),
+                Some("576-8900"),
+            ),
+            row(
+                "vnetid",
+                Perm::Rw,
+                false,
+                Some("100"),
+                None,
+                Some("0-16777215"),
+            ),
+            row(
+                "vxlan/listen_ip",
+                Perm::Rw,
+                true,
+                Some("10.88.88.69"),
+                None,
+                None,
+            ),
+            row(
+                "vxlan/listen_port",
+                Perm::Rw,
+                true,
+                Some("4789"),
+                Some("4789"),
+                Some("1-65535"),
+            ),
+            row("files/config", Perm::Rw, true, None, None, None),
+        ]
+    }
+
+    fn targets() -> Vec<TargetRow> {
+        let mac = |s: &str| s.parse::<Mac>().expect("test MAC");
+        vec![
+            TargetRow {
+                link: "ov0".into(),
+                target: mac("02:08:20:aa:bb:01"),
+                destination: TargetDest::Valid("10.0.0.2:4789".parse().expect("addr")),
+            },
+            TargetRow {
+                link: "ov0".into(),
+                target: mac("02:08:20:aa:bb:02"),
+                destination: TargetDest::Valid("[fd00::2]:4789".parse().expect("addr")),
+            },
+            TargetRow {
+                link: "overlay1".into(),
+                target: mac("02:08:20:aa:bb:03"),
+                destination: TargetDest::Pending,
+            },
+            TargetRow {
+                link: "overlay1".into(),
+                target: mac("02:08:20:aa:bb:04"),
+                destination: TargetDest::Drop,
+            },
+        ]
+    }
+
+    #[test]
+    fn props_table_is_aligned_like_dladm() {
+        let all = select_fields(None, PropRow::FIELDS).expect("all fields");
+        let got = render(&props(), &all, Format::Human);
+        let want = "\
+LINK      PROPERTY           PERM  REQ  VALUE        DEFAULT  POSSIBLE
+overlay0  encap              r-    -    vxlan        --       vxlan
+overlay0  mtu                rw    -    1400         1400     576-8900
+overlay0  vnetid             rw    -    100          --       0-16777215
+overlay0  vxlan/listen_ip    rw    y    10.88.88.69  --       --
+overlay0  vxlan/listen_port  rw    y    4789         4789     1-65535
+overlay0  files/config       rw    y    --           --       --
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn targets_table_shows_every_destination_form() {
+        let all = select_fields(None, TargetRow::FIELDS).expect("all fields");
+        let got = render(&targets(), &all, Format::Human);
+        let want = "\
+LINK      TARGET             DESTINATION
+ov0       02:08:20:aa:bb:01  10.0.0.2:4789
+ov0       02:08:20:aa:bb:02  [fd00::2]:4789
+overlay1  02:08:20:aa:bb:03  pending
+overlay1  02:08:20:aa:bb:04  drop
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn status_table_and_absent_details() {
+        let rows = vec![
+            StatusRow {
+                link: "ov0".into(),
+                status: OverlayState::Online,
+                details: None,
+            },
+            StatusRow {
+                link: "ov1".into(),
+                status: OverlayState::Degraded,
+                details: Some("varpd is not running".into()),
+            },
+        ];
+        let got = render(&rows, &[0, 1, 2], Format::Human);
+        assert_eq!(
+            got,
+            "LINK  STATUS    DETAILS\nov0   ONLINE    --\nov1   DEGRADED  varpd is not running\n"
+        );
+    }
+
+    #[test]
+    fn no_rows_no_header() {
+        let rows: Vec<TargetRow> = Vec::new();
+        assert_eq!(render(&rows, &[0, 1, 2], Format::Human), "");
+        assert_eq!(render(&rows, &[0, 1, 2], Format::Parseable), "");
+        assert_eq!(render(&rows, &[0, 1, 2], Format::Json), "[]\n");
+    }
+
+    #[test]
+    fn column_width_counts_characters_not_bytes() {
+        let got = table(&["A".into(), "B".into()], &[vec!["é".into(), "x".into()]]);
+        assert_eq!(got, "A  B\né  x\n");
+    }
+
+    #[test]
+    fn parseable_escapes_colon_and_backslash_when_several_fields() {
+        let f = select_fields(Some("link,target,destination"), TargetRow::FIELDS).expect("fields");
+        let got = render(&targets(), &f, Format::Parseable);
+        let want = "\
+ov0:02\\:08\\:20\\:aa\\:bb\\:01:10.0.0.2\\:4789
+ov0:02\\:08\\:20\\:aa\\:bb\\:02:[fd00\\:\\:2]\\:4789
+overlay1:02\\:08\\:20\\:aa\\:bb\\:03:pending
+overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
+";
+        assert_eq!(got, want, "\n{got}");
+        assert_eq!(escape_parseable(r"a\b:c"), r"a\\b\:c");
+    }
+
+    #[test]
+    fn parseable_single_field_is_not_escaped() {
+        let f = select_fields(Some("destination"), TargetRow::FIELDS).expect("fields");
+        assert_eq!(
+            render(&targets(), &f, Format::Parseable),
+            "10.0.0.2:4789\n[fd00::2]:4789\npending\ndrop\n"
+        );
+    }
+
+    #[test]
+    fn parseable_absent_is_empty_and_req_is_y_or_dash() {
+        let f = select_fields(Some("property,req,value,default"), PropRow::FIELDS).expect("fields");
+        let got = render(&props()[3..], &f, Format::Parseable);
+        assert_eq!(
+            got,
+            "vxlan/listen_ip:y:10.88.88.69:\nvxlan/listen_port:y:4789:4789\nfiles/config:y::\n"
+        );
+    }
+
+    #[test]
+    fn output_selection_orders_and_rejects() {
+        assert_eq!(
+            select_fields(Some("destination,link"), TargetRow::FIELDS),
+            Ok(vec![2, 0])
+        );
+        assert_eq!(
+            select_fields(Some("LINK,Status"), StatusRow::FIELDS),
+            Ok(vec![0, 1])
+        );
+        assert_eq!(
+            select_fields(Some("all"), StatusRow::FIELDS),
+            Ok(vec![0, 1, 2])
+        );
+        assert_eq!(select_fields(None, PropRow::FIELDS).map(|v| v.len()), Ok(7));
+        let e = select_fields(Some("link,dest"), TargetRow::FIELDS).expect_err("dest is unknown");
+        assert_eq!(
+            e,
+            "unknown output field 'dest': valid fields are link,target,destination (or all)"
+        );
+        assert!(select_fields(Some("link,"), TargetRow::FIELDS).is_err());
+        // A field of another table is unknown here.
+        assert!(select_fields(Some("status"), TargetRow::FIELDS).is_err());
+    }
+
+    #[test]
+    fn selected_columns_in_human_output() {
+        let f = select_fields(Some("property,value"), PropRow::FIELDS).expect("fields");
+        let got = render(&props()[..2], &f, Format::Human);
+        assert_eq!(got, "PROPERTY  VALUE\nencap     vxlan\nmtu       1400\n");
+    }
+
+    #[test]
+    fn json_shape() {
+        let all = select_fields(None, PropRow::FIELDS).expect("all fields");
+        let got = render(&props()[2..4], &all, Format::Json);
+        assert_eq!(got.matches('\n').count(), 1, "one line: {got}");
+        assert_eq!(
+            got,
+            concat!(
+                r#"[{"link":"overlay0","property":"vnetid","perm":"rw","req":false,"value":"100","default":null,"possible":"0-16777215"},"#,
+                r#"{"link":"overlay0","property":"vxlan/listen_ip","perm":"rw","req":true,"value":"10.88.88.69","default":null,"possible":null}]"#,
+                "\n"
+            )
+        );
+        let f = select_fields(Some("destination,target"), TargetRow::FIELDS).expect("fields");
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&targets(), &f, Format::Json)).expect("valid JSON");
+        assert_eq!(v[1]["destination"], "[fd00::2]:4789");
+        assert_eq!(v[2]["destination"], "pending");
+        assert_eq!(v[0]["target"], "02:08:20:aa:bb:01");
+        assert_eq!(v[0].as_object().map(|o| o.len()), Some(2));
+    }
+
+    #[test]
+    fn stats_show_counters_and_only_nonzero_drops() {
+        let snap = StatsSnapshot {
+            time_ns: 1,
+            varpd_linked: true,
+            overlays: vec![OverlayStats {
+                name: "ov0".into(),
+                vnetid: 100,
+                rx_frames: 10,
+                rx_bytes: 1000,
+                tx_frames: 5,
+                tx_bytes: 500,
+                lookups: 2,
+                misses: 3,
+                queue_overflows: 0,
+                injected: 1,
+                table_entries: 2,
+                drops: BTreeMap::from([("target-drop".into(), 3), ("flushed".into(), 0)]),
+            }],
+            muxes: vec![MuxStats {
+                listen: Some("0.0.0.0:4789".parse().expect("addr")),
+                rx_datagrams: 12,
+                drops: BTreeMap::from([("unknown-vni".into(), 2)]),
+            }],
+        };
+        let got = render_stats(&snap);
+        let want = "\
+varpd: linked
+
+LINK  VNETID  RX-FRAMES  RX-BYTES  TX-FRAMES  TX-BYTES  LOOKUPS  MISSES  Q-OVERFLOWS  INJECTED  ENTRIES
+ov0   100     10         1000      5          500       2        3       0            1         2
+
+MUX               RX-DATAGRAMS
+mux 0.0.0.0:4789  12
+
+WHERE             DROP-REASON  COUNT
+ov0               target-drop  3
+mux 0.0.0.0:4789  unknown-vni  2
+";
+        assert_eq!(got, want, "\n{got}");
+        let empty = render_stats(&StatsSnapshot::default());
+        assert_eq!(empty, "varpd: not linked\n\nno drops\n");
+        let back: StatsSnapshot = serde_json::from_str(&stats_json(&snap)).expect("valid JSON");
+        assert_eq!(back, snap);
+    }
+}

@@ -1,0 +1,364 @@
+//! Runs the built `ovadm` against a tiny fake overlayd: a Unix socket in a
+//! temporary run directory that answers each request line with the next
+//! canned reply and remembers what it was asked.
+
+use overlay_api::proto::{Reply, Request};
+use overlay_api::{
+    ApiError, ErrorKind, Mac, OverlayState, Perm, PropRow, StatusRow, TargetDest, TargetRow,
+};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty run directory, removed on drop.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn new() -> RunDir {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ovadm-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create run dir");
+        RunDir(dir)
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fake overlayd serving one connection with canned replies.
+struct FakeOverlayd {
+    dir: RunDir,
+    server: JoinHandle<Vec<Request>>,
+}
+
+impl FakeOverlayd {
+    fn start(replies: Vec<Reply>) -> FakeOverlayd {
+        let dir = RunDir::new();
+        let listener =
+            UnixListener::bind(dir.0.join("overlayd.sock")).expect("bind fake overlayd.sock");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let server = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let conn = loop {
+                match listener.accept() {
+                    Ok((c, _)) => break c,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!("fake overlayd: no client came: {e}"),
+                }
+            };
+            conn.set_nonblocking(false).expect("blocking");
+            let mut writer = conn.try_clone().expect("clone");
+            let mut seen = Vec::new();
+            let mut replies = replies.into_iter();
+            for line in BufReader::new(conn).lines() {
+                let line = line.expect("read request");
+                seen.push(
+                    serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("not a Request: {line}: {e}")),
+                );
+                let reply = replies.next().expect("a canned reply for every request");
+                let mut out = serde_json::to_string(&reply).expect("reply");
+                out.push('\n');
+                writer.write_all(out.as_bytes()).expect("write reply");
+            }
+            seen
+        });
+        FakeOverlayd { dir, server }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// What ovadm asked, once it has gone.
+    fn requests(self) -> Vec<Request> {
+        self.server.join().expect("fake overlayd panicked")
+    }
+}
+
+fn ovadm(run_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ovadm"))
+        .env_remove("OVERLAY_RUN_DIR")
+        .arg("--run-dir")
+        .arg(run_dir)
+        .args(args)
+        .output()
+        .expect("run ovadm")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn mac(s: &str) -> Mac {
+    s.parse().expect("test MAC")
+}
+
+fn targets() -> Vec<TargetRow> {
+    vec![
+        TargetRow {
+            link: "ov0".into(),
+            target: mac("02:08:20:00:00:02"),
+            destination: TargetDest::Valid("10.0.0.2:4789".parse().expect("addr")),
+        },
+        TargetRow {
+            link: "ov0".into(),
+            target: mac("02:08:20:00:00:03"),
+            destination: TargetDest::Valid("[fd00::2]:4789".parse().expect("addr")),
+        },
+        TargetRow {
+            link: "overlay1".into(),
+            target: mac("02:08:20:00:00:04"),
+            destination: TargetDest::Pending,
+        },
+        TargetRow {
+            link: "overlay1".into(),
+            target: mac("02:08:20:00:00:05"),
+            destination: TargetDest::Drop,
+        },
+    ]
+}
+
+#[test]
+fn show_overlay_targets() {
+    let fake = FakeOverlayd::start(vec![Reply::Targets { rows: targets() }]);
+    let out = ovadm(fake.path(), &["show-overlay", "-t"]);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+LINK      TARGET             DESTINATION
+ov0       02:08:20:00:00:02  10.0.0.2:4789
+ov0       02:08:20:00:00:03  [fd00::2]:4789
+overlay1  02:08:20:00:00:04  pending
+overlay1  02:08:20:00:00:05  drop
+"
+    );
+    assert_eq!(fake.requests(), [Request::ShowTargets { name: None }]);
+}
+
+#[test]
+fn show_overlay_targets_parseable() {
+    let fake = FakeOverlayd::start(vec![Reply::Targets {
+        rows: targets()[..2].to_vec(),
+    }]);
+    let out = ovadm(
+        fake.path(),
+        &[
+            "show-overlay",
+            "-t",
+            "-p",
+            "-o",
+            "target,destination",
+            "ov0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "02\\:08\\:20\\:00\\:00\\:02:10.0.0.2\\:4789\n02\\:08\\:20\\:00\\:00\\:03:[fd00\\:\\:2]\\:4789\n");
+    assert_eq!(
+        fake.requests(),
+        [Request::ShowTargets {
+            name: Some("ov0".into())
+        }]
+    );
+}
+
+#[test]
+fn show_overlay_properties() {
+    let row = |property: &str,
+               perm,
+               required,
+               value: Option<&str>,
+               default: Option<&str>,
+               possible: Option<&str>| PropRow {
+        link: "ov0".into(),
+        property: property.into(),
+        perm,
+        required,
+        value: value.map(Into::into),
+        default: default.map(Into::into),
+        possible: possible.map(Into::into),
+    };
+    let rows = vec![
+        row("encap", Perm::R, false, Some("vxlan"), None, Some("vxlan")),
+        row(
+            "mtu",
+            Perm::Rw,
+            false,
+            Some("1400"),
+            Some("1400"),
+            Some("576-8900"),
+        ),
+        row(
+            "vxlan/listen_ip",
+            Perm::R,
+            true,
+            Some("10.0.0.1"),
+            None,
+            None,
+        ),
+    ];
+    let fake = FakeOverlayd::start(vec![Reply::Props { rows }]);
+    let out = ovadm(fake.path(), &["show-overlay", "ov0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+LINK  PROPERTY         PERM  REQ  VALUE     DEFAULT  POSSIBLE
+ov0   encap            r-    -    vxlan     --       vxlan
+ov0   mtu              rw    -    1400      1400     576-8900
+ov0   vxlan/listen_ip  r-    y    10.0.0.1  --       --
+"
+    );
+    assert_eq!(
+        fake.requests(),
+        [Request::ShowProps {
+            name: Some("ov0".into())
+        }]
+    );
+}
+
+#[test]
+fn show_overlay_status_json_with_run_dir_from_environment() {
+    let rows = vec![
+        StatusRow {
+            link: "ov0".into(),
+            status: OverlayState::Online,
+            details: None,
+        },
+        StatusRow {
+            link: "ov1".into(),
+            status: OverlayState::Degraded,
+            details: Some("varpd is not running".into()),
+        },
+    ];
+    let fake = FakeOverlayd::start(vec![Reply::Status { rows }]);
+    let out = Command::new(env!("CARGO_BIN_EXE_ovadm"))
+        .env("OVERLAY_RUN_DIR", fake.path())
+        .args(["show-overlay", "-f", "--json"])
+        .output()
+        .expect("run ovadm");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "[{\"link\":\"ov0\",\"status\":\"ONLINE\",\"details\":null},{\"link\":\"ov1\",\"status\":\"DEGRADED\",\"details\":\"varpd is not running\"}]\n"
+    );
+    assert_eq!(fake.requests(), [Request::ShowStatus { name: None }]);
+}
+
+#[test]
+fn error_reply_fails_with_its_message() {
+    let msg = "property 'mtu' of ov0: 99999 is out of range 576-8900";
+    let fake = FakeOverlayd::start(vec![Reply::Error {
+        error: ApiError::new(ErrorKind::Property, msg),
+    }]);
+    let out = ovadm(
+        fake.path(),
+        &[
+            "create-overlay",
+            "-e",
+            "vxlan",
+            "-s",
+            "direct",
+            "-v",
+            "100",
+            "-p",
+            "mtu=99999,vxlan/listen_ip=10.0.0.1",
+            "ov0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), format!("ovadm: {msg}\n"));
+    assert_eq!(text(&out.stdout), "");
+    let reqs = fake.requests();
+    let [Request::CreateOverlay { spec }] = reqs.as_slice() else {
+        panic!("{reqs:?}")
+    };
+    assert_eq!(
+        (
+            spec.name.as_str(),
+            spec.encap.as_str(),
+            spec.search.as_str(),
+            spec.vnetid
+        ),
+        ("ov0", "vxlan", "direct", 100)
+    );
+    assert_eq!(spec.props.get("mtu").map(String::as_str), Some("99999"));
+    assert_eq!(spec.props.len(), 2);
+}
+
+#[test]
+fn warning_is_printed_and_success_kept() {
+    let fake = FakeOverlayd::start(vec![Reply::Ok {
+        warning: Some("varpd is not running; ov0 is degraded".into()),
+    }]);
+    let out = ovadm(
+        fake.path(),
+        &["modify-overlay", "-s", "02:08:20:00:00:02=drop", "ov0"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stderr),
+        "ovadm: warning: varpd is not running; ov0 is degraded\n"
+    );
+    assert_eq!(
+        fake.requests(),
+        [Request::SetTarget {
+            name: "ov0".into(),
+            mac: mac("02:08:20:00:00:02"),
+            dest: TargetDest::Drop
+        }]
+    );
+}
+
+#[test]
+fn no_socket_fails_clearly() {
+    let dir = RunDir::new();
+    let out = ovadm(&dir.0, &["show-overlay", "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let sock = dir.0.join("overlayd.sock");
+    assert!(
+        err.starts_with(&format!("ovadm: cannot connect to {}", sock.display())),
+        "{err}"
+    );
+    assert!(err.contains("--run-dir"), "{err}");
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn usage_error_exits_2_before_connecting() {
+    // No daemon here: a usage error must be found before any connection.
+    let dir = RunDir::new();
+    for args in [
+        &["create-overlay", "-e", "vxlan", "-s", "direct", "ov0"][..],
+        &["modify-overlay", "-d", "02:08:20:00:00:02", "-f", "ov0"],
+        &["show-overlay", "-p"],
+        &["show-overlay", "-o", "link,bogus"],
+    ] {
+        let out = ovadm(&dir.0, args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).is_empty());
+    }
+}
