@@ -362,6 +362,7 @@ impl Daemon {
                 mux: mid,
                 mode: None,
                 point: None,
+                configured: false,
                 instance_error: None,
                 table: TargetTable::new(),
                 counters: Counters::default(),

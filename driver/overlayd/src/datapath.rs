@@ -98,7 +98,7 @@ impl Daemon {
             if kind == GroupKind::Other {
                 return ov.counters.drop(DropReason::MulticastUnsupported, 1);
             }
-            let Some(link) = self.link.as_mut() else {
+            let Some(link) = self.link.as_mut().filter(|_| ov.configured) else {
                 return ov.counters.drop(DropReason::VarpdUnavailable, 1);
             };
             if ov.bcast_inflight >= BCAST_INFLIGHT_MAX {
@@ -134,7 +134,7 @@ impl Daemon {
             TxDecision::Drop(r) => ov.counters.drop(r, 1),
             TxDecision::Queued { ask } => {
                 ov.counters.misses += 1;
-                if ask {
+                if ask && ov.configured {
                     if let Some(link) = self.link.as_mut() {
                         self.next_lookup += 1;
                         let id = self.next_lookup;

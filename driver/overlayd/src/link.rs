@@ -73,6 +73,7 @@ impl Daemon {
             ov.table.unask_all();
             ov.bcast_inflight = 0;
             ov.instance_error = None;
+            ov.configured = false;
         }
         let parked = std::mem::take(&mut self.parked);
         for p in parked {
@@ -101,7 +102,7 @@ impl Daemon {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        for (oid, ov) in self.overlays.iter_mut() {
+        for (oid, ov) in self.overlays.iter_mut().filter(|(_, o)| o.configured) {
             for mac in ov.table.to_ask(stale) {
                 self.lookups
                     .retain(|_, c| !(c.oid == *oid && c.mac == mac && c.frame.is_none()));
@@ -169,6 +170,7 @@ impl Daemon {
                     ov.mode = Some(mode);
                     ov.point = point;
                     ov.instance_error = None;
+                    ov.configured = true;
                     log::info!(
                         "{}: search plugin {} ready ({mode:?}{})",
                         ov.cfg.name,
@@ -177,6 +179,7 @@ impl Daemon {
                     );
                 }
                 self.unpark(oid, None);
+                self.ask_pending(None, now);
             }
             VarpdMsg::InstanceFailed { oid, error } => {
                 let Some(ov) = self.overlays.get_mut(&oid) else {
@@ -184,6 +187,7 @@ impl Daemon {
                 };
                 log::warn!("{}: search plugin {}: {error}", ov.cfg.name, ov.cfg.search);
                 ov.instance_error = Some(error.clone());
+                ov.configured = false;
                 self.unpark(oid, Some(error));
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),

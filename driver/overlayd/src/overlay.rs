@@ -21,6 +21,9 @@ pub struct Overlay {
     pub mode: Option<DestMode>,
     /// Point-mode destination.
     pub point: Option<SocketAddr>,
+    /// varpd has confirmed the plugin instance on the current link, so
+    /// lookups may be asked (asking before would get "no instance").
+    pub configured: bool,
     /// Why varpd could not configure the instance, if it could not.
     pub instance_error: Option<String>,
     /// Target table (dynamic mode).
