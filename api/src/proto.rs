@@ -209,12 +209,17 @@ pub enum VarpdMsg {
         /// For point mode, the one destination (illumos plugin `default` op).
         point: Option<SocketAddr>,
     },
-    /// The instance cannot work; the overlay is degraded with this reason.
+    /// The instance cannot work, or works on stale data; the overlay is
+    /// degraded with this reason.
     InstanceFailed {
         /// overlayd's id.
         oid: u64,
         /// What is wrong, naming the file, field or property.
         error: String,
+        /// The instance still answers lookups from what it had before (a
+        /// configuration reload failed): keep asking it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        serving: bool,
     },
     /// Answer to [`DriverMsg::Lookup`].
     LookupReply {

@@ -1,1 +1,47 @@
-fn main() {}
+//! `varpd [--run-dir DIR] [--state-dir DIR]`: the virtual ARP daemon, in the
+//! foreground, logging to stderr (`RUST_LOG` sets the level; info by
+//! default). See the library's theory statement for what it does.
+
+use anyhow::Context;
+use clap::Parser;
+use overlay_api::{DEFAULT_RUN_DIR, DEFAULT_STATE_DIR};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use varpd::daemon::{self, Config};
+
+/// The virtual ARP daemon: answers overlayd's target-table misses through
+/// search plugins (direct, files).
+#[derive(Parser, Debug)]
+#[command(name = "varpd", version)]
+struct Args {
+    /// Directory of the control sockets (varpd.sock, overlayd.sock).
+    #[arg(long, value_name = "DIR", env = "OVERLAY_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    /// Directory for persistent state.
+    #[arg(long, value_name = "DIR", env = "OVERLAY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(daemon::run(Config {
+        run_dir: args.run_dir,
+        state_dir: args.state_dir,
+    }))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -73,7 +73,13 @@ pub fn classify(f: &[u8]) -> Option<FrameInfo> {
         }
     }
     let group = dst.is_multicast().then(|| group_kind(f, ethertype, l3));
-    Some(FrameInfo { dst, src, ethertype, l3, group })
+    Some(FrameInfo {
+        dst,
+        src,
+        ethertype,
+        l3,
+        group,
+    })
 }
 
 fn group_kind(f: &[u8], ethertype: u16, l3: usize) -> GroupKind {
@@ -81,7 +87,9 @@ fn group_kind(f: &[u8], ethertype: u16, l3: usize) -> GroupKind {
         ETHERTYPE_ARP => GroupKind::Arp,
         // IPv6 with next header ICMPv6 (58) and type 135 (NS); extension
         // headers before ICMPv6 are not followed: NS never carries them.
-        ETHERTYPE_IPV6 if f.get(l3 + 6) == Some(&58) && f.get(l3 + 40) == Some(&135) => GroupKind::NeighborSolicit,
+        ETHERTYPE_IPV6 if f.get(l3 + 6) == Some(&58) && f.get(l3 + 40) == Some(&135) => {
+            GroupKind::NeighborSolicit
+        }
         ETHERTYPE_IPV4 => {
             let ihl = (*f.get(l3).unwrap_or(&0) as usize & 0x0f) * 4;
             if f.get(l3 + 9) == Some(&17) && ihl >= 20 && be16(f, l3 + ihl + 2) == Some(67) {
@@ -167,7 +175,10 @@ mod tests {
         ns[6] = 58;
         ns[40] = 135;
         let ns = frame([0x33, 0x33, 0xff, 0, 0, 2], ETHERTYPE_IPV6, &ns);
-        assert_eq!(classify(&ns).unwrap().group, Some(GroupKind::NeighborSolicit));
+        assert_eq!(
+            classify(&ns).unwrap().group,
+            Some(GroupKind::NeighborSolicit)
+        );
         let mut dhcp = vec![0u8; 300];
         dhcp[0] = 0x45;
         dhcp[9] = 17;
@@ -185,7 +196,10 @@ mod tests {
     fn vlan_tag_is_skipped() {
         let f = frame([0xff; 6], ETHERTYPE_VLAN, &[0, 5, 0x08, 0x06, 0, 0]);
         let i = classify(&f).unwrap();
-        assert_eq!((i.ethertype, i.l3, i.group), (ETHERTYPE_ARP, 18, Some(GroupKind::Arp)));
+        assert_eq!(
+            (i.ethertype, i.l3, i.group),
+            (ETHERTYPE_ARP, 18, Some(GroupKind::Arp))
+        );
     }
 
     proptest! {

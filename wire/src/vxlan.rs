@@ -56,7 +56,11 @@ pub fn parse(b: &[u8]) -> Result<Packet<'_>, VxlanError> {
         return Err(VxlanError::NoVniFlag(flags));
     }
     let vni = u32::from_be_bytes([0, b[4], b[5], b[6]]);
-    Ok(Packet { flags, vni, inner: &b[HEADER_LEN..] })
+    Ok(Packet {
+        flags,
+        vni,
+        inner: &b[HEADER_LEN..],
+    })
 }
 
 /// Writes a header for `vni` (which must fit in 24 bits) into `out`.

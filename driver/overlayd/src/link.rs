@@ -181,13 +181,18 @@ impl Daemon {
                 self.unpark(oid, None);
                 self.ask_pending(None, now);
             }
-            VarpdMsg::InstanceFailed { oid, error } => {
+            VarpdMsg::InstanceFailed {
+                oid,
+                error,
+                serving,
+            } => {
                 let Some(ov) = self.overlays.get_mut(&oid) else {
                     return;
                 };
                 log::warn!("{}: search plugin {}: {error}", ov.cfg.name, ov.cfg.search);
                 ov.instance_error = Some(error.clone());
-                ov.configured = false;
+                // A plugin that still serves its old data keeps being asked.
+                ov.configured &= serving;
                 self.unpark(oid, Some(error));
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
