@@ -91,10 +91,11 @@ pub struct PropRow {
 }
 
 /// Health of an overlay (`show-overlay -f`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverlayState {
     /// Forwarding with everything it needs.
+    #[default]
     Online,
     /// Missing something (varpd, a plugin, a configuration); the reason says what.
     Degraded,
@@ -180,6 +181,45 @@ pub struct OverlayStats {
     pub table_entries: u64,
     /// Drops, by [`crate::DropReason`] name; reasons that never happened may be absent.
     pub drops: BTreeMap<String, u64>,
+    /// Health now.
+    #[serde(default = "online")]
+    pub status: OverlayState,
+    /// Counters per underlay peer (UL3 address), busiest first.
+    #[serde(default)]
+    pub peers: Vec<PeerStats>,
+    /// Latency of varpd lookups (request to answer), as a histogram.
+    #[serde(default)]
+    pub lookup_latency: Vec<HistBucket>,
+}
+
+fn online() -> OverlayState {
+    OverlayState::Online
+}
+
+/// Traffic between one overlay and one underlay peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// The peer's UL3 address.
+    pub addr: Option<std::net::IpAddr>,
+    /// Frames sent to it.
+    pub tx_frames: u64,
+    /// Bytes (inner) sent to it.
+    pub tx_bytes: u64,
+    /// Frames received from it.
+    pub rx_frames: u64,
+    /// Bytes (inner) received from it.
+    pub rx_bytes: u64,
+}
+
+/// One histogram bucket: how many observations were at most `le_ns`
+/// (and more than the previous bucket's bound). Only non-empty buckets are
+/// listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistBucket {
+    /// Upper bound, in nanoseconds.
+    pub le_ns: u64,
+    /// Observations in this bucket.
+    pub count: u64,
 }
 
 /// Counters of one mux (a shared underlay socket).
@@ -198,6 +238,9 @@ pub struct MuxStats {
 pub struct StatsSnapshot {
     /// Nanoseconds since the Unix epoch when the snapshot was taken.
     pub time_ns: u64,
+    /// CLOCK_MONOTONIC nanoseconds when the snapshot was taken (for rates).
+    #[serde(default)]
+    pub mono_ns: u64,
     /// Whether varpd is linked now.
     pub varpd_linked: bool,
     /// Per overlay.

@@ -182,6 +182,7 @@ impl Engine {
                 names.join(", ")
             );
             log::warn!("overlay {overlay}: {error}");
+            overlay_probes::varpd::plugin_error(&spec.search, overlay, &error);
             provider.degraded(error);
             return None;
         };
@@ -200,6 +201,7 @@ impl Engine {
             }
             Err(e) => {
                 log::warn!("overlay {overlay}: {} instance failed: {e}", plugin.name());
+                overlay_probes::varpd::plugin_error(plugin.name(), overlay, &e.to_string());
                 provider.degraded(e.to_string());
                 None
             }
@@ -232,7 +234,8 @@ impl Engine {
         dst: Mac,
         frame: Option<Vec<u8>>,
     ) -> BoxFuture<Vec<VarpdMsg>> {
-        let (instance, status) = {
+        let started = std::time::Instant::now();
+        let (instance, status, plugin, overlay) = {
             let slots = self.slots();
             let Some(slot) = slots.get(&oid) else {
                 return crate::plugin::ready(vec![reply(
@@ -245,16 +248,42 @@ impl Engine {
             };
             let status = slot.provider.status().clone();
             InstanceStatus::bump(&status.lookups);
+            overlay_probes::varpd::lookup_start(&slot.spec.search, &slot.spec.overlay, dst, id);
             let Some(instance) = slot.instance.clone() else {
                 let why = status.health().1.unwrap_or_default();
                 let reason = format!("instance failed: {why}");
-                return crate::plugin::ready(vec![reply(id, oid, LookupResult::Drop { reason })]);
+                let result = LookupResult::Drop { reason };
+                overlay_probes::varpd::lookup_done(
+                    &slot.spec.search,
+                    &slot.spec.overlay,
+                    dst,
+                    &result,
+                    0,
+                );
+                return crate::plugin::ready(vec![reply(id, oid, result)]);
             };
-            (instance, status)
+            (
+                instance,
+                status,
+                slot.spec.search.clone(),
+                slot.spec.overlay.clone(),
+            )
+        };
+        let done = {
+            let (plugin, overlay) = (plugin.clone(), overlay.clone());
+            move |result: &LookupResult| {
+                let ns = started.elapsed().as_nanos() as u64;
+                overlay_probes::varpd::lookup_done(&plugin, &overlay, dst, result, ns);
+            }
         };
         let unicast = |instance: Arc<dyn Instance>| -> BoxFuture<Vec<VarpdMsg>> {
             let fut = instance.lookup(LookupQuery { src, dst });
-            Box::pin(async move { vec![reply(id, oid, fut.await)] })
+            let done = done.clone();
+            Box::pin(async move {
+                let result = fut.await;
+                done(&result);
+                vec![reply(id, oid, result)]
+            })
         };
         let Some(frame) = frame else {
             return unicast(instance);
@@ -271,9 +300,10 @@ impl Engine {
         let Some(kind) = info.group else {
             return unicast(instance);
         };
-        let fut = proxy::answer(instance, status, kind, frame);
+        let fut = proxy::answer(instance, status, overlay, kind, frame);
         Box::pin(async move {
             let out = fut.await;
+            done(&out.result);
             let mut msgs = Vec::with_capacity(2);
             if let Some(frame) = out.inject {
                 msgs.push(VarpdMsg::Inject { oid, frame });
@@ -364,4 +394,9 @@ fn configure(
         ));
     }
     Ok(instance)
+}
+
+/// The text of a lookup result, as probes show it.
+pub(crate) fn result_reason(r: &LookupResult) -> String {
+    overlay_probes::result_text(r)
 }

@@ -58,14 +58,15 @@ impl ProxyOutcome {
 pub fn answer(
     instance: Arc<dyn Instance>,
     status: Arc<InstanceStatus>,
+    overlay: String,
     kind: GroupKind,
     frame: Vec<u8>,
 ) -> BoxFuture<ProxyOutcome> {
     Box::pin(async move {
         match kind {
-            GroupKind::Arp => proxy_arp(&*instance, &status, &frame).await,
-            GroupKind::NeighborSolicit => proxy_ndp(&*instance, &status, &frame).await,
-            GroupKind::Dhcp => proxy_dhcp(&*instance, &frame).await,
+            GroupKind::Arp => proxy_arp(&*instance, &status, &overlay, &frame).await,
+            GroupKind::NeighborSolicit => proxy_ndp(&*instance, &status, &overlay, &frame).await,
+            GroupKind::Dhcp => proxy_dhcp(&*instance, &overlay, &frame).await,
             GroupKind::Other => {
                 ProxyOutcome::not_answered("no proxy for this frame (not ARP, NDP or DHCP)")
             }
@@ -73,7 +74,12 @@ pub fn answer(
     })
 }
 
-async fn proxy_arp(instance: &dyn Instance, status: &InstanceStatus, frame: &[u8]) -> ProxyOutcome {
+async fn proxy_arp(
+    instance: &dyn Instance,
+    status: &InstanceStatus,
+    overlay: &str,
+    frame: &[u8],
+) -> ProxyOutcome {
     let msg = match arp::parse(frame) {
         Ok(m) => m,
         Err(e) => return ProxyOutcome::not_answered(e.to_string()),
@@ -88,6 +94,7 @@ async fn proxy_arp(instance: &dyn Instance, status: &InstanceStatus, frame: &[u8
         Ok(mac) => match msg.reply(mac) {
             Ok(reply) => {
                 InstanceStatus::bump(&status.proxy_arp);
+                overlay_probes::varpd::proxy_arp(overlay, msg.eth_src, msg.target_ip.into(), mac);
                 ProxyOutcome::handled(Some(reply))
             }
             Err(e) => ProxyOutcome::not_answered(e.to_string()),
@@ -96,7 +103,12 @@ async fn proxy_arp(instance: &dyn Instance, status: &InstanceStatus, frame: &[u8
     }
 }
 
-async fn proxy_ndp(instance: &dyn Instance, status: &InstanceStatus, frame: &[u8]) -> ProxyOutcome {
+async fn proxy_ndp(
+    instance: &dyn Instance,
+    status: &InstanceStatus,
+    overlay: &str,
+    frame: &[u8],
+) -> ProxyOutcome {
     let ns = match ndp::parse_solicit(frame) {
         Ok(ns) => ns,
         Err(e) => return ProxyOutcome::not_answered(e.to_string()),
@@ -109,6 +121,7 @@ async fn proxy_ndp(instance: &dyn Instance, status: &InstanceStatus, frame: &[u8
         Ok(mac) => match ns.advertisement(mac) {
             Ok(na) => {
                 InstanceStatus::bump(&status.proxy_ndp);
+                overlay_probes::varpd::proxy_ndp(overlay, ns.eth_src, ns.target.into(), mac);
                 ProxyOutcome::handled(Some(na))
             }
             Err(e) => ProxyOutcome::not_answered(e.to_string()),
@@ -117,14 +130,20 @@ async fn proxy_ndp(instance: &dyn Instance, status: &InstanceStatus, frame: &[u8
     }
 }
 
-async fn proxy_dhcp(instance: &dyn Instance, frame: &[u8]) -> ProxyOutcome {
+async fn proxy_dhcp(instance: &dyn Instance, overlay: &str, frame: &[u8]) -> ProxyOutcome {
     let Some(info) = overlay_wire::eth::classify(frame) else {
         return ProxyOutcome::not_answered("runt frame");
     };
-    match instance.dhcp(info.src).await {
+    let out = match instance.dhcp(info.src).await {
         Ok(_server) => ProxyOutcome::not_answered("dhcp proxy not supported yet"),
         Err(no) => ProxyOutcome::not_answered(no.0),
-    }
+    };
+    overlay_probes::varpd::proxy_dhcp(
+        overlay,
+        info.src,
+        &crate::engine::result_reason(&out.result),
+    );
+    out
 }
 
 #[cfg(test)]
@@ -169,7 +188,14 @@ mod tests {
 
     async fn ask(fx: &Fixture, frame: Vec<u8>) -> ProxyOutcome {
         let kind = classify(&frame).unwrap().group.unwrap();
-        answer(fx.instance.clone(), fx.status.clone(), kind, frame).await
+        answer(
+            fx.instance.clone(),
+            fx.status.clone(),
+            "ov0".into(),
+            kind,
+            frame,
+        )
+        .await
     }
 
     fn not_answered(reason: &str) -> ProxyOutcome {

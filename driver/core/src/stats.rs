@@ -1,8 +1,9 @@
 //! Counters: plain integers owned by the thread that forwards, so counting
 //! costs an add; a snapshot copies them out for the control socket.
 
-use overlay_api::{DropReason, MuxStats, OverlayStats};
-use std::collections::BTreeMap;
+use overlay_api::{DropReason, HistBucket, MuxStats, OverlayStats, PeerStats};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 const REASONS: usize = DropReason::ALL.len();
 
@@ -52,9 +53,12 @@ impl Counters {
             .collect()
     }
 
-    /// The overlay snapshot form.
+    /// The overlay snapshot form (peers, latency and status are filled by the caller).
     pub fn overlay_stats(&self, name: &str, vnetid: u32, table_entries: u64) -> OverlayStats {
         OverlayStats {
+            status: Default::default(),
+            peers: Vec::new(),
+            lookup_latency: Vec::new(),
             name: name.into(),
             vnetid,
             rx_frames: self.rx_frames,
@@ -80,9 +84,146 @@ impl Counters {
     }
 }
 
+/// Traffic with one underlay peer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerCounters {
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Inner bytes received.
+    pub rx_bytes: u64,
+}
+
+/// Counters per underlay peer of one overlay. Peers are keyed by address
+/// only (a peer's VXLAN source port varies with the flow).
+#[derive(Clone, Debug, Default)]
+pub struct Peers(HashMap<IpAddr, PeerCounters>);
+
+impl Peers {
+    /// Counts a frame of `len` bytes sent to `peer`.
+    #[inline]
+    pub fn tx(&mut self, peer: IpAddr, len: usize) {
+        let c = self.0.entry(peer).or_default();
+        c.tx_frames += 1;
+        c.tx_bytes += len as u64;
+    }
+
+    /// Counts a frame of `len` bytes received from `peer`.
+    #[inline]
+    pub fn rx(&mut self, peer: IpAddr, len: usize) {
+        let c = self.0.entry(peer).or_default();
+        c.rx_frames += 1;
+        c.rx_bytes += len as u64;
+    }
+
+    /// Snapshot form, busiest (by bytes both ways) first.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        let mut v: Vec<PeerStats> = self
+            .0
+            .iter()
+            .map(|(a, c)| PeerStats {
+                addr: Some(*a),
+                tx_frames: c.tx_frames,
+                tx_bytes: c.tx_bytes,
+                rx_frames: c.rx_frames,
+                rx_bytes: c.rx_bytes,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            (b.tx_bytes + b.rx_bytes)
+                .cmp(&(a.tx_bytes + a.rx_bytes))
+                .then(a.addr.cmp(&b.addr))
+        });
+        v
+    }
+}
+
+/// A log2 histogram of nanosecond durations: bucket `i` holds values in
+/// `(2^(i-1), 2^i]`; the last bucket holds everything above 2^62.
+#[derive(Clone, Debug)]
+pub struct Histogram([u64; 64]);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram([0; 64])
+    }
+}
+
+impl Histogram {
+    /// Records one duration.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        let i = if ns <= 1 {
+            0
+        } else {
+            64 - (ns - 1).leading_zeros() as usize
+        };
+        self.0[i.min(63)] += 1;
+    }
+
+    /// Observations recorded.
+    pub fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Non-empty buckets.
+    pub fn buckets(&self) -> Vec<HistBucket> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| HistBucket {
+                le_ns: if i == 63 { u64::MAX } else { 1u64 << i },
+                count: *c,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_buckets_are_log2() {
+        let mut h = Histogram::default();
+        for ns in [1, 2, 3, 4, 5, 1000, 1024, 1025, u64::MAX] {
+            h.record(ns);
+        }
+        let b: Vec<(u64, u64)> = h.buckets().iter().map(|b| (b.le_ns, b.count)).collect();
+        assert_eq!(
+            b,
+            [
+                (1, 1),
+                (2, 1),
+                (4, 2),
+                (8, 1),
+                (1024, 2),
+                (2048, 1),
+                (u64::MAX, 1)
+            ]
+        );
+        assert_eq!(h.count(), 9);
+    }
+
+    #[test]
+    fn peers_sorted_by_traffic() {
+        let mut p = Peers::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        p.tx(a, 100);
+        p.rx(b, 500);
+        p.tx(b, 1);
+        let s = p.stats();
+        assert_eq!(
+            (s[0].addr, s[0].rx_bytes, s[0].tx_frames),
+            (Some(b), 500, 1)
+        );
+        assert_eq!(s[1].addr, Some(a));
+    }
 
     #[test]
     fn drops_by_reason() {

@@ -347,6 +347,53 @@ pub fn render_stats(snap: &StatsSnapshot) -> String {
         out.push('\n');
         out.push_str(&table(&["MUX".into(), "RX-DATAGRAMS".into()], &rows));
     }
+    let peers: Vec<Vec<String>> = snap
+        .overlays
+        .iter()
+        .flat_map(|o| {
+            o.peers.iter().map(|p| {
+                vec![
+                    o.name.clone(),
+                    p.addr.map_or_else(|| "--".into(), |a| a.to_string()),
+                    p.tx_frames.to_string(),
+                    p.tx_bytes.to_string(),
+                    p.rx_frames.to_string(),
+                    p.rx_bytes.to_string(),
+                ]
+            })
+        })
+        .collect();
+    if !peers.is_empty() {
+        let h = [
+            "LINK",
+            "PEER",
+            "TX-FRAMES",
+            "TX-BYTES",
+            "RX-FRAMES",
+            "RX-BYTES",
+        ]
+        .map(String::from);
+        out.push('\n');
+        out.push_str(&table(&h, &peers));
+    }
+    let latency: Vec<Vec<String>> = snap
+        .overlays
+        .iter()
+        .flat_map(|o| {
+            o.lookup_latency.iter().map(|b| {
+                vec![
+                    o.name.clone(),
+                    format!("<= {} ns", b.le_ns),
+                    b.count.to_string(),
+                ]
+            })
+        })
+        .collect();
+    if !latency.is_empty() {
+        let h = ["LINK", "LOOKUP-LATENCY", "COUNT"].map(String::from);
+        out.push('\n');
+        out.push_str(&table(&h, &latency));
+    }
     let mut drops: Vec<Vec<String>> = Vec::new();
     for o in &snap.overlays {
         for (reason, n) in o.drops.iter().filter(|(_, n)| **n > 0) {
@@ -619,6 +666,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
     fn stats_show_counters_and_only_nonzero_drops() {
         let snap = StatsSnapshot {
             time_ns: 1,
+            mono_ns: 2,
             varpd_linked: true,
             overlays: vec![OverlayStats {
                 name: "ov0".into(),
@@ -633,6 +681,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
                 injected: 1,
                 table_entries: 2,
                 drops: BTreeMap::from([("target-drop".into(), 3), ("flushed".into(), 0)]),
+                ..Default::default()
             }],
             muxes: vec![MuxStats {
                 listen: Some("0.0.0.0:4789".parse().expect("addr")),

@@ -20,6 +20,7 @@ use overlay_api::{
     TargetDest, TargetRow,
 };
 use overlay_core::{Counters, OverlayConfig, TargetTable};
+use overlay_probes::overlay as probe;
 use std::os::fd::AsRawFd;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -103,7 +104,8 @@ impl Daemon {
                             format!("overlay {name} has no target entry for {mac}"),
                         ),
                         Some(n) => {
-                            ov.counters.drop(DropReason::Flushed, n as u64);
+                            probe::target_remove(&name, mac, "operator");
+                            ov.drop_many(DropReason::Flushed, n);
                             ok()
                         }
                     }
@@ -113,8 +115,10 @@ impl Daemon {
                 Err(e) => e,
                 Ok(oid) => {
                     let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+                    let entries = ov.table.len();
                     let n = ov.table.flush();
-                    ov.counters.drop(DropReason::Flushed, n as u64);
+                    probe::target_flush(&name, entries, "operator");
+                    ov.drop_many(DropReason::Flushed, n);
                     log::info!("{name}: target table flushed");
                     ok()
                 }
@@ -188,10 +192,15 @@ impl Daemon {
     }
 
     fn stats(&self, name: Option<&str>) -> Reply {
+        let linked = self.link.is_some();
         let overlays = match self.with_overlays(name, |_, ov| {
-            vec![ov
-                .counters
-                .overlay_stats(&ov.cfg.name, ov.cfg.vnetid, ov.table.len() as u64)]
+            let mut s =
+                ov.counters
+                    .overlay_stats(&ov.cfg.name, ov.cfg.vnetid, ov.table.len() as u64);
+            s.status = ov.status(linked).0;
+            s.peers = ov.peers.stats();
+            s.lookup_latency = ov.lookup_ns.buckets();
+            vec![s]
         }) {
             Ok(v) => v,
             Err(e) => return e,
@@ -209,6 +218,7 @@ impl Daemon {
         Reply::Stats {
             snapshot: StatsSnapshot {
                 time_ns,
+                mono_ns: monotonic_ns(),
                 varpd_linked: self.link.is_some(),
                 overlays,
                 muxes,
@@ -231,6 +241,7 @@ impl Daemon {
         match ov.table.set(mac, dest) {
             Err(e) => err(ErrorKind::BadRequest, e),
             Ok(released) => {
+                probe::target_set(&ov.cfg.name, mac, &dest, "operator");
                 if let (Some(r), Some(mux)) = (released, self.muxes.get(&ov.mux)) {
                     release(ov, mux, r);
                 }
@@ -367,8 +378,12 @@ impl Daemon {
                 table: TargetTable::new(),
                 counters: Counters::default(),
                 bcast_inflight: 0,
+                peers: Default::default(),
+                lookup_ns: Default::default(),
+                reported: (overlay_api::OverlayState::Online, None),
             },
         );
+        self.report_all();
         if !linked {
             return Ok(Some(Reply::Ok { warning: Some("varpd is not running: the overlay is DEGRADED until varpd connects and configures its search plugin".into()) }));
         }
@@ -417,4 +432,15 @@ impl Daemon {
         }
         // Dropping `ov` closes the TAP descriptor, which removes the device.
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -50,6 +50,8 @@ pub(crate) struct LookupCtx {
     pub mac: Mac,
     /// For broadcast/multicast lookups, the frame (sent on if varpd names a destination).
     pub frame: Option<Box<[u8]>>,
+    /// When it was asked (for the latency histogram and probe).
+    pub asked: Instant,
 }
 
 /// The varpd link.
@@ -258,6 +260,15 @@ impl Daemon {
         }
         if self.link.is_some() {
             self.ask_pending(Some(now - LOOKUP_RETRY), now);
+        }
+        self.report_all();
+    }
+
+    /// Fires degrade/restore probes for every overlay whose health changed.
+    pub(crate) fn report_all(&mut self) {
+        let linked = self.link.is_some();
+        for ov in self.overlays.values_mut() {
+            ov.report(linked);
         }
     }
 }

@@ -7,14 +7,16 @@
 //! with one `send_to` from the flow's socket. rx: receive a datagram, check
 //! the VXLAN header, demultiplex by VNI, write the inner frame to the TAP.
 //! On the hit path nothing is locked and nothing is allocated; every frame
-//! that is not delivered is counted under a [`DropReason`].
+//! that is not delivered is counted under a [`DropReason`] and traced by
+//! the `overlay:drop` probe with the same reason.
 
 use crate::daemon::{Daemon, LookupCtx, HEADROOM};
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use overlay_api::proto::DriverMsg;
-use overlay_api::{DestMode, DropReason};
+use overlay_api::{DestMode, DropReason, Mac};
 use overlay_core::TxDecision;
+use overlay_probes::overlay as probe;
 use overlay_wire::eth::{self, GroupKind};
 use overlay_wire::vxlan;
 use std::io;
@@ -24,9 +26,9 @@ use std::time::Instant;
 /// Most broadcast/multicast frames an overlay may have waiting on varpd.
 const BCAST_INFLIGHT_MAX: u32 = 256;
 
-/// Encapsulates `pkt[HEADROOM..]` in place and sends it to `dest`.
+/// Encapsulates `pkt[HEADROOM..]` (a frame for `dst`) in place and sends it to `dest`.
 #[inline]
-pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dest: SocketAddr) {
+pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dst: Mac, dest: SocketAddr) {
     let frame_len = pkt.len() - HEADROOM;
     let hash = eth::flow_hash(&pkt[HEADROOM..]);
     let hdr: &mut [u8; HEADROOM] = (&mut pkt[..HEADROOM])
@@ -37,10 +39,12 @@ pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dest: Sock
         Ok(_) => {
             ov.counters.tx_frames += 1;
             ov.counters.tx_bytes += frame_len as u64;
+            ov.peers.tx(dest.ip(), frame_len);
+            probe::encap(&ov.cfg.name, ov.cfg.vnetid, dst, dest, frame_len);
         }
         Err(e) => {
             log::debug!("{}: send to {dest}: {e}", ov.cfg.name);
-            ov.counters.drop(DropReason::SendError, 1);
+            ov.drop(DropReason::SendError, frame_len);
         }
     }
 }
@@ -49,7 +53,8 @@ pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dest: Sock
 pub(crate) fn send_copy(ov: &mut Overlay, mux: &Mux, frame: &[u8], dest: SocketAddr) {
     let mut pkt = vec![0u8; HEADROOM + frame.len()];
     pkt[HEADROOM..].copy_from_slice(frame);
-    send_encap(ov, mux, &mut pkt, dest);
+    let dst = eth::classify(frame).map(|i| i.dst).unwrap_or_default();
+    send_encap(ov, mux, &mut pkt, dst, dest);
 }
 
 impl Daemon {
@@ -82,27 +87,26 @@ impl Daemon {
         };
         let pkt = &mut self.buf[..HEADROOM + n];
         let Some(info) = eth::classify(&pkt[HEADROOM..]) else {
-            ov.counters.drop(DropReason::RuntFrame, 1);
-            return;
+            return ov.drop(DropReason::RuntFrame, n);
         };
+        probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, n);
         if n > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
-            ov.counters.drop(DropReason::TooBig, 1);
-            return;
+            return ov.drop(DropReason::TooBig, n);
         }
         match (ov.mode, ov.point) {
-            (Some(DestMode::Point), Some(dest)) => return send_encap(ov, mux, pkt, dest),
+            (Some(DestMode::Point), Some(dest)) => return send_encap(ov, mux, pkt, info.dst, dest),
             (Some(DestMode::Dynamic), _) => {}
-            _ => return ov.counters.drop(DropReason::NoDestination, 1),
+            _ => return ov.drop(DropReason::NoDestination, n),
         }
         if let Some(kind) = info.group {
             if kind == GroupKind::Other {
-                return ov.counters.drop(DropReason::MulticastUnsupported, 1);
+                return ov.drop(DropReason::MulticastUnsupported, n);
             }
             let Some(link) = self.link.as_mut().filter(|_| ov.configured) else {
-                return ov.counters.drop(DropReason::VarpdUnavailable, 1);
+                return ov.drop(DropReason::VarpdUnavailable, n);
             };
             if ov.bcast_inflight >= BCAST_INFLIGHT_MAX {
-                return ov.counters.drop(DropReason::VarpdBusy, 1);
+                return ov.drop(DropReason::VarpdBusy, n);
             }
             self.next_lookup += 1;
             let id = self.next_lookup;
@@ -115,25 +119,39 @@ impl Daemon {
                 frame: Some(frame.to_vec()),
             };
             if !link.conn.send(&msg) {
-                return ov.counters.drop(DropReason::VarpdBusy, 1);
+                return ov.drop(DropReason::VarpdBusy, n);
             }
             ov.counters.lookups += 1;
             ov.bcast_inflight += 1;
+            probe::lookup_request(&ov.cfg.name, info.dst, id, true);
             self.lookups.insert(
                 id,
                 LookupCtx {
                     oid,
                     mac: info.dst,
                     frame: Some(frame),
+                    asked: now,
                 },
             );
             return;
         }
         match ov.table.tx(info.dst, &pkt[HEADROOM..], now) {
-            TxDecision::Send(dest) => send_encap(ov, mux, pkt, dest),
-            TxDecision::Drop(r) => ov.counters.drop(r, 1),
+            TxDecision::Send(dest) => {
+                probe::target_hit(&ov.cfg.name, info.dst, dest);
+                send_encap(ov, mux, pkt, info.dst, dest)
+            }
+            TxDecision::Drop(DropReason::QueueOverflow) => {
+                probe::target_queue_overflow(
+                    &ov.cfg.name,
+                    info.dst,
+                    overlay_core::target::QUEUE_LIMIT,
+                );
+                ov.drop(DropReason::QueueOverflow, n)
+            }
+            TxDecision::Drop(r) => ov.drop(r, n),
             TxDecision::Queued { ask } => {
                 ov.counters.misses += 1;
+                probe::target_miss(&ov.cfg.name, info.dst, ask);
                 if ask && ov.configured {
                     if let Some(link) = self.link.as_mut() {
                         self.next_lookup += 1;
@@ -147,12 +165,14 @@ impl Daemon {
                         }) {
                             ov.counters.lookups += 1;
                             ov.table.asked(info.dst, now);
+                            probe::lookup_request(&ov.cfg.name, info.dst, id, false);
                             self.lookups.insert(
                                 id,
                                 LookupCtx {
                                     oid,
                                     mac: info.dst,
                                     frame: None,
+                                    asked: now,
                                 },
                             );
                         }
@@ -168,8 +188,8 @@ impl Daemon {
             let Some(mux) = self.muxes.get_mut(&mid) else {
                 return;
             };
-            let n = match mux.sock.recv_from(&mut self.buf) {
-                Ok((n, _from)) => n,
+            let (n, from) = match mux.sock.recv_from(&mut self.buf) {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -179,14 +199,18 @@ impl Daemon {
                 }
             };
             mux.counters.rx_frames += 1;
+            let mux_drop = |mux: &mut Mux, reason: DropReason, vni: u32| {
+                mux.counters.drop(reason, 1);
+                probe::drop("-", vni, reason, n);
+            };
             let p = match vxlan::parse(&self.buf[..n]) {
                 Ok(p) => p,
                 Err(vxlan::VxlanError::Short(_)) => {
-                    mux.counters.drop(DropReason::ShortHeader, 1);
+                    mux_drop(mux, DropReason::ShortHeader, 0);
                     continue;
                 }
                 Err(vxlan::VxlanError::NoVniFlag(_)) => {
-                    mux.counters.drop(DropReason::NoVniFlag, 1);
+                    mux_drop(mux, DropReason::NoVniFlag, 0);
                     continue;
                 }
             };
@@ -195,21 +219,29 @@ impl Daemon {
                 .demux(p.vni)
                 .and_then(|oid| self.overlays.get_mut(&oid))
             else {
-                mux.counters.drop(DropReason::UnknownVni, 1);
+                mux_drop(mux, DropReason::UnknownVni, p.vni);
                 continue;
             };
-            if p.inner.len() > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
-                ov.counters.drop(DropReason::TooBig, 1);
+            let len = p.inner.len();
+            if len > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
+                ov.drop(DropReason::TooBig, len);
                 continue;
             }
             match ov.tap.write(p.inner) {
                 Ok(_) => {
                     ov.counters.rx_frames += 1;
-                    ov.counters.rx_bytes += p.inner.len() as u64;
+                    ov.counters.rx_bytes += len as u64;
+                    ov.peers.rx(from.ip(), len);
+                    let mac = |at: usize| {
+                        Mac(p.inner[at..at + 6]
+                            .try_into()
+                            .expect("parse() checked the length"))
+                    };
+                    probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, from.ip());
                 }
                 Err(e) => {
                     log::debug!("{}: TAP write: {e}", ov.cfg.name);
-                    ov.counters.drop(DropReason::TapWriteError, 1);
+                    ov.drop(DropReason::TapWriteError, len);
                 }
             }
         }

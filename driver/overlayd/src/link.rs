@@ -14,6 +14,7 @@ use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
 use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, Mac, PluginInfo};
 use overlay_core::target::Released;
 use overlay_core::Answer;
+use overlay_probes::overlay as probe;
 use std::time::Instant;
 
 impl Daemon {
@@ -35,6 +36,7 @@ impl Daemon {
                 .join(", ")
         );
         conn.send(&Reply::Linked);
+        probe::varpd_connect(pid);
         self.plugins = plugins.clone();
         let lines = std::mem::take(&mut conn.lines);
         self.link = Some(Link {
@@ -52,6 +54,7 @@ impl Daemon {
         for line in lines {
             self.link_line(&line);
         }
+        self.report_all();
     }
 
     /// The link is gone (EOF, error, or replaced).
@@ -64,9 +67,10 @@ impl Daemon {
             "varpd (pid {}) disconnected; known destinations keep forwarding",
             link.pid
         );
+        probe::varpd_disconnect(link.pid);
         for (_, ctx) in self.lookups.drain() {
-            if let (Some(_), Some(ov)) = (&ctx.frame, self.overlays.get_mut(&ctx.oid)) {
-                ov.counters.drop(DropReason::VarpdUnavailable, 1);
+            if let (Some(f), Some(ov)) = (&ctx.frame, self.overlays.get_mut(&ctx.oid)) {
+                ov.drop(DropReason::VarpdUnavailable, f.len());
             }
         }
         for ov in self.overlays.values_mut() {
@@ -80,6 +84,7 @@ impl Daemon {
             self.reply_ok(p.conn, Some("varpd went away before configuring the search plugin; the overlay is DEGRADED until it returns".into()));
             self.serve(p.conn);
         }
+        self.report_all();
     }
 
     /// Sends the instance configuration of overlay `oid` to varpd.
@@ -120,12 +125,14 @@ impl Daemon {
                 }
                 ov.counters.lookups += 1;
                 ov.table.asked(mac, now);
+                probe::lookup_request(&ov.cfg.name, mac, id, false);
                 self.lookups.insert(
                     id,
                     crate::daemon::LookupCtx {
                         oid: *oid,
                         mac,
                         frame: None,
+                        asked: now,
                     },
                 );
             }
@@ -179,6 +186,7 @@ impl Daemon {
                     );
                 }
                 self.unpark(oid, None);
+                self.report_all();
                 self.ask_pending(None, now);
             }
             VarpdMsg::InstanceFailed {
@@ -194,6 +202,7 @@ impl Daemon {
                 // A plugin that still serves its old data keeps being asked.
                 ov.configured &= serving;
                 self.unpark(oid, Some(error));
+                self.report_all();
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
             VarpdMsg::Inject { oid, frame } => {
@@ -201,10 +210,15 @@ impl Daemon {
                     return;
                 };
                 match ov.tap.write(&frame) {
-                    Ok(_) => ov.counters.injected += 1,
+                    Ok(_) => {
+                        ov.counters.injected += 1;
+                        if let Some(i) = overlay_wire::eth::classify(&frame) {
+                            probe::inject(&ov.cfg.name, ov.cfg.vnetid, i.src, i.dst, frame.len());
+                        }
+                    }
                     Err(e) => {
                         log::debug!("{}: inject: {e}", ov.cfg.name);
-                        ov.counters.drop(DropReason::TapWriteError, 1);
+                        ov.drop(DropReason::TapWriteError, frame.len());
                     }
                 }
             }
@@ -214,9 +228,15 @@ impl Daemon {
                 };
                 match mac {
                     Some(m) => {
-                        ov.table.invalidate(m);
+                        if ov.table.invalidate(m) {
+                            probe::target_remove(&ov.cfg.name, m, "invalidate");
+                        }
                     }
-                    None => ov.table.invalidate_resolved(),
+                    None => {
+                        let before = ov.table.len();
+                        ov.table.invalidate_resolved();
+                        probe::target_flush(&ov.cfg.name, before - ov.table.len(), "invalidate");
+                    }
                 }
             }
         }
@@ -235,13 +255,16 @@ impl Daemon {
         let Some(mux) = self.muxes.get(&ov.mux) else {
             return;
         };
+        let ns = now.saturating_duration_since(ctx.asked).as_nanos() as u64;
+        ov.lookup_ns.record(ns);
+        probe::lookup_reply(&ov.cfg.name, ctx.mac, &result, ns);
         if let Some(frame) = ctx.frame {
             ov.bcast_inflight = ov.bcast_inflight.saturating_sub(1);
             match result {
                 LookupResult::Handled => {}
                 LookupResult::Target { dest } => send_copy(ov, mux, &frame, dest),
                 LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => {
-                    ov.counters.drop(DropReason::NotAnswered, 1)
+                    ov.drop(DropReason::NotAnswered, frame.len())
                 }
             }
             return;
@@ -259,6 +282,10 @@ impl Daemon {
             LookupResult::Handled | LookupResult::NotAnswered { .. } => Answer::Drop,
         };
         if let Some(r) = ov.table.answer(ctx.mac, answer, now) {
+            match answer {
+                Answer::Dest(d) => probe::target_set(&ov.cfg.name, ctx.mac, &d, "varpd"),
+                Answer::Drop => probe::target_set(&ov.cfg.name, ctx.mac, &"drop", "varpd"),
+            }
             release(ov, mux, r);
         }
     }
@@ -301,8 +328,10 @@ pub(crate) fn release(ov: &mut crate::overlay::Overlay, mux: &crate::mux::Mux, r
                 send_copy(ov, mux, &f, d);
             }
         }
-        None => ov
-            .counters
-            .drop(DropReason::TargetDrop, r.frames.len() as u64),
+        None => {
+            for f in r.frames {
+                ov.drop(DropReason::TargetDrop, f.len());
+            }
+        }
     }
 }

@@ -55,6 +55,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = overlay_probes::register() {
+        log::warn!("cannot register USDT probes: {e}");
+    }
     let run = || -> anyhow::Result<()> {
         std::fs::create_dir_all(&args.state_dir).map_err(|e| {
             anyhow::anyhow!(

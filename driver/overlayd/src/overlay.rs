@@ -2,8 +2,10 @@
 //! mode, target table, counters and health.
 
 use crate::tap::Tap;
-use overlay_api::{DestMode, OverlayState};
+use overlay_api::{DestMode, DropReason, OverlayState};
+use overlay_core::stats::{Histogram, Peers};
 use overlay_core::{Counters, OverlayConfig, TargetTable};
+use overlay_probes::overlay as probe;
 use std::net::SocketAddr;
 
 /// An overlay.
@@ -32,9 +34,50 @@ pub struct Overlay {
     pub counters: Counters,
     /// Broadcast/multicast frames handed to varpd and not yet answered.
     pub bcast_inflight: u32,
+    /// Counters per underlay peer.
+    pub peers: Peers,
+    /// Lookup latency.
+    pub lookup_ns: Histogram,
+    /// The health last reported (by the degrade/restore probes).
+    pub reported: (OverlayState, Option<String>),
 }
 
 impl Overlay {
+    /// Counts a dropped frame of `len` bytes and fires `overlay:drop`.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason, len: usize) {
+        self.counters.drop(reason, 1);
+        probe::drop(&self.cfg.name, self.cfg.vnetid, reason, len);
+    }
+
+    /// Counts `n` frames discarded in bulk (lengths unknown: 0 in the probe).
+    pub fn drop_many(&mut self, reason: DropReason, n: usize) {
+        for _ in 0..n {
+            self.drop(reason, 0);
+        }
+    }
+
+    /// Fires `overlay:degrade` / `overlay:restore` if health changed since
+    /// it was last reported.
+    pub fn report(&mut self, linked: bool) {
+        let now = self.status(linked);
+        if now == self.reported {
+            return;
+        }
+        match &now {
+            (OverlayState::Degraded, reason) => {
+                let r = reason.as_deref().unwrap_or("");
+                log::warn!("{}: DEGRADED: {r}", self.cfg.name);
+                probe::degrade(&self.cfg.name, r);
+            }
+            (OverlayState::Online, _) => {
+                log::info!("{}: ONLINE", self.cfg.name);
+                probe::restore(&self.cfg.name);
+            }
+        }
+        self.reported = now;
+    }
+
     /// Health and its reason, given whether varpd is linked.
     pub fn status(&self, linked: bool) -> (OverlayState, Option<String>) {
         if let Some(e) = &self.instance_error {

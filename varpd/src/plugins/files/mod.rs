@@ -179,6 +179,7 @@ impl Instance for FilesInstance {
                     path.display(),
                     changed.len()
                 );
+                overlay_probes::varpd::config_reload("files", overlay, changed.len() as u64, "ok");
                 for mac in changed {
                     self.provider.invalidate(Some(mac));
                 }
@@ -189,6 +190,8 @@ impl Instance for FilesInstance {
             }
             Err(e) => {
                 log::warn!("overlay {overlay}: reload failed, keeping the previous mapping: {e}");
+                overlay_probes::varpd::config_reload("files", overlay, 0, &e.to_string());
+                overlay_probes::varpd::plugin_error("files", overlay, &e.to_string());
                 self.provider.degraded_serving(e.to_string());
             }
         }
