@@ -1,1 +1,63 @@
-//! placeholder
+//! # overlay-tests: the namespace lab every end-to-end test stands on
+//!
+//! Theory statement. An end-to-end test of the overlay system needs several
+//! *hosts*, each with its own underlay (UL3) addresses, its own `overlayd`
+//! and `varpd`, and its own overlay devices carrying VL2/VL3 traffic. On one
+//! Linux machine a host is a network namespace. This crate builds such labs,
+//! drives the daemons and the operator's CLI inside them, and takes them
+//! down again, so that every test in `tests/tests/` shares one harness
+//! instead of each growing its own.
+//!
+//! ## Parts
+//!
+//! - [`Lab`] (`lab.rs`): one lab per test. It names its namespaces
+//!   `ovt<pid>-<n>-<host>`, unique per process and per lab, so tests run in
+//!   parallel and runs never collide; it joins hosts by a veth pair
+//!   ([`Lab::link`]) or by a bridge inside a namespace of its own
+//!   ([`Lab::switch`]); it starts and stops daemons; it runs `ovadm`, `ip`
+//!   and `ping` inside a host; it reads statistics over the control socket
+//!   with [`overlay_api::Client`]; and [`Lab::in_ns`] runs a closure on a
+//!   thread that has entered a host's namespace, so a test can send crafted
+//!   datagrams from there.
+//! - `daemon.rs`: a daemon is `ip netns exec NS BIN --run-dir R --state-dir S`
+//!   in a process group of its own, logging to a file in the lab directory;
+//!   it is ready when its control socket accepts a connection.
+//! - `netns.rs`: creating and deleting namespaces, entering one with
+//!   `setns(2)`, and reaping namespaces that a killed test run left behind.
+//! - `scenario.rs`: the recurring setups (two overlayd hosts with the files
+//!   plugin, the address plan they use) and the files-plugin configuration.
+//! - [`snapshot`]: reading a statistics snapshot (an overlay's counters,
+//!   drops by reason).
+//! - `craft.rs`: VXLAN datagrams built by hand, well formed or not.
+//! - `tools.rs`: running commands, [`Ping`] results, waiting for conditions.
+//!
+//! ## Rules the harness keeps
+//!
+//! - All test traffic stays inside namespaces the lab made. Hosts have no
+//!   default route; nothing is sent from the root namespace to a lab
+//!   address. (Control sockets are Unix sockets, reached by path.)
+//! - The binaries under test are the release builds in `target/release`
+//!   (found from `CARGO_MANIFEST_DIR`), or those in `$OVERLAY_BIN_DIR`.
+//!   The harness does not build them: `make test` builds first.
+//! - Dropping a [`Lab`] kills every process it started and every process
+//!   still inside its namespaces, then deletes the namespaces — also when
+//!   the test panicked, in which case it first prints the tail of every
+//!   daemon's log and keeps the lab directory for a post-mortem.
+//! - A missing tool (`ip`, `ping`, ...) or binary is a panic that says what
+//!   to install or build, never a silent pass. Tests that need root are
+//!   `#[ignore = "needs root ..."]`, so an ordinary `cargo test` lists them
+//!   as ignored with the reason.
+
+mod craft;
+mod daemon;
+mod lab;
+mod netns;
+mod scenario;
+pub mod snapshot;
+mod tools;
+
+pub use craft::{eth_frame, vxlan_datagram, VXLAN_FLAG_I};
+pub use daemon::Daemon;
+pub use lab::{Host, Lab};
+pub use scenario::{FilesEntry, Pair};
+pub use tools::{find_mac_line, wait_for, BackgroundPing, Ping};

@@ -1,0 +1,88 @@
+# Build, test and lab plumbing. Everything builds in the release profile, so dependencies compile
+# once for the binaries, the tests and the lab alike.
+#
+#   make / make build    release build of every binary in the workspace
+#   make test            deps (as root), build, cargo test (root-only tests too, as root), then the
+#                        acceptance scripts in ../shared/acceptance (as root, when present)
+#   make lab [HOSTS=N]   build, then a lab of N hosts (default 2) in namespaces: see lab/lab.sh
+#   make lab-down        remove the lab whole; make lab-status: what runs in it
+#   make deps            install the system tools the tests use (as root, only what is missing)
+#   make fmt / clippy    cargo fmt / cargo clippy -D warnings over the whole workspace
+#   make clean           cargo clean
+#
+# The lab and the end-to-end tests need root (network namespaces): sudo make test, sudo make lab.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+HOSTS ?= 2
+# The acceptance scripts live beside the repository, in the shared directory; they run from here.
+ACCEPTANCE ?= $(CURDIR)/../shared/acceptance
+ACCEPTANCE_SCRIPTS ?= interop-kernel.sh varpd-failure.sh lab.sh
+ROOT := $(shell id -u 2>/dev/null | grep -qx 0 && echo yes)
+
+# `sudo make ...` usually leaves rustup's cargo off root's PATH: borrow the invoking user's
+# toolchain then (build as yourself first with `make build` to keep target/ yours).
+ifneq ($(SUDO_USER),)
+ifeq ($(shell command -v $(CARGO) 2>/dev/null),)
+SUDO_HOME := $(shell getent passwd $(SUDO_USER) | cut -d: -f6)
+export RUSTUP_HOME ?= $(SUDO_HOME)/.rustup
+export CARGO_HOME ?= $(SUDO_HOME)/.cargo
+export PATH := $(CARGO_HOME)/bin:$(PATH)
+endif
+endif
+
+# One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
+.NOTPARALLEL:
+
+.PHONY: all build test unit-test acceptance lab lab-down lab-status deps fmt clippy clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+# Both halves run even if the first fails, so one run reports everything; `test` fails if either did.
+test: deps build
+	@rc=0; \
+	$(MAKE) --no-print-directory unit-test || rc=1; \
+	$(MAKE) --no-print-directory acceptance || rc=1; \
+	exit $$rc
+
+# Root-only tests are #[ignore = "needs root ..."]: as root they run too; otherwise cargo lists
+# them as ignored, with the reason.
+unit-test: build
+	$(CARGO) test --release --workspace $(if $(ROOT),-- --include-ignored)
+
+# Each acceptance script runs even if an earlier one failed, so one run reports them all.
+acceptance: build
+	@if [[ -z "$(ROOT)" ]]; then echo "acceptance: skipped (needs root)"; exit 0; fi; \
+	if [[ ! -d "$(ACCEPTANCE)" ]]; then echo "acceptance: skipped ($(ACCEPTANCE) not found)"; exit 0; fi; \
+	failed=(); \
+	for s in $(ACCEPTANCE_SCRIPTS); do \
+	  echo "== acceptance: $$s"; \
+	  bash "$(ACCEPTANCE)/$$s" || failed+=("$$s"); \
+	done; \
+	if (( $${#failed[@]} )); then echo "acceptance: FAILED: $${failed[*]}" >&2; exit 1; fi; \
+	echo "acceptance: all passed ($(ACCEPTANCE_SCRIPTS))"
+
+lab: build
+	bash lab/lab.sh up $(HOSTS)
+
+lab-down:
+	bash lab/lab.sh down
+
+lab-status:
+	bash lab/lab.sh status
+
+deps:
+	@bash lab/deps.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

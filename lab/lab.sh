@@ -1,0 +1,246 @@
+#!/bin/bash
+# lab.sh: a multi-host overlay lab in network namespaces, for trying the overlay by hand.
+#
+#   lab.sh up [HOSTS]   bring up HOSTS hosts (default $HOSTS, else 2; 1..99), taking down any lab first
+#   lab.sh down         remove the lab whole: its processes, namespaces and /run/ovlab (idempotent)
+#   lab.sh status       show what runs; exit 0 only if a lab is up and healthy
+#
+# `make lab [HOSTS=N]`, `make lab-down` and `make lab-status` call this after building. Run as root.
+#
+# Layout. Hosts are namespaces ovlab-h1 .. ovlab-hN; a bridge br0 in namespace ovlab-sw joins them
+# (one veth each: ul0 in the host, port hN on the bridge). Host N has:
+#   underlay   10.77.0.N/24 on ul0
+#   daemons    overlayd and varpd, run dir /run/ovlab/hN/run, state /run/ovlab/hN/state,
+#              logs /run/ovlab/hN/{overlayd,varpd}.log, pid files /run/ovlab/hN/{overlayd,varpd}.pid
+#   overlay    ov0, VNI 4242, files plugin with the one shared config /run/ovlab/files.json,
+#              MAC 02:77:00:00:00:NN (N as two digits), 192.168.77.N/24 and fd77::N/64
+# No namespace has a default route, so nothing typed in the lab can leave it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${OVERLAY_BIN_DIR:-$ROOT/target/release}
+STATE=/run/ovlab
+SW=ovlab-sw
+VNI=4242
+
+say() { echo "lab: $*"; }
+die() { echo "lab: error: $*" >&2; exit 1; }
+
+host_ns() { echo "ovlab-h$1"; }
+host_mac() { printf '02:77:00:00:00:%02d' "$1"; }
+ovadm() { local n=$1; shift; "$BIN/ovadm" --run-dir "$STATE/h$n/run" "$@"; }
+
+# Every lab namespace that exists now (hosts of any count, and the switch).
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ovlab-(sw|h[0-9]+)$' || true; }
+
+# Host numbers of the lab that is up, from its namespaces.
+lab_hosts() { lab_namespaces | sed -n 's/^ovlab-h//p' | sort -n; }
+
+# pid_alive PID: the process exists and is not a zombie (a zombie has let go of everything).
+pid_alive() { [[ -e /proc/$1 ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# alive PID...: those of the PIDs still running.
+alive() { local p; for p in "$@"; do if pid_alive "$p"; then echo "$p"; fi; done; }
+
+# present PID...: those of the PIDs that still exist at all, zombies included.
+present() { local p; for p in "$@"; do if [[ -e /proc/$p ]]; then echo "$p"; fi; done; }
+
+# The lab's processes: those named by its pid files (only if they still run one of its daemons:
+# a pid may have been reused since) and everything inside its namespaces.
+lab_pids() {
+  local f p n
+  for f in "$STATE"/h*/*.pid; do
+    [[ -f $f ]] || continue
+    p=$(<"$f")
+    [[ $p =~ ^[0-9]+$ ]] || continue
+    if [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == *"--run-dir $STATE/"* ]]; then echo "$p"; fi
+  done
+  for n in $(lab_namespaces); do ip netns pids "$n" 2>/dev/null || true; done
+}
+
+# wait_empty SECONDS FUNC PID...: until FUNC (alive or present) lists none of the PIDs; prints
+# those left when time is up.
+wait_empty() {
+  local t=$(($1 * 10)) f=$2 left; shift 2
+  while :; do
+    left=$("$f" "$@")
+    [[ -z $left ]] && return 0
+    ((t-- > 0)) || break
+    sleep 0.1
+  done
+  echo "$left"
+}
+
+cmd_down() {
+  local all=() left=()
+  # TERM first so the daemons can remove their TAP devices and sockets; KILL whatever still runs
+  # after 5 s (and whatever appeared in the namespaces meanwhile, such as a shell someone left
+  # there); then wait until every one is gone from the process table, zombies reaped too, so that
+  # a `pgrep` right after sees none of them.
+  mapfile -t all < <(lab_pids | grep -E '^[0-9]+$' | sort -un)
+  if ((${#all[@]})); then
+    kill -TERM "${all[@]}" 2>/dev/null || true
+    wait_empty 5 alive "${all[@]}" >/dev/null
+    mapfile -t all < <({ printf '%s\n' "${all[@]}"; lab_pids; } | grep -E '^[0-9]+$' | sort -un)
+    mapfile -t left < <(alive "${all[@]}")
+    if ((${#left[@]})); then kill -KILL "${left[@]}" 2>/dev/null || true; fi
+    mapfile -t left < <(wait_empty 10 present "${all[@]}")
+    if ((${#left[@]})); then echo "lab: warning: processes not reaped after SIGKILL: ${left[*]}" >&2; fi
+  fi
+  local n
+  for n in $(lab_namespaces); do ip netns del "$n" || die "cannot delete namespace $n"; done
+  rm -rf "$STATE"
+  say "down"
+}
+
+# start_daemon N NAME: NAME (overlayd or varpd) inside host N, detached from whoever started us
+# (its own session, SIGHUP ignored, no terminal, output to its log) so it outlives `make`. `ip
+# netns exec` execs the daemon in place, so $! is the daemon's own pid.
+start_daemon() {
+  local n=$1 d=$2 dir="$STATE/h$1"
+  setsid nohup ip netns exec "$(host_ns "$n")" "$BIN/$d" --run-dir "$dir/run" --state-dir "$dir/state" \
+    </dev/null >>"$dir/$d.log" 2>&1 &
+  echo "$!" >"$dir/$d.pid"
+}
+
+# wait_socket N NAME: until NAME's control socket exists (10 s), else show its log and fail.
+wait_socket() {
+  local n=$1 d=$2 dir="$STATE/h$1"
+  for _ in $(seq 100); do
+    [[ -S "$dir/run/$d.sock" ]] && return 0
+    pid_alive "$(<"$dir/$d.pid")" || break
+    sleep 0.1
+  done
+  tail -20 "$dir/$d.log" >&2
+  die "$d on h$n did not come up (log: $dir/$d.log)"
+}
+
+# wait_linked N: until varpd on host N has linked to overlayd (5 s), so that overlays are created
+# with their search plugin at hand rather than DEGRADED for a moment. Only a warning if not.
+wait_linked() {
+  local n=$1
+  for _ in $(seq 50); do
+    # (Captured first: with pipefail, `grep -q` quitting early could fail the pipe.)
+    [[ $(ovadm "$n" show-stats --json 2>/dev/null) =~ \"varpd_linked\":\ *true ]] && return 0
+    sleep 0.1
+  done
+  echo "lab: warning: varpd on h$n has not linked to overlayd yet (log: $STATE/h$n/varpd.log)" >&2
+}
+
+cmd_up() {
+  local hosts=${1:-${HOSTS:-2}} n b
+  [[ $hosts =~ ^[1-9][0-9]?$ ]] || die "HOSTS must be a number from 1 to 99, not '$hosts'"
+  [[ $(id -u) == 0 ]] || die "needs root (network namespaces): sudo make lab"
+  for b in overlayd varpd ovadm; do
+    [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (make build)"
+  done
+  command -v ip >/dev/null || die "'ip' is missing: install iproute2 (make deps)"
+  # A lab that is already up (or half up after a failure) goes first: `up` always starts clean.
+  if [[ -n $(lab_namespaces) || -e $STATE ]]; then
+    say "taking down the lab that is up"
+    cmd_down >/dev/null
+  fi
+  # A failure half-way leaves nothing behind.
+  trap 'echo "lab: up failed; taking down what was made" >&2; cmd_down >/dev/null 2>&1 || true' EXIT
+
+  mkdir -p "$STATE"
+  {
+    echo "{"
+    for n in $(seq "$hosts"); do
+      printf '  "%s": { "ip": "10.77.0.%d", "port": 4789, "arp": "192.168.77.%d", "ndp": "fd77::%d" }%s\n' \
+        "$(host_mac "$n")" "$n" "$n" "$n" "$([[ $n == "$hosts" ]] || echo ,)"
+    done
+    echo "}"
+  } >"$STATE/files.json"
+
+  ip netns add "$SW"
+  ip -n "$SW" link set lo up
+  ip -n "$SW" link add br0 type bridge
+  ip -n "$SW" link set br0 up
+  for n in $(seq "$hosts"); do
+    local ns; ns=$(host_ns "$n")
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    # The pair is made directly in the two namespaces: no name ever appears in the root namespace.
+    ip link add ul0 netns "$ns" type veth peer name "h$n" netns "$SW"
+    ip -n "$SW" link set "h$n" master br0 up
+    ip -n "$ns" addr add "10.77.0.$n/24" dev ul0
+    ip -n "$ns" link set ul0 up
+    mkdir -p "$STATE/h$n/run" "$STATE/h$n/state"
+    start_daemon "$n" overlayd
+    start_daemon "$n" varpd
+  done
+
+  for n in $(seq "$hosts"); do
+    local ns; ns=$(host_ns "$n")
+    wait_socket "$n" overlayd
+    wait_socket "$n" varpd
+    wait_linked "$n"
+    ovadm "$n" create-overlay -e vxlan -s files -v "$VNI" \
+      -p "vxlan/listen_ip=10.77.0.$n,files/config=$STATE/files.json" ov0 >/dev/null
+    ip -n "$ns" link set ov0 address "$(host_mac "$n")"
+    ip -n "$ns" addr add "192.168.77.$n/24" dev ov0
+    ip -n "$ns" addr add "fd77::$n/64" dev ov0 nodad
+    ip -n "$ns" link set ov0 up
+  done
+
+  # varpd links to overlayd by itself; until it has, ov0 is DEGRADED. Give it a few seconds.
+  local ok
+  for _ in $(seq 50); do
+    ok=1
+    for n in $(seq "$hosts"); do
+      [[ $(ovadm "$n" show-overlay -f ov0 2>/dev/null) == *ONLINE* ]] || { ok=0; break; }
+    done
+    ((ok)) && break
+    sleep 0.1
+  done
+  trap - EXIT
+
+  cmd_status || true
+  local peer=$((hosts > 1 ? 2 : 1)) ov="$BIN/ovadm --run-dir $STATE/h1/run"
+  echo
+  echo "Try:"
+  hint "ip netns exec ovlab-h1 ping 192.168.77.$peer" "IPv4 (proxy ARP, lookups)"
+  hint "ip netns exec ovlab-h1 ping fd77::$peer" "IPv6 (proxy NDP)"
+  hint "$ov show-overlay -t" "h1's target table"
+  hint "$ov show-overlay -f" "h1's overlay health"
+  hint "$ov show-stats --json" "h1's counters"
+  hint "ip netns exec ovlab-h$peer tshark -ni ul0 -f 'udp port 4789'" "VXLAN on h$peer's underlay"
+  hint "ip netns exec ovlab-h1 bash" "a shell on h1"
+  echo "Logs: $STATE/hN/overlayd.log and varpd.log; files config: $STATE/files.json"
+  echo "Status: make lab-status    Take it down: make lab-down"
+}
+
+# hint COMMAND WHY: one line of the "try" list.
+hint() { printf '  %-28s %s\n' "$2:" "$1"; }
+
+cmd_status() {
+  local hosts n ns d p bad=0
+  hosts=$(lab_hosts)
+  if [[ -z $hosts ]]; then
+    say "no lab is up"
+    return 1
+  fi
+  say "$(echo "$hosts" | wc -l) hosts on bridge br0 in $SW; state in $STATE"
+  printf '%-10s %-13s %-18s %-16s %-10s %-10s %s\n' HOST UNDERLAY MAC OVERLAY OVERLAYD VARPD OV0
+  for n in $hosts; do
+    ns=$(host_ns "$n")
+    local state=() st
+    for d in overlayd varpd; do
+      p=$(cat "$STATE/h$n/$d.pid" 2>/dev/null || true)
+      if [[ -n $p ]] && pid_alive "$p"; then state+=("pid $p"); else state+=("DOWN"); bad=1; fi
+    done
+    st=$(ovadm "$n" show-overlay -f ov0 2>/dev/null | awk 'NR > 1 {print $2; exit}' || true)
+    [[ $st == ONLINE ]] || bad=1
+    printf '%-10s %-13s %-18s %-16s %-10s %-10s %s\n' "$ns" "10.77.0.$n" "$(host_mac "$n")" \
+      "192.168.77.$n" "${state[0]}" "${state[1]}" "${st:-missing}"
+  done
+  ((bad == 0)) || { say "something is wrong: see the logs in $STATE/hN/"; return 1; }
+}
+
+case ${1:-} in
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up [HOSTS] | down | status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,45 @@
+//! VXLAN datagrams built by hand (RFC 7348), well formed or deliberately not,
+//! for tests that feed overlayd's underlay socket directly.
+
+use overlay_api::Mac;
+
+/// The I flag: "the VNI is valid". Receivers must drop datagrams without it.
+pub const VXLAN_FLAG_I: u8 = 0x08;
+
+/// A VXLAN UDP payload: the 8-byte header (flags, 3 reserved bytes, the
+/// 24-bit VNI, 1 reserved byte) followed by `frame`.
+pub fn vxlan_datagram(flags: u8, vni: u32, frame: &[u8]) -> Vec<u8> {
+    assert!(vni < 1 << 24, "VNI {vni} does not fit 24 bits");
+    let v = vni.to_be_bytes();
+    let mut d = vec![flags, 0, 0, 0, v[1], v[2], v[3], 0];
+    d.extend_from_slice(frame);
+    d
+}
+
+/// An Ethernet frame: destination, source, EtherType, then `payload`
+/// zero-padded to the 60-byte minimum (no FCS, as on a TAP device).
+pub fn eth_frame(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60.max(14 + payload.len()));
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout() {
+        let f = eth_frame(Mac::BROADCAST, Mac([2, 0, 0, 0, 0, 1]), 0x0800, &[]);
+        assert_eq!(f.len(), 60);
+        let d = vxlan_datagram(VXLAN_FLAG_I, 0x123456, &f);
+        assert_eq!(&d[..8], &[0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0]);
+        assert_eq!(d.len(), 68);
+        assert_eq!(&d[8..14], &[0xff; 6]);
+        assert_eq!(&d[20..22], &[0x08, 0x00]);
+    }
+}

@@ -1,0 +1,167 @@
+//! Recurring setups, and the files plugin's configuration.
+//!
+//! The address plan of a pair numbered N (10..=99) is the one of
+//! `acceptance/lib.sh` and of `make lab`: host i (1 or 2) has underlay
+//! `10.N.0.i/24` on `ul0`, and overlay `ov0` with MAC `02:N:00:00:00:0i`,
+//! `192.168.N.i/24` and `fdN::i/64`.
+
+use crate::lab::{Host, Lab};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+/// One entry of a files-plugin configuration (illumos `overlay_files(5)`):
+/// the VL2 MAC, where it lives on the underlay, and the VL3 addresses that
+/// proxy ARP and NDP answer with it.
+#[derive(Clone, Debug)]
+pub struct FilesEntry {
+    /// VL2 MAC, the entry's key.
+    pub mac: String,
+    /// Underlay (UL3) address.
+    pub ip: String,
+    /// Underlay UDP port.
+    pub port: u16,
+    /// IPv4 address that proxy ARP answers for, if any.
+    pub arp: Option<String>,
+    /// IPv6 address that proxy NDP answers for, if any.
+    pub ndp: Option<String>,
+}
+
+impl FilesEntry {
+    /// The configuration text for some entries: a JSON object keyed by MAC.
+    pub fn json(entries: &[FilesEntry]) -> String {
+        let mut m = Map::new();
+        for e in entries {
+            let mut v = json!({ "ip": e.ip, "port": e.port });
+            if let Some(a) = &e.arp {
+                v["arp"] = Value::from(a.as_str());
+            }
+            if let Some(n) = &e.ndp {
+                v["ndp"] = Value::from(n.as_str());
+            }
+            m.insert(e.mac.clone(), v);
+        }
+        serde_json::to_string_pretty(&Value::Object(m)).expect("JSON values always serialize")
+    }
+}
+
+/// Two overlayd hosts on a veth pair, overlay `ov0` on the files plugin.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    /// Host 1.
+    pub a: Host,
+    /// Host 2.
+    pub b: Host,
+    /// The pair's number N in the address plan.
+    pub n: u8,
+    /// VNI of `ov0`.
+    pub vni: u32,
+    /// The shared files-plugin configuration.
+    pub config: PathBuf,
+}
+
+impl Pair {
+    /// Host 1 or 2.
+    pub fn host(&self, i: u8) -> Host {
+        match i {
+            1 => self.a,
+            2 => self.b,
+            _ => panic!("a pair has hosts 1 and 2, not {i}"),
+        }
+    }
+
+    /// Underlay address of host i.
+    pub fn ul(&self, i: u8) -> String {
+        format!("10.{}.0.{i}", self.n)
+    }
+
+    /// Overlay MAC of host i.
+    pub fn mac(&self, i: u8) -> String {
+        format!("02:{}:00:00:00:{i:02}", self.n)
+    }
+
+    /// Overlay IPv4 address of host i.
+    pub fn ip4(&self, i: u8) -> String {
+        format!("192.168.{}.{i}", self.n)
+    }
+
+    /// Overlay IPv6 address of host i.
+    pub fn ip6(&self, i: u8) -> String {
+        format!("fd{}::{i}", self.n)
+    }
+
+    /// The files entry of host i.
+    pub fn entry(&self, i: u8) -> FilesEntry {
+        FilesEntry {
+            mac: self.mac(i),
+            ip: self.ul(i),
+            port: 4789,
+            arp: Some(self.ip4(i)),
+            ndp: Some(self.ip6(i)),
+        }
+    }
+}
+
+impl Lab {
+    /// Creates overlay `name` on the files plugin: VNI `vni`, listening on
+    /// `listen_ip` (port 4789), configuration `config`. Panics unless ovadm
+    /// succeeds.
+    pub fn create_files_overlay(
+        &self,
+        h: Host,
+        name: &str,
+        vni: u32,
+        listen_ip: &str,
+        config: &Path,
+    ) {
+        let props = format!(
+            "vxlan/listen_ip={listen_ip},files/config={}",
+            config.display()
+        );
+        self.ovadm_ok(
+            h,
+            [
+                "create-overlay",
+                "-e",
+                "vxlan",
+                "-s",
+                "files",
+                "-v",
+                &vni.to_string(),
+                "-p",
+                &props,
+                name,
+            ],
+        );
+    }
+
+    /// The two-host files setup (see the module docs for addresses): hosts
+    /// `a` and `b` on a veth pair, each with overlayd and varpd linked, and
+    /// `ov0` up with its MAC and addresses. `n` is 10..=99 so that it can
+    /// stand in a MAC and an IPv6 prefix as written.
+    pub fn files_pair(&mut self, n: u8, vni: u32) -> Pair {
+        assert!((10..=99).contains(&n), "pair number {n} must be 10..=99");
+        let a = self.add_host("a");
+        let b = self.add_host("b");
+        let mut p = Pair {
+            a,
+            b,
+            n,
+            vni,
+            config: PathBuf::new(),
+        };
+        self.link(a, &format!("{}/24", p.ul(1)), b, &format!("{}/24", p.ul(2)));
+        p.config = self.write_file("files.json", &FilesEntry::json(&[p.entry(1), p.entry(2)]));
+        for i in [1, 2] {
+            let h = p.host(i);
+            self.overlay_host(h);
+            self.create_files_overlay(h, "ov0", vni, &p.ul(i), &p.config);
+            self.addr(
+                h,
+                "ov0",
+                &p.mac(i),
+                &[&format!("{}/24", p.ip4(i)), &format!("{}/64", p.ip6(i))],
+            );
+        }
+        p
+    }
+}
