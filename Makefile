@@ -7,6 +7,7 @@
 #   make lab [HOSTS=N]   build, then a lab of N hosts (default 2) in namespaces: see lab/lab.sh
 #   make lab-down        remove the lab whole; make lab-status: what runs in it
 #   make deps            install the system tools the tests use (as root, only what is missing)
+#   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
 #   make fmt / clippy    cargo fmt / cargo clippy -D warnings over the whole workspace
 #   make clean           cargo clean
 #
@@ -35,7 +36,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build test unit-test acceptance lab lab-down lab-status deps fmt clippy clean
+.PHONY: all build test unit-test acceptance lab lab-down lab-status deps fmt clippy clean bench-probes
 
 all: build
 
@@ -77,6 +78,15 @@ lab-status:
 
 deps:
 	@bash lab/deps.sh
+
+# What the USDT probes cost: overlayd with probes (disabled, then traced by bpftrace) against
+# overlayd built without them, alternating in one run. Prints ratios; writes target/bench/probe-cost.json.
+bench-probes: build
+	$(CARGO) build --release -p overlayd --no-default-features --target-dir target/noprobes
+	mkdir -p target/noprobes/bin
+	cp target/noprobes/release/overlayd target/noprobes/bin/overlayd
+	cp target/release/varpd target/release/ovadm target/noprobes/bin/
+	PROBE_COST_NOPROBES_DIR=$(CURDIR)/target/noprobes/bin $(CARGO) bench -p overlay-tests --bench probe_cost
 
 fmt:
 	$(CARGO) fmt --all

@@ -268,7 +268,11 @@ impl Daemon {
     pub(crate) fn report_all(&mut self) {
         let linked = self.link.is_some();
         for ov in self.overlays.values_mut() {
-            ov.report(linked);
+            // An overlay whose create waits on varpd's verdict is not yet
+            // degraded: it is being configured (the wait is bounded).
+            if !self.parked.iter().any(|p| p.oid == ov.oid) {
+                ov.report(linked);
+            }
         }
     }
 }
