@@ -29,6 +29,9 @@
 //! - [`snapshot`]: reading a statistics snapshot (an overlay's counters,
 //!   drops by reason).
 //! - `craft.rs`: VXLAN datagrams built by hand, well formed or not.
+//! - `bpftrace.rs`: [`Trace`], bpftrace attached to a daemon's pid
+//!   ([`Lab::bpftrace`]) or a library script run through `probes/ovtrace`
+//!   ([`Lab::ovtrace`]), stopped with SIGINT so that its maps are printed.
 //! - `tools.rs`: running commands, [`Ping`] results, waiting for conditions.
 //!
 //! ## Rules the harness keeps
@@ -48,6 +51,7 @@
 //!   `#[ignore = "needs root ..."]`, so an ordinary `cargo test` lists them
 //!   as ignored with the reason.
 
+mod bpftrace;
 mod craft;
 mod daemon;
 mod lab;
@@ -56,6 +60,7 @@ mod scenario;
 pub mod snapshot;
 mod tools;
 
+pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
 pub use craft::{eth_frame, vxlan_datagram, VXLAN_FLAG_I};
 pub use daemon::Daemon;
 pub use lab::{Host, Lab};

@@ -127,6 +127,14 @@ impl TargetTable {
         }
     }
 
+    /// Bytes queued behind the pending entry of `mac` (0 if not pending).
+    pub fn queued_bytes(&self, mac: Mac) -> usize {
+        match self.entries.get(&mac) {
+            Some(Entry::Pending(p)) => p.bytes,
+            _ => 0,
+        }
+    }
+
     /// Records that the lookup for `mac` was asked at `now`.
     pub fn asked(&mut self, mac: Mac, now: Instant) {
         if let Some(Entry::Pending(p)) = self.entries.get_mut(&mac) {

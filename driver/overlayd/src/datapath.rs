@@ -144,7 +144,7 @@ impl Daemon {
                 probe::target_queue_overflow(
                     &ov.cfg.name,
                     info.dst,
-                    overlay_core::target::QUEUE_LIMIT,
+                    ov.table.queued_bytes(info.dst),
                 );
                 ov.drop(DropReason::QueueOverflow, n)
             }
