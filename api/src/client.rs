@@ -41,6 +41,9 @@ pub enum ClientError {
     Api(#[from] ApiError),
 }
 
+/// Rows per page of a target-table dump.
+pub const TARGET_PAGE: u32 = 4096;
+
 /// A connection to a control socket.
 pub struct Client {
     path: PathBuf,
@@ -132,13 +135,37 @@ impl Client {
         }
     }
 
-    /// Fetches the target table of one overlay or all.
+    /// Fetches the target table of one overlay or all, page by page.
     pub fn targets(&mut self, name: Option<&str>) -> Result<Vec<TargetRow>, ClientError> {
-        match self.call(&Request::ShowTargets {
-            name: name.map(str::to_string),
-        })? {
-            Reply::Targets { rows } => Ok(rows),
-            other => Err(self.unexpected(&other)),
+        let mut all = Vec::new();
+        self.targets_each(name, |page| all.extend(page))?;
+        Ok(all)
+    }
+
+    /// Streams the target table of one overlay or all, handing each page to
+    /// `f` as it arrives (a million entries never sit in one message).
+    pub fn targets_each(
+        &mut self,
+        name: Option<&str>,
+        mut f: impl FnMut(Vec<TargetRow>),
+    ) -> Result<(), ClientError> {
+        let mut cursor = None;
+        loop {
+            let req = Request::ShowTargets {
+                name: name.map(str::to_string),
+                cursor,
+                limit: Some(TARGET_PAGE),
+            };
+            match self.call(&req)? {
+                Reply::Targets { rows, next } => {
+                    f(rows);
+                    match next {
+                        Some(c) => cursor = Some(c),
+                        None => return Ok(()),
+                    }
+                }
+                other => return Err(self.unexpected(&other)),
+            }
         }
     }
 

@@ -66,6 +66,8 @@ drop_reasons! {
     TapWriteError => "tap-write-error",
     /// Frame larger than the overlay's MTU allows.
     TooBig => "too-big",
+    /// A miss needed a new target entry but the table holds `target/max_entries`.
+    TableFull => "table-full",
 }
 
 impl fmt::Display for DropReason {

@@ -46,10 +46,16 @@ pub enum Request {
         /// Overlay name; all when absent.
         name: Option<String>,
     },
-    /// Target-table dump of one overlay or all.
+    /// Target-table dump of one overlay or all, a page at a time.
     ShowTargets {
         /// Overlay name; all when absent.
         name: Option<String>,
+        /// Where to resume (the `next` of the previous page); from the start when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<TargetCursor>,
+        /// Most rows in this page (overlayd caps it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Set a target entry by hand (`modify-overlay -s`).
     SetTarget {
@@ -89,7 +95,7 @@ pub enum Request {
 }
 
 /// overlayd's answer to a [`Request`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum Reply {
     /// Done.
@@ -118,6 +124,9 @@ pub enum Reply {
     Targets {
         /// Rows.
         rows: Vec<TargetRow>,
+        /// Where the next page starts; absent on the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<TargetCursor>,
     },
     /// Answer to [`Request::Stats`].
     Stats {

@@ -152,10 +152,53 @@ pub struct TargetRow {
     pub target: Mac,
     /// Its destination.
     pub destination: TargetDest,
+    /// Milliseconds since the entry was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    /// Milliseconds since a frame last used it (absent: never used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
+    /// Frames that looked it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// Bytes of those frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// Where a paged target-table dump resumes: the overlay, and the position
+/// in its table. Opaque to clients: give back what the last page returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCursor {
+    /// The overlay being dumped.
+    pub overlay: String,
+    /// Position in its table.
+    pub pos: u64,
+}
+
+/// The target table's shape and its live resizes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Entries.
+    pub entries: u64,
+    /// `target/max_entries`.
+    pub max_entries: u64,
+    /// Buckets of the index.
+    pub capacity: u64,
+    /// Entries per bucket.
+    pub load: f64,
+    /// Resizes completed.
+    pub resizes: u64,
+    /// Entries moved by resizes.
+    pub entries_moved: u64,
+    /// A resize is under way.
+    pub resizing: bool,
+    /// New entries refused at `target/max_entries`.
+    pub rejected_full: u64,
 }
 
 /// Counters of one overlay, since it was created.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverlayStats {
     /// Overlay name.
     pub name: String,
@@ -190,6 +233,9 @@ pub struct OverlayStats {
     /// Latency of varpd lookups (request to answer), as a histogram.
     #[serde(default)]
     pub lookup_latency: Vec<HistBucket>,
+    /// The target table.
+    #[serde(default)]
+    pub table: TableStats,
 }
 
 fn online() -> OverlayState {
@@ -234,7 +280,7 @@ pub struct MuxStats {
 }
 
 /// A consistent snapshot of overlayd's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
     /// Nanoseconds since the Unix epoch when the snapshot was taken.
     pub time_ns: u64,

@@ -63,6 +63,8 @@ pub struct OverlayConfig {
     pub mtu: u32,
     /// Where the mux listens.
     pub listen: SocketAddr,
+    /// Most entries the target table may hold.
+    pub max_entries: usize,
     /// Not persisted.
     pub temporary: bool,
     /// Every property as given, plus the kernel's with their effective values.
@@ -82,6 +84,13 @@ pub fn kernel_props(encap: &str) -> Vec<PropSpec> {
         p("encap", Perm::R, false, None, Some(&ENCAPS.join(","))),
         p("mtu", Perm::Rw, false, Some("1400"), Some("576-8900")),
         p("search", Perm::R, false, None, None),
+        p(
+            "target/max_entries",
+            Perm::Rw,
+            false,
+            Some("1048576"),
+            Some("1-33554432"),
+        ),
         p("varpd/id", Perm::R, false, None, None),
         p("vnetid", Perm::Rw, false, None, Some("0-16777215")),
     ];
@@ -173,6 +182,16 @@ impl OverlayConfig {
                 possible: "an IPv4 or IPv6 address".into(),
             })?,
         };
+        let max_entries = match get("target/max_entries") {
+            Some(v) => range(
+                "target/max_entries",
+                v,
+                1usize,
+                crate::target::MAX_MAX_ENTRIES,
+                "1-33554432",
+            )?,
+            None => crate::target::DEFAULT_MAX_ENTRIES,
+        };
         let port = match get("vxlan/listen_port") {
             Some(v) => range("vxlan/listen_port", v, 1u16, 65535, "1-65535")?,
             None => overlay_wire::vxlan::DEFAULT_PORT,
@@ -187,6 +206,7 @@ impl OverlayConfig {
         }
         let mut props = spec.props.clone();
         props.insert("mtu".into(), mtu.to_string());
+        props.insert("target/max_entries".into(), max_entries.to_string());
         props.insert("vxlan/listen_ip".into(), ip.to_string());
         props.insert("vxlan/listen_port".into(), port.to_string());
         Ok(OverlayConfig {
@@ -196,6 +216,7 @@ impl OverlayConfig {
             vnetid: spec.vnetid,
             mtu,
             listen: SocketAddr::new(ip, port),
+            max_entries,
             temporary: spec.temporary,
             props,
         })
@@ -310,6 +331,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("1-65535"));
+        let e = OverlayConfig::from_spec(
+            &spec(&[("vxlan/listen_ip", "10.0.0.1"), ("target/max_entries", "0")]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "target/max_entries: '0' is not in 1-33554432"
+        );
         let e = OverlayConfig::from_spec(&spec(&[("vxlan/listen_ip", "nope")]), None).unwrap_err();
         assert!(e.to_string().starts_with("vxlan/listen_ip: 'nope'"));
         let e = OverlayConfig::from_spec(
@@ -356,6 +386,7 @@ mod tests {
                 "encap",
                 "mtu",
                 "search",
+                "target/max_entries",
                 "varpd/id",
                 "vnetid",
                 "vxlan/listen_ip",
@@ -363,8 +394,9 @@ mod tests {
                 "files/config"
             ]
         );
-        assert_eq!(rows[3].value.as_deref(), Some("7"));
-        assert_eq!(rows[7].value.as_deref(), Some("/x"));
-        assert!(rows[7].required);
+        assert_eq!(rows[3].value.as_deref(), Some("1048576"));
+        assert_eq!(rows[4].value.as_deref(), Some("7"));
+        assert_eq!(rows[8].value.as_deref(), Some("/x"));
+        assert!(rows[8].required);
     }
 }

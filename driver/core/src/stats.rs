@@ -59,6 +59,7 @@ impl Counters {
             status: Default::default(),
             peers: Vec::new(),
             lookup_latency: Vec::new(),
+            table: Default::default(),
             name: name.into(),
             vnetid,
             rx_frames: self.rx_frames,

@@ -13,12 +13,23 @@
 //! plugin answered expires after [`NEGATIVE_TTL`], so a mapping that appears
 //! later is found without an operator's flush; a drop set by hand stays.
 //!
-//! The hit path ([`TargetTable::tx`] on a valid entry) is one hash lookup and
-//! allocates nothing; only a miss copies the frame into the queue.
+//! The entries themselves live in an [`overlay_table`] index: lock-free
+//! lookups that bump per-entry statistics (frames, bytes, last use), a live
+//! incremental resize whose progress a [`ResizeObserver`] sees, a
+//! `target/max_entries` bound (a miss past it is dropped as `table-full`),
+//! and a streaming dump. What only the control side needs — the queues of
+//! pending entries, when each lookup was asked, when a plugin's drop
+//! expires — stays here in plain maps, touched only on misses and answers.
+//!
+//! The hit path ([`TargetTable::tx`] on a valid entry) is one index lookup
+//! and allocates nothing; only a miss copies the frame into the queue.
 
 use overlay_api::{DropReason, Mac, TargetDest};
+use overlay_table::{Config, EntrySnapshot, Reader, TableCounters, TargetState, Writer};
+pub use overlay_table::{NoObserver, ResizeObserver};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes of frames one pending entry may hold (illumos' per-entry limit).
@@ -27,13 +38,14 @@ pub const QUEUE_LIMIT: usize = 128 * 1024;
 /// How long a drop answered by a plugin is believed.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
-/// One entry.
-#[derive(Debug)]
-enum Entry {
-    Valid(SocketAddr),
-    Drop { until: Option<Instant> },
-    Pending(Pending),
-}
+/// Default `target/max_entries`.
+pub const DEFAULT_MAX_ENTRIES: usize = 1 << 20;
+
+/// Largest `target/max_entries` (the index addresses 2^25 entry slots).
+pub const MAX_MAX_ENTRIES: usize = 1 << 25;
+
+/// Buckets a migration step copies on the housekeeping timer.
+pub const STEP_BUDGET: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -76,91 +88,168 @@ pub struct Released {
     pub frames: VecDeque<Box<[u8]>>,
 }
 
+/// One entry as a dump shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpEntry {
+    /// The VL2 MAC.
+    pub mac: Mac,
+    /// Its state and destination.
+    pub dest: TargetDest,
+    /// How long it has existed.
+    pub age: Duration,
+    /// How long since a frame last used it (`None`: never).
+    pub idle: Option<Duration>,
+    /// Frames that looked it up.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+}
+
 /// A target table.
-#[derive(Debug, Default)]
 pub struct TargetTable {
-    entries: HashMap<Mac, Entry>,
+    index: overlay_table::TargetTable,
+    writer: Writer,
+    reader: Reader,
+    pending: HashMap<Mac, Pending>,
+    /// When plugin-answered drops stop being believed.
+    negative: HashMap<Mac, Instant>,
+}
+
+impl std::fmt::Debug for TargetTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetTable")
+            .field("len", &self.len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Default for TargetTable {
+    fn default() -> Self {
+        TargetTable::new()
+    }
+}
+
+fn to_dest(s: TargetState) -> TargetDest {
+    match s {
+        TargetState::Pending => TargetDest::Pending,
+        TargetState::Valid(a) => TargetDest::Valid(a),
+        TargetState::Drop => TargetDest::Drop,
+    }
 }
 
 impl TargetTable {
-    /// An empty table.
+    /// An empty table with the default bound and no resize observer.
     pub fn new() -> Self {
-        TargetTable::default()
+        TargetTable::with(DEFAULT_MAX_ENTRIES, Arc::new(NoObserver))
+            .expect("the default bound is valid")
+    }
+
+    /// An empty table holding at most `max_entries`, reporting resizes to `observer`.
+    pub fn with(max_entries: usize, observer: Arc<dyn ResizeObserver>) -> Result<Self, String> {
+        let index = overlay_table::TargetTable::new(
+            Config::default()
+                .max_entries(max_entries)
+                .observer(observer),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(TargetTable {
+            writer: index.writer(),
+            reader: index.reader(),
+            index,
+            pending: HashMap::new(),
+            negative: HashMap::new(),
+        })
     }
 
     /// Number of entries (pending ones included).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
+    }
+
+    /// The index's counters: capacity, load, resizes, entries moved, refusals.
+    pub fn counters(&self) -> TableCounters {
+        self.index.counters()
+    }
+
+    /// Changes the bound (an operator's `target/max_entries`).
+    pub fn set_max_entries(&mut self, n: usize) -> Result<(), String> {
+        self.writer.set_max_entries(n).map_err(|e| e.to_string())
+    }
+
+    /// Moves a live resize along and reclaims what readers let go of; for
+    /// the event loop's timer. True while a resize is still under way.
+    pub fn step(&mut self) -> bool {
+        self.writer.step(STEP_BUDGET)
+    }
+
+    fn queue_new(&mut self, dst: Mac, frame: &[u8]) -> TxDecision {
+        if self.writer.insert(dst, TargetState::Pending).is_err() {
+            return TxDecision::Drop(DropReason::TableFull);
+        }
+        let mut p = Pending::default();
+        p.push(frame);
+        self.pending.insert(dst, p);
+        TxDecision::Queued { ask: true }
     }
 
     /// Decides the fate of a unicast frame for `dst`; on a miss the frame is
     /// copied into the pending queue.
     #[inline]
     pub fn tx(&mut self, dst: Mac, frame: &[u8], now: Instant) -> TxDecision {
-        match self.entries.get_mut(&dst) {
-            Some(Entry::Valid(a)) => TxDecision::Send(*a),
-            Some(Entry::Drop { until: Some(t) }) if now >= *t => {
-                let mut p = Pending::default();
-                p.push(frame);
-                self.entries.insert(dst, Entry::Pending(p));
-                TxDecision::Queued { ask: true }
-            }
-            Some(Entry::Drop { .. }) => TxDecision::Drop(DropReason::TargetDrop),
-            Some(Entry::Pending(p)) => {
+        let tick = self.index.clock().at(now);
+        match self.reader.hit(dst, frame.len() as u64, tick) {
+            Some(TargetState::Valid(a)) => TxDecision::Send(a),
+            Some(TargetState::Drop) => match self.negative.get(&dst) {
+                Some(t) if now >= *t => {
+                    self.negative.remove(&dst);
+                    self.queue_new(dst, frame)
+                }
+                _ => TxDecision::Drop(DropReason::TargetDrop),
+            },
+            Some(TargetState::Pending) => {
+                let p = self.pending.entry(dst).or_default();
                 if p.push(frame) {
                     TxDecision::Queued { ask: false }
                 } else {
                     TxDecision::Drop(DropReason::QueueOverflow)
                 }
             }
-            None => {
-                let mut p = Pending::default();
-                p.push(frame);
-                self.entries.insert(dst, Entry::Pending(p));
-                TxDecision::Queued { ask: true }
-            }
+            None => self.queue_new(dst, frame),
         }
     }
 
     /// Bytes queued behind the pending entry of `mac` (0 if not pending).
     pub fn queued_bytes(&self, mac: Mac) -> usize {
-        match self.entries.get(&mac) {
-            Some(Entry::Pending(p)) => p.bytes,
-            _ => 0,
-        }
+        self.pending.get(&mac).map_or(0, |p| p.bytes)
     }
 
     /// Records that the lookup for `mac` was asked at `now`.
     pub fn asked(&mut self, mac: Mac, now: Instant) {
-        if let Some(Entry::Pending(p)) = self.entries.get_mut(&mac) {
+        if let Some(p) = self.pending.get_mut(&mac) {
             p.asked = Some(now);
         }
     }
 
     /// Forgets that lookups were asked (varpd went away with them).
     pub fn unask_all(&mut self) {
-        for e in self.entries.values_mut() {
-            if let Entry::Pending(p) = e {
-                p.asked = None;
-            }
+        for p in self.pending.values_mut() {
+            p.asked = None;
         }
     }
 
     /// Pending MACs that must be asked: never asked, or asked before `stale`.
     pub fn to_ask(&self, stale: Option<Instant>) -> Vec<Mac> {
-        self.entries
+        self.pending
             .iter()
-            .filter_map(|(m, e)| match e {
-                Entry::Pending(p) => match (p.asked, stale) {
-                    (None, _) => Some(*m),
-                    (Some(t), Some(s)) if t <= s => Some(*m),
-                    _ => None,
-                },
+            .filter_map(|(m, p)| match (p.asked, stale) {
+                (None, _) => Some(*m),
+                (Some(t), Some(s)) if t <= s => Some(*m),
                 _ => None,
             })
             .collect()
@@ -170,98 +259,106 @@ impl TargetTable {
     /// answer for an entry flushed or set meanwhile is stale and ignored);
     /// the queued frames are released to the caller.
     pub fn answer(&mut self, mac: Mac, answer: Answer, now: Instant) -> Option<Released> {
-        let Some(Entry::Pending(_)) = self.entries.get(&mac) else {
-            return None;
+        let p = self.pending.remove(&mac)?;
+        let state = match answer {
+            Answer::Dest(a) => TargetState::Valid(a),
+            Answer::Drop => {
+                self.negative.insert(mac, now + NEGATIVE_TTL);
+                TargetState::Drop
+            }
         };
-        let new = match answer {
-            Answer::Dest(a) => Entry::Valid(a),
-            Answer::Drop => Entry::Drop {
-                until: Some(now + NEGATIVE_TTL),
-            },
-        };
-        match self.entries.insert(mac, new) {
-            Some(Entry::Pending(p)) => Some(Released {
-                dest: answer_dest(answer),
-                frames: p.queue,
-            }),
-            _ => None,
-        }
+        // The entry exists (it is pending), so this is an update and cannot
+        // be refused for want of room.
+        let _ = self.writer.insert(mac, state);
+        Some(Released {
+            dest: answer_dest(answer),
+            frames: p.queue,
+        })
     }
 
     /// Sets an entry by hand (`modify-overlay -s`); a pending entry's frames
-    /// are released to follow the new destination. `Pending` is refused.
-    pub fn set(&mut self, mac: Mac, dest: TargetDest) -> Result<Option<Released>, &'static str> {
-        let (new, d) = match dest {
-            TargetDest::Valid(a) => (Entry::Valid(a), Some(a)),
-            TargetDest::Drop => (Entry::Drop { until: None }, None),
+    /// are released to follow the new destination. `Pending` is refused, and
+    /// so is a new entry past `target/max_entries`.
+    pub fn set(&mut self, mac: Mac, dest: TargetDest) -> Result<Option<Released>, String> {
+        let (state, d) = match dest {
+            TargetDest::Valid(a) => (TargetState::Valid(a), Some(a)),
+            TargetDest::Drop => (TargetState::Drop, None),
             TargetDest::Pending => {
-                return Err("an entry cannot be set to pending; remove it instead")
+                return Err("an entry cannot be set to pending; remove it instead".into())
             }
         };
-        Ok(match self.entries.insert(mac, new) {
-            Some(Entry::Pending(p)) => Some(Released {
-                dest: d,
-                frames: p.queue,
-            }),
-            _ => None,
-        })
+        self.writer.insert(mac, state).map_err(|e| e.to_string())?;
+        self.negative.remove(&mac);
+        Ok(self.pending.remove(&mac).map(|p| Released {
+            dest: d,
+            frames: p.queue,
+        }))
     }
 
     /// Removes one entry; returns the number of queued frames discarded, or
     /// `None` if there was no entry.
     pub fn remove(&mut self, mac: Mac) -> Option<usize> {
-        self.entries.remove(&mac).map(|e| match e {
-            Entry::Pending(p) => p.queue.len(),
-            _ => 0,
-        })
+        self.writer.remove(mac)?;
+        self.negative.remove(&mac);
+        Some(self.pending.remove(&mac).map_or(0, |p| p.queue.len()))
     }
 
     /// Removes every valid and drop entry, keeping pending ones (their
     /// lookups are still on their way); for varpd's invalidations.
     pub fn invalidate_resolved(&mut self) {
-        self.entries.retain(|_, e| matches!(e, Entry::Pending(_)));
+        self.writer.retain(|_, s| s == TargetState::Pending);
+        self.negative.clear();
     }
 
     /// Removes a resolved entry (valid or drop), keeping a pending one.
     pub fn invalidate(&mut self, mac: Mac) -> bool {
-        if let Some(Entry::Pending(_)) = self.entries.get(&mac) {
+        if self.pending.contains_key(&mac) {
             return false;
         }
-        self.entries.remove(&mac).is_some()
+        self.negative.remove(&mac);
+        self.writer.remove(mac).is_some()
     }
 
     /// Removes every entry; returns the number of queued frames discarded.
     pub fn flush(&mut self) -> usize {
-        let n = self
-            .entries
-            .values()
-            .map(|e| {
-                if let Entry::Pending(p) = e {
-                    p.queue.len()
-                } else {
-                    0
-                }
-            })
-            .sum();
-        self.entries.clear();
-        n
+        self.writer.flush();
+        self.negative.clear();
+        self.pending.drain().map(|(_, p)| p.queue.len()).sum()
     }
 
-    /// Every entry, as `show-overlay -t` lists them (sorted by MAC).
+    /// Up to `limit` entries from dump position `from` (0 to start), and the
+    /// position to resume at, `None` when the dump is complete. Nothing is
+    /// held between pages and the data path is never stopped.
+    pub fn dump_page(
+        &self,
+        from: usize,
+        limit: usize,
+        now: Instant,
+    ) -> (Vec<DumpEntry>, Option<usize>) {
+        let tick = self.index.clock().at(now);
+        let mut d = self.reader.dump_from(from);
+        let rows: Vec<DumpEntry> = d
+            .by_ref()
+            .take(limit)
+            .map(|e: EntrySnapshot| DumpEntry {
+                mac: e.mac,
+                dest: to_dest(e.state),
+                age: e.age(tick),
+                idle: e.idle(tick),
+                frames: e.frames,
+                bytes: e.bytes,
+            })
+            .collect();
+        let next = (rows.len() == limit).then(|| d.position());
+        (rows, next)
+    }
+
+    /// Every entry (sorted by MAC): for tests and small tables.
     pub fn dump(&self) -> Vec<(Mac, TargetDest)> {
         let mut v: Vec<_> = self
-            .entries
-            .iter()
-            .map(|(m, e)| {
-                (
-                    *m,
-                    match e {
-                        Entry::Valid(a) => TargetDest::Valid(*a),
-                        Entry::Drop { .. } => TargetDest::Drop,
-                        Entry::Pending(_) => TargetDest::Pending,
-                    },
-                )
-            })
+            .reader
+            .dump()
+            .map(|e| (e.mac, to_dest(e.state)))
             .collect();
         v.sort_by_key(|(m, _)| *m);
         v
@@ -341,6 +438,49 @@ mod tests {
             TxDecision::Drop(DropReason::TargetDrop)
         );
         assert!(t.set(mac(3), TargetDest::Pending).is_err());
+    }
+
+    #[test]
+    fn max_entries_refuses_new_macs_but_updates_existing() {
+        let now = Instant::now();
+        let mut t = TargetTable::with(2, Arc::new(NoObserver)).unwrap();
+        t.set(mac(1), TargetDest::Valid(addr(1))).unwrap();
+        assert_eq!(t.tx(mac(2), b"x", now), TxDecision::Queued { ask: true });
+        assert_eq!(
+            t.tx(mac(3), b"x", now),
+            TxDecision::Drop(DropReason::TableFull)
+        );
+        assert!(t
+            .set(mac(4), TargetDest::Drop)
+            .unwrap_err()
+            .contains("target/max_entries"));
+        t.set(mac(1), TargetDest::Valid(addr(2))).unwrap();
+        assert_eq!(t.counters().rejected_full, 2);
+    }
+
+    #[test]
+    fn paged_dump_with_statistics() {
+        let now = Instant::now();
+        let mut t = TargetTable::new();
+        for i in 0..10 {
+            t.set(mac(i), TargetDest::Valid(addr(i))).unwrap();
+        }
+        t.tx(mac(3), &[0u8; 100], now);
+        t.tx(mac(3), &[0u8; 50], now);
+        let (mut all, mut pos) = (Vec::new(), Some(0));
+        while let Some(p) = pos {
+            let (rows, next) = t.dump_page(p, 3, now);
+            all.extend(rows);
+            pos = next;
+        }
+        assert_eq!(all.len(), 10);
+        let e = all.iter().find(|e| e.mac == mac(3)).unwrap();
+        assert_eq!(
+            (e.frames, e.bytes, e.dest),
+            (2, 150, TargetDest::Valid(addr(3)))
+        );
+        assert!(e.idle.is_some());
+        assert!(all.iter().find(|e| e.mac == mac(4)).unwrap().idle.is_none());
     }
 
     #[test]

@@ -172,6 +172,16 @@ impl ShowTable {
             ShowTable::Targets => TargetRow::FIELDS,
         }
     }
+
+    /// How many of the fields (from the first) show without `-o`: dladm's
+    /// columns; the rest (a target entry's age, idle time, frames and
+    /// bytes) are there for `-o` and `-o all`.
+    pub fn default_len(self) -> usize {
+        match self {
+            ShowTable::Targets => 3,
+            t => t.fields().len(),
+        }
+    }
 }
 
 /// What to do, fully checked.
@@ -250,12 +260,23 @@ impl Cli {
                 let (table, request) = if a.fma {
                     (ShowTable::Status, Request::ShowStatus { name })
                 } else if a.target {
-                    (ShowTable::Targets, Request::ShowTargets { name })
+                    (
+                        ShowTable::Targets,
+                        Request::ShowTargets {
+                            name,
+                            cursor: None,
+                            limit: None,
+                        },
+                    )
                 } else {
                     (ShowTable::Props, Request::ShowProps { name })
                 };
-                let fields = output::select_fields(a.output.as_deref(), table.fields())
-                    .map_err(|m| usage_error("show-overlay", m))?;
+                let fields = output::select_fields_default(
+                    a.output.as_deref(),
+                    table.fields(),
+                    table.default_len(),
+                )
+                .map_err(|m| usage_error("show-overlay", m))?;
                 let format = if a.json {
                     Format::Json
                 } else if a.parsable {
@@ -615,7 +636,9 @@ mod tests {
             i.action,
             Action::Show {
                 request: Request::ShowTargets {
-                    name: Some("ov0".into())
+                    name: Some("ov0".into()),
+                    cursor: None,
+                    limit: None
                 },
                 table: ShowTable::Targets,
                 fields: vec![1, 2],

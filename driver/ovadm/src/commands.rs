@@ -59,7 +59,31 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
                 (ShowTable::Status, Reply::Status { rows }) => {
                     output::render(&rows, fields, *format)
                 }
-                (ShowTable::Targets, Reply::Targets { rows }) => {
+                (ShowTable::Targets, Reply::Targets { mut rows, mut next }) => {
+                    // A large table comes a page at a time.
+                    while let Some(cursor) = next.take() {
+                        let Request::ShowTargets { name, limit, .. } = request else {
+                            return Err(daemon.unexpected(&Reply::Targets {
+                                rows: Vec::new(),
+                                next: Some(cursor),
+                            }));
+                        };
+                        let page = Request::ShowTargets {
+                            name: name.clone(),
+                            cursor: Some(cursor),
+                            limit: *limit,
+                        };
+                        match daemon.call(&page)? {
+                            Reply::Targets {
+                                rows: more,
+                                next: n,
+                            } => {
+                                rows.extend(more);
+                                next = n;
+                            }
+                            other => return Err(daemon.unexpected(&other)),
+                        }
+                    }
                     output::render(&rows, fields, *format)
                 }
                 (_, other) => return Err(daemon.unexpected(&other)),
@@ -196,8 +220,12 @@ mod tests {
             link: "ov0".into(),
             target: "02:00:00:00:00:02".parse::<Mac>().expect("mac"),
             destination: TargetDest::Drop,
+            age_ms: None,
+            idle_ms: None,
+            frames: None,
+            bytes: None,
         }];
-        let mut d = canned(Reply::Targets { rows });
+        let mut d = canned(Reply::Targets { rows, next: None });
         let out = execute(&mut d, &action(&["show-overlay", "-t", "ov0"])).expect("ok");
         assert_eq!(
             out.stdout,
@@ -206,14 +234,19 @@ mod tests {
         assert_eq!(
             d.seen,
             [Request::ShowTargets {
-                name: Some("ov0".into())
+                name: Some("ov0".into()),
+                cursor: None,
+                limit: None
             }]
         );
     }
 
     #[test]
     fn reply_of_the_wrong_kind_is_a_protocol_error() {
-        let mut d = canned(Reply::Targets { rows: Vec::new() });
+        let mut d = canned(Reply::Targets {
+            rows: Vec::new(),
+            next: None,
+        });
         let e = execute(&mut d, &action(&["show-overlay", "-f"])).expect_err("wrong kind");
         assert!(matches!(e, ClientError::Protocol { .. }), "{e}");
         let mut d = canned(Reply::Linked);

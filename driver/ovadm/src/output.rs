@@ -115,13 +115,26 @@ impl Row for StatusRow {
 }
 
 impl Row for TargetRow {
-    const FIELDS: &'static [&'static str] = &["link", "target", "destination"];
+    const FIELDS: &'static [&'static str] = &[
+        "link",
+        "target",
+        "destination",
+        "age",
+        "idle",
+        "frames",
+        "bytes",
+    ];
 
     fn cells(&self) -> Vec<Cell> {
+        let secs = |ms: Option<u64>| ms.map(|ms| format!("{}.{:03}s", ms / 1000, ms % 1000));
         vec![
             Cell::Text(self.link.clone()),
             Cell::Text(self.target.to_string()),
             Cell::Text(self.destination.to_string()),
+            Cell::from_option(&secs(self.age_ms)),
+            Cell::from_option(&secs(self.idle_ms)),
+            Cell::from_option(&self.frames.map(|n| n.to_string())),
+            Cell::from_option(&self.bytes.map(|n| n.to_string())),
         ]
     }
 }
@@ -130,8 +143,17 @@ impl Row for TargetRow {
 /// the chosen fields, in the order given. `None` and `all` choose every
 /// field. Names are matched without regard to case, as dladm does.
 pub fn select_fields(spec: Option<&str>, fields: &[&str]) -> Result<Vec<usize>, String> {
+    select_fields_default(spec, fields, fields.len())
+}
+
+/// [`select_fields`], where no `-o` chooses only the first `defaults` fields.
+pub fn select_fields_default(
+    spec: Option<&str>,
+    fields: &[&str],
+    defaults: usize,
+) -> Result<Vec<usize>, String> {
     let Some(spec) = spec else {
-        return Ok((0..fields.len()).collect());
+        return Ok((0..defaults.min(fields.len())).collect());
     };
     if spec.trim().eq_ignore_ascii_case("all") {
         return Ok((0..fields.len()).collect());
@@ -491,21 +513,37 @@ mod tests {
                 link: "ov0".into(),
                 target: mac("02:08:20:aa:bb:01"),
                 destination: TargetDest::Valid("10.0.0.2:4789".parse().expect("addr")),
+                age_ms: None,
+                idle_ms: None,
+                frames: None,
+                bytes: None,
             },
             TargetRow {
                 link: "ov0".into(),
                 target: mac("02:08:20:aa:bb:02"),
                 destination: TargetDest::Valid("[fd00::2]:4789".parse().expect("addr")),
+                age_ms: None,
+                idle_ms: None,
+                frames: None,
+                bytes: None,
             },
             TargetRow {
                 link: "overlay1".into(),
                 target: mac("02:08:20:aa:bb:03"),
                 destination: TargetDest::Pending,
+                age_ms: None,
+                idle_ms: None,
+                frames: None,
+                bytes: None,
             },
             TargetRow {
                 link: "overlay1".into(),
                 target: mac("02:08:20:aa:bb:04"),
                 destination: TargetDest::Drop,
+                age_ms: None,
+                idle_ms: None,
+                frames: None,
+                bytes: None,
             },
         ]
     }
@@ -528,7 +566,7 @@ overlay0  files/config       rw    y    --           --       --
 
     #[test]
     fn targets_table_shows_every_destination_form() {
-        let all = select_fields(None, TargetRow::FIELDS).expect("all fields");
+        let all = select_fields_default(None, TargetRow::FIELDS, 3).expect("dladm's fields");
         let got = render(&targets(), &all, Format::Human);
         let want = "\
 LINK      TARGET             DESTINATION
@@ -626,7 +664,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
         let e = select_fields(Some("link,dest"), TargetRow::FIELDS).expect_err("dest is unknown");
         assert_eq!(
             e,
-            "unknown output field 'dest': valid fields are link,target,destination (or all)"
+            "unknown output field 'dest': valid fields are link,target,destination,age,idle,frames,bytes (or all)"
         );
         assert!(select_fields(Some("link,"), TargetRow::FIELDS).is_err());
         // A field of another table is unknown here.

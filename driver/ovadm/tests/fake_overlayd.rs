@@ -115,28 +115,47 @@ fn targets() -> Vec<TargetRow> {
             link: "ov0".into(),
             target: mac("02:08:20:00:00:02"),
             destination: TargetDest::Valid("10.0.0.2:4789".parse().expect("addr")),
+            age_ms: None,
+            idle_ms: None,
+            frames: None,
+            bytes: None,
         },
         TargetRow {
             link: "ov0".into(),
             target: mac("02:08:20:00:00:03"),
             destination: TargetDest::Valid("[fd00::2]:4789".parse().expect("addr")),
+            age_ms: None,
+            idle_ms: None,
+            frames: None,
+            bytes: None,
         },
         TargetRow {
             link: "overlay1".into(),
             target: mac("02:08:20:00:00:04"),
             destination: TargetDest::Pending,
+            age_ms: None,
+            idle_ms: None,
+            frames: None,
+            bytes: None,
         },
         TargetRow {
             link: "overlay1".into(),
             target: mac("02:08:20:00:00:05"),
             destination: TargetDest::Drop,
+            age_ms: None,
+            idle_ms: None,
+            frames: None,
+            bytes: None,
         },
     ]
 }
 
 #[test]
 fn show_overlay_targets() {
-    let fake = FakeOverlayd::start(vec![Reply::Targets { rows: targets() }]);
+    let fake = FakeOverlayd::start(vec![Reply::Targets {
+        rows: targets(),
+        next: None,
+    }]);
     let out = ovadm(fake.path(), &["show-overlay", "-t"]);
     assert_eq!(text(&out.stderr), "");
     assert_eq!(out.status.code(), Some(0));
@@ -150,13 +169,21 @@ overlay1  02:08:20:00:00:04  pending
 overlay1  02:08:20:00:00:05  drop
 "
     );
-    assert_eq!(fake.requests(), [Request::ShowTargets { name: None }]);
+    assert_eq!(
+        fake.requests(),
+        [Request::ShowTargets {
+            name: None,
+            cursor: None,
+            limit: None
+        }]
+    );
 }
 
 #[test]
 fn show_overlay_targets_parseable() {
     let fake = FakeOverlayd::start(vec![Reply::Targets {
         rows: targets()[..2].to_vec(),
+        next: None,
     }]);
     let out = ovadm(
         fake.path(),
@@ -174,7 +201,9 @@ fn show_overlay_targets_parseable() {
     assert_eq!(
         fake.requests(),
         [Request::ShowTargets {
-            name: Some("ov0".into())
+            name: Some("ov0".into()),
+            cursor: None,
+            limit: None
         }]
     );
 }

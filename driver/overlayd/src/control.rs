@@ -10,19 +10,22 @@
 use crate::daemon::{token, Daemon, Parked, CREATE_WAIT, KIND_MUX, KIND_TAP};
 use crate::link::release;
 use crate::mux::Mux;
-use crate::overlay::Overlay;
+use crate::overlay::{Overlay, ResizeProbe};
 use crate::tap::Tap;
 use mio::unix::SourceFd;
 use mio::Interest;
 use overlay_api::proto::{Reply, Request};
 use overlay_api::{
     ApiError, DestMode, DropReason, ErrorKind, OverlaySpec, PropRow, StatsSnapshot, StatusRow,
-    TargetDest, TargetRow,
+    TargetCursor, TargetDest, TargetRow,
 };
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
 use std::os::fd::AsRawFd;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Most rows one page of a target-table dump may hold.
+const MAX_PAGE: u32 = 65536;
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Reply {
     Reply::Error {
@@ -88,10 +91,11 @@ impl Daemon {
                 .with_overlays(name.as_deref(), |d, ov| d.status(ov))
                 .map(|rows| Reply::Status { rows })
                 .unwrap_or_else(|e| e),
-            Request::ShowTargets { name } => self
-                .with_overlays(name.as_deref(), |d, ov| d.targets(ov))
-                .map(|rows| Reply::Targets { rows })
-                .unwrap_or_else(|e| e),
+            Request::ShowTargets {
+                name,
+                cursor,
+                limit,
+            } => self.targets_page(name.as_deref(), cursor, limit),
             Request::Stats { name } => self.stats(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
@@ -179,16 +183,75 @@ impl Daemon {
         }]
     }
 
-    fn targets(&self, ov: &Overlay) -> Vec<TargetRow> {
-        ov.table
-            .dump()
-            .into_iter()
-            .map(|(target, destination)| TargetRow {
+    /// One page of a target-table dump: overlays in name order, each
+    /// table from its dump position, at most `limit` rows (capped). Pages
+    /// are served between frames and hold nothing in between, so a dump of
+    /// any size never stops the data path for long.
+    fn targets_page(
+        &self,
+        name: Option<&str>,
+        cursor: Option<TargetCursor>,
+        limit: Option<u32>,
+    ) -> Reply {
+        let limit = limit
+            .unwrap_or(overlay_api::client::TARGET_PAGE)
+            .clamp(1, MAX_PAGE) as usize;
+        let mut names: Vec<&str> = match name {
+            Some(n) => match self.lookup_name(n) {
+                Ok(_) => vec![n],
+                Err(e) => return e,
+            },
+            None => self.by_name.keys().map(String::as_str).collect(),
+        };
+        names.sort_unstable();
+        let (start, mut pos) = match &cursor {
+            Some(c) => (
+                names
+                    .iter()
+                    .position(|n| *n >= c.overlay.as_str())
+                    .unwrap_or(names.len()),
+                c.pos as usize,
+            ),
+            None => (0, 0),
+        };
+        if let Some(c) = &cursor {
+            if names.get(start) != Some(&c.overlay.as_str()) {
+                pos = 0; // that overlay is gone: go on with the next one
+            }
+        }
+        let now = Instant::now();
+        let mut rows = Vec::new();
+        for (i, n) in names.iter().enumerate().skip(start) {
+            let ov = &self.overlays[&self.by_name[*n]];
+            let from = if i == start { pos } else { 0 };
+            let (page, next) = ov.table.dump_page(from, limit - rows.len(), now);
+            rows.extend(page.into_iter().map(|e| TargetRow {
                 link: ov.cfg.name.clone(),
-                target,
-                destination,
-            })
-            .collect()
+                target: e.mac,
+                destination: e.dest,
+                age_ms: Some(e.age.as_millis() as u64),
+                idle_ms: e.idle.map(|d| d.as_millis() as u64),
+                frames: Some(e.frames),
+                bytes: Some(e.bytes),
+            }));
+            if let Some(p) = next {
+                return Reply::Targets {
+                    rows,
+                    next: Some(TargetCursor {
+                        overlay: n.to_string(),
+                        pos: p as u64,
+                    }),
+                };
+            }
+            if rows.len() >= limit {
+                let next = names.get(i + 1).map(|n| TargetCursor {
+                    overlay: n.to_string(),
+                    pos: 0,
+                });
+                return Reply::Targets { rows, next };
+            }
+        }
+        Reply::Targets { rows, next: None }
     }
 
     fn stats(&self, name: Option<&str>) -> Reply {
@@ -200,6 +263,17 @@ impl Daemon {
             s.status = ov.status(linked).0;
             s.peers = ov.peers.stats();
             s.lookup_latency = ov.lookup_ns.buckets();
+            let t = ov.table.counters();
+            s.table = overlay_api::TableStats {
+                entries: t.len,
+                max_entries: t.max_entries,
+                capacity: t.capacity,
+                load: t.load(),
+                resizes: t.resizes,
+                entries_moved: t.entries_moved,
+                resizing: t.resize_in_progress,
+                rejected_full: t.rejected_full,
+            };
             vec![s]
         }) {
             Ok(v) => v,
@@ -280,6 +354,16 @@ impl Daemon {
                 format!("overlay {} already exists", cfg.name),
             ));
         }
+        let table = TargetTable::with(
+            cfg.max_entries,
+            std::sync::Arc::new(ResizeProbe::new(&cfg.name)),
+        )
+        .map_err(|e| {
+            err(
+                ErrorKind::System,
+                format!("cannot make the target table of {}: {e}", cfg.name),
+            )
+        })?;
         let oid = self.next_id();
         // The mux: join the one on this address, or open it.
         let (mid, new_mux) = match self.mux_by_addr.get(&cfg.listen) {
@@ -375,7 +459,7 @@ impl Daemon {
                 point: None,
                 configured: false,
                 instance_error: None,
-                table: TargetTable::new(),
+                table,
                 counters: Counters::default(),
                 bcast_inflight: 0,
                 peers: Default::default(),

@@ -261,6 +261,9 @@ impl Daemon {
         if self.link.is_some() {
             self.ask_pending(Some(now - LOOKUP_RETRY), now);
         }
+        for ov in self.overlays.values_mut() {
+            ov.table.step();
+        }
         self.report_all();
     }
 

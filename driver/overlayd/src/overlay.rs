@@ -42,6 +42,40 @@ pub struct Overlay {
     pub reported: (OverlayState, Option<String>),
 }
 
+/// Fires the `table-resize-*` probes for one overlay's target table.
+#[derive(Debug)]
+pub struct ResizeProbe {
+    overlay: String,
+}
+
+impl ResizeProbe {
+    /// An observer for the table of `overlay`.
+    pub fn new(overlay: &str) -> Self {
+        ResizeProbe {
+            overlay: overlay.to_string(),
+        }
+    }
+}
+
+impl overlay_core::target::ResizeObserver for ResizeProbe {
+    fn on_resize_start(&self, old_cap: usize, new_cap: usize) {
+        log::debug!(
+            "{}: target table resizing {old_cap} -> {new_cap} buckets",
+            self.overlay
+        );
+        probe::table_resize_start(&self.overlay, old_cap as u64, new_cap as u64);
+    }
+
+    fn on_resize_step(&self, moved: u64, total: u64) {
+        probe::table_resize_step(&self.overlay, moved, total);
+    }
+
+    fn on_resize_done(&self, old_cap: usize, new_cap: usize, moved: u64, ns: u64) {
+        log::debug!("{}: target table resized {old_cap} -> {new_cap} buckets, {moved} entries moved in {ns} ns", self.overlay);
+        probe::table_resize_done(&self.overlay, old_cap as u64, new_cap as u64, moved, ns);
+    }
+}
+
 impl Overlay {
     /// Counts a dropped frame of `len` bytes and fires `overlay:drop`.
     #[inline]

@@ -32,12 +32,18 @@ impl std::fmt::Debug for Dump<'_> {
 }
 
 impl<'r> Dump<'r> {
-    pub(crate) fn new(shared: &'r Shared, guard: Guard) -> Self {
+    pub(crate) fn new(shared: &'r Shared, guard: Guard, from: usize) -> Self {
         Dump {
             shared,
             guard,
-            next: 0,
+            next: from.min(MAX_IDS),
         }
+    }
+
+    /// Where the next entry will be looked for: give it to
+    /// [`crate::Reader::dump_from`] to resume after the entries yielded so far.
+    pub fn position(&self) -> usize {
+        self.next
     }
 }
 

@@ -70,7 +70,14 @@ impl Reader {
 
     /// Streams every entry (see [`Dump`]).
     pub fn dump(&self) -> Dump<'_> {
-        Dump::new(&self.shared, self.handle.pin())
+        Dump::new(&self.shared, self.handle.pin(), 0)
+    }
+
+    /// Streams the entries from slot position `from` on: a dump resumed
+    /// from [`Dump::position`], so a control socket can hand a large table
+    /// out a page at a time without holding anything between pages.
+    pub fn dump_from(&self, from: usize) -> Dump<'_> {
+        Dump::new(&self.shared, self.handle.pin(), from)
     }
 
     /// The table this reader reads.
