@@ -10,6 +10,11 @@
 //! the medians, and the ratios probes-disabled/no-probes and
 //! traced/probes-disabled, and writes them to `target/bench/probe-cost.json`.
 //!
+//! Throughput on two shared cores swings by tens of percent from run to
+//! run, so each run also measures what the probes would actually cost:
+//! overlayd's CPU time (user + system, from /proc, both hosts) per frame
+//! it forwarded (tx + rx, from its counters). That figure is steadier.
+//!
 //! Run as root: `make bench-probes` (it builds the no-probes overlayd into
 //! `target/noprobes` and sets `PROBE_COST_NOPROBES_DIR`). Env: ROUNDS (5),
 //! SECS (5). The machines are shared and noisy: read the medians and the
@@ -17,7 +22,7 @@
 
 use overlay_tests::{Daemon, Lab};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,7 +71,7 @@ struct Side {
     _server: Guard,
 }
 
-fn side(name: &str, bin_dir: &PathBuf, n: u8) -> Side {
+fn side(name: &str, bin_dir: &Path, n: u8) -> Side {
     std::env::set_var("OVERLAY_BIN_DIR", bin_dir);
     let mut lab = Lab::new(name);
     let pair = lab.files_pair(n, 4000 + n as u32);
@@ -92,6 +97,46 @@ fn side(name: &str, bin_dir: &PathBuf, n: u8) -> Side {
         server_ip,
         _server: Guard(server),
     }
+}
+
+/// CPU time (user + system) of a process so far, in nanoseconds.
+fn cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat: 11 and 12 after ") ".
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    // SAFETY: sysconf(3) with a constant name.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000_000 / hz
+}
+
+/// overlayd's CPU time and frames forwarded (tx + rx) on both hosts.
+fn work(s: &mut Side) -> (u64, u64) {
+    let (mut ns, mut frames) = (0, 0);
+    for h in [s.a, s.b] {
+        ns += s.lab.pid(h, Daemon::Overlayd).map(cpu_ns).unwrap_or(0);
+        let st = s.lab.stats(h);
+        frames += st
+            .overlays
+            .iter()
+            .map(|o| o.tx_frames + o.rx_frames)
+            .sum::<u64>();
+    }
+    (ns, frames)
+}
+
+/// One iperf3 run, in Gbit/s, with overlayd's CPU nanoseconds per frame.
+fn measured(s: &mut Side, secs: usize) -> (f64, f64) {
+    let (ns0, f0) = work(s);
+    let g = iperf(s, secs);
+    let (ns1, f1) = work(s);
+    (
+        g,
+        ns1.saturating_sub(ns0) as f64 / f1.saturating_sub(f0).max(1) as f64,
+    )
 }
 
 /// One iperf3 run from host a to host b, in Gbit/s.
@@ -176,41 +221,53 @@ fn main() {
     };
     let (rounds, secs) = (env_num("ROUNDS", 5), env_num("SECS", 5));
     let mut on = side("probe-cost-on", &probes_dir, 41);
-    let off = side("probe-cost-off", &noprobes_dir, 42);
+    let mut off = side("probe-cost-off", &noprobes_dir, 42);
     let (mut v_on, mut v_off, mut v_traced) = (Vec::new(), Vec::new(), Vec::new());
-    println!(
-        "round  probes-disabled  no-probes  bpftrace-attached   (Gbit/s, iperf3 TCP, {secs} s)"
-    );
+    let (mut c_on, mut c_off, mut c_traced) = (Vec::new(), Vec::new(), Vec::new());
+    println!("        Gbit/s (iperf3 TCP, {secs} s)            overlayd CPU ns per frame");
+    println!("round  disabled  no-probes  bpftrace        disabled  no-probes  bpftrace");
     for r in 1..=rounds {
-        let (x, y) = if r % 2 == 1 {
-            (iperf(&on, secs), iperf(&off, secs))
+        let ((x, cx), (y, cy)) = if r % 2 == 1 {
+            let x = measured(&mut on, secs);
+            (x, measured(&mut off, secs))
         } else {
-            let y = iperf(&off, secs);
-            (iperf(&on, secs), y)
+            let y = measured(&mut off, secs);
+            (measured(&mut on, secs), y)
         };
-        let t = {
+        let (t, ct) = {
             let (a, b) = (on.a, on.b);
             let _ta = trace(&mut on, a);
             let _tb = trace(&mut on, b);
-            iperf(&on, secs)
+            measured(&mut on, secs)
         };
-        println!("{r:>5}  {x:>15.3}  {y:>9.3}  {t:>17.3}");
+        println!("{r:>5}  {x:>8.3}  {y:>9.3}  {t:>8.3}        {cx:>8.0}  {cy:>9.0}  {ct:>8.0}");
         v_on.push(x);
         v_off.push(y);
         v_traced.push(t);
+        c_on.push(cx);
+        c_off.push(cy);
+        c_traced.push(ct);
     }
     let (m_on, m_off, m_t) = (median(&v_on), median(&v_off), median(&v_traced));
+    let (cm_on, cm_off, cm_t) = (median(&c_on), median(&c_off), median(&c_traced));
     let ratio =
         |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
     let (r_disabled, r_traced) = (ratio(&v_on, &v_off), ratio(&v_traced, &v_on));
-    println!("median  {m_on:>14.3}  {m_off:>9.3}  {m_t:>17.3}");
-    println!("probes compiled in and disabled / no probes = {r_disabled:.3} (median of per-round ratios)");
-    println!("bpftrace attached (tx, encap, rx, target-hit) / disabled = {r_traced:.3}");
+    let (rc_disabled, rc_traced) = (ratio(&c_on, &c_off), ratio(&c_traced, &c_on));
+    println!("median {m_on:>8.3}  {m_off:>9.3}  {m_t:>8.3}        {cm_on:>8.0}  {cm_off:>9.0}  {cm_t:>8.0}");
+    println!("throughput:    probes compiled in, disabled / no probes = {r_disabled:.3} (median of per-round ratios)");
+    println!(
+        "throughput:    bpftrace attached (tx, encap, rx, target-hit) / disabled = {r_traced:.3}"
+    );
+    println!("CPU per frame: probes compiled in, disabled / no probes = {rc_disabled:.3}");
+    println!("CPU per frame: bpftrace attached / disabled = {rc_traced:.3}");
     let json = serde_json::json!({
         "rounds": rounds, "secs": secs,
         "gbps": { "probes_disabled": v_on, "no_probes": v_off, "bpftrace_attached": v_traced },
         "median_gbps": { "probes_disabled": m_on, "no_probes": m_off, "bpftrace_attached": m_t },
         "ratio": { "disabled_over_none": r_disabled, "traced_over_disabled": r_traced },
+        "cpu_ns_per_frame": { "probes_disabled": c_on, "no_probes": c_off, "bpftrace_attached": c_traced },
+        "cpu_ratio": { "disabled_over_none": rc_disabled, "traced_over_disabled": rc_traced },
     });
     let out = root.join("target/bench");
     let _ = std::fs::create_dir_all(&out);
