@@ -86,6 +86,8 @@ fn a_million_entries_resize_live_and_dump_in_pages() {
     lab.create_files_overlay(h, "ov0", 5656, "10.56.0.1", &cfg);
 
     let trace = lab.bpftrace(h, Daemon::Overlayd, "resize", RESIZE_PROBES);
+    // The library's script for the same question, through ovtrace.
+    let script = lab.ovtrace(h, Daemon::Overlayd, "resize");
     const N: u32 = 1_000_000;
     let t = Instant::now();
     let (errors, first) = pipelined_sets(&lab, h, "ov0", N, 0);
@@ -135,6 +137,13 @@ fn a_million_entries_resize_live_and_dump_in_pages() {
         "table did not shrink after the flush: {:?}",
         lab.stats(h).overlays[0].table
     );
+    let timeline = script.finish();
+    for want in ["ov0", "start  capacity", "step   moved", "done   capacity"] {
+        assert!(
+            timeline.contains(want),
+            "ovtrace resize shows no '{want}':\n{timeline}"
+        );
+    }
     let out = trace.finish();
     assert!(
         map_value(&out, "@start[ov0]").unwrap_or(0) >= 10,
