@@ -8,6 +8,7 @@
 #   make lab-down        remove the lab whole; make lab-status: what runs in it
 #   make deps            install the system tools the tests use (as root, only what is missing)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
+#   make fuzz            run every fuzz target FUZZ_SECS (60) on its corpus (nightly; make test: 15 s)
 #   make fmt / clippy    cargo fmt / cargo clippy -D warnings over the whole workspace
 #   make clean           cargo clean
 #
@@ -36,7 +37,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build test unit-test acceptance lab lab-down lab-status deps fmt clippy clean bench-probes
+.PHONY: all build test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench-probes
 
 all: build
 
@@ -47,6 +48,7 @@ build:
 test: deps build
 	@rc=0; \
 	$(MAKE) --no-print-directory unit-test || rc=1; \
+	$(MAKE) --no-print-directory fuzz FUZZ_SECS=$(FUZZ_SMOKE_SECS) || rc=1; \
 	$(MAKE) --no-print-directory acceptance || rc=1; \
 	exit $$rc
 
@@ -66,6 +68,13 @@ acceptance: build
 	done; \
 	if (( $${#failed[@]} )); then echo "acceptance: FAILED: $${failed[*]}" >&2; exit 1; fi; \
 	echo "acceptance: all passed ($(ACCEPTANCE_SCRIPTS))"
+
+# Every parser of untrusted bytes under libFuzzer (fuzz/fuzz_targets), FUZZ_SECS per target, on the
+# checked-in corpus; `make test` runs it briefly (FUZZ_SMOKE_SECS). Skipped without a nightly toolchain.
+FUZZ_SECS ?= 60
+FUZZ_SMOKE_SECS ?= 15
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECS)
 
 lab: build
 	bash lab/lab.sh up $(HOSTS)

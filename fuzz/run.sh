@@ -1,0 +1,40 @@
+#!/bin/bash
+# fuzz/run.sh [SECONDS] [TARGET...]: run each cargo-fuzz target for SECONDS (default 15) on its
+# checked-in corpus (fuzz/corpus/TARGET), failing on the first crash. `make fuzz` calls it, and
+# `make test` with a short budget. Needs the nightly toolchain (libFuzzer's sanitizer flags);
+# without one it says so and skips. Installs cargo-fuzz from crates.io when missing.
+# For a long run: `make fuzz FUZZ_SECS=3600`. A crash leaves its input in fuzz/artifacts/TARGET/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+secs=${1:-15}
+shift || true
+targets=("$@")
+((${#targets[@]})) || targets=(vxlan_decap proxy_frames control_messages files_config target_table)
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz: skipped: no nightly toolchain (rustup toolchain install nightly)"
+  exit 0
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked -q
+fi
+cargo +nightly fuzz build -O >/dev/null
+failed=()
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  log=$(mktemp)
+  if cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    echo "fuzz: $t: ${runs:-?} runs in ${secs}s, no crash"
+  else
+    echo "fuzz: $t: FAILED" >&2
+    grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -10 >&2 || tail -20 "$log" >&2
+    failed+=("$t")
+  fi
+  rm -f "$log"
+done
+if ((${#failed[@]})); then
+  echo "fuzz: crashes in: ${failed[*]}" >&2
+  exit 1
+fi

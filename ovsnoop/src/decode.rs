@@ -1,0 +1,687 @@
+//! Bytes → a layered decode: outer link, network and transport layers, the
+//! VXLAN header, then the same layers again for the inner frame.
+//!
+//! Pure and total: any byte string decodes to a [`Frame`]. A layer that is
+//! cut short or makes no sense stops the decode there and leaves a
+//! [`Stack::note`] saying why; what was read before it is kept, the way
+//! `snoop` still shows the Ethernet header of a runt. Fields are read by
+//! offset through [`get`]-style accessors that return `None` past the end,
+//! rather than through smoltcp's checked views, because those refuse a
+//! whole header when any of it is missing and a tracer wants the part that
+//! is there. The VXLAN header itself is `overlay_wire::vxlan`'s.
+
+use overlay_api::Mac;
+use overlay_wire::vxlan;
+use serde::Serialize;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// How the capture's link layer starts (pcap LINKTYPE_*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL (113), Linux cooked capture v1.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276), Linux cooked capture v2.
+    LinuxSll2,
+}
+
+/// Ethertypes this decoder follows.
+const ET_IPV4: u16 = 0x0800;
+const ET_ARP: u16 = 0x0806;
+const ET_VLAN: u16 = 0x8100;
+const ET_QINQ: u16 = 0x88a8;
+const ET_IPV6: u16 = 0x86dd;
+
+/// One captured frame, decoded as far as it goes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Frame {
+    /// Length on the wire (may exceed the captured bytes).
+    pub len: usize,
+    /// The underlay frame (or the only frame, when it is not VXLAN).
+    pub outer: Stack,
+    /// The VXLAN header, when the outer UDP port is a VXLAN port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<Vxlan>,
+    /// The overlay frame inside VXLAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner: Option<Stack>,
+}
+
+/// The layers of one Ethernet frame.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stack {
+    /// Bytes of this frame on the wire, link header included.
+    pub len: usize,
+    /// Link layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+    /// Network layer (ARP counts as one here, as in snoop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<Net>,
+    /// Transport layer (ICMP counts as one here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// Application layer (DHCP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<App>,
+    /// Why the decode stopped early: truncated or invalid layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Link-layer header.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Link {
+    /// Destination MAC (absent in Linux cooked captures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<Mac>,
+    /// Source MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<Mac>,
+    /// 802.1Q / 802.1ad VLAN IDs, outermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<u16>,
+    /// Ethertype of the payload.
+    pub ethertype: u16,
+}
+
+/// Network layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Net {
+    /// ARP for IPv4 over Ethernet.
+    Arp {
+        /// 1 request, 2 reply.
+        op: u16,
+        /// Sender MAC.
+        sha: Mac,
+        /// Sender IPv4.
+        spa: Ipv4Addr,
+        /// Target MAC.
+        tha: Mac,
+        /// Target IPv4.
+        tpa: Ipv4Addr,
+    },
+    /// IPv4.
+    Ipv4 {
+        /// Source.
+        src: Ipv4Addr,
+        /// Destination.
+        dst: Ipv4Addr,
+        /// Protocol number.
+        proto: u8,
+        /// Time to live.
+        ttl: u8,
+        /// Total length.
+        total_len: u16,
+        /// Identification.
+        id: u16,
+        /// DF flag.
+        df: bool,
+        /// Fragment offset in bytes (non-first fragments are not decoded further).
+        frag_off: u16,
+        /// More-fragments flag.
+        mf: bool,
+    },
+    /// IPv6.
+    Ipv6 {
+        /// Source.
+        src: Ipv6Addr,
+        /// Destination.
+        dst: Ipv6Addr,
+        /// Next header after the fixed header.
+        next: u8,
+        /// Hop limit.
+        hop_limit: u8,
+        /// Payload length.
+        payload_len: u16,
+        /// Flow label.
+        flow: u32,
+    },
+    /// An ethertype this decoder does not follow.
+    Other {
+        /// The ethertype.
+        ethertype: u16,
+    },
+}
+
+/// Transport layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP.
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Length field.
+        len: u16,
+    },
+    /// TCP.
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Sequence number.
+        seq: u32,
+        /// Acknowledgement number.
+        ack: u32,
+        /// Flags as `SYN,ACK`-style text.
+        flags: String,
+        /// Window.
+        win: u16,
+    },
+    /// ICMP for IPv4.
+    Icmp {
+        /// Type.
+        icmp_type: u8,
+        /// Code.
+        code: u8,
+        /// Echo identifier, for echo request/reply.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u16>,
+        /// Echo sequence number, for echo request/reply.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u16>,
+    },
+    /// ICMPv6, with the NDP target for NS/NA.
+    Icmpv6 {
+        /// Type.
+        icmp_type: u8,
+        /// Code.
+        code: u8,
+        /// Echo identifier.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u16>,
+        /// Echo sequence number.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u16>,
+        /// Target address of a neighbour solicitation or advertisement.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<Ipv6Addr>,
+        /// Link-layer address option (source for NS, target for NA).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lladdr: Option<Mac>,
+    },
+    /// An IP protocol this decoder does not follow.
+    Other {
+        /// The protocol number.
+        proto: u8,
+    },
+}
+
+/// Application layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum App {
+    /// DHCPv4 (BOOTP on ports 67/68).
+    Dhcp {
+        /// 1 BOOTREQUEST, 2 BOOTREPLY.
+        op: u8,
+        /// Transaction id.
+        xid: u32,
+        /// Client hardware address.
+        chaddr: Mac,
+        /// "Your" address.
+        yiaddr: Ipv4Addr,
+        /// Option 53, the DHCP message type, if present.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        msg_type: Option<u8>,
+    },
+}
+
+/// The VXLAN header.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Vxlan {
+    /// Flags byte.
+    pub flags: u8,
+    /// VNI.
+    pub vni: u32,
+    /// The 24 reserved bits after the flags and the 8 after the VNI, as a
+    /// sender left them (RFC 7348: zero on send, ignored on receive).
+    pub reserved: u32,
+    /// The overlay this VNI belongs to, when overlayd said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
+}
+
+/// What the decoder needs besides the bytes.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// UDP destination ports that carry VXLAN.
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            vxlan_ports: vec![vxlan::DEFAULT_PORT],
+        }
+    }
+}
+
+fn u8_at(b: &[u8], i: usize) -> Option<u8> {
+    b.get(i).copied()
+}
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(
+        b.get(i..i.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(
+        b.get(i..i.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+fn mac_at(b: &[u8], i: usize) -> Option<Mac> {
+    Some(Mac(b.get(i..i.checked_add(6)?)?.try_into().ok()?))
+}
+fn v4_at(b: &[u8], i: usize) -> Option<Ipv4Addr> {
+    u32_at(b, i).map(Ipv4Addr::from)
+}
+fn v6_at(b: &[u8], i: usize) -> Option<Ipv6Addr> {
+    let a: [u8; 16] = b.get(i..i.checked_add(16)?)?.try_into().ok()?;
+    Some(Ipv6Addr::from(a))
+}
+
+/// Decodes one captured frame of link type `lt`; `len` is its length on
+/// the wire.
+pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
+    let mut f = Frame {
+        len,
+        outer: Stack {
+            len,
+            ..Stack::default()
+        },
+        ..Frame::default()
+    };
+    let vx = decode_stack(lt, data, opts, &mut f.outer);
+    if let Some(payload) = vx {
+        match vxlan::parse(payload) {
+            Ok(p) => {
+                let reserved = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[7]]);
+                f.vxlan = Some(Vxlan {
+                    flags: p.flags,
+                    vni: p.vni,
+                    reserved,
+                    overlay: None,
+                });
+                let mut inner = Stack {
+                    // What the capture cut off belongs to the inner frame.
+                    len: p.inner.len() + len.saturating_sub(data.len()),
+                    ..Stack::default()
+                };
+                // Inner frames are never VXLAN again for us: no nested decap.
+                let plain = Options {
+                    vxlan_ports: Vec::new(),
+                };
+                decode_stack(LinkType::Ethernet, p.inner, &plain, &mut inner);
+                f.inner = Some(inner);
+            }
+            Err(e) => f.outer.note = Some(format!("invalid VXLAN: {e}")),
+        }
+    }
+    f
+}
+
+/// Fills `s` from `b`; returns the UDP payload when it is for a VXLAN port.
+fn decode_stack<'a>(lt: LinkType, b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
+    let (link, rest) = match link(lt, b) {
+        Ok(x) => x,
+        Err(n) => {
+            s.note = Some(n);
+            return None;
+        }
+    };
+    let et = link.ethertype;
+    s.link = Some(link);
+    match et {
+        ET_ARP => {
+            s.net = arp(rest);
+            if s.net.is_none() {
+                s.note = Some(format!("truncated ARP ({} bytes)", rest.len()));
+            }
+            None
+        }
+        ET_IPV4 => ipv4(rest, opts, s),
+        ET_IPV6 => ipv6(rest, opts, s),
+        other => {
+            s.net = Some(Net::Other { ethertype: other });
+            None
+        }
+    }
+}
+
+fn link(lt: LinkType, b: &[u8]) -> Result<(Link, &[u8]), String> {
+    let trunc = |what: &str| format!("truncated {what} header ({} bytes)", b.len());
+    let (mut l, mut off) = match lt {
+        LinkType::Ethernet => {
+            let (Some(dst), Some(src), Some(et)) = (mac_at(b, 0), mac_at(b, 6), u16_at(b, 12))
+            else {
+                return Err(trunc("Ethernet"));
+            };
+            let l = Link {
+                dst: Some(dst),
+                src: Some(src),
+                vlans: Vec::new(),
+                ethertype: et,
+            };
+            (l, 14)
+        }
+        LinkType::LinuxSll => {
+            let (Some(alen), Some(et)) = (u16_at(b, 4), u16_at(b, 14)) else {
+                return Err(trunc("Linux cooked"));
+            };
+            let src = if alen == 6 { mac_at(b, 6) } else { None };
+            (
+                Link {
+                    dst: None,
+                    src,
+                    vlans: Vec::new(),
+                    ethertype: et,
+                },
+                16,
+            )
+        }
+        LinkType::LinuxSll2 => {
+            let (Some(et), Some(alen)) = (u16_at(b, 0), u8_at(b, 11)) else {
+                return Err(trunc("Linux cooked v2"));
+            };
+            if b.len() < 20 {
+                return Err(trunc("Linux cooked v2"));
+            }
+            let src = if alen == 6 { mac_at(b, 12) } else { None };
+            (
+                Link {
+                    dst: None,
+                    src,
+                    vlans: Vec::new(),
+                    ethertype: et,
+                },
+                20,
+            )
+        }
+    };
+    while l.ethertype == ET_VLAN || l.ethertype == ET_QINQ {
+        let (Some(tci), Some(et)) = (u16_at(b, off), u16_at(b, off + 2)) else {
+            return Err(trunc("802.1Q"));
+        };
+        l.vlans.push(tci & 0x0fff);
+        l.ethertype = et;
+        off += 4;
+    }
+    Ok((l, b.get(off..).unwrap_or_default()))
+}
+
+fn arp(b: &[u8]) -> Option<Net> {
+    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
+    if u16_at(b, 0)? != 1 || u16_at(b, 2)? != ET_IPV4 || u8_at(b, 4)? != 6 || u8_at(b, 5)? != 4 {
+        return None;
+    }
+    Some(Net::Arp {
+        op: u16_at(b, 6)?,
+        sha: mac_at(b, 8)?,
+        spa: v4_at(b, 14)?,
+        tha: mac_at(b, 18)?,
+        tpa: v4_at(b, 24)?,
+    })
+}
+
+fn ipv4<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
+    let vihl = u8_at(b, 0);
+    let (
+        Some(vihl),
+        Some(total_len),
+        Some(id),
+        Some(frag),
+        Some(ttl),
+        Some(proto),
+        Some(src),
+        Some(dst),
+    ) = (
+        vihl,
+        u16_at(b, 2),
+        u16_at(b, 4),
+        u16_at(b, 6),
+        u8_at(b, 8),
+        u8_at(b, 9),
+        v4_at(b, 12),
+        v4_at(b, 16),
+    )
+    else {
+        s.note = Some(format!("truncated IPv4 header ({} bytes)", b.len()));
+        return None;
+    };
+    if vihl >> 4 != 4 {
+        s.note = Some(format!("invalid IPv4: version {}", vihl >> 4));
+        return None;
+    }
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    s.net = Some(Net::Ipv4 {
+        src,
+        dst,
+        proto,
+        ttl,
+        total_len,
+        id,
+        df: frag & 0x4000 != 0,
+        frag_off: (frag & 0x1fff) * 8,
+        mf: frag & 0x2000 != 0,
+    });
+    if ihl < 20 || usize::from(total_len) < ihl {
+        s.note = Some(format!(
+            "invalid IPv4: header length {ihl}, total length {total_len}"
+        ));
+        return None;
+    }
+    if frag & 0x1fff != 0 {
+        s.note = Some("IPv4 fragment (not reassembled)".into());
+        return None;
+    }
+    // Ethernet padding past the total length is not payload.
+    let end = usize::from(total_len).min(b.len());
+    let payload = b.get(ihl..end).unwrap_or_default();
+    let r = transport(proto, payload, false, opts, s);
+    short_note(s, b.len(), usize::from(total_len));
+    r
+}
+
+fn ipv6<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
+    let (Some(vtf), Some(payload_len), Some(next), Some(hop_limit), Some(src), Some(dst)) = (
+        u32_at(b, 0),
+        u16_at(b, 4),
+        u8_at(b, 6),
+        u8_at(b, 7),
+        v6_at(b, 8),
+        v6_at(b, 24),
+    ) else {
+        s.note = Some(format!("truncated IPv6 header ({} bytes)", b.len()));
+        return None;
+    };
+    if vtf >> 28 != 6 {
+        s.note = Some(format!("invalid IPv6: version {}", vtf >> 28));
+        return None;
+    }
+    s.net = Some(Net::Ipv6 {
+        src,
+        dst,
+        next,
+        hop_limit,
+        payload_len,
+        flow: vtf & 0x000f_ffff,
+    });
+    let end = (40 + usize::from(payload_len)).min(b.len());
+    let mut payload = b.get(40..end).unwrap_or_default();
+    let mut proto = next;
+    // Skip the extension headers that have the generic (next, len) shape.
+    while matches!(proto, 0 | 43 | 60) {
+        let (Some(n), Some(l)) = (u8_at(payload, 0), u8_at(payload, 1)) else {
+            s.note = Some("truncated IPv6 extension header".into());
+            return None;
+        };
+        let skip = (usize::from(l) + 1) * 8;
+        payload = payload.get(skip..).unwrap_or_default();
+        proto = n;
+    }
+    if proto == 44 {
+        s.note = Some("IPv6 fragment (not reassembled)".into());
+        return None;
+    }
+    let r = transport(proto, payload, true, opts, s);
+    short_note(s, b.len(), 40 + usize::from(payload_len));
+    r
+}
+
+/// Notes a packet whose capture stops before its IP length says it ends.
+fn short_note(s: &mut Stack, have: usize, want: usize) {
+    if have < want && s.note.is_none() {
+        s.note = Some(format!("truncated: {have} of {want} IP bytes captured"));
+    }
+}
+
+fn transport<'a>(
+    proto: u8,
+    b: &'a [u8],
+    v6: bool,
+    opts: &Options,
+    s: &mut Stack,
+) -> Option<&'a [u8]> {
+    let trunc = |what: &str| Some(format!("truncated {what} header ({} bytes)", b.len()));
+    match proto {
+        1 if !v6 => {
+            let (Some(t), Some(code)) = (u8_at(b, 0), u8_at(b, 1)) else {
+                s.note = trunc("ICMP");
+                return None;
+            };
+            let echo = matches!(t, 0 | 8);
+            s.transport = Some(Transport::Icmp {
+                icmp_type: t,
+                code,
+                id: u16_at(b, 4).filter(|_| echo),
+                seq: u16_at(b, 6).filter(|_| echo),
+            });
+            if b.len() < 8 {
+                s.note = trunc("ICMP");
+            }
+        }
+        58 if v6 => {
+            let (Some(t), Some(code)) = (u8_at(b, 0), u8_at(b, 1)) else {
+                s.note = trunc("ICMPv6");
+                return None;
+            };
+            let echo = matches!(t, 128 | 129);
+            let nd = matches!(t, 135 | 136);
+            // NDP options after the target: type, length in 8-byte units.
+            let mut lladdr = None;
+            let mut off = 24;
+            while nd && off < b.len() {
+                let (Some(ot), Some(ol)) = (u8_at(b, off), u8_at(b, off + 1)) else {
+                    break;
+                };
+                if ol == 0 {
+                    break;
+                }
+                if (ot == 1 && t == 135) || (ot == 2 && t == 136) {
+                    lladdr = mac_at(b, off + 2);
+                }
+                off += usize::from(ol) * 8;
+            }
+            s.transport = Some(Transport::Icmpv6 {
+                icmp_type: t,
+                code,
+                id: u16_at(b, 4).filter(|_| echo),
+                seq: u16_at(b, 6).filter(|_| echo),
+                target: v6_at(b, 8).filter(|_| nd),
+                lladdr,
+            });
+            if b.len() < 8 || (nd && v6_at(b, 8).is_none()) {
+                s.note = trunc("NDP");
+            }
+        }
+        17 => {
+            let (Some(sport), Some(dport), Some(len)) = (u16_at(b, 0), u16_at(b, 2), u16_at(b, 4))
+            else {
+                s.note = trunc("UDP");
+                return None;
+            };
+            s.transport = Some(Transport::Udp { sport, dport, len });
+            let end = usize::from(len).clamp(8, b.len().max(8)).min(b.len());
+            let payload = b.get(8..end).unwrap_or_default();
+            if opts.vxlan_ports.contains(&dport) {
+                return Some(payload);
+            }
+            if !v6 && (matches!(sport, 67 | 68) || matches!(dport, 67 | 68)) {
+                s.app = dhcp(payload);
+                if s.app.is_none() {
+                    s.note = Some(format!("truncated DHCP ({} bytes)", payload.len()));
+                }
+            }
+        }
+        6 => {
+            let (Some(sport), Some(dport), Some(seq), Some(ack), Some(fl), Some(win)) = (
+                u16_at(b, 0),
+                u16_at(b, 2),
+                u32_at(b, 4),
+                u32_at(b, 8),
+                u8_at(b, 13),
+                u16_at(b, 14),
+            ) else {
+                s.note = trunc("TCP");
+                return None;
+            };
+            const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+            let flags: Vec<&str> = (0..8)
+                .filter(|i| fl & (1 << i) != 0)
+                .map(|i| NAMES[i])
+                .collect();
+            s.transport = Some(Transport::Tcp {
+                sport,
+                dport,
+                seq,
+                ack,
+                flags: flags.join(","),
+                win,
+            });
+        }
+        p => s.transport = Some(Transport::Other { proto: p }),
+    }
+    None
+}
+
+fn dhcp(b: &[u8]) -> Option<App> {
+    let op = u8_at(b, 0)?;
+    let xid = u32_at(b, 4)?;
+    let yiaddr = v4_at(b, 16)?;
+    let chaddr = mac_at(b, 28)?;
+    let mut msg_type = None;
+    // Options follow the 236-byte fixed part and the magic cookie.
+    if u32_at(b, 236) == Some(0x6382_5363) {
+        let mut off = 240;
+        while let Some(code) = u8_at(b, off) {
+            match code {
+                0 => off += 1,
+                255 => break,
+                _ => {
+                    let Some(l) = u8_at(b, off + 1) else { break };
+                    if code == 53 {
+                        msg_type = u8_at(b, off + 2);
+                    }
+                    off += 2 + usize::from(l);
+                }
+            }
+        }
+    }
+    Some(App::Dhcp {
+        op,
+        xid,
+        chaddr,
+        yiaddr,
+        msg_type,
+    })
+}
+
+#[cfg(test)]
+mod tests;
