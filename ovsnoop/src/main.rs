@@ -173,8 +173,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         return Err(e).context("cannot write to standard output");
     }
     result?;
-    flushed.context("cannot write to standard output")?;
-    Ok(())
+    match flushed {
+        // The final flush meets the closed pipe too.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to standard output"),
+    }
 }
 
 fn main() -> ExitCode {
