@@ -426,6 +426,9 @@ impl Daemon {
             token(KIND_TAP, oid),
             Interest::READABLE,
         ) {
+            if new_mux.is_none() {
+                self.muxes.get_mut(&mid).expect("in sync").table.leave(cfg.vnetid);
+            }
             undo_mux(self, new_mux);
             return Err(err(
                 ErrorKind::System,
