@@ -427,7 +427,11 @@ impl Daemon {
             Interest::READABLE,
         ) {
             if new_mux.is_none() {
-                self.muxes.get_mut(&mid).expect("in sync").table.leave(cfg.vnetid);
+                self.muxes
+                    .get_mut(&mid)
+                    .expect("in sync")
+                    .table
+                    .leave(cfg.vnetid);
             }
             undo_mux(self, new_mux);
             return Err(err(

@@ -259,7 +259,9 @@ impl Daemon {
             self.serve(p.conn);
         }
         if self.link.is_some() {
-            self.ask_pending(Some(now - LOOKUP_RETRY), now);
+            if let Some(stale) = now.checked_sub(LOOKUP_RETRY) {
+                self.ask_pending(Some(stale), now);
+            }
         }
         for ov in self.overlays.values_mut() {
             ov.table.step();
