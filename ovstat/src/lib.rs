@@ -28,6 +28,12 @@
 //! one second (or INTERVAL, if that is shorter); every later report is over
 //! INTERVAL. Without INTERVAL, ovstat prints that one first report and ends.
 //!
+//! `--tui` (module [`tui`]) shows the same rates as a live dashboard: the
+//! overlays table, and for the selected overlay a tx sparkline, drops by
+//! reason, the lookup-latency histogram, target-table occupancy and resize
+//! activity, and the top peers. It never exits because overlayd is away: it
+//! says so and retries every interval.
+//!
 //! Failure: a usage error (bad option, unknown `-o` field, INTERVAL not a
 //! positive number) prints the reason and exits 2. overlayd unreachable,
 //! or failing mid-run, prints `ovstat: <message>` naming the socket and
@@ -35,3 +41,4 @@
 
 pub mod output;
 pub mod rates;
+pub mod tui;

@@ -1,4 +1,5 @@
-//! `ovstat [--run-dir DIR] [-d | -D] [-o FIELD,...] [-p | --json] [INTERVAL [COUNT]]`:
+//! `ovstat [--run-dir DIR] [-d | -D] [-o FIELD,...] [-p | --json] [INTERVAL [COUNT]]`
+//! or `ovstat --tui [--run-dir DIR] [INTERVAL]`:
 //! the sampling loop around [`ovstat::rates`] and [`ovstat::output`] (see the
 //! crate's theory statement in `lib.rs`).
 
@@ -52,6 +53,11 @@ struct Cli {
     /// One JSON object per overlay per interval, with every field, its peers and drops.
     #[arg(long, conflicts_with = "output")]
     json: bool,
+    /// A live dashboard (rates, sparklines, drops, lookup latency, target
+    /// table, top peers) refreshed every INTERVAL (default 1 s); keeps
+    /// retrying while overlayd is not reachable.
+    #[arg(long, conflicts_with_all = ["dest", "drops", "output", "parseable", "json", "count"])]
+    tui: bool,
     /// Seconds between reports (fractions allowed); without it, one report.
     #[arg(value_name = "INTERVAL", value_parser = parse_interval)]
     interval: Option<f64>,
@@ -69,6 +75,15 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.tui {
+        return match ovstat::tui::run(&cli.run_dir, cli.interval.unwrap_or(1.0)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ovstat: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let view = match (cli.dest, cli.drops) {
         (true, _) => View::Dest,
         (_, true) => View::Drops,

@@ -1,0 +1,93 @@
+//! Reading the daemons' sockets at scrape time, and the HTTP server.
+
+use crate::collect::{self, HostSample, Options, OverlaydSample, VarpdSample};
+use overlay_api::proto::{Reply, Request, VarpdReply, VarpdRequest};
+use overlay_api::Client;
+use std::path::PathBuf;
+
+/// One run directory to read, and its `host` label value, if labelled.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `--run-dir`.
+    pub run_dir: PathBuf,
+    /// The `host` label, or none when only one run directory is read.
+    pub host: Option<String>,
+}
+
+fn read_overlayd(t: &Target) -> Option<OverlaydSample> {
+    let mut c = Client::overlayd(&t.run_dir)
+        .map_err(|e| log::debug!("overlayd at {}: {e}", t.run_dir.display()))
+        .ok()?;
+    let stats = c
+        .stats(None)
+        .map_err(|e| log::warn!("overlayd stats at {}: {e}", t.run_dir.display()))
+        .ok()?;
+    // The degraded reason is a nicety: its failure costs only the label.
+    let status = match c.call(&Request::ShowStatus { name: None }) {
+        Ok(Reply::Status { rows }) => rows,
+        _ => Vec::new(),
+    };
+    Some(OverlaydSample { stats, status })
+}
+
+fn read_varpd(t: &Target) -> Option<VarpdSample> {
+    let mut c = Client::varpd(&t.run_dir)
+        .map_err(|e| log::debug!("varpd at {}: {e}", t.run_dir.display()))
+        .ok()?;
+    match c.call_varpd(&VarpdRequest::Status) {
+        Ok(VarpdReply::Status {
+            linked,
+            plugins,
+            instances,
+        }) => Some(VarpdSample {
+            linked,
+            plugins: plugins.len(),
+            instances,
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            log::warn!("varpd status at {}: {e}", t.run_dir.display());
+            None
+        }
+    }
+}
+
+/// Reads every target now.
+pub fn sample(targets: &[Target]) -> Vec<HostSample> {
+    targets
+        .iter()
+        .map(|t| HostSample {
+            host: t.host.clone(),
+            overlayd: read_overlayd(t),
+            varpd: read_varpd(t),
+        })
+        .collect()
+}
+
+/// Serves `/metrics` (and a pointer to it on `/`) until the process ends.
+/// Requests are handled one at a time: a scrape is a few socket round trips.
+pub fn serve(server: tiny_http::Server, targets: &[Target], opts: &Options) {
+    let text_ct: tiny_http::Header = "Content-Type: text/plain; version=0.0.4; charset=utf-8"
+        .parse()
+        .expect("static header");
+    for req in server.incoming_requests() {
+        let path = req.url().split('?').next().unwrap_or("");
+        let resp = match path {
+            "/metrics" => match collect::text(&sample(targets), opts) {
+                Ok(body) => tiny_http::Response::from_string(body).with_header(text_ct.clone()),
+                Err(e) => {
+                    log::error!("encoding metrics: {e:#}");
+                    tiny_http::Response::from_string(format!("encoding metrics: {e:#}\n"))
+                        .with_status_code(500)
+                }
+            },
+            "/" => tiny_http::Response::from_string(
+                "overlay-exporter: metrics are at /metrics\n".to_string(),
+            ),
+            _ => tiny_http::Response::from_string("not found\n".to_string()).with_status_code(404),
+        };
+        if let Err(e) = req.respond(resp) {
+            log::debug!("answering a scrape: {e}");
+        }
+    }
+}
