@@ -395,26 +395,28 @@ impl Daemon {
                 .table
                 .join(cfg.listen, cfg.vnetid, oid, &cfg.name),
         };
-        let undo_mux = |d: &mut Daemon, m: Option<Mux>| {
-            if let Some(mut m) = m {
-                let _ = d.poll.registry().deregister(&mut m.sock);
-            }
-        };
+        // Only an existing mux can refuse the VNI, and then nothing was taken.
         if let Err(e) = joined {
-            undo_mux(self, new_mux);
             return Err(err(ErrorKind::Exists, e.to_string()));
         }
+        // Undoes the mux side of a create that fails from here on: closes a
+        // mux opened for this overlay, or gives the VNI back to a shared one.
+        let vni = cfg.vnetid;
+        let undo = |d: &mut Daemon, new_mux: Option<Mux>| match new_mux {
+            Some(mut m) => {
+                let _ = d.poll.registry().deregister(&mut m.sock);
+            }
+            None => d
+                .muxes
+                .get_mut(&mid)
+                .expect("mux_by_addr is in sync")
+                .table
+                .leave(vni),
+        };
         let tap = match Tap::create(&cfg.name, cfg.mtu) {
             Ok(t) => t,
             Err(e) => {
-                if new_mux.is_none() {
-                    self.muxes
-                        .get_mut(&mid)
-                        .expect("in sync")
-                        .table
-                        .leave(cfg.vnetid);
-                }
-                undo_mux(self, new_mux);
+                undo(self, new_mux);
                 return Err(err(
                     ErrorKind::System,
                     format!("cannot create TAP device {}: {e}", cfg.name),
@@ -426,14 +428,7 @@ impl Daemon {
             token(KIND_TAP, oid),
             Interest::READABLE,
         ) {
-            if new_mux.is_none() {
-                self.muxes
-                    .get_mut(&mid)
-                    .expect("in sync")
-                    .table
-                    .leave(cfg.vnetid);
-            }
-            undo_mux(self, new_mux);
+            undo(self, new_mux);
             return Err(err(
                 ErrorKind::System,
                 format!("cannot watch TAP device {}: {e}", cfg.name),
