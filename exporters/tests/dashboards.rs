@@ -3,13 +3,14 @@
 //! the namespace lab, a real Prometheus (loading the rules) scraping the
 //! exporter evaluates every dashboard query and every rule.
 
-use overlay_tests::{wait_for, Daemon, Lab};
+mod common;
+
+use common::{get, lab, start_exporter, Prometheus};
+use overlay_tests::{wait_for, Daemon};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn dashboards() -> PathBuf {
@@ -84,48 +85,6 @@ fn promtool_checks_the_rules_and_the_dashboard_has_queries() {
     }
 }
 
-/// A child process killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 GET: the status line and the body.
-fn get(port: u16, path: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut r = String::new();
-    s.read_to_string(&mut r).ok()?;
-    let (head, body) = r.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
-
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -157,76 +116,21 @@ fn expand(expr: &str) -> String {
         .replace("$overlay", ".*")
 }
 
-fn lab(name: &str) -> Lab {
-    if std::env::var_os("OVERLAY_BIN_DIR").is_none() {
-        let exe = Path::new(env!("CARGO_BIN_EXE_overlay-exporter"));
-        std::env::set_var("OVERLAY_BIN_DIR", exe.parent().unwrap());
-    }
-    Lab::new(name)
-}
-
 #[test]
 #[ignore = "needs root and network namespaces: run `sudo make test`"]
 fn the_dashboard_queries_and_the_rules_run_on_a_real_prometheus() {
-    let prom = Path::new("/usr/bin/prometheus");
-    assert!(
-        prom.is_file(),
-        "no {}: `make deps` installs it",
-        prom.display()
-    );
     let mut lab = lab("dashboards");
     let p = lab.files_pair(48, 4848);
     let _ping = lab.ping_background(p.a, &p.ip4(2), &["-c", "600", "-i", "0.2"]);
     let r = lab.ping(p.b, &p.ip4(1), &[]);
     assert!(r.all_answered(), "host b cannot reach host a:\n{r}");
 
-    let port = free_port();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_overlay-exporter"));
-    for h in [p.a, p.b] {
-        c.arg("--run-dir").arg(lab.run_dir(h));
-    }
-    c.args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null());
-    let _exporter = Guard(c.spawn().expect("starting overlay-exporter"));
-    assert!(
-        wait_for(Duration::from_secs(10), || get(port, "/").is_some()),
-        "overlay-exporter does not answer on 127.0.0.1:{port}"
-    );
+    let (_exporter, port) = start_exporter(&[lab.run_dir(p.a), lab.run_dir(p.b)]);
 
-    let tmp = TempDir(
-        std::env::temp_dir().join(format!("overlay-dashboards-prom-{}", std::process::id())),
-    );
-    std::fs::create_dir_all(tmp.0.join("data")).unwrap();
-    let config = tmp.0.join("prometheus.yml");
     let rules = dashboards().join("alerts.yml").canonicalize().unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - '{}'\n\
-             scrape_configs:\n  - job_name: overlay\n    static_configs:\n      \
-             - targets: ['127.0.0.1:{port}']\n",
-            rules.display()
-        ),
-    )
-    .unwrap();
-    let prom_port = free_port();
-    let log = std::fs::File::create(tmp.0.join("prometheus.log")).unwrap();
-    let _prom = Guard(
-        Command::new(prom)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting prometheus"),
-    );
-    let prom_log = || std::fs::read_to_string(tmp.0.join("prometheus.log")).unwrap_or_default();
+    let prom = Prometheus::start("overlay-dashboards-prom", port, Some(&rules));
+    let prom_port = prom.port;
+    let prom_log = || prom.log();
 
     // A few scrapes, so that rate() over 1m has two samples per series.
     let frames = expand(

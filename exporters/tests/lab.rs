@@ -3,63 +3,12 @@
 //! namespace (it only reads the sockets as files), scraped over 127.0.0.1;
 //! then a real Prometheus server scraping it, when one is installed.
 
-use overlay_tests::{wait_for, Daemon, Lab};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{get_ok, lab, start_exporter, Prometheus};
+use overlay_tests::{wait_for, Daemon};
+use std::path::Path;
 use std::time::Duration;
-
-/// A child process killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 GET; the body, if the status is 200.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut r = String::new();
-    s.read_to_string(&mut r).ok()?;
-    let (head, body) = r.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
-        .then(|| body.to_string())
-        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
-}
-
-fn start_exporter(run_dirs: &[PathBuf]) -> (Guard, u16) {
-    let port = free_port();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_overlay-exporter"));
-    for d in run_dirs {
-        c.arg("--run-dir").arg(d);
-    }
-    c.args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null());
-    let g = Guard(c.spawn().expect("starting overlay-exporter"));
-    assert!(
-        wait_for(Duration::from_secs(10), || get(port, "/").is_some()),
-        "overlay-exporter does not answer on 127.0.0.1:{port}"
-    );
-    (g, port)
-}
 
 /// The value of the one sample of `name` whose labels include all of `labels`.
 fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -90,16 +39,6 @@ fn host_of(run_dir: &Path) -> String {
         .into_owned()
 }
 
-/// The daemons under test sit beside the exporter that cargo built for this
-/// test, unless OVERLAY_BIN_DIR says otherwise.
-fn lab(name: &str) -> Lab {
-    if std::env::var_os("OVERLAY_BIN_DIR").is_none() {
-        let exe = Path::new(env!("CARGO_BIN_EXE_overlay-exporter"));
-        std::env::set_var("OVERLAY_BIN_DIR", exe.parent().unwrap());
-    }
-    Lab::new(name)
-}
-
 #[test]
 #[ignore = "needs root and network namespaces: run `sudo make test`"]
 fn exporter_reads_both_hosts_and_notices_varpd_going() {
@@ -117,7 +56,7 @@ fn exporter_reads_both_hosts_and_notices_varpd_going() {
     );
     let (_exporter, port) = start_exporter(&dirs);
 
-    let text = get(port, "/metrics").expect("scraping /metrics");
+    let text = get_ok(port, "/metrics").expect("scraping /metrics");
     println!("--- /metrics (both daemons up) ---\n{text}");
     for h in &hosts {
         let l = [("host", h.as_str()), ("overlay", "ov0")];
@@ -150,7 +89,7 @@ fn exporter_reads_both_hosts_and_notices_varpd_going() {
     }
 
     lab.stop(p.b, Daemon::Varpd);
-    let text = get(port, "/metrics").expect("scraping /metrics with varpd stopped");
+    let text = get_ok(port, "/metrics").expect("scraping /metrics with varpd stopped");
     println!("--- /metrics (varpd stopped on {}) ---\n{text}", hosts[1]);
     assert_eq!(
         value(&text, "varpd_up", &[("host", &hosts[1])]),
@@ -173,73 +112,32 @@ fn exporter_reads_both_hosts_and_notices_varpd_going() {
     );
 }
 
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 #[ignore = "needs root, network namespaces and /usr/bin/prometheus: run `sudo make test`"]
 fn a_real_prometheus_scrapes_the_exporter() {
-    let prom = Path::new("/usr/bin/prometheus");
-    assert!(
-        prom.is_file(),
-        "no {}: `make deps` installs it",
-        prom.display()
-    );
     let mut lab = lab("exporter_prom");
     let p = lab.files_pair(42, 4242);
     let r = lab.ping(p.a, &p.ip4(2), &[]);
     assert!(r.all_answered(), "host a cannot reach host b:\n{r}");
     let (_exporter, port) = start_exporter(&[lab.run_dir(p.a), lab.run_dir(p.b)]);
 
-    let tmp =
-        TempDir(std::env::temp_dir().join(format!("overlay-exporter-prom-{}", std::process::id())));
-    std::fs::create_dir_all(tmp.0.join("data")).unwrap();
-    let config = tmp.0.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: overlay\n    static_configs:\n      \
-             - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .unwrap();
-    let prom_port = free_port();
-    let log = std::fs::File::create(tmp.0.join("prometheus.log")).unwrap();
-    let _prom = Guard(
-        Command::new(prom)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting prometheus"),
-    );
+    let prom = Prometheus::start("overlay-exporter-prom", port, None);
+    let prom_port = prom.port;
 
     let mut last = String::new();
     let found = wait_for(Duration::from_secs(60), || {
-        last = get(prom_port, "/api/v1/query?query=overlay_rx_frames_total").unwrap_or_default();
+        last = get_ok(prom_port, "/api/v1/query?query=overlay_rx_frames_total").unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
         v["status"] == "success" && v["data"]["result"].as_array().is_some_and(|r| r.len() == 2)
     });
-    let prom_log = std::fs::read_to_string(tmp.0.join("prometheus.log")).unwrap_or_default();
+    let prom_log = prom.log();
     assert!(
         found,
         "prometheus has no overlay_rx_frames_total for both hosts; last answer:\n{last}\nits log:\n{prom_log}"
     );
     println!("prometheus: {last}");
     // The scrape itself was healthy: `up` of the job is 1.
-    let up = get(prom_port, "/api/v1/query?query=up%7Bjob%3D%22overlay%22%7D").unwrap_or_default();
+    let up =
+        get_ok(prom_port, "/api/v1/query?query=up%7Bjob%3D%22overlay%22%7D").unwrap_or_default();
     assert!(up.contains("\"1\""), "job overlay is not up: {up}");
 }
