@@ -253,10 +253,9 @@ impl Lab {
         self.ip(h, &["link", "set", dev, "mtu", "1400"]);
     }
 
-    /// Pings `dest` from a host: 3 requests 0.2 s apart, 2 s for each
-    /// answer; `extra` arguments go before the destination (and win over
-    /// these defaults, e.g. `-c 10`).
-    pub fn ping(&self, h: Host, dest: &str, extra: &[&str]) -> Ping {
+    /// The `ping` of [`Lab::ping`] and [`Lab::ping_background`], inside the
+    /// host's namespace.
+    fn ping_command(&self, h: Host, dest: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args([
             "netns",
@@ -273,6 +272,14 @@ impl Lab {
         ])
         .args(extra)
         .arg(dest);
+        cmd
+    }
+
+    /// Pings `dest` from a host: 3 requests 0.2 s apart, 2 s for each
+    /// answer; `extra` arguments go before the destination (and win over
+    /// these defaults, e.g. `-c 10`).
+    pub fn ping(&self, h: Host, dest: &str, extra: &[&str]) -> Ping {
+        let mut cmd = self.ping_command(h, dest, extra);
         let out = run(&mut cmd);
         Ping::parse(format!("$ {}\n{}", describe(&cmd), text(&out)))
     }
@@ -280,22 +287,7 @@ impl Lab {
     /// Starts [`Lab::ping`] in the background, for traffic that flows
     /// while the test does something else (give `-c`/`-i` in `extra`).
     pub fn ping_background(&self, h: Host, dest: &str, extra: &[&str]) -> BackgroundPing {
-        let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            self.ns(h),
-            "ping",
-            "-q",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-        ])
-        .args(extra)
-        .arg(dest);
+        let mut cmd = self.ping_command(h, dest, extra);
         let shown = describe(&cmd);
         let child = cmd
             .stdin(Stdio::null())
