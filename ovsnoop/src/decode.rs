@@ -169,8 +169,8 @@ pub enum Transport {
         seq: u32,
         /// Acknowledgement number.
         ack: u32,
-        /// Flags as `SYN,ACK`-style text.
-        flags: String,
+        /// The flags byte (FIN 0x01 … CWR 0x80); [`tcp_flags`] spells it.
+        flags: u8,
         /// Window.
         win: u16,
     },
@@ -287,6 +287,33 @@ fn v6_at(b: &[u8], i: usize) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(a))
 }
 
+/// The TCP flags byte as `SYN,ACK`-style text, into `out`.
+pub fn tcp_flags(fl: u8, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    let mut first = true;
+    for (i, n) in NAMES.iter().enumerate() {
+        if fl & (1 << i) != 0 {
+            if !first {
+                out.write_char(',')?;
+            }
+            out.write_str(n)?;
+            first = false;
+        }
+    }
+    Ok(())
+}
+
+impl Frame {
+    /// The first thing wrong with this frame, outer layers first: a
+    /// truncated or invalid layer, or VXLAN reserved bits set.
+    pub fn error(&self) -> Option<&str> {
+        self.outer
+            .note
+            .as_deref()
+            .or_else(|| self.inner.as_ref().and_then(|i| i.note.as_deref()))
+    }
+}
+
 /// Decodes one captured frame of link type `lt`; `len` is its length on
 /// the wire.
 pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
@@ -303,6 +330,14 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
         match vxlan::parse(payload) {
             Ok(p) => {
                 let reserved = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[7]]);
+                if p.flags != vxlan::FLAG_I || reserved != 0 {
+                    // RFC 7348 receivers ignore them, so the inner frame is
+                    // still shown; a tracer says that the sender set them.
+                    f.outer.note = Some(format!(
+                        "VXLAN reserved bits set (flags {:#04x}, reserved {reserved:#010x})",
+                        p.flags
+                    ));
+                }
                 f.vxlan = Some(Vxlan {
                     flags: p.flags,
                     vni: p.vni,
@@ -321,7 +356,9 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
                 decode_stack(LinkType::Ethernet, p.inner, &plain, &mut inner);
                 f.inner = Some(inner);
             }
-            Err(e) => f.outer.note = Some(format!("invalid VXLAN: {e}")),
+            // A capture cut short says so already; that is the cause.
+            Err(e) if f.outer.note.is_none() => f.outer.note = Some(format!("invalid VXLAN: {e}")),
+            Err(_) => {}
         }
     }
     f
@@ -632,17 +669,12 @@ fn transport<'a>(
                 s.note = trunc("TCP");
                 return None;
             };
-            const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
-            let flags: Vec<&str> = (0..8)
-                .filter(|i| fl & (1 << i) != 0)
-                .map(|i| NAMES[i])
-                .collect();
             s.transport = Some(Transport::Tcp {
                 sport,
                 dport,
                 seq,
                 ack,
-                flags: flags.join(","),
+                flags: fl,
                 win,
             });
         }

@@ -3,67 +3,124 @@
 //! keys `len`, `outer`, `vxlan`, `inner`).
 
 use crate::decode::{App, Frame, Link, Net, Stack, Transport};
+use overlay_api::Mac;
 use std::fmt::Write;
 
 /// One line: `VNI n (name)  UL3 -> UL3  VL2 -> VL2  inner summary  len N`
-/// for VXLAN, `L2 -> L2  summary  len N` for anything else.
+/// for VXLAN, `L2 -> L2  summary  len N` for anything else; a frame with
+/// something wrong ends with `[error: ...]`.
 pub fn line(f: &Frame) -> String {
     let mut out = String::new();
-    match (&f.vxlan, &f.inner) {
-        (Some(v), Some(inner)) => {
-            let _ = write!(out, "VNI {}", v.vni);
-            if let Some(name) = &v.overlay {
-                let _ = write!(out, " ({name})");
-            }
-            if let Some((s, d)) = net_addrs(&f.outer) {
-                let _ = write!(out, "  {s} -> {d}");
-            }
-            let _ = write!(out, "  {}  len {}", stack_line(inner), inner.len);
-            if let Some(n) = &f.outer.note {
-                let _ = write!(out, "  [outer: {n}]");
-            }
-        }
-        _ => {
-            let _ = write!(out, "{}  len {}", stack_line(&f.outer), f.len);
-        }
-    }
+    line_into(&mut out, f);
     out
 }
 
-fn net_addrs(s: &Stack) -> Option<(String, String)> {
+/// [`line`], appended to `out` (the hot path: no allocation once `out`
+/// has grown to a line's size).
+pub fn line_into(out: &mut String, f: &Frame) {
+    let _ = line_fmt(out, f);
+}
+
+fn line_fmt(out: &mut String, f: &Frame) -> std::fmt::Result {
+    match (&f.vxlan, &f.inner) {
+        (Some(v), Some(inner)) => {
+            write!(out, "VNI {}", v.vni)?;
+            if let Some(name) = &v.overlay {
+                write!(out, " ({name})")?;
+            }
+            if let Some((s, d)) = net_addrs(&f.outer) {
+                write!(out, "  {s} -> {d}")?;
+            }
+            out.push_str("  ");
+            stack_line(out, inner)?;
+            write!(out, "  len {}", inner.len)?;
+            if let Some(n) = &f.outer.note {
+                write!(out, "  [error: outer: {n}]")?;
+            }
+        }
+        _ => {
+            stack_line(out, &f.outer)?;
+            write!(out, "  len {}", f.len)?;
+        }
+    }
+    Ok(())
+}
+
+/// An IPv4 or IPv6 address, printed without allocating.
+#[derive(Clone, Copy)]
+enum Addr<'a> {
+    V4(&'a std::net::Ipv4Addr),
+    V6(&'a std::net::Ipv6Addr),
+}
+
+impl std::fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::V4(a) => a.fmt(f),
+            Addr::V6(a) => a.fmt(f),
+        }
+    }
+}
+
+fn net_addrs(s: &Stack) -> Option<(Addr<'_>, Addr<'_>)> {
     match s.net.as_ref()? {
-        Net::Ipv4 { src, dst, .. } => Some((src.to_string(), dst.to_string())),
-        Net::Ipv6 { src, dst, .. } => Some((src.to_string(), dst.to_string())),
+        Net::Ipv4 { src, dst, .. } => Some((Addr::V4(src), Addr::V4(dst))),
+        Net::Ipv6 { src, dst, .. } => Some((Addr::V6(src), Addr::V6(dst))),
         _ => None,
     }
 }
 
-fn link_line(l: &Link) -> String {
-    let mut out = match (l.src, l.dst) {
-        (Some(s), Some(d)) => format!("{s} -> {d}"),
-        (Some(s), None) => format!("{s} -> ?"),
-        _ => "? -> ?".to_string(),
-    };
-    for v in &l.vlans {
-        let _ = write!(out, " vlan {v}");
+/// A MAC in lowercase hex with colons, written digit by digit: this runs
+/// for every frame, and `{:02x}` six times is most of a line's cost.
+fn mac(out: &mut String, m: &Mac) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in m.0.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
     }
-    out
+}
+
+fn link_line(out: &mut String, l: &Link) -> std::fmt::Result {
+    match (l.src, l.dst) {
+        (Some(s), Some(d)) => {
+            mac(out, &s);
+            out.push_str(" -> ");
+            mac(out, &d);
+        }
+        (Some(s), None) => {
+            mac(out, &s);
+            out.push_str(" -> ?");
+        }
+        _ => out.push_str("? -> ?"),
+    }
+    for v in &l.vlans {
+        write!(out, " vlan {v}")?;
+    }
+    Ok(())
 }
 
 /// The link addresses and the highest layer's summary of one stack.
-fn stack_line(s: &Stack) -> String {
-    let mut out = s.link.as_ref().map(link_line).unwrap_or_default();
-    let summary = summary(s);
-    if !summary.is_empty() {
-        if !out.is_empty() {
-            out.push_str("  ");
-        }
-        out.push_str(&summary);
+fn stack_line(out: &mut String, s: &Stack) -> std::fmt::Result {
+    let start = out.len();
+    if let Some(l) = &s.link {
+        link_line(out, l)?;
+    }
+    let before = out.len();
+    if before > start {
+        out.push_str("  ");
+    }
+    let at = out.len();
+    summary(out, s)?;
+    if out.len() == at {
+        out.truncate(before);
     }
     if let Some(n) = &s.note {
-        let _ = write!(out, " [{n}]");
+        write!(out, " [error: {n}]")?;
     }
-    out
+    Ok(())
 }
 
 fn icmp_name(t: u8, code: u8) -> String {
@@ -75,6 +132,16 @@ fn icmp_name(t: u8, code: u8) -> String {
         11 => "time exceeded".into(),
         _ => format!("type {t} code {code}"),
     }
+}
+
+/// [`icmp_name`] without allocating, for the one-line path.
+fn icmp_name_into(out: &mut String, t: u8, code: u8) -> std::fmt::Result {
+    match t {
+        0 => out.push_str("echo reply"),
+        8 => out.push_str("echo request"),
+        _ => out.push_str(&icmp_name(t, code)),
+    }
+    Ok(())
 }
 
 fn icmpv6_name(t: u8, code: u8) -> String {
@@ -108,9 +175,21 @@ fn dhcp_name(t: u8) -> String {
 }
 
 /// The highest decoded layer, `snoop`-style.
-fn summary(s: &Stack) -> String {
+fn summary(out: &mut String, s: &Stack) -> std::fmt::Result {
     let addrs = net_addrs(s);
-    let (src, dst) = addrs.clone().unwrap_or_default();
+    let src = addrs.map(|a| a.0);
+    let dst = addrs.map(|a| a.1);
+    // Writes an optional address (always present when a transport is).
+    struct A<'a>(Option<Addr<'a>>);
+    impl std::fmt::Display for A<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Some(a) => a.fmt(f),
+                None => Ok(()),
+            }
+        }
+    }
+    let (src, dst) = (A(src), A(dst));
     match (&s.net, &s.transport, &s.app) {
         (
             Some(Net::Arp {
@@ -119,9 +198,12 @@ fn summary(s: &Stack) -> String {
             _,
             _,
         ) => match op {
-            1 => format!("ARP who-has {tpa} tell {spa}"),
-            2 => format!("ARP reply {spa} is-at {sha}"),
-            n => format!("ARP op {n} {spa} -> {tpa}"),
+            1 => write!(out, "ARP who-has {tpa} tell {spa}")?,
+            2 => {
+                write!(out, "ARP reply {spa} is-at ")?;
+                mac(out, sha);
+            }
+            n => write!(out, "ARP op {n} {spa} -> {tpa}")?,
         },
         (
             _,
@@ -137,13 +219,13 @@ fn summary(s: &Stack) -> String {
             let what = msg_type
                 .map(dhcp_name)
                 .unwrap_or_else(|| if *op == 1 { "BOOTREQUEST" } else { "BOOTREPLY" }.to_string());
-            let mut o = format!(
+            write!(
+                out,
                 "DHCP {what} {src}:{sport} -> {dst}:{dport} xid {xid:#010x} chaddr {chaddr}"
-            );
+            )?;
             if !yiaddr.is_unspecified() {
-                let _ = write!(o, " yiaddr {yiaddr}");
+                write!(out, " yiaddr {yiaddr}")?;
             }
-            o
         }
         (
             _,
@@ -155,11 +237,12 @@ fn summary(s: &Stack) -> String {
             }),
             _,
         ) => {
-            let mut o = format!("ICMP {} {src} -> {dst}", icmp_name(*icmp_type, *code));
+            out.push_str("ICMP ");
+            icmp_name_into(out, *icmp_type, *code)?;
+            write!(out, " {src} -> {dst}")?;
             if let (Some(i), Some(q)) = (id, seq) {
-                let _ = write!(o, " id {i} seq {q}");
+                write!(out, " id {i} seq {q}")?;
             }
-            o
         }
         (
             _,
@@ -173,17 +256,21 @@ fn summary(s: &Stack) -> String {
             }),
             _,
         ) => {
-            let mut o = format!("ICMPv6 {} {src} -> {dst}", icmpv6_name(*icmp_type, *code));
+            write!(
+                out,
+                "ICMPv6 {} {src} -> {dst}",
+                icmpv6_name(*icmp_type, *code)
+            )?;
             if let (Some(i), Some(q)) = (id, seq) {
-                let _ = write!(o, " id {i} seq {q}");
+                write!(out, " id {i} seq {q}")?;
             }
             if let Some(t) = target {
-                let _ = write!(o, " target {t}");
+                write!(out, " target {t}")?;
             }
             if let Some(m) = lladdr {
-                let _ = write!(o, " lladdr {m}");
+                out.push_str(" lladdr ");
+                mac(out, m);
             }
-            o
         }
         (
             _,
@@ -197,17 +284,20 @@ fn summary(s: &Stack) -> String {
             }),
             _,
         ) => {
-            format!("TCP {src}:{sport} -> {dst}:{dport} [{flags}] seq {seq} ack {ack} win {win}")
+            write!(out, "TCP {src}:{sport} -> {dst}:{dport} [")?;
+            crate::decode::tcp_flags(*flags, out)?;
+            write!(out, "] seq {seq} ack {ack} win {win}")?;
         }
         (_, Some(Transport::Udp { sport, dport, len }), _) => {
-            format!("UDP {src}:{sport} -> {dst}:{dport} len {len}")
+            write!(out, "UDP {src}:{sport} -> {dst}:{dport} len {len}")?;
         }
-        (_, Some(Transport::Other { proto }), _) => format!("IP proto {proto} {src} -> {dst}"),
-        (Some(Net::Ipv4 { .. }), None, _) => format!("IPv4 {src} -> {dst}"),
-        (Some(Net::Ipv6 { .. }), None, _) => format!("IPv6 {src} -> {dst}"),
-        (Some(Net::Other { ethertype }), _, _) => format!("ethertype {ethertype:#06x}"),
-        (None, _, _) => String::new(),
+        (_, Some(Transport::Other { proto }), _) => write!(out, "IP proto {proto} {src} -> {dst}")?,
+        (Some(Net::Ipv4 { .. }), None, _) => write!(out, "IPv4 {src} -> {dst}")?,
+        (Some(Net::Ipv6 { .. }), None, _) => write!(out, "IPv6 {src} -> {dst}")?,
+        (Some(Net::Other { ethertype }), _, _) => write!(out, "ethertype {ethertype:#06x}")?,
+        (None, _, _) => {}
     }
+    Ok(())
 }
 
 /// Every field of every layer, one per line, `snoop -v` style; ends with a
@@ -356,7 +446,9 @@ fn stack_verbose(o: &mut String, side: &str, s: &Stack) {
             let _ = writeln!(o, "{p}Destination port = {dport}");
             let _ = writeln!(o, "{p}Sequence number = {seq}");
             let _ = writeln!(o, "{p}Acknowledgement number = {ack}");
-            let _ = writeln!(o, "{p}Flags = {flags}");
+            let mut fl = String::new();
+            let _ = crate::decode::tcp_flags(*flags, &mut fl);
+            let _ = writeln!(o, "{p}Flags = {fl}");
             let _ = writeln!(o, "{p}Window = {win}");
         }
         Some(Transport::Icmp {
@@ -433,7 +525,7 @@ fn stack_verbose(o: &mut String, side: &str, s: &Stack) {
     }
 }
 
-/// One JSON object: `{"len", "outer", "vxlan", "inner"}`.
-pub fn json(f: &Frame) -> String {
-    serde_json::to_string(f).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+/// One JSON object per frame; see [`crate::json`] for its keys.
+pub fn json(f: &Frame, number: u64, ts: Option<f64>) -> String {
+    crate::json::frame(f, number, ts)
 }

@@ -45,7 +45,7 @@ pub fn capture(
     iface: &str,
     stop: &AtomicBool,
     ready: impl FnOnce(),
-    mut each: impl FnMut(Record),
+    mut each: impl FnMut(Record<'_>),
 ) -> Result<(), LiveError> {
     let sock_err = |what, source| LiveError::Socket {
         iface: iface.to_string(),
@@ -141,10 +141,15 @@ pub fn capture(
             }
         }
         let len = n as usize;
+        let ts_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         each(Record {
             link: LinkType::Ethernet,
-            data: buf[..len.min(buf.len())].to_vec(),
+            data: &buf[..len.min(buf.len())],
             len,
+            ts_ns,
         });
     }
     Ok(())

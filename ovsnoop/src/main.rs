@@ -1,45 +1,14 @@
-//! # ovsnoop: `snoop` for overlays
-//!
-//! Theory statement. ovsnoop reads frames captured on the underlay (UL3)
-//! and shows each one with its VXLAN layer opened: the VNI first, named
-//! with its overlay when overlayd answers, then the UL3 addresses, then the
-//! overlay (VL2/VL3) frame inside.
-//!
-//! ```text
-//!  -r FILE ──► read (pcap-parser: pcap/pcapng; Ethernet, Linux cooked v1/v2)
-//!  -i IFACE ─► live (AF_PACKET socket on an underlay interface)
-//!                │ (link type, bytes, wire length)
-//!                ▼
-//!              decode (pure: outer Ethernet/VLAN, IPv4/IPv6, UDP ──VXLAN port──►
-//!                │      VXLAN ──► inner Ethernet/VLAN, ARP, IPv4/IPv6, ICMP,
-//!                │      ICMPv6+NDP, TCP, UDP, DHCP)
-//!                ▼
-//!              format (one line | -v every field | --json)  ──► stdout
-//!  overlayd.sock ──ShowProps──► VNI → overlay name (optional)
-//! ```
-//!
-//! Parts: [`decode`] never fails — a truncated or invalid layer ends that
-//! frame's decode with a note, and the rest of the file is still shown.
-//! [`read`] fails on a file that is not a capture or is corrupt at some
-//! record, naming the file and the record; ovsnoop then exits 1 after
-//! printing what came before. Usage errors exit 2. overlayd being
-//! unreachable is not an error: VNIs are then shown without names.
-//! [`live`] captures until SIGINT or SIGTERM, then prints a summary (frames,
-//! VXLAN frames per VNI) on standard error.
-//!
-//! Not yet: the driver's own decisions (`--trace`).
-
-mod decode;
-mod format;
-mod live;
-mod read;
+//! ovsnoop's command line; the theory statement is the library's (`lib.rs`).
 
 use anyhow::Context;
 use clap::Parser;
 use overlay_api::proto::{Reply, Request};
-use overlay_api::Client;
+use overlay_api::{Client, Mac};
+use ovsnoop::filter::Filter;
+use ovsnoop::{decode, format, live, read, trace, write};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -49,7 +18,7 @@ use std::sync::Arc;
 /// frames opened, VNI first.
 #[derive(Parser, Debug)]
 #[command(name = "ovsnoop", version)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "iface"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "iface", "trace", "trace_program"])))]
 struct Args {
     /// Read frames from a pcap or pcapng file.
     #[arg(short = 'r', value_name = "FILE")]
@@ -57,10 +26,42 @@ struct Args {
     /// Capture live on an (Ethernet) underlay interface until Ctrl-C.
     #[arg(short = 'i', value_name = "IFACE")]
     iface: Option<String>,
+    /// Show the driver's decisions, from the USDT probes of the overlayd
+    /// and varpd of --run-dir (bpftrace, as root), until Ctrl-C.
+    #[arg(long)]
+    trace: bool,
+    /// Print the bpftrace program --trace would run, and exit.
+    #[arg(long)]
+    trace_program: bool,
+    /// With --trace: only dropped frames (and lookups answered with a drop).
+    #[arg(long, requires = "trace")]
+    drops_only: bool,
+    /// Only frames of this VNI (repeatable: any of them).
+    #[arg(long, value_name = "VNI")]
+    vni: Vec<u32>,
+    /// Only frames of this overlay (needs overlayd to name VNIs; repeatable).
+    #[arg(long, value_name = "NAME")]
+    overlay: Vec<String>,
+    /// Only frames with this MAC, outer or inner, source or destination (repeatable).
+    #[arg(long, value_name = "MAC")]
+    mac: Vec<Mac>,
+    /// Only frames with this IP address, outer or inner (UL3 destination in
+    /// --trace), source or destination (repeatable).
+    #[arg(long, value_name = "IP")]
+    host: Vec<IpAddr>,
+    /// Only frames with this TCP/UDP port, outer or inner (UL3 port in
+    /// --trace), source or destination (repeatable).
+    #[arg(long, value_name = "PORT")]
+    port: Vec<u16>,
+    /// Also write the frames that pass the filters to FILE, as pcap.
+    #[arg(short = 'w', value_name = "FILE", conflicts_with_all = ["trace", "trace_program"])]
+    write: Option<PathBuf>,
     /// Show every field of every layer, like `snoop -v`.
     #[arg(short = 'v', conflicts_with = "json")]
     verbose: bool,
-    /// One JSON object per frame (keys `len`, `outer`, `vxlan`, `inner`).
+    /// One JSON object per frame (keys `frame`, `ts`, `len`, `outer`,
+    /// `vxlan`, `inner`, `error`; in --trace, `event`, `ts`, `overlay`,
+    /// `dir`, `vni`, `decision`, ...).
     #[arg(long)]
     json: bool,
     /// Another UDP port that carries VXLAN (4789 always does; Linux's
@@ -94,79 +95,56 @@ fn overlay_names(run_dir: &Path) -> HashMap<u32, String> {
     names
 }
 
-/// Frames seen, for the live summary.
+/// Frames seen, for the summary.
 #[derive(Default)]
 struct Tally {
     frames: u64,
     per_vni: BTreeMap<u32, u64>,
+    errors: u64,
+    shown: u64,
 }
 
 impl Tally {
-    fn summary(&self, iface: &str) -> String {
+    fn summary(&self, source: &str, filtered: bool) -> String {
         let vxlan: u64 = self.per_vni.values().sum();
-        let mut s = format!("ovsnoop: {} frames on {iface}, {vxlan} VXLAN", self.frames);
+        let mut s = format!("ovsnoop: {} frames {source}, {vxlan} VXLAN", self.frames);
         for (vni, n) in &self.per_vni {
             s.push_str(&format!("; VNI {vni}: {n}"));
+        }
+        s.push_str(&format!("; {} with errors", self.errors));
+        if filtered {
+            s.push_str(&format!("; {} passed the filters", self.shown));
         }
         s
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let mut opts = decode::Options::default();
-    opts.vxlan_ports.extend(&args.vxlan_ports);
-    let names = overlay_names(&args.run_dir);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let live = args.iface.is_some();
-    let mut tally = Tally::default();
-    let mut write_err = None;
-    let mut show = |rec: read::Record| {
-        if write_err.is_some() {
-            return;
-        }
-        tally.frames += 1;
-        let mut f = decode::decode(rec.link, &rec.data, rec.len, &opts);
-        if let Some(v) = f.vxlan.as_mut() {
-            v.overlay = names.get(&v.vni).cloned();
-            *tally.per_vni.entry(v.vni).or_default() += 1;
-        }
-        let text = if args.json {
-            format::json(&f)
-        } else if args.verbose {
-            format::verbose(&f, tally.frames)
-        } else {
-            format::line(&f)
-        };
-        let mut r = writeln!(out, "{text}");
-        if live && r.is_ok() {
-            r = out.flush();
-        }
-        if let Err(e) = r {
-            write_err = Some(e);
-        }
-    };
-    let result: anyhow::Result<()> = match (&args.file, &args.iface) {
-        (Some(file), _) => read::read_file(file, &mut show)
-            .map(|_| ())
-            .map_err(Into::into),
-        (None, Some(iface)) => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, Arc::clone(&stop))
-                    .context("cannot install the Ctrl-C handler")?;
-            }
-            let ready = || eprintln!("ovsnoop: listening on {iface}");
-            live::capture(iface, &stop, ready, &mut show).map_err(Into::into)
-        }
-        (None, None) => unreachable!("clap requires -r or -i"),
-    };
-    let flushed = out.flush();
-    if let Some(iface) = &args.iface {
-        eprintln!("{}", tally.summary(iface));
+fn filter_of(args: &Args) -> Filter {
+    Filter {
+        vnis: args.vni.clone(),
+        overlays: args.overlay.clone(),
+        macs: args.mac.clone(),
+        hosts: args.host.clone(),
+        ports: args.port.clone(),
     }
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    Ok(stop)
+}
+
+/// Ends a run: a closed pipe (ovsnoop | head) is a normal way to stop.
+fn finish_output(
+    write_err: Option<std::io::Error>,
+    result: anyhow::Result<()>,
+    flushed: std::io::Result<()>,
+) -> anyhow::Result<()> {
     if let Some(e) = write_err {
-        // A closed pipe (ovsnoop | head) is a normal way to stop.
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             return Ok(());
         }
@@ -174,10 +152,140 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     result?;
     match flushed {
-        // The final flush meets the closed pipe too.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write to standard output"),
     }
+}
+
+fn run_trace(args: &Args) -> anyhow::Result<()> {
+    let filter = filter_of(args);
+    let stop = stop_flag()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut shown = 0u64;
+    let mut write_err: Option<std::io::Error> = None;
+    let ready = |what: &str| {
+        eprintln!("ovsnoop: tracing {what}. Hit Ctrl-C to end.");
+    };
+    let summary = trace::run::run(&args.run_dir, &stop, ready, |wall, r| {
+        if write_err.is_some() || (args.drops_only && !r.is_drop()) || !filter.matches(r) {
+            return;
+        }
+        shown += 1;
+        let text = if args.json {
+            r.json(shown, wall)
+        } else if args.verbose {
+            r.verbose(shown, wall)
+        } else {
+            r.line()
+        };
+        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+            write_err = Some(e);
+        }
+    })?;
+    eprintln!("ovsnoop: {}; {shown} shown", summary.text());
+    finish_output(write_err, Ok(()), Ok(()))
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if args.trace_program {
+        for (daemon, placeholder) in [("overlayd", "@OVERLAYD@"), ("varpd", "@VARPD@")] {
+            let (prog, _) = trace::run::program_for(daemon, placeholder)?;
+            println!("// {daemon}: bpftrace -B line -p PID -e PROGRAM, {placeholder} = readlink /proc/PID/exe\n{prog}");
+        }
+        return Ok(());
+    }
+    if args.trace {
+        return run_trace(&args);
+    }
+    let mut opts = decode::Options::default();
+    opts.vxlan_ports.extend(&args.vxlan_ports);
+    let names = overlay_names(&args.run_dir);
+    let filter = filter_of(&args);
+    let filtered = !filter.is_empty();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let live = args.iface.is_some();
+    let mut pcap = match &args.write {
+        Some(p) => Some(write::PcapWriter::create(p)?),
+        None => None,
+    };
+    let mut tally = Tally::default();
+    let mut write_err = None;
+    let mut pcap_err: Option<write::WriteError> = None;
+    let mut text = String::with_capacity(512);
+    let mut show = |rec: read::Record<'_>| {
+        if write_err.is_some() || pcap_err.is_some() {
+            return;
+        }
+        tally.frames += 1;
+        let mut f = decode::decode(rec.link, rec.data, rec.len, &opts);
+        if let Some(v) = f.vxlan.as_mut() {
+            if !names.is_empty() {
+                v.overlay = names.get(&v.vni).cloned();
+            }
+            *tally.per_vni.entry(v.vni).or_default() += 1;
+        }
+        if f.error().is_some() {
+            tally.errors += 1;
+        }
+        if filtered && !filter.matches(&f) {
+            return;
+        }
+        tally.shown += 1;
+        if let Some(w) = pcap.as_mut() {
+            if let Err(e) = w.write(tally.frames, &rec) {
+                pcap_err = Some(e);
+                return;
+            }
+        }
+        text.clear();
+        if args.json {
+            text.push_str(&format::json(
+                &f,
+                tally.frames,
+                Some(rec.ts_ns as f64 / 1e9),
+            ));
+        } else if args.verbose {
+            text.push_str(&format::verbose(&f, tally.frames));
+        } else {
+            format::line_into(&mut text, &f);
+        }
+        text.push('\n');
+        let mut r = out.write_all(text.as_bytes());
+        if live && r.is_ok() {
+            r = out.flush();
+        }
+        if let Err(e) = r {
+            write_err = Some(e);
+        }
+    };
+    let (source, result): (String, anyhow::Result<()>) = match (&args.file, &args.iface) {
+        (Some(file), _) => (
+            format!("in {}", file.display()),
+            read::read_file(file, &mut show)
+                .map(|_| ())
+                .map_err(Into::into),
+        ),
+        (None, Some(iface)) => {
+            let stop = stop_flag()?;
+            let ready = || eprintln!("ovsnoop: listening on {iface}");
+            (
+                format!("on {iface}"),
+                live::capture(iface, &stop, ready, &mut show).map_err(Into::into),
+            )
+        }
+        (None, None) => unreachable!("clap requires -r, -i or --trace"),
+    };
+    let flushed = out.flush();
+    let result = match (result, pcap_err, pcap) {
+        (Err(e), _, _) => Err(e),
+        (Ok(()), Some(e), _) => Err(e.into()),
+        (Ok(()), None, Some(w)) => w.finish().map_err(Into::into),
+        (Ok(()), None, None) => Ok(()),
+    };
+    eprintln!("{}", tally.summary(&source, filtered));
+    finish_output(write_err, result, flushed)
 }
 
 fn main() -> ExitCode {

@@ -35,14 +35,16 @@ pub enum ReadError {
     },
 }
 
-/// One captured frame.
-pub struct Record {
+/// One captured frame, borrowed from the reader's buffer.
+pub struct Record<'a> {
     /// Link type of the interface it was captured on.
     pub link: LinkType,
     /// Captured bytes.
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
     /// Length on the wire.
     pub len: usize,
+    /// When it was captured, in nanoseconds since the epoch.
+    pub ts_ns: u64,
 }
 
 fn link_type(l: Linktype) -> Result<LinkType, String> {
@@ -57,7 +59,7 @@ fn link_type(l: Linktype) -> Result<LinkType, String> {
 }
 
 /// Reads every frame of `path`, calling `each` for each one in order.
-pub fn read_file(path: &Path, mut each: impl FnMut(Record)) -> Result<u64, ReadError> {
+pub fn read_file(path: &Path, mut each: impl FnMut(Record<'_>)) -> Result<u64, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_path_buf(),
         source,
@@ -69,8 +71,10 @@ pub fn read_file(path: &Path, mut each: impl FnMut(Record)) -> Result<u64, ReadE
     };
     let mut reader = pcap_parser::create_reader(1 << 20, file)
         .map_err(|e| fail(0, format!("not a pcap or pcapng file ({e})")))?;
-    let mut legacy: Option<LinkType> = None;
-    let mut ifaces: Vec<Result<LinkType, String>> = Vec::new();
+    // The legacy header's link type, and whether its fractions are ns.
+    let mut legacy: Option<(LinkType, bool)> = None;
+    // Each pcapng interface's link type, and its timestamp offset (s) and units per second.
+    let mut ifaces: Vec<Result<(LinkType, u64, u64), String>> = Vec::new();
     let mut record = 0u64;
     let mut frames = 0u64;
     loop {
@@ -79,24 +83,30 @@ pub fn read_file(path: &Path, mut each: impl FnMut(Record)) -> Result<u64, ReadE
                 record += 1;
                 let got = match block {
                     PcapBlockOwned::LegacyHeader(h) => {
-                        legacy = Some(link_type(h.network).map_err(|d| fail(0, d))?);
+                        let lt = link_type(h.network).map_err(|d| fail(0, d))?;
+                        legacy = Some((lt, h.is_nanosecond_precision()));
                         None
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        let lt = legacy.ok_or_else(|| fail(record, "no file header".into()))?;
-                        Some((lt, b.data.to_vec(), b.origlen as usize))
+                        let (lt, nano) =
+                            legacy.ok_or_else(|| fail(record, "no file header".into()))?;
+                        let frac = u64::from(b.ts_usec) * if nano { 1 } else { 1000 };
+                        let ts = u64::from(b.ts_sec) * 1_000_000_000 + frac;
+                        Some((lt, b.data, b.origlen as usize, ts))
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => {
                         ifaces.clear();
                         None
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        ifaces.push(link_type(idb.linktype));
+                        let res = idb.ts_resolution().unwrap_or(1_000_000);
+                        let off = u64::try_from(idb.if_tsoffset).unwrap_or(0);
+                        ifaces.push(link_type(idb.linktype).map(|lt| (lt, off, res)));
                         None
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        let lt = match ifaces.get(epb.if_id as usize) {
-                            Some(Ok(lt)) => *lt,
+                        let (lt, off, res) = match ifaces.get(epb.if_id as usize) {
+                            Some(Ok(x)) => *x,
                             Some(Err(d)) => return Err(fail(record, d.clone())),
                             None => {
                                 return Err(fail(
@@ -106,24 +116,32 @@ pub fn read_file(path: &Path, mut each: impl FnMut(Record)) -> Result<u64, ReadE
                             }
                         };
                         let cap = (epb.caplen as usize).min(epb.data.len());
-                        Some((lt, epb.data[..cap].to_vec(), epb.origlen as usize))
+                        let (sec, frac) = epb.decode_ts(off, res);
+                        let ts = u64::from(sec) * 1_000_000_000
+                            + u64::from(frac) * 1_000_000_000 / res.max(1);
+                        Some((lt, &epb.data[..cap], epb.origlen as usize, ts))
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         let lt = match ifaces.first() {
-                            Some(Ok(lt)) => *lt,
+                            Some(Ok((lt, _, _))) => *lt,
                             Some(Err(d)) => return Err(fail(record, d.clone())),
                             None => return Err(fail(record, "packet before any interface".into())),
                         };
                         let cap = (spb.origlen as usize).min(spb.data.len());
-                        Some((lt, spb.data[..cap].to_vec(), spb.origlen as usize))
+                        Some((lt, &spb.data[..cap], spb.origlen as usize, 0))
                     }
                     PcapBlockOwned::NG(_) => None,
                 };
-                reader.consume(offset);
-                if let Some((link, data, len)) = got {
+                if let Some((link, data, len, ts_ns)) = got {
                     frames += 1;
-                    each(Record { link, data, len });
+                    each(Record {
+                        link,
+                        data,
+                        len,
+                        ts_ns,
+                    });
                 }
+                reader.consume(offset);
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => reader
@@ -171,13 +189,14 @@ mod tests {
         let b: Vec<u8> = (0..=255).collect();
         let p = tmp("rt.pcap", &pcap(1, &[&a, &b]));
         let mut got = Vec::new();
-        let n = read_file(&p, |r| got.push(r)).unwrap();
+        let n = read_file(&p, |r| got.push((r.link, r.data.to_vec(), r.len, r.ts_ns))).unwrap();
         std::fs::remove_file(&p).unwrap();
         assert_eq!(n, 2);
-        assert_eq!(got[0].data, a);
-        assert_eq!(got[1].data, b);
-        assert_eq!(got[1].len, 256);
-        assert!(got.iter().all(|r| r.link == LinkType::Ethernet));
+        assert_eq!(got[0].1, a);
+        assert_eq!(got[1].1, b);
+        assert_eq!(got[1].2, 256);
+        assert_eq!(got[1].3, 1_000_000_000);
+        assert!(got.iter().all(|r| r.0 == LinkType::Ethernet));
     }
 
     #[test]

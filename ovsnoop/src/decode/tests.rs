@@ -111,10 +111,24 @@ fn vxlan_over_ipv4_with_inner_icmp() {
         "VNI 4242 (ov0)  10.77.0.1 -> 10.77.0.2  02:77:00:00:00:01 -> 02:77:00:00:00:02  \
          ICMP echo request 192.168.77.1 -> 192.168.77.2 id 5 seq 1  len 98"
     );
-    let j: serde_json::Value = serde_json::from_str(&crate::format::json(&fr)).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&crate::format::json(&named, 3, Some(1.5))).unwrap();
+    assert_eq!(
+        (j["frame"].clone(), j["ts"].clone()),
+        (3.into(), 1.5.into())
+    );
     assert_eq!(j["vxlan"]["vni"], 4242);
-    assert_eq!(j["inner"]["transport"]["type"], "icmp");
-    assert_eq!(j["outer"]["net"]["src"], "10.77.0.1");
+    assert_eq!(j["vxlan"]["flags"], 8);
+    assert_eq!(j["vxlan"]["overlay"], "ov0");
+    assert_eq!(j["outer"]["src_ip"], "10.77.0.1");
+    assert_eq!(j["outer"]["dst_mac"], "02:00:00:00:00:0b");
+    assert_eq!(j["outer"]["dport"], 4789);
+    assert_eq!(j["inner"]["src_mac"], "02:77:00:00:00:01");
+    assert_eq!(j["inner"]["ethertype"], 0x0800);
+    assert_eq!(j["inner"]["proto"], 1);
+    assert_eq!(j["inner"]["dst_ip"], "192.168.77.2");
+    assert_eq!(j["inner"]["icmp"]["type"], 8);
+    assert!(j.get("error").is_none(), "{j}");
 }
 
 #[test]
@@ -282,6 +296,20 @@ fn malformed_layers_are_notes() {
     let mut bad = full.clone();
     bad[14 + 20 + 8] = 0;
     assert!(d(&bad).outer.note.unwrap().contains("without the I flag"));
+    // Reserved bits: in the flags, after them, after the VNI. The inner
+    // frame is still decoded (receivers ignore them), with an error.
+    for at in [0, 1, 3, 7] {
+        let mut r = full.clone();
+        r[14 + 20 + 8 + at] |= 0x40;
+        let fr = d(&r);
+        assert!(fr.inner.as_ref().unwrap().transport.is_some(), "{fr:?}");
+        let e = fr.error().unwrap();
+        assert!(e.contains("VXLAN reserved bits set"), "{e}");
+        assert!(crate::format::line(&fr).contains("[error: outer: VXLAN reserved bits set"));
+        let j: serde_json::Value =
+            serde_json::from_str(&crate::format::json(&fr, 1, None)).unwrap();
+        assert!(j["error"].as_str().unwrap().contains("reserved"), "{j}");
+    }
 }
 
 #[test]
@@ -316,7 +344,7 @@ proptest! {
         let lt = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2][lt as usize];
         let opts = Options { vxlan_ports: vec![4789, 8472] };
         let f = decode(lt, &b, b.len(), &opts);
-        let _ = (crate::format::line(&f), crate::format::verbose(&f, 1), crate::format::json(&f));
+        let _ = (crate::format::line(&f), crate::format::verbose(&f, 1), crate::format::json(&f, 1, None));
     }
 
     #[test]
