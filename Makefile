@@ -7,7 +7,10 @@
 #   make lab [HOSTS=N]   build, then a lab of N hosts (default 2) in namespaces: see lab/lab.sh
 #   make lab-down        remove the lab whole; make lab-status: what runs in it
 #   make deps            install the system tools the tests use (as root, only what is missing)
+#   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
+#   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
+#   make bench-ovsnoop   ovsnoop against tcpdump -n -r on a 1,000,000-frame VXLAN capture (ratio)
 #   make fuzz            run every fuzz target FUZZ_SECS (60) on its corpus (nightly; make test: 15 s)
 #   make fmt / clippy    cargo fmt / cargo clippy -D warnings over the whole workspace
 #   make clean           cargo clean
@@ -37,7 +40,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench-probes
+.PHONY: all build test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-exporter bench-ovsnoop
 
 all: build
 
@@ -90,12 +93,28 @@ deps:
 
 # What the USDT probes cost: overlayd with probes (disabled, then traced by bpftrace) against
 # overlayd built without them, alternating in one run. Prints ratios; writes target/bench/probe-cost.json.
+# The data path against Linux kernel VXLAN in the same namespaces, alternating, in one run; prints
+# every figure and the ratio overlayd/kernel, writes target/bench/datapath.json (root).
+bench: build
+	$(CARGO) bench -p overlay-tests --bench datapath
+
 bench-probes: build
 	$(CARGO) build --release -p overlayd --no-default-features --target-dir target/noprobes
 	mkdir -p target/noprobes/bin
 	cp target/noprobes/release/overlayd target/noprobes/bin/overlayd
 	cp target/release/varpd target/release/ovadm target/noprobes/bin/
 	PROBE_COST_NOPROBES_DIR=$(CURDIR)/target/noprobes/bin $(CARGO) bench -p overlay-tests --bench probe_cost
+
+# ovsnoop's one-line output against tcpdump -n -r on the same generated capture, alternating,
+# ROUNDS times; prints both medians and their ratio (ovsnoop/bench/bench.sh).
+ROUNDS ?= 5
+bench-ovsnoop:
+	bash ovsnoop/bench/bench.sh $(ROUNDS)
+
+# One /metrics scrape with 1,000 overlays and 100,000 target entries (stand-in daemons on real
+# Unix sockets, the real exporter binary over HTTP): median and p99 against the 50 ms budget.
+bench-exporter:
+	$(CARGO) bench -p overlay-exporter --bench scrape
 
 fmt:
 	$(CARGO) fmt --all

@@ -15,6 +15,11 @@
 #   overlay    ov0, VNI 4242, files plugin with the one shared config /run/ovlab/files.json,
 #              MAC 02:77:00:00:00:NN (N as two digits), 192.168.77.N/24 and fd77::N/64
 # No namespace has a default route, so nothing typed in the lab can leave it.
+#
+# One overlay-exporter serves the metrics of every host: it runs in the root namespace (it only
+# reads the hosts' control sockets, as files) with one --run-dir per host, labelled host="hN", and
+# listens on $EXPORTER_LISTEN (default 127.0.0.1:9477); pid /run/ovlab/exporter.pid, log
+# /run/ovlab/exporter.log.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +27,7 @@ BIN=${OVERLAY_BIN_DIR:-$ROOT/target/release}
 STATE=/run/ovlab
 SW=ovlab-sw
 VNI=4242
+EXPORTER_LISTEN=${EXPORTER_LISTEN:-127.0.0.1:9477}
 
 say() { echo "lab: $*"; }
 die() { echo "lab: error: $*" >&2; exit 1; }
@@ -49,7 +55,7 @@ present() { local p; for p in "$@"; do if [[ -e /proc/$p ]]; then echo "$p"; fi;
 # a pid may have been reused since) and everything inside its namespaces.
 lab_pids() {
   local f p n
-  for f in "$STATE"/h*/*.pid; do
+  for f in "$STATE"/h*/*.pid "$STATE"/exporter.pid; do
     [[ -f $f ]] || continue
     p=$(<"$f")
     [[ $p =~ ^[0-9]+$ ]] || continue
@@ -103,6 +109,31 @@ start_daemon() {
   echo "$!" >"$dir/$d.pid"
 }
 
+# listening HOST:PORT: something accepts TCP connections there.
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# start_exporter HOSTS: one overlay-exporter for hosts 1..HOSTS, detached like the daemons. Only a
+# warning if it cannot serve (the address is taken, say): the overlays work without it.
+start_exporter() {
+  local hosts=$1 n args=() p
+  for n in $(seq "$hosts"); do args+=(--run-dir "$STATE/h$n/run" --host "h$n"); done
+  if listening "$EXPORTER_LISTEN"; then
+    echo "lab: warning: $EXPORTER_LISTEN is taken: no exporter (set EXPORTER_LISTEN=127.0.0.1:PORT)" >&2
+    return 0
+  fi
+  setsid nohup "$BIN/overlay-exporter" "${args[@]}" --listen "$EXPORTER_LISTEN" \
+    </dev/null >>"$STATE/exporter.log" 2>&1 &
+  p=$!
+  echo "$p" >"$STATE/exporter.pid"
+  for _ in $(seq 50); do
+    listening "$EXPORTER_LISTEN" && pid_alive "$p" && return 0
+    pid_alive "$p" || break
+    sleep 0.1
+  done
+  tail -5 "$STATE/exporter.log" >&2
+  echo "lab: warning: overlay-exporter is not serving $EXPORTER_LISTEN (log: $STATE/exporter.log)" >&2
+}
+
 # wait_socket N NAME: until NAME's control socket exists (10 s), else show its log and fail.
 wait_socket() {
   local n=$1 d=$2 dir="$STATE/h$1"
@@ -131,7 +162,7 @@ cmd_up() {
   local hosts=${1:-${HOSTS:-2}} n b
   [[ $hosts =~ ^[1-9][0-9]?$ ]] || die "HOSTS must be a number from 1 to 99, not '$hosts'"
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces): sudo make lab"
-  for b in overlayd varpd ovadm; do
+  for b in overlayd varpd ovadm overlay-exporter; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (make build)"
   done
   command -v ip >/dev/null || die "'ip' is missing: install iproute2 (make deps)"
@@ -194,6 +225,7 @@ cmd_up() {
     ((ok)) && break
     sleep 0.1
   done
+  start_exporter "$hosts"
   trap - EXIT
 
   cmd_status || true
@@ -207,6 +239,8 @@ cmd_up() {
   hint "$ov show-stats --json" "h1's counters"
   hint "ip netns exec ovlab-h$peer tshark -ni ul0 -f 'udp port 4789'" "VXLAN on h$peer's underlay"
   hint "ip netns exec ovlab-h1 bash" "a shell on h1"
+  hint "curl -s http://$EXPORTER_LISTEN/metrics" "every host's metrics"
+  hint "$BIN/ovstat --run-dir $STATE/h1/run 1" "h1's rates, vmstat-style"
   echo "Logs: $STATE/hN/overlayd.log and varpd.log; files config: $STATE/files.json"
   echo "Status: make lab-status    Take it down: make lab-down"
 }
@@ -235,7 +269,14 @@ cmd_status() {
     printf '%-10s %-13s %-18s %-16s %-10s %-10s %s\n' "$ns" "10.77.0.$n" "$(host_mac "$n")" \
       "192.168.77.$n" "${state[0]}" "${state[1]}" "${st:-missing}"
   done
-  ((bad == 0)) || { say "something is wrong: see the logs in $STATE/hN/"; return 1; }
+  p=$(cat "$STATE/exporter.pid" 2>/dev/null || true)
+  if [[ -n $p ]] && pid_alive "$p"; then
+    echo "exporter: pid $p, metrics of all $(echo "$hosts" | wc -l) hosts (label host=\"hN\") at http://$EXPORTER_LISTEN/metrics; log $STATE/exporter.log"
+  else
+    echo "exporter: DOWN (log: $STATE/exporter.log)"
+    bad=1
+  fi
+  ((bad == 0)) || { say "something is wrong: see the logs in $STATE/hN/ and $STATE/exporter.log"; return 1; }
 }
 
 case ${1:-} in

@@ -2,7 +2,7 @@
 
 use crate::proto::{Reply, Request, VarpdReply, VarpdRequest};
 use crate::types::*;
-use crate::{ApiError, MAX_MESSAGE, OVERLAYD_SOCKET, VARPD_SOCKET};
+use crate::{ApiError, MAX_REPLY, OVERLAYD_SOCKET, VARPD_SOCKET};
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -81,6 +81,12 @@ impl Client {
         })
     }
 
+    /// Sets how long to wait for each reply (10 s unless set).
+    pub fn set_timeout(&self, timeout: Duration) {
+        let _ = self.writer.set_read_timeout(Some(timeout));
+        let _ = self.writer.set_write_timeout(Some(timeout));
+    }
+
     fn exchange<Q: Serialize, A: DeserializeOwned>(&mut self, req: &Q) -> Result<A, ClientError> {
         let io = |source| ClientError::Io {
             path: self.path.clone(),
@@ -91,7 +97,7 @@ impl Client {
         self.writer.write_all(&line).map_err(io)?;
         let mut buf = String::new();
         let n = (&mut self.reader)
-            .take(MAX_MESSAGE as u64 + 1)
+            .take(MAX_REPLY as u64 + 1)
             .read_line(&mut buf)
             .map_err(|source| ClientError::Io {
                 path: self.path.clone(),
@@ -101,6 +107,12 @@ impl Client {
             return Err(ClientError::Protocol {
                 path: self.path.clone(),
                 detail: "connection closed before a reply".into(),
+            });
+        }
+        if !buf.ends_with('\n') {
+            return Err(ClientError::Protocol {
+                path: self.path.clone(),
+                detail: format!("reply longer than {MAX_REPLY} bytes"),
             });
         }
         serde_json::from_str(buf.trim_end()).map_err(|e| ClientError::Protocol {

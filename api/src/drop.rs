@@ -68,6 +68,10 @@ drop_reasons! {
     TooBig => "too-big",
     /// A miss needed a new target entry but the table holds `target/max_entries`.
     TableFull => "table-full",
+    /// The TAP device handed over a frame whose offload (virtio-net) header
+    /// does not fit it: a checksum position outside the frame, or a TCP
+    /// segmentation request for what is not Ethernet/IP/TCP.
+    BadOffload => "bad-offload",
 }
 
 impl fmt::Display for DropReason {

@@ -40,6 +40,10 @@ pub use types::*;
 /// A longer line is refused with an error reply and the connection closed.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
+/// Largest reply a [`Client`] reads. Requests are small, but a statistics
+/// snapshot of a thousand overlays with their peers is several MiB.
+pub const MAX_REPLY: usize = 256 << 20;
+
 /// Version of the control protocol, exchanged in the varpd hello.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -176,6 +176,25 @@ pub struct TargetCursor {
     pub pos: u64,
 }
 
+/// What the data path's offloads did: TCP super-frames cut apart on the
+/// way out (TSO), segments coalesced on the way in (GRO), and batched UDP
+/// sends (GSO). Frame counters elsewhere count segments, as on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffloadStats {
+    /// TCP super-frames read from the TAP device.
+    pub tso_frames: u64,
+    /// Segments they were cut into.
+    pub tso_segments: u64,
+    /// Coalesced super-frames written to the TAP device.
+    pub gro_frames: u64,
+    /// Segments they were made of.
+    pub gro_segments: u64,
+    /// UDP sends that carried more than one datagram.
+    pub gso_sends: u64,
+    /// Datagrams those sends carried.
+    pub gso_datagrams: u64,
+}
+
 /// The target table's shape and its live resizes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableStats {
@@ -236,6 +255,14 @@ pub struct OverlayStats {
     /// The target table.
     #[serde(default)]
     pub table: TableStats,
+    /// CLOCK_MONOTONIC nanoseconds when the overlay was created (the clock
+    /// of [`StatsSnapshot::mono_ns`]): its counters count since then. 0 if
+    /// overlayd did not say (older overlayd).
+    #[serde(default)]
+    pub created_mono_ns: u64,
+    /// What the offloads did.
+    #[serde(default)]
+    pub offload: OffloadStats,
 }
 
 fn online() -> OverlayState {
@@ -293,6 +320,10 @@ pub struct StatsSnapshot {
     pub overlays: Vec<OverlayStats>,
     /// Per mux.
     pub muxes: Vec<MuxStats>,
+    /// CLOCK_MONOTONIC nanoseconds when overlayd started (the clock of
+    /// `mono_ns`); 0 if overlayd did not say (older overlayd).
+    #[serde(default)]
+    pub started_mono_ns: u64,
 }
 
 /// A search plugin as varpd announces it.

@@ -4,6 +4,10 @@ use crate::collect::{self, HostSample, Options, OverlaydSample, VarpdSample};
 use overlay_api::proto::{Reply, Request, VarpdReply, VarpdRequest};
 use overlay_api::Client;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a daemon may take to answer one request of a scrape.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One run directory to read, and its `host` label value, if labelled.
 #[derive(Clone, Debug)]
@@ -16,11 +20,12 @@ pub struct Target {
 
 fn read_overlayd(t: &Target) -> Option<OverlaydSample> {
     let mut c = Client::overlayd(&t.run_dir)
-        .map_err(|e| log::debug!("overlayd at {}: {e}", t.run_dir.display()))
+        .map_err(|e| log::debug!("overlayd: {e}"))
         .ok()?;
+    c.set_timeout(REPLY_TIMEOUT);
     let stats = c
         .stats(None)
-        .map_err(|e| log::warn!("overlayd stats at {}: {e}", t.run_dir.display()))
+        .map_err(|e| log::warn!("overlayd stats: {e}"))
         .ok()?;
     // The degraded reason is a nicety: its failure costs only the label.
     let status = match c.call(&Request::ShowStatus { name: None }) {
@@ -32,8 +37,9 @@ fn read_overlayd(t: &Target) -> Option<OverlaydSample> {
 
 fn read_varpd(t: &Target) -> Option<VarpdSample> {
     let mut c = Client::varpd(&t.run_dir)
-        .map_err(|e| log::debug!("varpd at {}: {e}", t.run_dir.display()))
+        .map_err(|e| log::debug!("varpd: {e}"))
         .ok()?;
+    c.set_timeout(REPLY_TIMEOUT);
     match c.call_varpd(&VarpdRequest::Status) {
         Ok(VarpdReply::Status {
             linked,
@@ -44,9 +50,15 @@ fn read_varpd(t: &Target) -> Option<VarpdSample> {
             plugins: plugins.len(),
             instances,
         }),
-        Ok(_) => None,
+        Ok(other) => {
+            log::warn!(
+                "varpd status at {}: unexpected {other:?}",
+                t.run_dir.display()
+            );
+            None
+        }
         Err(e) => {
-            log::warn!("varpd status at {}: {e}", t.run_dir.display());
+            log::warn!("varpd status: {e}");
             None
         }
     }

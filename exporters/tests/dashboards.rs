@@ -5,23 +5,32 @@
 
 mod common;
 
-use common::{get, lab, start_exporter, Prometheus};
+use common::{get, lab, promtool, start_exporter, Prometheus};
+use overlay_api::{
+    HistBucket, InstanceInfo, MuxStats, OverlayState, OverlayStats, PeerStats, StatsSnapshot,
+    StatusRow, TableStats,
+};
+use overlay_exporter::collect::{HostSample, Options, OverlaydSample, VarpdSample};
 use overlay_tests::{wait_for, Daemon};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 fn dashboards() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
 }
 
-/// Every `expr` of the dashboard's panels (rows excluded), with its panel.
-fn panel_exprs() -> Vec<(String, String)> {
+/// dashboards/overlay.json.
+fn dashboard() -> Value {
     let path = dashboards().join("overlay.json");
     let text = std::fs::read_to_string(&path).expect("reading dashboards/overlay.json");
-    let d: Value = serde_json::from_str(&text).expect("dashboards/overlay.json is not JSON");
+    serde_json::from_str(&text).expect("dashboards/overlay.json is not JSON")
+}
+
+/// Every `expr` of the dashboard's panels (rows excluded), with its panel.
+fn panel_exprs() -> Vec<(String, String)> {
+    let d = dashboard();
     let mut out = Vec::new();
     for p in d["panels"].as_array().expect("no panels") {
         if p["type"] == "row" {
@@ -56,19 +65,9 @@ fn alert_names() -> BTreeSet<String> {
 
 #[test]
 fn promtool_checks_the_rules_and_the_dashboard_has_queries() {
-    let out = Command::new("promtool")
-        .arg("check")
-        .arg("rules")
-        .arg(dashboards().join("alerts.yml"))
-        .output()
-        .expect("running promtool (`make deps` installs the prometheus package)");
-    let says = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, says) = promtool(&dashboards(), &["check", "rules", "alerts.yml"], None);
     println!("{says}");
-    assert!(out.status.success(), "promtool check rules failed:\n{says}");
+    assert!(ok, "promtool check rules failed:\n{says}");
 
     let exprs = panel_exprs();
     assert!(exprs.len() >= 10, "only {} queries", exprs.len());
@@ -79,10 +78,177 @@ fn promtool_checks_the_rules_and_the_dashboard_has_queries() {
         "OverlayDegraded",
         "OverlayDropRateHigh",
         "OverlayQueueOverflows",
+        "VarpdLookupLatencyHigh",
         "TargetTableNearFull",
+        "TargetTableFull",
+        "TargetTableRejecting",
     ] {
         assert!(names.contains(a), "no alert {a} in alerts.yml: {names:?}");
     }
+    let heatmaps: Vec<_> = dashboard()["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "heatmap")
+        .map(|p| p["targets"][0]["expr"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        heatmaps
+            .iter()
+            .any(|e| e.contains("overlay_varpd_lookup_duration_seconds_bucket")),
+        "no lookup-latency heatmap: {heatmaps:?}"
+    );
+    let vars: Vec<_> = dashboard()["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    for v in ["job", "host", "overlay"] {
+        assert!(vars.iter().any(|x| x == v), "no ${v} variable: {vars:?}");
+    }
+    for (title, e) in &exprs {
+        assert!(
+            e.contains("job=~\"$job\"") && e.contains("host=~\"$host\""),
+            "panel {title:?} ignores $job or $host: {e}"
+        );
+    }
+}
+
+/// For each `alertname:` of alerts_test.yml, whether some test expects it to
+/// fire (a non-empty `exp_alerts`) and whether some test expects silence
+/// (`exp_alerts: []`). A line-level read: promtool checks the rest.
+fn alert_tests() -> (BTreeSet<String>, BTreeSet<String>) {
+    let text = std::fs::read_to_string(dashboards().join("alerts_test.yml"))
+        .expect("reading dashboards/alerts_test.yml");
+    let (mut fires, mut silent) = (BTreeSet::new(), BTreeSet::new());
+    let mut current = None;
+    for l in text.lines().map(str::trim) {
+        if let Some(n) = l.strip_prefix("alertname:") {
+            current = Some(n.trim().to_string());
+        } else if let (Some(rest), Some(n)) = (l.strip_prefix("exp_alerts:"), current.take()) {
+            if rest.trim() == "[]" {
+                silent.insert(n);
+            } else {
+                fires.insert(n);
+            }
+        }
+    }
+    (fires, silent)
+}
+
+#[test]
+fn promtool_unit_tests_fire_every_alert_and_spare_healthy_series() {
+    let names = alert_names();
+    let (fires, silent) = alert_tests();
+    assert_eq!(
+        fires, names,
+        "alerts_test.yml must make every alert of alerts.yml fire"
+    );
+    assert_eq!(
+        silent, names,
+        "alerts_test.yml must show every alert silent on healthy series"
+    );
+    let (ok, says) = promtool(&dashboards(), &["test", "rules", "alerts_test.yml"], None);
+    println!("{says}");
+    assert!(ok, "promtool test rules failed:\n{says}");
+    assert!(says.contains("SUCCESS"), "{says}");
+}
+
+/// A scrape's worth of canned snapshots: two hosts, one with two overlays
+/// (one degraded), peers, drops, latency; the other unreachable.
+fn canned_hosts() -> Vec<HostSample> {
+    let ov = |name: &str, vnetid: u32, status: OverlayState| OverlayStats {
+        offload: Default::default(),
+        name: name.into(),
+        vnetid,
+        rx_frames: 5,
+        rx_bytes: 500,
+        tx_frames: 6,
+        tx_bytes: 600,
+        lookups: 3,
+        misses: 4,
+        drops: [("no-destination".to_string(), 9)].into(),
+        status,
+        peers: (1..=3u8)
+            .map(|i| PeerStats {
+                addr: Some(format!("10.0.0.{i}").parse().unwrap()),
+                tx_frames: i.into(),
+                tx_bytes: 100 * u64::from(i),
+                rx_frames: 1,
+                rx_bytes: 10,
+            })
+            .collect(),
+        lookup_latency: vec![HistBucket {
+            le_ns: 1 << 17,
+            count: 3,
+        }],
+        table: TableStats {
+            entries: 7,
+            max_entries: 1000,
+            capacity: 64,
+            load: 0.1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    vec![
+        HostSample {
+            host: Some("a".into()),
+            overlayd: Some(OverlaydSample {
+                stats: StatsSnapshot {
+                    varpd_linked: true,
+                    overlays: vec![
+                        ov("ov0", 4242, OverlayState::Online),
+                        ov("ov1", 7, OverlayState::Degraded),
+                    ],
+                    muxes: vec![MuxStats {
+                        listen: Some("10.0.0.9:4789".parse().unwrap()),
+                        rx_datagrams: 3,
+                        drops: [("unknown-vni".to_string(), 1)].into(),
+                    }],
+                    ..Default::default()
+                },
+                status: vec![StatusRow {
+                    link: "ov1".into(),
+                    status: OverlayState::Degraded,
+                    details: Some("search plugin files: /x.json:1:3: \"bad\"\\".into()),
+                }],
+            }),
+            varpd: Some(VarpdSample {
+                linked: true,
+                plugins: 2,
+                instances: vec![InstanceInfo {
+                    oid: 1,
+                    overlay: "ov0".into(),
+                    search: "files".into(),
+                    status: OverlayState::Online,
+                    details: None,
+                    lookups: 3,
+                    proxy_arp: 1,
+                    proxy_ndp: 1,
+                }],
+            }),
+        },
+        HostSample {
+            host: Some("b".into()),
+            overlayd: None,
+            varpd: None,
+        },
+    ]
+}
+
+#[test]
+fn promtool_check_metrics_is_clean() {
+    let text = overlay_exporter::collect::text(&canned_hosts(), &Options::default()).unwrap();
+    let (ok, says) = promtool(&dashboards(), &["check", "metrics"], Some(&text));
+    println!("{says}");
+    assert!(ok, "promtool check metrics failed:\n{says}\n{text}");
+    assert_eq!(
+        says.lines().count(),
+        1,
+        "promtool check metrics has remarks:\n{says}\n{text}"
+    );
 }
 
 fn urlencode(s: &str) -> String {
@@ -112,6 +278,7 @@ fn results(v: &Value) -> usize {
 /// A dashboard query as Grafana would send it with every variable at "All".
 fn expand(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
+        .replace("$job", ".*")
         .replace("$host", ".*")
         .replace("$overlay", ".*")
 }
@@ -121,16 +288,32 @@ fn expand(expr: &str) -> String {
 fn the_dashboard_queries_and_the_rules_run_on_a_real_prometheus() {
     let mut lab = lab("dashboards");
     let p = lab.files_pair(48, 4848);
-    let _ping = lab.ping_background(p.a, &p.ip4(2), &["-c", "600", "-i", "0.2"]);
-    let r = lab.ping(p.b, &p.ip4(1), &[]);
-    assert!(r.all_answered(), "host b cannot reach host a:\n{r}");
-
     let (_exporter, port) = start_exporter(&[lab.run_dir(p.a), lab.run_dir(p.b)]);
 
     let rules = dashboards().join("alerts.yml").canonicalize().unwrap();
     let prom = Prometheus::start("overlay-dashboards-prom", port, Some(&rules));
     let prom_port = prom.port;
     let prom_log = || prom.log();
+
+    // Prometheus scrapes once before any lookup happens, so that rate()
+    // over the latency buckets sees them increase (a first sample that
+    // already holds every lookup leaves the quantiles NaN).
+    let mut last = Value::Null;
+    let scraped = wait_for(Duration::from_secs(30), || {
+        last = query(prom_port, "overlay_lookups_total");
+        last["status"] == "success" && results(&last) >= 2
+    });
+    assert!(scraped, "no first scrape: {last}\n{}", prom_log());
+    println!("prometheus, before any traffic: {last}");
+
+    // Now traffic: the first pings each way need lookups.
+    for (from, to) in [(1, 2), (2, 1)] {
+        let r = lab.ping(p.host(from), &p.ip4(to), &[]);
+        assert!(r.all_answered(), "host {from} cannot reach host {to}:\n{r}");
+    }
+    let _ping = lab.ping_background(p.a, &p.ip4(2), &["-c", "600", "-i", "0.2"]);
+    // And ARP for an address nobody has: drops with a reason, for the drops panel.
+    let _nobody = lab.ping_background(p.a, "192.168.48.99", &["-c", "100", "-i", "0.5"]);
 
     // A few scrapes, so that rate() over 1m has two samples per series.
     let frames = expand(
@@ -140,7 +323,6 @@ fn the_dashboard_queries_and_the_rules_run_on_a_real_prometheus() {
             .expect("no Frames/s panel")
             .1,
     );
-    let mut last = Value::Null;
     let ok = wait_for(Duration::from_secs(60), || {
         last = query(prom_port, &frames);
         last["status"] == "success" && results(&last) >= 2
@@ -148,22 +330,53 @@ fn the_dashboard_queries_and_the_rules_run_on_a_real_prometheus() {
     assert!(ok, "no frame rates for both hosts: {last}\n{}", prom_log());
     println!("prometheus, Frames/s ({frames}):\n{last}");
 
+    // The latency quantiles are real numbers (seconds, under a second).
+    for (i, latency) in panel_exprs()
+        .into_iter()
+        .filter(|(t, _)| t == "varpd lookup latency")
+        .map(|(_, e)| expand(&e))
+        .enumerate()
+    {
+        let mut v = Value::Null;
+        let finite = |v: &Value| -> Vec<f64> {
+            v["data"]["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+                .filter(|x| x.is_finite())
+                .collect()
+        };
+        let real = wait_for(Duration::from_secs(30), || {
+            v = query(prom_port, &latency);
+            !finite(&v).is_empty()
+        });
+        assert!(real, "latency quantile {i} is not a number: {latency}\n{v}");
+        for x in finite(&v) {
+            assert!(x > 0.0 && x < 1.0, "lookup latency {x} s? {v}");
+        }
+        println!("prometheus, latency ({latency}):\n{v}");
+    }
+
+    // Every panel's query evaluates, and returns data.
+    let mut empty = Vec::new();
     for (title, expr) in panel_exprs() {
         let q = expand(&expr);
-        let v = query(prom_port, &q);
-        assert_eq!(v["status"], "success", "panel {title:?}: {q}\nanswered {v}");
+        let mut v = Value::Null;
+        let some = wait_for(Duration::from_secs(15), || {
+            v = query(prom_port, &q);
+            assert_eq!(v["status"], "success", "panel {title:?}: {q}\nanswered {v}");
+            results(&v) > 0
+        });
         println!("panel {title:?}: {} series for {q}", results(&v));
+        if !some {
+            empty.push(format!("{title}: {q}"));
+        }
     }
-    let latency = expand(
-        &panel_exprs()
-            .into_iter()
-            .find(|(t, _)| t == "varpd lookup latency")
-            .expect("no latency panel")
-            .1,
-    );
-    println!(
-        "prometheus, latency p50 ({latency}):\n{}",
-        query(prom_port, &latency)
+    assert!(
+        empty.is_empty(),
+        "queries without data:\n{}",
+        empty.join("\n")
     );
 
     // Every alert is loaded and evaluates cleanly.

@@ -22,11 +22,14 @@
 //! 3. [`output`]: rates → aligned columns with a header every 20 lines,
 //!    `-p` colon-separated lines of `-o` fields, or `--json` objects.
 //!
-//! The first report. vmstat's first line is "since boot"; overlayd gives no
-//! start time for an overlay's counters, so ovstat cannot honestly say
-//! "since start". Its first report is instead over a short first sample of
-//! one second (or INTERVAL, if that is shorter); every later report is over
-//! INTERVAL. Without INTERVAL, ovstat prints that one first report and ends.
+//! The first report. vmstat's first line is "since boot"; ovstat's is since
+//! each overlay was created: the snapshot carries `started_mono_ns` (when
+//! overlayd started) and, per overlay, `created_mono_ns`, on the clock of
+//! `mono_ns`, so the first report is printed at once from one snapshot as
+//! counters / age ([`rates::since_creation`]). Every later report is over
+//! INTERVAL. Without INTERVAL, ovstat prints that first report and ends. An
+//! older overlayd that sends no creation times gets a short first sample of
+//! one second (or INTERVAL, if that is shorter) instead.
 //!
 //! `--tui` (module [`tui`]) shows the same rates as a live dashboard: the
 //! overlays table, and for the selected overlay a tx sparkline, drops by

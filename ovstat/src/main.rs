@@ -24,12 +24,12 @@ const FIRST_SAMPLE: f64 = 1.0;
 #[command(
     name = "ovstat",
     about = "Report overlay traffic, drops, misses and lookups per second (vmstat-style)",
-    after_help = "The first report covers a first sample of 1 second (or INTERVAL, if shorter): \
-overlayd does not say when an overlay's counters started, so a vmstat-like \
-\"since start\" line cannot be computed honestly. Later reports cover INTERVAL \
-each. Without INTERVAL, ovstat prints the first report and exits. Counters \
-that went backwards (overlay recreated, overlayd restarted) are counted since \
-the overlay's creation.\n\n\
+    after_help = "The first report is printed at once and covers the time since each overlay \
+was created (vmstat's \"since boot\" line: its counters over its age). Later reports \
+cover INTERVAL each. Without INTERVAL, ovstat prints the first report and exits. An \
+older overlayd that does not say when its overlays were created gets a first sample \
+of 1 second (or INTERVAL, if shorter) instead. Counters that went backwards (overlay \
+recreated, overlayd restarted) are counted since the overlay's creation.\n\n\
 Fields: overlay,vni,rx_pps,tx_pps,rx_bps,tx_bps,drops_ps,misses_ps,lookups_ps,entries; \
 with -d: overlay,peer,rx_pps,tx_pps,rx_bps,tx_bps; with -D: overlay,reason,drops_ps. \
 bps are bits per second of inner (overlay) frames."
@@ -140,6 +140,17 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
     }
 }
 
+/// Writes one report; `Ok(false)` when stdout is closed (time to stop).
+fn emit(printer: &mut Printer, rates: &[rates::OverlayRates]) -> Result<bool> {
+    let text = printer.report(rates);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
+}
+
 fn run(cli: &Cli, mut printer: Printer) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -149,15 +160,27 @@ fn run(cli: &Cli, mut printer: Printer) -> Result<()> {
     let mut client = None;
     let mut prev = fetch(&mut client, &cli.run_dir)?;
     let mut prev_at = Instant::now();
-    let first = cli.interval.map_or(FIRST_SAMPLE, |i| i.min(FIRST_SAMPLE));
-    let mut deadline = prev_at + Duration::from_secs_f64(first);
     let count = if cli.interval.is_none() {
         Some(1)
     } else {
         cli.count
     };
     let mut done = 0u64;
-    let stdout = std::io::stdout();
+    // The first report: since each overlay's creation, at once, when
+    // overlayd says when that was; else over a short first sample.
+    let mut deadline = match rates::since_creation(&prev) {
+        Some(first) => {
+            if !emit(&mut printer, &first)? {
+                return Ok(());
+            }
+            done += 1;
+            prev_at + Duration::from_secs_f64(cli.interval.unwrap_or(0.0))
+        }
+        None => {
+            let first = cli.interval.map_or(FIRST_SAMPLE, |i| i.min(FIRST_SAMPLE));
+            prev_at + Duration::from_secs_f64(first)
+        }
+    };
     while count.is_none_or(|c| done < c) {
         if !sleep_until(deadline, &stop) {
             return Ok(());
@@ -166,15 +189,9 @@ fn run(cli: &Cli, mut printer: Printer) -> Result<()> {
         let now = Instant::now();
         let secs = rates::interval_secs(&prev, &cur)
             .unwrap_or_else(|| now.duration_since(prev_at).as_secs_f64());
-        let text = printer.report(&rates::rates(&prev, &cur, secs));
-        let mut out = stdout.lock();
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(e).context("writing to stdout");
+        if !emit(&mut printer, &rates::rates(&prev, &cur, secs))? {
+            return Ok(());
         }
-        drop(out);
         done += 1;
         (prev, prev_at) = (cur, now);
         if let Some(i) = cli.interval {

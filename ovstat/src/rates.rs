@@ -4,8 +4,13 @@
 //! address, drops by reason name. A counter that went backwards means the
 //! overlay was deleted and created again (or overlayd restarted) between the
 //! two snapshots; then every counter of that overlay is taken as counted
-//! since its (re)creation, that is, inside the interval. The same holds for
-//! an overlay, a peer or a drop reason that the earlier snapshot lacks.
+//! since its (re)creation, that is, inside the interval (over the part of
+//! the interval since its creation, when overlayd says when that was). The
+//! same holds for an overlay, a peer or a drop reason that the earlier
+//! snapshot lacks, and for an overlay whose creation time changed.
+//!
+//! [`since_creation`] gives vmstat's first line from one snapshot: each
+//! overlay's counters over the time since it was created.
 
 use overlay_api::{OverlayState, OverlayStats, PeerStats, StatsSnapshot};
 use serde::Serialize;
@@ -53,8 +58,9 @@ pub struct OverlayRates {
     pub entries: u64,
     /// Health at the end of the interval.
     pub status: OverlayState,
-    /// Counters went backwards or the overlay is new: rates are of the
-    /// counters since the overlay's creation.
+    /// Rates are of the counters since the overlay's creation: the first
+    /// report ([`since_creation`]), or the counters went backwards, or the
+    /// overlay is new.
     pub reset: bool,
     /// Per underlay peer, in overlayd's order (busiest first).
     pub peers: Vec<PeerRates>,
@@ -70,14 +76,46 @@ pub fn interval_secs(prev: &StatsSnapshot, cur: &StatsSnapshot) -> Option<f64> {
     span(prev.mono_ns, cur.mono_ns).or_else(|| span(prev.time_ns, cur.time_ns))
 }
 
+/// Seconds that `ov`'s counters have been counting at the time of `snap`:
+/// since the overlay was created, or, if overlayd did not say when, since
+/// overlayd started; `None` if the snapshot says neither (an older
+/// overlayd) or the times make no sense.
+pub fn counting_secs(snap: &StatsSnapshot, ov: &OverlayStats) -> Option<f64> {
+    let start = if ov.created_mono_ns != 0 {
+        ov.created_mono_ns
+    } else {
+        snap.started_mono_ns
+    };
+    (start != 0 && snap.mono_ns > start).then(|| (snap.mono_ns - start) as f64 / 1e9)
+}
+
+/// vmstat's first line: per-overlay rates of the counters since each
+/// overlay's creation, from one snapshot, in its order; every row has
+/// `reset` set. `None` if the snapshot lacks the creation times (an older
+/// overlayd), in which case a first interval has to be sampled instead.
+pub fn since_creation(cur: &StatsSnapshot) -> Option<Vec<OverlayRates>> {
+    cur.overlays
+        .iter()
+        .map(|c| counting_secs(cur, c).map(|secs| overlay_rates(None, c, secs)))
+        .collect()
+}
+
 /// Per-overlay rates from `prev` to `cur` over `secs` seconds (see
 /// [`interval_secs`]), in `cur`'s order. Overlays that `cur` lacks are gone
-/// and not listed.
+/// and not listed. An overlay counted from zero (new, or recreated) is
+/// rated over the time since its creation when that is known and shorter.
 pub fn rates(prev: &StatsSnapshot, cur: &StatsSnapshot, secs: f64) -> Vec<OverlayRates> {
     cur.overlays
         .iter()
         .map(|c| {
             let p = prev.overlays.iter().find(|p| p.name == c.name);
+            let secs = match p {
+                Some(p) if !went_back(p, c) => secs,
+                _ => match (c.created_mono_ns, counting_secs(cur, c)) {
+                    (created, Some(since)) if created != 0 => since.min(secs),
+                    _ => secs,
+                },
+            };
             overlay_rates(p, c, secs)
         })
         .collect()
@@ -93,6 +131,9 @@ fn went_back(p: &OverlayStats, c: &OverlayStats) -> bool {
         (p.misses, c.misses),
     ];
     p.vnetid != c.vnetid
+        || (p.created_mono_ns != 0
+            && c.created_mono_ns != 0
+            && p.created_mono_ns != c.created_mono_ns)
         || pairs.iter().any(|(a, b)| b < a)
         || p.drops
             .iter()
@@ -169,6 +210,7 @@ mod tests {
 
     fn ov(name: &str, frames: u64, bytes: u64) -> OverlayStats {
         OverlayStats {
+            offload: Default::default(),
             name: name.into(),
             vnetid: 42,
             rx_frames: frames,
@@ -250,6 +292,62 @@ mod tests {
             (r[0].overlay.as_str(), r[0].reset, r[0].rx_pps),
             ("new", true, 7.0)
         );
+    }
+
+    #[test]
+    fn the_first_report_is_since_each_overlays_creation() {
+        let mut a = ov("ov0", 1_000, 100_000);
+        a.created_mono_ns = 90_000_000_000; // created at 90 s
+        a.drops.insert("no-destination".into(), 50);
+        let mut b = ov("ov1", 30, 3_000);
+        b.created_mono_ns = 0; // not said: since overlayd started, at 70 s
+        let mut s = snap(100, vec![a, b]);
+        s.started_mono_ns = 70_000_000_000;
+        let r = since_creation(&s).expect("the snapshot has creation times");
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].overlay.as_str(), r[0].interval_s), ("ov0", 10.0));
+        assert!(r[0].reset, "{r:?}");
+        assert_eq!(r[0].rx_pps, 100.0);
+        assert_eq!(r[0].tx_bps, 160_000.0);
+        assert_eq!(r[0].drops_ps, 5.0);
+        assert_eq!(r[0].lookups_ps, 10.0);
+        assert_eq!((r[1].interval_s, r[1].rx_pps), (30.0, 1.0));
+        // An older overlayd says neither: no first line from one snapshot.
+        s.started_mono_ns = 0;
+        assert_eq!(since_creation(&s), None);
+        // Nor from times that make no sense (created after the snapshot).
+        let mut late = ov("ov0", 1, 1);
+        late.created_mono_ns = 200_000_000_000;
+        assert_eq!(since_creation(&snap(100, vec![late])), None);
+        // No overlays: an empty first report.
+        assert_eq!(since_creation(&snap(100, vec![])), Some(vec![]));
+    }
+
+    #[test]
+    fn a_recreated_overlay_is_rated_since_its_creation() {
+        let mut old = ov("ov0", 10, 1_000);
+        old.created_mono_ns = 1_000_000_000;
+        // Recreated at 19.5 s with counters already past the old ones: the
+        // changed creation time is what shows the reset.
+        let mut new = ov("ov0", 50, 5_000);
+        new.created_mono_ns = 19_500_000_000;
+        let (a, b) = (snap(10, vec![old.clone()]), snap(20, vec![new]));
+        let r = &rates(&a, &b, interval_secs(&a, &b).unwrap())[0];
+        assert!(r.reset, "{r:?}");
+        assert_eq!(r.interval_s, 0.5);
+        assert_eq!(r.rx_pps, 100.0);
+        // A new overlay created before the earlier snapshot (it was just not
+        // listed then) is rated over the interval, not longer.
+        let mut early = ov("ov1", 20, 2_000);
+        early.created_mono_ns = 1_000_000_000;
+        let r = &rates(&a, &snap(20, vec![early]), 10.0)[0];
+        assert_eq!((r.interval_s, r.rx_pps), (10.0, 2.0));
+        // Same creation time, counters up: an ordinary interval.
+        let mut same = old.clone();
+        same.rx_frames = 30;
+        let r = &rates(&a, &snap(20, vec![same]), 10.0)[0];
+        assert!(!r.reset);
+        assert_eq!(r.rx_pps, 2.0);
     }
 
     #[test]

@@ -49,5 +49,5 @@ fn usage_errors_are_exit_2() {
     }
     let (code, out, _) = ovstat(&["--help"]);
     assert_eq!(code, 0);
-    assert!(out.contains("first sample of 1 second"), "{out}");
+    assert!(out.contains("since each overlay"), "{out}");
 }

@@ -92,7 +92,21 @@ fn ovstat_reports_a_lab_with_traffic() {
         "{out}"
     );
 
-    // Without INTERVAL: one report over a one-second sample.
+    // Without INTERVAL: one report, at once, of the counters since ov0 was
+    // created (vmstat's first line), with the traffic in it.
+    let started = std::time::Instant::now();
+    let out = ovstat(&run_dir, &["-p", "-o", "overlay,tx_pps,rx_pps"]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "the first report waited {took:?}: it should need no sample"
+    );
+    let f: Vec<_> = out.trim().split(':').collect();
+    assert_eq!((f.len(), f[0]), (3, "ov0"), "{out}");
+    for v in &f[1..] {
+        let v: f64 = v.parse().unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert!(v > 1.0, "no traffic since creation: {out}");
+    }
     let out = ovstat(&run_dir, &[]);
     assert_eq!(out.lines().count(), 2, "{out}");
 

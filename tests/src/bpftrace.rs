@@ -94,11 +94,12 @@ impl Trace {
     }
 
     /// Stops the trace with SIGINT (its `END` prints the maps), waits up to
-    /// 20 s for it to exit, and returns everything it printed.
+    /// 60 s for it to exit (detaching can take long on a loaded machine),
+    /// and returns everything it printed.
     pub fn finish(mut self) -> String {
         let mut child = self.child.take().expect("only finish() takes the child");
         signal(&child, libc::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
             if let Ok(Some(_)) = child.try_wait() {
                 break true;
@@ -112,7 +113,7 @@ impl Trace {
             signal(&child, libc::SIGKILL);
             let _ = child.wait();
             panic!(
-                "`{}` did not stop on SIGINT within 20 s:\n{}",
+                "`{}` did not stop on SIGINT within 60 s:\n{}",
                 self.cmd,
                 self.output()
             );

@@ -12,6 +12,9 @@
 //!   NDP, DHCP) — and the flow hash that gives VXLAN its UDP source port.
 //! - [`arp`], [`ndp`]: proxy answers that varpd builds for the overlay
 //!   (ARP replies, neighbour advertisements), on top of smoltcp's wire module.
+//! - [`offload`]: the virtio-net header of a TAP device with offloads, the
+//!   Internet checksum, TCP segmentation of the kernel's super-frames and
+//!   coalescing of received segments (TSO/GRO at layer 2).
 //!
 //! Standard protocols are parsed with smoltcp's `wire` module; only what no
 //! library has (VXLAN) is written here by hand.
@@ -19,6 +22,7 @@
 pub mod arp;
 pub mod eth;
 pub mod ndp;
+pub mod offload;
 pub mod vxlan;
 
 pub use overlay_api::Mac;

@@ -1,7 +1,7 @@
 //! Counters: plain integers owned by the thread that forwards, so counting
 //! costs an add; a snapshot copies them out for the control socket.
 
-use overlay_api::{DropReason, HistBucket, MuxStats, OverlayStats, PeerStats};
+use overlay_api::{DropReason, HistBucket, MuxStats, OffloadStats, OverlayStats, PeerStats};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -26,6 +26,8 @@ pub struct Counters {
     pub queue_overflows: u64,
     /// Frames injected by varpd.
     pub injected: u64,
+    /// What the offloads did.
+    pub offload: OffloadStats,
     drops: [u64; REASONS],
 }
 
@@ -53,10 +55,13 @@ impl Counters {
             .collect()
     }
 
-    /// The overlay snapshot form (peers, latency and status are filled by the caller).
+    /// The overlay snapshot form (peers, latency, status and creation time
+    /// are filled by the caller).
     pub fn overlay_stats(&self, name: &str, vnetid: u32, table_entries: u64) -> OverlayStats {
         OverlayStats {
             status: Default::default(),
+            created_mono_ns: 0,
+            offload: self.offload.clone(),
             peers: Vec::new(),
             lookup_latency: Vec::new(),
             table: Default::default(),
@@ -110,6 +115,20 @@ impl Peers {
         let c = self.0.entry(peer).or_default();
         c.tx_frames += 1;
         c.tx_bytes += len as u64;
+    }
+
+    /// Counts `frames` frames of `bytes` bytes in all sent to `peer`.
+    pub fn tx_many(&mut self, peer: IpAddr, frames: u64, bytes: u64) {
+        let c = self.0.entry(peer).or_default();
+        c.tx_frames += frames;
+        c.tx_bytes += bytes;
+    }
+
+    /// Counts `frames` frames of `bytes` bytes in all received from `peer`.
+    pub fn rx_many(&mut self, peer: IpAddr, frames: u64, bytes: u64) {
+        let c = self.0.entry(peer).or_default();
+        c.rx_frames += frames;
+        c.rx_bytes += bytes;
     }
 
     /// Counts a frame of `len` bytes received from `peer`.

@@ -188,12 +188,12 @@ impl TargetTable {
         self.writer.step(STEP_BUDGET)
     }
 
-    fn queue_new(&mut self, dst: Mac, frame: &[u8]) -> TxDecision {
+    fn queue_new(&mut self, dst: Mac, meta: &[u8], frame: &[u8]) -> TxDecision {
         if self.writer.insert(dst, TargetState::Pending).is_err() {
             return TxDecision::Drop(DropReason::TableFull);
         }
         let mut p = Pending::default();
-        p.push(frame);
+        p.push(meta, frame);
         self.pending.insert(dst, p);
         TxDecision::Queued { ask: true }
     }
@@ -202,25 +202,34 @@ impl TargetTable {
     /// copied into the pending queue.
     #[inline]
     pub fn tx(&mut self, dst: Mac, frame: &[u8], now: Instant) -> TxDecision {
+        self.tx_with(dst, &[], frame, now)
+    }
+
+    /// Like [`tx`](Self::tx), but a queued copy is `meta` followed by
+    /// `frame`: the caller's own per-frame data (overlayd keeps the frame's
+    /// offload header there). Statistics count `frame` alone; the queue
+    /// limit counts both.
+    #[inline]
+    pub fn tx_with(&mut self, dst: Mac, meta: &[u8], frame: &[u8], now: Instant) -> TxDecision {
         let tick = self.index.clock().at(now);
         match self.reader.hit(dst, frame.len() as u64, tick) {
             Some(TargetState::Valid(a)) => TxDecision::Send(a),
             Some(TargetState::Drop) => match self.negative.get(&dst) {
                 Some(t) if now >= *t => {
                     self.negative.remove(&dst);
-                    self.queue_new(dst, frame)
+                    self.queue_new(dst, meta, frame)
                 }
                 _ => TxDecision::Drop(DropReason::TargetDrop),
             },
             Some(TargetState::Pending) => {
                 let p = self.pending.entry(dst).or_default();
-                if p.push(frame) {
+                if p.push(meta, frame) {
                     TxDecision::Queued { ask: false }
                 } else {
                     TxDecision::Drop(DropReason::QueueOverflow)
                 }
             }
-            None => self.queue_new(dst, frame),
+            None => self.queue_new(dst, meta, frame),
         }
     }
 
@@ -373,12 +382,16 @@ fn answer_dest(a: Answer) -> Option<SocketAddr> {
 }
 
 impl Pending {
-    fn push(&mut self, frame: &[u8]) -> bool {
-        if self.bytes + frame.len() > QUEUE_LIMIT {
+    fn push(&mut self, meta: &[u8], frame: &[u8]) -> bool {
+        let len = meta.len() + frame.len();
+        if self.bytes + len > QUEUE_LIMIT {
             return false;
         }
-        self.bytes += frame.len();
-        self.queue.push_back(frame.into());
+        self.bytes += len;
+        let mut copy = Vec::with_capacity(len);
+        copy.extend_from_slice(meta);
+        copy.extend_from_slice(frame);
+        self.queue.push_back(copy.into_boxed_slice());
         true
     }
 }

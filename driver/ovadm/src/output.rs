@@ -707,6 +707,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
             mono_ns: 2,
             varpd_linked: true,
             overlays: vec![OverlayStats {
+                offload: Default::default(),
                 name: "ov0".into(),
                 vnetid: 100,
                 rx_frames: 10,
@@ -726,6 +727,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
                 rx_datagrams: 12,
                 drops: BTreeMap::from([("unknown-vni".into(), 2)]),
             }],
+            started_mono_ns: 1,
         };
         let got = render_stats(&snap);
         let want = "\

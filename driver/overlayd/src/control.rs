@@ -261,6 +261,7 @@ impl Daemon {
                 ov.counters
                     .overlay_stats(&ov.cfg.name, ov.cfg.vnetid, ov.table.len() as u64);
             s.status = ov.status(linked).0;
+            s.created_mono_ns = ov.created_mono_ns;
             s.peers = ov.peers.stats();
             s.lookup_latency = ov.lookup_ns.buckets();
             let t = ov.table.counters();
@@ -296,6 +297,7 @@ impl Daemon {
                 varpd_linked: self.link.is_some(),
                 overlays,
                 muxes,
+                started_mono_ns: self.started_mono_ns,
             },
         }
     }
@@ -317,7 +319,7 @@ impl Daemon {
             Ok(released) => {
                 probe::target_set(&ov.cfg.name, mac, &dest, "operator");
                 if let (Some(r), Some(mux)) = (released, self.muxes.get(&ov.mux)) {
-                    release(ov, mux, r);
+                    release(&mut self.txq, ov, mux, r);
                 }
                 ok()
             }
@@ -467,6 +469,7 @@ impl Daemon {
                 peers: Default::default(),
                 lookup_ns: Default::default(),
                 reported: (overlay_api::OverlayState::Online, None),
+                created_mono_ns: monotonic_ns(),
             },
         );
         self.report_all();
@@ -521,7 +524,7 @@ impl Daemon {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -7,8 +7,11 @@
 //! Tokens carry their kind in the low two bits and an id above them.
 
 use crate::conn::Conn;
+use crate::datapath::Gro;
 use crate::mux::Mux;
 use crate::overlay::Overlay;
+use crate::rxq::RxBatch;
+use crate::txq::TxQueue;
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
@@ -32,10 +35,9 @@ pub(crate) fn token(kind: usize, id: u64) -> Token {
     Token(((id as usize) << 2) | kind)
 }
 
-/// Room before a frame for the VXLAN header, so encapsulation writes in place.
-pub(crate) const HEADROOM: usize = overlay_wire::vxlan::HEADER_LEN;
-/// Size of the frame buffer (largest UDP datagram).
-pub(crate) const BUF: usize = 65536;
+/// Size of the TAP read buffer: a virtio-net header and the largest TCP
+/// super-frame (64 KiB of IP behind a tagged Ethernet header).
+pub(crate) const TAPBUF: usize = overlay_wire::offload::VNET_HDR_LEN + 65_536 + 18;
 /// How long a create-overlay waits for varpd to configure the instance.
 pub(crate) const CREATE_WAIT: Duration = Duration::from_secs(5);
 /// A lookup unanswered this long is asked again.
@@ -88,7 +90,16 @@ pub struct Daemon {
     pub(crate) parked: Vec<Parked>,
     next_id: u64,
     pub(crate) next_lookup: u64,
-    pub(crate) buf: Box<[u8]>,
+    /// Where a TAP read lands (virtio-net header, frame).
+    pub(crate) tapbuf: Box<[u8]>,
+    /// Datagrams waiting to be sent to the underlay.
+    pub(crate) txq: TxQueue,
+    /// Buffers of the last batch received from the underlay.
+    pub(crate) rxq: RxBatch,
+    /// The super-frame being coalesced for a TAP device.
+    pub(crate) gro: Gro,
+    /// When overlayd started (CLOCK_MONOTONIC ns), for `StatsSnapshot`.
+    pub(crate) started_mono_ns: u64,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -115,8 +126,6 @@ impl Daemon {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
         }
-        let mut buf = vec![0u8; BUF + HEADROOM].into_boxed_slice();
-        buf.fill(0);
         log::info!("overlayd listening on {}", sock_path.display());
         Ok(Daemon {
             poll,
@@ -133,7 +142,11 @@ impl Daemon {
             parked: Vec::new(),
             next_id: 1,
             next_lookup: 0,
-            buf,
+            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
+            txq: TxQueue::new(),
+            rxq: RxBatch::new(),
+            gro: Gro::default(),
+            started_mono_ns: crate::control::monotonic_ns(),
             shutdown,
         })
     }
@@ -161,9 +174,14 @@ impl Daemon {
                     KIND_LISTENER => self.accept(),
                     KIND_TAP => self.tap_readable(id),
                     KIND_MUX => self.mux_readable(id),
-                    _ => self.conn_event(id),
+                    _ => {
+                        // Control requests see counters of everything sent so far.
+                        self.flush_tx();
+                        self.conn_event(id)
+                    }
                 }
             }
+            self.flush_tx();
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 self.tick(last_tick);

@@ -1,70 +1,187 @@
 //! The data path: frames from a TAP device out to the underlay (tx), and
 //! datagrams from the underlay into a TAP device (rx).
 //!
-//! tx: read a frame into the shared buffer just after [`HEADROOM`] bytes,
-//! decide where it goes (point destination, target table, or varpd for
-//! ARP/NDP/DHCP), write the VXLAN header into the headroom and send the lot
-//! with one `send_to` from the flow's socket. rx: receive a datagram, check
-//! the VXLAN header, demultiplex by VNI, write the inner frame to the TAP.
+//! tx: read a frame and its virtio-net header from the TAP device; complete
+//! a checksum the kernel left partial, or take a TCP super-frame (TSO) as
+//! it is; decide where it goes (point destination, target table, or varpd
+//! for ARP/NDP/DHCP); encapsulate it — a super-frame cut into MTU-sized
+//! segments on the way — into the send queue ([`TxQueue`]), which leaves in
+//! batched, GSO-sized `sendmsg` calls. rx: receive a batch of datagrams
+//! ([`RxBatch`], UDP GRO), check each VXLAN header, demultiplex by VNI, and
+//! write the inner frames to the TAP device, consecutive TCP segments of a
+//! flow coalesced into one super-frame ([`Coalescer`]), and a checksum that
+//! a kernel peer left partial kept partial
+//! ([`offload::partial_checksum`]).
+//!
 //! On the hit path nothing is locked and nothing is allocated; every frame
 //! that is not delivered is counted under a [`DropReason`] and traced by
-//! the `overlay:drop` probe with the same reason.
+//! the `overlay:drop` probe with the same reason. Counters count frames as
+//! they cross the underlay: one per segment, not per super-frame.
 
-use crate::daemon::{Daemon, LookupCtx, HEADROOM};
+use crate::daemon::{Daemon, LookupCtx};
 use crate::mux::Mux;
 use crate::overlay::Overlay;
+use crate::txq::TxQueue;
 use overlay_api::proto::DriverMsg;
 use overlay_api::{DestMode, DropReason, Mac};
 use overlay_core::TxDecision;
 use overlay_probes::overlay as probe;
 use overlay_wire::eth::{self, GroupKind};
+use overlay_wire::offload::{
+    self, Coalescer, TcpLayout, Tso, VnetHdr, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
+};
 use overlay_wire::vxlan;
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 /// Most broadcast/multicast frames an overlay may have waiting on varpd.
 const BCAST_INFLIGHT_MAX: u32 = 256;
+/// Messages queued before the TAP read loop flushes the send queue.
+const FLUSH_MSGS: usize = 32;
+/// Received buffers up to this size are plain datagrams for any overlay
+/// (the smallest MTU, 576, with the Ethernet and VXLAN headers): only
+/// larger ones are looked at as possible super-frames.
+const SUPER_MIN: usize = 576 + 18 + vxlan::HEADER_LEN;
+/// The virtio-net header of a frame with nothing left to do.
+const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
-/// Encapsulates `pkt[HEADROOM..]` (a frame for `dst`) in place and sends it to `dest`.
-#[inline]
-pub(crate) fn send_encap(ov: &mut Overlay, mux: &Mux, pkt: &mut [u8], dst: Mac, dest: SocketAddr) {
-    let frame_len = pkt.len() - HEADROOM;
-    let hash = eth::flow_hash(&pkt[HEADROOM..]);
-    let hdr: &mut [u8; HEADROOM] = (&mut pkt[..HEADROOM])
-        .try_into()
-        .expect("headroom is a VXLAN header");
-    vxlan::emit(ov.cfg.vnetid, hdr);
-    match mux.sender(hash).send_to(pkt, dest) {
-        Ok(_) => {
-            ov.counters.tx_frames += 1;
-            ov.counters.tx_bytes += frame_len as u64;
-            ov.peers.tx(dest.ip(), frame_len);
-            probe::encap(&ov.cfg.name, ov.cfg.vnetid, dst, dest, frame_len);
-        }
-        Err(e) => {
-            log::debug!("{}: send to {dest}: {e}", ov.cfg.name);
-            ov.drop(DropReason::SendError, frame_len);
+/// Queues `frame` (checksums complete, or a TSO super-frame described by
+/// `tso`) for `dst`, encapsulated, to be sent to `dest` from the flow's
+/// socket. Counters are counted when the queue is flushed.
+pub(crate) fn encap(
+    txq: &mut TxQueue,
+    ov: &Overlay,
+    mux: &Mux,
+    frame: &[u8],
+    tso: Option<&Tso>,
+    dst: Mac,
+    dest: SocketAddr,
+) {
+    let fd = mux.sender(eth::flow_hash(frame)).as_raw_fd();
+    let vni = ov.cfg.vnetid;
+    let mut put = |len: usize, fill: &mut dyn FnMut(&mut [u8])| {
+        let out = txq.datagram(fd, dest, ov.oid, vxlan::HEADER_LEN + len, len);
+        let (hdr, inner) = out.split_at_mut(vxlan::HEADER_LEN);
+        vxlan::emit(vni, hdr.try_into().expect("a VXLAN header"));
+        fill(inner);
+        probe::encap(&ov.cfg.name, vni, dst, dest, len);
+    };
+    match tso {
+        None => put(frame.len(), &mut |out| out.copy_from_slice(frame)),
+        Some(t) => {
+            for i in 0..t.count() {
+                put(t.segment_len(frame, i), &mut |out| t.write(frame, i, out));
+            }
         }
     }
 }
 
-/// Sends a frame that is not in the shared buffer (a released queue entry).
-pub(crate) fn send_copy(ov: &mut Overlay, mux: &Mux, frame: &[u8], dest: SocketAddr) {
-    let mut pkt = vec![0u8; HEADROOM + frame.len()];
-    pkt[HEADROOM..].copy_from_slice(frame);
+/// Queues a frame released from a pending queue, where it was kept behind
+/// its virtio-net header.
+pub(crate) fn send_queued(
+    txq: &mut TxQueue,
+    ov: &mut Overlay,
+    mux: &Mux,
+    stored: &[u8],
+    dest: SocketAddr,
+) {
+    let Some((h, frame)) = stored.split_first_chunk::<VNET_HDR_LEN>() else {
+        return ov.drop(DropReason::RuntFrame, stored.len());
+    };
+    let hdr = VnetHdr::parse(h);
+    let tso = match hdr.is_tso().then(|| Tso::new(frame, &hdr)) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => return ov.drop(DropReason::BadOffload, frame.len()),
+    };
     let dst = eth::classify(frame).map(|i| i.dst).unwrap_or_default();
-    send_encap(ov, mux, &mut pkt, dst, dest);
+    encap(txq, ov, mux, frame, tso.as_ref(), dst, dest);
+}
+
+/// The TCP super-frame being coalesced for the TAP device, and what it
+/// holds for the counters.
+#[derive(Debug, Default)]
+pub(crate) struct Gro {
+    c: Coalescer,
+    oid: u64,
+    from: Option<IpAddr>,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Gro {
+    /// Writes the held super-frame (if any) to its overlay's TAP device.
+    pub(crate) fn flush(&mut self, overlays: &mut HashMap<u64, Overlay>) {
+        let (oid, frames, bytes) = (self.oid, self.frames, self.bytes);
+        let Some((hdr, frame)) = self.c.finish() else {
+            return;
+        };
+        let Some(ov) = overlays.get_mut(&oid) else {
+            return;
+        };
+        match ov.tap.write(&hdr.emit(), frame) {
+            Ok(_) => {
+                ov.counters.rx_frames += frames;
+                ov.counters.rx_bytes += bytes;
+                if frames > 1 {
+                    ov.counters.offload.gro_frames += 1;
+                    ov.counters.offload.gro_segments += frames;
+                }
+                if let Some(ip) = self.from {
+                    ov.peers.rx_many(ip, frames, bytes);
+                }
+            }
+            Err(e) => {
+                log::debug!("{}: TAP write: {e}", ov.cfg.name);
+                for _ in 0..frames {
+                    ov.drop(DropReason::TapWriteError, (bytes / frames) as usize);
+                }
+            }
+        }
+    }
 }
 
 impl Daemon {
+    /// Sends what the send queue holds and counts what became of it.
+    pub(crate) fn flush_tx(&mut self) {
+        if self.txq.is_empty() {
+            return;
+        }
+        self.txq.flush();
+        for o in self.txq.outcomes.drain(..) {
+            let Some(ov) = self.overlays.get_mut(&o.oid) else {
+                continue;
+            };
+            match o.error {
+                None => {
+                    ov.counters.tx_frames += o.frames;
+                    ov.counters.tx_bytes += o.bytes;
+                    if o.gso {
+                        ov.counters.offload.gso_sends += 1;
+                        ov.counters.offload.gso_datagrams += o.frames;
+                    }
+                    ov.peers.tx_many(o.dest.ip(), o.frames, o.bytes);
+                }
+                Some(e) => {
+                    log::debug!("{}: send to {}: {e}", ov.cfg.name, o.dest);
+                    for _ in 0..o.frames {
+                        ov.drop(DropReason::SendError, (o.bytes / o.frames) as usize);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads every frame the TAP device of overlay `oid` has.
     pub(crate) fn tap_readable(&mut self, oid: u64) {
         loop {
             let Some(ov) = self.overlays.get(&oid) else {
                 return;
             };
-            let n = match ov.tap.read(&mut self.buf[HEADROOM..]) {
+            let n = match ov.tap.read(&mut self.tapbuf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -74,6 +191,9 @@ impl Daemon {
                 }
             };
             self.tx_frame(oid, n);
+            if self.txq.len() >= FLUSH_MSGS {
+                self.flush_tx();
+            }
         }
     }
 
@@ -85,32 +205,66 @@ impl Daemon {
         let Some(mux) = self.muxes.get(&ov.mux) else {
             return;
         };
-        let pkt = &mut self.buf[..HEADROOM + n];
-        let Some(info) = eth::classify(&pkt[HEADROOM..]) else {
+        let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
             return ov.drop(DropReason::RuntFrame, n);
         };
-        probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, n);
-        if n > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
-            return ov.drop(DropReason::TooBig, n);
-        }
+        let hdr = VnetHdr::parse(h);
+        let Some(info) = eth::classify(frame) else {
+            return ov.drop(DropReason::RuntFrame, frame.len());
+        };
+        let len = frame.len();
+        probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, len);
+        let max = ov.cfg.mtu as usize + eth::HEADER_LEN + 4;
+        let tso = if hdr.is_tso() {
+            match Tso::new(frame, &hdr) {
+                Ok(t) if t.header_len() + hdr.gso_size as usize <= max => {
+                    ov.counters.offload.tso_frames += 1;
+                    ov.counters.offload.tso_segments += t.count() as u64;
+                    Some(t)
+                }
+                Ok(_) => return ov.drop(DropReason::TooBig, len),
+                Err(e) => {
+                    log::debug!("{}: {e}", ov.cfg.name);
+                    return ov.drop(DropReason::BadOffload, len);
+                }
+            }
+        } else {
+            if len > max {
+                return ov.drop(DropReason::TooBig, len);
+            }
+            if hdr.gso_type != GSO_NONE {
+                return ov.drop(DropReason::BadOffload, len);
+            }
+            if hdr.flags & F_NEEDS_CSUM != 0 {
+                if let Err(e) = offload::complete_checksum(frame, hdr.csum_start, hdr.csum_offset) {
+                    log::debug!("{}: {e}", ov.cfg.name);
+                    return ov.drop(DropReason::BadOffload, len);
+                }
+                *h = PLAIN;
+            }
+            None
+        };
+        let frame = &*frame;
         match (ov.mode, ov.point) {
-            (Some(DestMode::Point), Some(dest)) => return send_encap(ov, mux, pkt, info.dst, dest),
+            (Some(DestMode::Point), Some(dest)) => {
+                return encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest)
+            }
             (Some(DestMode::Dynamic), _) => {}
-            _ => return ov.drop(DropReason::NoDestination, n),
+            _ => return ov.drop(DropReason::NoDestination, len),
         }
         if let Some(kind) = info.group {
-            if kind == GroupKind::Other {
-                return ov.drop(DropReason::MulticastUnsupported, n);
+            if kind == GroupKind::Other || tso.is_some() {
+                return ov.drop(DropReason::MulticastUnsupported, len);
             }
             let Some(link) = self.link.as_mut().filter(|_| ov.configured) else {
-                return ov.drop(DropReason::VarpdUnavailable, n);
+                return ov.drop(DropReason::VarpdUnavailable, len);
             };
             if ov.bcast_inflight >= BCAST_INFLIGHT_MAX {
-                return ov.drop(DropReason::VarpdBusy, n);
+                return ov.drop(DropReason::VarpdBusy, len);
             }
             self.next_lookup += 1;
             let id = self.next_lookup;
-            let frame: Box<[u8]> = pkt[HEADROOM..].into();
+            let frame: Box<[u8]> = frame.into();
             let msg = DriverMsg::Lookup {
                 id,
                 oid,
@@ -119,7 +273,7 @@ impl Daemon {
                 frame: Some(frame.to_vec()),
             };
             if !link.conn.send(&msg) {
-                return ov.drop(DropReason::VarpdBusy, n);
+                return ov.drop(DropReason::VarpdBusy, len);
             }
             ov.counters.lookups += 1;
             ov.bcast_inflight += 1;
@@ -135,10 +289,10 @@ impl Daemon {
             );
             return;
         }
-        match ov.table.tx(info.dst, &pkt[HEADROOM..], now) {
+        match ov.table.tx_with(info.dst, h, frame, now) {
             TxDecision::Send(dest) => {
                 probe::target_hit(&ov.cfg.name, info.dst, dest);
-                send_encap(ov, mux, pkt, info.dst, dest)
+                encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest)
             }
             TxDecision::Drop(DropReason::QueueOverflow) => {
                 probe::target_queue_overflow(
@@ -146,9 +300,9 @@ impl Daemon {
                     info.dst,
                     ov.table.queued_bytes(info.dst),
                 );
-                ov.drop(DropReason::QueueOverflow, n)
+                ov.drop(DropReason::QueueOverflow, len)
             }
-            TxDecision::Drop(r) => ov.drop(r, n),
+            TxDecision::Drop(r) => ov.drop(r, len),
             TxDecision::Queued { ask } => {
                 ov.counters.misses += 1;
                 probe::target_miss(&ov.cfg.name, info.dst, ask);
@@ -182,15 +336,15 @@ impl Daemon {
         }
     }
 
-    /// Receives every datagram mux `mid` has.
+    /// Receives every datagram mux `mid` has, a batch at a time.
     pub(crate) fn mux_readable(&mut self, mid: u64) {
         loop {
             let Some(mux) = self.muxes.get_mut(&mid) else {
                 return;
             };
-            let (n, from) = match mux.sock.recv_from(&mut self.buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            let n = match self.rxq.recv(mux.sock.as_raw_fd()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // ICMP errors surface here on some kernels; they are not fatal.
@@ -198,52 +352,173 @@ impl Daemon {
                     continue;
                 }
             };
-            mux.counters.rx_frames += 1;
-            let mux_drop = |mux: &mut Mux, reason: DropReason, vni: u32| {
-                mux.counters.drop(reason, 1);
-                probe::drop("-", vni, reason, n);
-            };
-            let p = match vxlan::parse(&self.buf[..n]) {
-                Ok(p) => p,
-                Err(vxlan::VxlanError::Short(_)) => {
-                    mux_drop(mux, DropReason::ShortHeader, 0);
+            for i in 0..n {
+                let Some((data, from, seg)) = self.rxq.get(i) else {
+                    // Truncated (cannot happen with 64 KiB buffers) or no sender.
+                    mux.counters.rx_frames += 1;
+                    mux.counters.drop(DropReason::ShortHeader, 1);
+                    continue;
+                };
+                if data.len() > SUPER_MIN
+                    && rx_super(mux, &mut self.overlays, &mut self.gro, data, from, seg)
+                {
                     continue;
                 }
-                Err(vxlan::VxlanError::NoVniFlag(_)) => {
-                    mux_drop(mux, DropReason::NoVniFlag, 0);
-                    continue;
-                }
-            };
-            let Some(ov) = mux
-                .table
-                .demux(p.vni)
-                .and_then(|oid| self.overlays.get_mut(&oid))
-            else {
-                mux_drop(mux, DropReason::UnknownVni, p.vni);
-                continue;
-            };
-            let len = p.inner.len();
-            if len > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
-                ov.drop(DropReason::TooBig, len);
-                continue;
-            }
-            match ov.tap.write(p.inner) {
-                Ok(_) => {
-                    ov.counters.rx_frames += 1;
-                    ov.counters.rx_bytes += len as u64;
-                    ov.peers.rx(from.ip(), len);
-                    let mac = |at: usize| {
-                        Mac(p.inner[at..at + 6]
-                            .try_into()
-                            .expect("parse() checked the length"))
-                    };
-                    probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, from.ip());
-                }
-                Err(e) => {
-                    log::debug!("{}: TAP write: {e}", ov.cfg.name);
-                    ov.drop(DropReason::TapWriteError, len);
+                for d in data.chunks(seg) {
+                    rx_datagram(mux, &mut self.overlays, &mut self.gro, d, from);
                 }
             }
+            // Coalesce only within what one system call brought.
+            self.gro.flush(&mut self.overlays);
+        }
+    }
+}
+
+/// Takes a buffer that is one VXLAN datagram around a whole TCP
+/// super-frame, if it is one: what a kernel VXLAN peer in a neighbouring
+/// namespace sends, since its TSO frame crosses the veth unsegmented and
+/// the socket's UDP GRO takes it as it is. The frame goes to the TAP device
+/// whole, for the kernel to cut if it must, in segments of the size the
+/// kernel reported (`seg`, when smaller than the buffer) or else of the
+/// largest size the overlay's MTU allows, which is what the peer's TCP,
+/// on a device of the same MTU, used. False, having touched nothing, if
+/// the buffer is something else (a batch of datagrams, or a frame that is
+/// not TCP: the caller handles, or drops, those).
+fn rx_super(
+    mux: &mut Mux,
+    overlays: &mut HashMap<u64, Overlay>,
+    gro: &mut Gro,
+    data: &mut [u8],
+    from: SocketAddr,
+    seg: usize,
+) -> bool {
+    let len = data.len();
+    let Ok(p) = vxlan::parse(data) else {
+        return false;
+    };
+    let vni = p.vni;
+    let Some(oid) = mux.table.demux(vni).filter(|o| overlays.contains_key(o)) else {
+        return false;
+    };
+    let inner = &mut data[vxlan::HEADER_LEN..];
+    let max = overlays[&oid].cfg.mtu as usize + eth::HEADER_LEN + 4;
+    if inner.len() <= max && seg >= len {
+        return false;
+    }
+    // A batch's first datagram is `seg` long, so its inner frame cannot
+    // fill the buffer: only a single super-frame has a layout here.
+    let Some(layout) = TcpLayout::of(inner) else {
+        return false;
+    };
+    let mss = if seg < len {
+        seg
+    } else {
+        max.saturating_sub(layout.payload)
+    };
+    let hint = VnetHdr {
+        gso_type: if layout.v6 {
+            offload::GSO_TCPV6
+        } else {
+            offload::GSO_TCPV4
+        },
+        gso_size: mss as u16,
+        ..VnetHdr::default()
+    };
+    let Ok(tso) = Tso::new(inner, &hint) else {
+        return false;
+    };
+    gro.flush(overlays);
+    mux.counters.rx_frames += 1;
+    let ov = overlays.get_mut(&oid).expect("checked above");
+    let (frames, bytes) = (tso.count() as u64, tso.segments_len(inner) as u64);
+    if tso.header_len() + mss > max {
+        ov.drop(DropReason::TooBig, inner.len());
+        return true;
+    }
+    let mac = |at: usize| Mac(inner[at..at + 6].try_into().expect("a TCP frame"));
+    for i in 0..tso.count() {
+        let len = tso.segment_len(inner, i);
+        probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, from.ip());
+    }
+    let hdr = tso.to_tap(inner);
+    match ov.tap.write(&hdr.emit(), inner) {
+        Ok(_) => {
+            ov.counters.rx_frames += frames;
+            ov.counters.rx_bytes += bytes;
+            ov.counters.offload.gro_frames += 1;
+            ov.counters.offload.gro_segments += frames;
+            ov.peers.rx_many(from.ip(), frames, bytes);
+        }
+        Err(e) => {
+            log::debug!("{}: TAP write: {e}", ov.cfg.name);
+            for _ in 0..frames {
+                ov.drop(DropReason::TapWriteError, (bytes / frames) as usize);
+            }
+        }
+    }
+    true
+}
+
+/// Takes one datagram from the underlay.
+fn rx_datagram(
+    mux: &mut Mux,
+    overlays: &mut HashMap<u64, Overlay>,
+    gro: &mut Gro,
+    d: &[u8],
+    from: SocketAddr,
+) {
+    let n = d.len();
+    mux.counters.rx_frames += 1;
+    let mux_drop = |mux: &mut Mux, reason: DropReason, vni: u32| {
+        mux.counters.drop(reason, 1);
+        probe::drop("-", vni, reason, n);
+    };
+    let p = match vxlan::parse(d) {
+        Ok(p) => p,
+        Err(vxlan::VxlanError::Short(_)) => return mux_drop(mux, DropReason::ShortHeader, 0),
+        Err(vxlan::VxlanError::NoVniFlag(_)) => return mux_drop(mux, DropReason::NoVniFlag, 0),
+    };
+    let Some(oid) = mux.table.demux(p.vni).filter(|o| overlays.contains_key(o)) else {
+        return mux_drop(mux, DropReason::UnknownVni, p.vni);
+    };
+    let inner = p.inner;
+    let len = inner.len();
+    let mac = |at: usize| {
+        Mac(inner[at..at + 6]
+            .try_into()
+            .expect("parse() checked the length"))
+    };
+    let ip = from.ip();
+    if !gro.c.is_empty() {
+        if gro.oid == oid && gro.from == Some(ip) && gro.c.append(inner) {
+            gro.frames += 1;
+            gro.bytes += len as u64;
+            let ov = &overlays[&oid];
+            probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, ip);
+            return;
+        }
+        gro.flush(overlays);
+    }
+    let ov = overlays.get_mut(&oid).expect("checked above");
+    if len > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
+        return ov.drop(DropReason::TooBig, len);
+    }
+    probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, ip);
+    if gro.c.start(inner) {
+        (gro.oid, gro.from, gro.frames, gro.bytes) = (oid, Some(ip), 1, len as u64);
+        return;
+    }
+    // A kernel peer over a veth leaves checksums partial: keep them so.
+    let hdr = offload::partial_checksum(inner).map_or(PLAIN, |h| h.emit());
+    match ov.tap.write(&hdr, inner) {
+        Ok(_) => {
+            ov.counters.rx_frames += 1;
+            ov.counters.rx_bytes += len as u64;
+            ov.peers.rx(ip, len);
+        }
+        Err(e) => {
+            log::debug!("{}: TAP write: {e}", ov.cfg.name);
+            ov.drop(DropReason::TapWriteError, len);
         }
     }
 }

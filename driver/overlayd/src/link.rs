@@ -9,7 +9,8 @@
 //! are dropped as `varpd-unavailable` (the guest will ask again).
 
 use crate::daemon::{Daemon, Link};
-use crate::datapath::send_copy;
+use crate::datapath::{encap, send_queued};
+use crate::txq::TxQueue;
 use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
 use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, Mac, PluginInfo};
 use overlay_core::target::Released;
@@ -209,7 +210,10 @@ impl Daemon {
                 let Some(ov) = self.overlays.get_mut(&oid) else {
                     return;
                 };
-                match ov.tap.write(&frame) {
+                match ov
+                    .tap
+                    .write(&[0; overlay_wire::offload::VNET_HDR_LEN], &frame)
+                {
                     Ok(_) => {
                         ov.counters.injected += 1;
                         if let Some(i) = overlay_wire::eth::classify(&frame) {
@@ -262,7 +266,9 @@ impl Daemon {
             ov.bcast_inflight = ov.bcast_inflight.saturating_sub(1);
             match result {
                 LookupResult::Handled => {}
-                LookupResult::Target { dest } => send_copy(ov, mux, &frame, dest),
+                LookupResult::Target { dest } => {
+                    encap(&mut self.txq, ov, mux, &frame, None, ctx.mac, dest)
+                }
                 LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => {
                     ov.drop(DropReason::NotAnswered, frame.len())
                 }
@@ -286,7 +292,7 @@ impl Daemon {
                 Answer::Dest(d) => probe::target_set(&ov.cfg.name, ctx.mac, &d, "varpd"),
                 Answer::Drop => probe::target_set(&ov.cfg.name, ctx.mac, &"drop", "varpd"),
             }
-            release(ov, mux, r);
+            release(&mut self.txq, ov, mux, r);
         }
     }
 
@@ -320,17 +326,24 @@ impl Daemon {
     }
 }
 
-/// Sends (or drops) the frames an answer released.
-pub(crate) fn release(ov: &mut crate::overlay::Overlay, mux: &crate::mux::Mux, r: Released) {
+/// Queues (or drops) the frames an answer released; each was kept behind
+/// its virtio-net header.
+pub(crate) fn release(
+    txq: &mut TxQueue,
+    ov: &mut crate::overlay::Overlay,
+    mux: &crate::mux::Mux,
+    r: Released,
+) {
     match r.dest {
         Some(d) => {
             for f in r.frames {
-                send_copy(ov, mux, &f, d);
+                send_queued(txq, ov, mux, &f, d);
             }
         }
         None => {
             for f in r.frames {
-                ov.drop(DropReason::TargetDrop, f.len());
+                let len = f.len().saturating_sub(overlay_wire::offload::VNET_HDR_LEN);
+                ov.drop(DropReason::TargetDrop, len);
             }
         }
     }

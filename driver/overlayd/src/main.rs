@@ -34,7 +34,9 @@ mod datapath;
 mod link;
 mod mux;
 mod overlay;
+mod rxq;
 mod tap;
+mod txq;
 
 use clap::Parser;
 use std::path::PathBuf;

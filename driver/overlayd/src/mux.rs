@@ -8,14 +8,32 @@
 //! [`SENDERS`] sockets bound to ephemeral ports of the listen address: the
 //! port depends only on the flow, and the kernel still routes, fragments
 //! and checksums (which a raw socket would leave to us).
+//!
+//! The receiving socket has `UDP_GRO` on, so a peer's batch of datagrams
+//! may arrive in one piece (see `rxq.rs`); all sockets get large buffers
+//! so that a burst of 64 KiB super-frames does not overflow them.
 
+use crate::rxq::{set_int, UDP_GRO};
 use mio::net::UdpSocket;
 use overlay_core::{Counters, MuxTable};
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdp};
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Sending sockets per mux.
 pub const SENDERS: usize = 16;
+/// Receive buffer of the mux socket.
+const RCVBUF: libc::c_int = 8 << 20;
+/// Send buffer of each sending socket.
+const SNDBUF: libc::c_int = 4 << 20;
+
+/// Sets a buffer size past the sysctl limit when allowed (root), else as
+/// far as the limit goes.
+fn buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, size: libc::c_int) {
+    if set_int(fd, libc::SOL_SOCKET, force, size).is_err() {
+        let _ = set_int(fd, libc::SOL_SOCKET, plain, size);
+    }
+}
 
 /// A mux.
 #[derive(Debug)]
@@ -36,10 +54,16 @@ impl Mux {
     /// Binds the receiving and sending sockets.
     pub fn bind(listen: SocketAddr) -> io::Result<Mux> {
         let sock = UdpSocket::bind(listen)?;
+        let fd = sock.as_raw_fd();
+        buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
+        if let Err(e) = set_int(fd, libc::SOL_UDP, UDP_GRO, 1) {
+            log::warn!("mux {listen}: no UDP GRO ({e}); receiving one datagram at a time");
+        }
         let senders = (0..SENDERS)
             .map(|_| {
                 let s = StdUdp::bind(SocketAddr::new(listen.ip(), 0))?;
                 s.set_nonblocking(true)?;
+                buffer(s.as_raw_fd(), libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF);
                 Ok(s)
             })
             .collect::<io::Result<Vec<_>>>()?;

@@ -40,6 +40,9 @@ pub struct Overlay {
     pub lookup_ns: Histogram,
     /// The health last reported (by the degrade/restore probes).
     pub reported: (OverlayState, Option<String>),
+    /// CLOCK_MONOTONIC nanoseconds when it was created (its counters start
+    /// there; `OverlayStats::created_mono_ns`).
+    pub created_mono_ns: u64,
 }
 
 /// Fires the `table-resize-*` probes for one overlay's target table.

@@ -1,15 +1,25 @@
 //! TAP devices: the Linux stand-in for an illumos GLDv3 overlay NIC.
 //!
-//! Opening `/dev/net/tun` with `IFF_TAP | IFF_NO_PI` gives a file descriptor
-//! that reads and writes whole Ethernet frames. This is the thin I/O shell
-//! around two ioctls (TUNSETIFF, SIOCSIFMTU); the device vanishes when the
-//! descriptor closes.
+//! Opening `/dev/net/tun` with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR` gives a
+//! file descriptor that reads and writes whole Ethernet frames, each behind
+//! a virtio-net header ([`overlay_wire::offload::VnetHdr`]). `TUNSETOFFLOAD`
+//! then lets the kernel leave TCP/UDP checksums to us and hand over TCP
+//! super-frames of up to 64 KiB (TSO), and accept such frames from us: the
+//! data path cuts and coalesces them (see `datapath.rs`). This is the thin
+//! I/O shell around those ioctls and SIOCSIFMTU; the device vanishes when
+//! the descriptor closes.
 
+use overlay_wire::offload::VNET_HDR_LEN;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const IFF_VNET_HDR: libc::c_int = 0x4000;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
 
 /// An open TAP device.
 #[derive(Debug)]
@@ -34,7 +44,8 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 }
 
 impl Tap {
-    /// Creates (or attaches to) TAP device `name`, non-blocking, with `mtu`.
+    /// Creates (or attaches to) TAP device `name`, non-blocking, with `mtu`,
+    /// virtio-net headers and checksum and TCP segmentation offloads.
     pub fn create(name: &str, mtu: u32) -> io::Result<Tap> {
         let path: &CStr = c"/dev/net/tun";
         // SAFETY: plain open(2) of a NUL-terminated path.
@@ -50,9 +61,21 @@ impl Tap {
         // SAFETY: raw is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut ifr = ifreq(name)?;
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as libc::c_short;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+        // SAFETY: TUNSETOFFLOAD takes its flags as the argument itself.
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                TUNSETOFFLOAD as _,
+                offloads as libc::c_ulong,
+            )
+        } < 0
+        {
             return Err(io::Error::last_os_error());
         }
         let tap = Tap {
@@ -81,7 +104,7 @@ impl Tap {
         Ok(())
     }
 
-    /// Reads one frame; `WouldBlock` when none is waiting.
+    /// Reads one virtio-net header and frame; `WouldBlock` when none is waiting.
     #[inline]
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: buf is valid for buf.len() bytes.
@@ -93,11 +116,22 @@ impl Tap {
         }
     }
 
-    /// Writes one frame.
+    /// Writes one frame behind its virtio-net header.
     #[inline]
-    pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: frame is valid for frame.len() bytes.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+    pub fn write(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs point at live buffers of their lengths, which
+        // writev(2) only reads.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {

@@ -150,3 +150,43 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.0.join("prometheus.log")).unwrap_or_default()
     }
 }
+
+/// What to install when promtool is missing: never pass without it.
+pub const NO_PROMTOOL: &str = "promtool not found: install the Debian package `prometheus` \
+     (`sudo apt-get install prometheus`, or `sudo make deps`, which runs lab/deps.sh)";
+
+/// Runs promtool with `args` in `dir` (stdin from `input`, if given): its
+/// success and everything it said. Panics, saying what to install, if
+/// promtool is not installed.
+pub fn promtool(dir: &Path, args: &[&str], input: Option<&str>) -> (bool, String) {
+    let mut child = match Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{NO_PROMTOOL}"),
+        Err(e) => panic!("running promtool: {e}"),
+    };
+    if let Some(text) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(text.as_bytes())
+            .expect("writing to promtool");
+    }
+    let out = child.wait_with_output().expect("waiting for promtool");
+    let says = format!(
+        "$ promtool {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), says)
+}

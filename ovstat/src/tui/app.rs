@@ -70,7 +70,8 @@ pub enum Conn {
 }
 
 /// One overlay as shown: its latest counters and the rates since the
-/// snapshot before (`None` after the first snapshot).
+/// snapshot before (after the first snapshot: since the overlay's creation,
+/// or `None` from an overlayd that does not say when that was).
 #[derive(Clone, Debug)]
 pub struct Row {
     /// Counters (and table, latency histogram, peers) from the last snapshot.
@@ -164,11 +165,16 @@ impl App {
             }
         };
         let now = Instant::now();
-        let rates = self.prev.as_ref().map(|(prev, at)| {
-            let secs = rates::interval_secs(prev, &snap)
-                .unwrap_or_else(|| now.duration_since(*at).as_secs_f64());
-            rates::rates(prev, &snap, secs)
-        });
+        // The first snapshot: rates since each overlay's creation, when
+        // overlayd says when that was.
+        let rates = match self.prev.as_ref() {
+            Some((prev, at)) => {
+                let secs = rates::interval_secs(prev, &snap)
+                    .unwrap_or_else(|| now.duration_since(*at).as_secs_f64());
+                Some(rates::rates(prev, &snap, secs))
+            }
+            None => rates::since_creation(&snap),
+        };
         self.rows = snap
             .overlays
             .iter()
@@ -258,6 +264,7 @@ pub(crate) mod tests {
     /// An overlay whose counters are `k` times a base rate.
     pub(crate) fn ov(name: &str, vni: u32, k: u64) -> OverlayStats {
         OverlayStats {
+            offload: Default::default(),
             name: name.into(),
             vnetid: vni,
             rx_frames: 50 * k,
@@ -330,6 +337,23 @@ pub(crate) mod tests {
         }
         assert_eq!(app.history["ov0"].tx_pps.len(), HISTORY);
         assert!(!app.history.contains_key("ov1"), "gone overlays leave");
+    }
+
+    #[test]
+    fn the_first_snapshot_shows_rates_since_creation() {
+        let mut o = ov("ov0", 4242, 4);
+        o.created_mono_ns = 6_000_000_000;
+        let mut s = snap(10, vec![o]);
+        s.started_mono_ns = 5_000_000_000;
+        let mut app = App::new("/run/test/overlayd.sock", 1.0);
+        app.update(Ok(s));
+        let r = app.selected_row().unwrap().rates.as_ref().unwrap();
+        assert_eq!((r.interval_s, r.tx_pps), (4.0, 100.0));
+        assert_eq!(app.history["ov0"].tx_pps, [100]);
+        // An older overlayd (no creation times): no rates until the second.
+        let mut app = App::new("/run/test/overlayd.sock", 1.0);
+        app.update(Ok(snap(10, vec![ov("ov0", 4242, 4)])));
+        assert!(app.selected_row().unwrap().rates.is_none());
     }
 
     #[test]
