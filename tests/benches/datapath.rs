@@ -19,27 +19,9 @@
 //! datapath`). Env: ROUNDS (3), SECS (5), PINGS (200). The machines are
 //! shared and noisy: read medians and ratios, not single rounds.
 
-use overlay_tests::{Host, Lab};
+use overlay_tests::{env_num, median, Host, Lab};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
 
 fn percentile(v: &[f64], p: f64) -> f64 {
     let mut s = v.to_vec();

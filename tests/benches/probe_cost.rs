@@ -20,7 +20,7 @@
 //! SECS (5). The machines are shared and noisy: read the medians and the
 //! spread, not one round.
 
-use overlay_tests::{Daemon, Lab};
+use overlay_tests::{env_num, median, Daemon, Lab};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,24 +42,6 @@ impl Drop for Guard {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
 }
 

@@ -65,4 +65,4 @@ pub use craft::{eth_frame, vxlan_datagram, VXLAN_FLAG_I};
 pub use daemon::Daemon;
 pub use lab::{Host, Lab};
 pub use scenario::{FilesEntry, Pair};
-pub use tools::{find_mac_line, wait_for, BackgroundPing, Ping};
+pub use tools::{env_num, find_mac_line, median, wait_for, BackgroundPing, Ping};

@@ -191,6 +191,27 @@ pub fn find_mac_line<'a>(text: &'a str, mac: &str) -> Option<&'a str> {
         .find(|l| l.split_whitespace().any(|w| w.parse::<Mac>() == Ok(want)))
 }
 
+/// A number from the environment variable `name`, or `default` when it is
+/// unset or not a number (the benchmarks' ROUNDS, SECS, ...).
+pub fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median of some figures (the mean of the middle two for an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
