@@ -139,8 +139,19 @@ impl Client {
 
     /// Fetches a statistics snapshot from overlayd.
     pub fn stats(&mut self, name: Option<&str>) -> Result<StatsSnapshot, ClientError> {
+        self.stats_top(name, None)
+    }
+
+    /// Fetches a statistics snapshot with at most `max_peers` underlay
+    /// peers per overlay (the busiest).
+    pub fn stats_top(
+        &mut self,
+        name: Option<&str>,
+        max_peers: Option<u32>,
+    ) -> Result<StatsSnapshot, ClientError> {
         match self.call(&Request::Stats {
             name: name.map(str::to_string),
+            max_peers,
         })? {
             Reply::Stats { snapshot } => Ok(snapshot),
             other => Err(self.unexpected(&other)),

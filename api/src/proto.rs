@@ -82,6 +82,10 @@ pub enum Request {
     Stats {
         /// Overlay name; all when absent.
         name: Option<String>,
+        /// At most this many underlay peers per overlay, the busiest (all
+        /// when absent): a scraper that keeps the top N asks for only those.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_peers: Option<u32>,
     },
     /// varpd introduces itself; the connection becomes the varpd link.
     VarpdHello {

@@ -246,9 +246,14 @@ pub struct OverlayStats {
     /// Health now.
     #[serde(default = "online")]
     pub status: OverlayState,
-    /// Counters per underlay peer (UL3 address), busiest first.
+    /// Counters per underlay peer (UL3 address), busiest first (only the
+    /// busiest `max_peers` when the request said so).
     #[serde(default)]
     pub peers: Vec<PeerStats>,
+    /// Underlay peers counted, including any that `max_peers` left out of
+    /// `peers`; 0 from an older overlayd.
+    #[serde(default)]
+    pub peers_total: u64,
     /// Latency of varpd lookups (request to answer), as a histogram.
     #[serde(default)]
     pub lookup_latency: Vec<HistBucket>,

@@ -76,6 +76,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
             .collect();
         overlays.push(OverlayStats {
             offload: Default::default(),
+            peers_total: 0,
             name: name.clone(),
             vnetid: 10_000 + i as u32,
             rx_frames: k * 1_000_000,
@@ -251,17 +252,28 @@ fn main() {
     let _cleanup = Cleanup(dir.clone());
 
     let (snap, rows, instances) = snapshot(&shape);
-    let json_len = serde_json::to_vec(&Reply::Stats {
-        snapshot: snap.clone(),
-    })
-    .unwrap()
-    .len();
+    // What one scrape reads: the exporter asks for its --max-peers busiest.
+    let mut asked = snap.clone();
+    for o in &mut asked.overlays {
+        o.peers
+            .truncate(overlay_exporter::collect::DEFAULT_MAX_PEERS);
+    }
+    let json_len = serde_json::to_vec(&Reply::Stats { snapshot: asked })
+        .unwrap()
+        .len();
     serve_socket(
         &run.join(overlay_api::OVERLAYD_SOCKET),
         move |q: Request| match q {
-            Request::Stats { .. } => Reply::Stats {
-                snapshot: snap.clone(),
-            },
+            Request::Stats { max_peers, .. } => {
+                // As overlayd does: the busiest `max_peers` of each overlay.
+                let mut s = snap.clone();
+                for o in &mut s.overlays {
+                    o.peers_total = o.peers.len() as u64;
+                    o.peers
+                        .truncate(max_peers.map_or(usize::MAX, |n| n as usize));
+                }
+                Reply::Stats { snapshot: s }
+            }
             Request::ShowStatus { .. } => Reply::Status { rows: rows.clone() },
             _ => Reply::Ok { warning: None },
         },
@@ -339,7 +351,8 @@ fn main() {
     let mut t_encode = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let hosts = overlay_exporter::serve::sample(&targets);
+        let hosts =
+            overlay_exporter::serve::sample(&targets, overlay_exporter::collect::DEFAULT_MAX_PEERS);
         t_read.push(t.elapsed());
         let t = Instant::now();
         let fams = overlay_exporter::collect::families(&hosts, &opts);

@@ -398,7 +398,7 @@ fn overlay(
         "Underlay peers the overlay has counters for (only the busiest --max-peers get overlay_peer_* series).",
         host,
         l,
-        ov.peers.len() as f64,
+        ov.peers_total.max(ov.peers.len() as u64) as f64,
     );
     let mut peers: Vec<_> = ov.peers.iter().collect();
     peers.sort_by_key(|p| std::cmp::Reverse(p.rx_bytes.saturating_add(p.tx_bytes)));
@@ -602,6 +602,7 @@ mod tests {
             overlays: vec![
                 OverlayStats {
                     offload: Default::default(),
+                    peers_total: 0,
                     name: "ov0".into(),
                     vnetid: 4040,
                     rx_frames: 5,
@@ -648,6 +649,7 @@ mod tests {
                 },
                 OverlayStats {
                     offload: Default::default(),
+                    peers_total: 0,
                     name: "ov1".into(),
                     vnetid: 7,
                     status: OverlayState::Degraded,
@@ -774,6 +776,26 @@ mod tests {
         );
         let (s, _) = parse(&text(&hosts(), &Options { max_peers: 3 }).unwrap());
         assert_eq!(find(&s, "overlay_peer_rx_bytes_total", &[]).len(), 3);
+
+        // overlayd sent only the busiest (max_peers in the request) but
+        // said how many it counts: the gauge shows all of them.
+        let mut h = hosts();
+        if let Some(o) = h[0].overlayd.as_mut() {
+            let ov = &mut o.stats.overlays[0];
+            ov.peers_total = ov.peers.len() as u64;
+            ov.peers.truncate(3);
+        }
+        let (s, _) = parse(&text(&h, &Options { max_peers: 10 }).unwrap());
+        assert_eq!(
+            one(&s, "overlay_peers", &[("host", "a"), ("overlay", "ov0")]),
+            15.0
+        );
+        let p = find(
+            &s,
+            "overlay_peer_tx_bytes_total",
+            &[("host", "a"), ("overlay", "ov0")],
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
     }
 
     #[test]

@@ -18,13 +18,13 @@ pub struct Target {
     pub host: Option<String>,
 }
 
-fn read_overlayd(t: &Target) -> Option<OverlaydSample> {
+fn read_overlayd(t: &Target, max_peers: usize) -> Option<OverlaydSample> {
     let mut c = Client::overlayd(&t.run_dir)
         .map_err(|e| log::debug!("overlayd: {e}"))
         .ok()?;
     c.set_timeout(REPLY_TIMEOUT);
     let stats = c
-        .stats(None)
+        .stats_top(None, Some(max_peers.try_into().unwrap_or(u32::MAX)))
         .map_err(|e| log::warn!("overlayd stats: {e}"))
         .ok()?;
     // The degraded reason is a nicety: its failure costs only the label.
@@ -64,13 +64,13 @@ fn read_varpd(t: &Target) -> Option<VarpdSample> {
     }
 }
 
-/// Reads every target now.
-pub fn sample(targets: &[Target]) -> Vec<HostSample> {
+/// Reads every target now, with the busiest `max_peers` peers per overlay.
+pub fn sample(targets: &[Target], max_peers: usize) -> Vec<HostSample> {
     targets
         .iter()
         .map(|t| HostSample {
             host: t.host.clone(),
-            overlayd: read_overlayd(t),
+            overlayd: read_overlayd(t, max_peers),
             varpd: read_varpd(t),
         })
         .collect()
@@ -85,7 +85,7 @@ pub fn serve(server: tiny_http::Server, targets: &[Target], opts: &Options) {
     for req in server.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("");
         let resp = match path {
-            "/metrics" => match collect::text(&sample(targets), opts) {
+            "/metrics" => match collect::text(&sample(targets, opts.max_peers), opts) {
                 Ok(body) => tiny_http::Response::from_string(body).with_header(text_ct.clone()),
                 Err(e) => {
                     log::error!("encoding metrics: {e:#}");

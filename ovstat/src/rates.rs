@@ -211,6 +211,7 @@ mod tests {
     fn ov(name: &str, frames: u64, bytes: u64) -> OverlayStats {
         OverlayStats {
             offload: Default::default(),
+            peers_total: 0,
             name: name.into(),
             vnetid: 42,
             rx_frames: frames,

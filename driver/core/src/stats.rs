@@ -62,6 +62,7 @@ impl Counters {
             status: Default::default(),
             created_mono_ns: 0,
             offload: self.offload.clone(),
+            peers_total: 0,
             peers: Vec::new(),
             lookup_latency: Vec::new(),
             table: Default::default(),

@@ -94,7 +94,10 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
             })
         }
         Action::Stats { name, json } => {
-            match daemon.call(&Request::Stats { name: name.clone() })? {
+            match daemon.call(&Request::Stats {
+                name: name.clone(),
+                max_peers: None,
+            })? {
                 Reply::Stats { snapshot } => Ok(Outcome {
                     stdout: if *json {
                         output::stats_json(&snapshot)
@@ -262,7 +265,8 @@ mod tests {
         assert_eq!(
             d.seen,
             [Request::Stats {
-                name: Some("ov0".into())
+                name: Some("ov0".into()),
+                max_peers: None,
             }]
         );
         let back: StatsSnapshot = serde_json::from_str(&out.stdout).expect("json");

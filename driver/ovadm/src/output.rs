@@ -708,6 +708,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
             varpd_linked: true,
             overlays: vec![OverlayStats {
                 offload: Default::default(),
+                peers_total: 0,
                 name: "ov0".into(),
                 vnetid: 100,
                 rx_frames: 10,

@@ -96,7 +96,7 @@ impl Daemon {
                 cursor,
                 limit,
             } => self.targets_page(name.as_deref(), cursor, limit),
-            Request::Stats { name } => self.stats(name.as_deref()),
+            Request::Stats { name, max_peers } => self.stats(name.as_deref(), max_peers),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
@@ -254,7 +254,7 @@ impl Daemon {
         Reply::Targets { rows, next: None }
     }
 
-    fn stats(&self, name: Option<&str>) -> Reply {
+    fn stats(&self, name: Option<&str>, max_peers: Option<u32>) -> Reply {
         let linked = self.link.is_some();
         let overlays = match self.with_overlays(name, |_, ov| {
             let mut s =
@@ -263,6 +263,10 @@ impl Daemon {
             s.status = ov.status(linked).0;
             s.created_mono_ns = ov.created_mono_ns;
             s.peers = ov.peers.stats();
+            s.peers_total = s.peers.len() as u64;
+            if let Some(n) = max_peers {
+                s.peers.truncate(n as usize);
+            }
             s.lookup_latency = ov.lookup_ns.buckets();
             let t = ov.table.counters();
             s.table = overlay_api::TableStats {
