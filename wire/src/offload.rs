@@ -170,6 +170,57 @@ pub fn complete_checksum(frame: &mut [u8], start: u16, offset: u16) -> Result<()
     Ok(())
 }
 
+/// Where the IP header of an Ethernet frame (at most one 802.1Q tag) is,
+/// and what it says: an unfragmented IPv4 packet or an IPv6 packet whose
+/// transport header follows the fixed header directly.
+struct Ip {
+    /// Offset of the IP header.
+    l3: usize,
+    /// Offset of the transport header.
+    l4: usize,
+    /// IPv6 (else IPv4).
+    v6: bool,
+    /// The transport protocol.
+    proto: u8,
+    /// Where the IP packet ends by its own length (may lie past the frame).
+    end: usize,
+}
+
+impl Ip {
+    fn of(f: &[u8]) -> Option<Ip> {
+        let be16 = |at: usize| Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]));
+        let (mut et, mut l3) = (be16(12)?, 14);
+        if et == crate::eth::ETHERTYPE_VLAN {
+            et = be16(16)?;
+            l3 = 18;
+        }
+        let version = *f.get(l3)? >> 4;
+        match et {
+            crate::eth::ETHERTYPE_IPV4 => {
+                let ihl = (*f.get(l3)? & 0x0f) as usize * 4;
+                if version != 4 || ihl < 20 || be16(l3 + 6)? & 0x3fff != 0 {
+                    return None;
+                }
+                Some(Ip {
+                    l3,
+                    l4: l3 + ihl,
+                    v6: false,
+                    proto: *f.get(l3 + 9)?,
+                    end: l3 + be16(l3 + 2)? as usize,
+                })
+            }
+            crate::eth::ETHERTYPE_IPV6 if version == 6 => Some(Ip {
+                l3,
+                l4: l3 + 40,
+                v6: true,
+                proto: *f.get(l3 + 6)?,
+                end: l3 + 40 + be16(l3 + 4)? as usize,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The virtio-net header under which a received frame must be written to
 /// a TAP device: `NEEDS_CSUM` when its TCP or UDP checksum is *partial*,
 /// `None` when it needs nothing.
@@ -185,33 +236,13 @@ pub fn complete_checksum(frame: &mut [u8], start: u16, offset: u16) -> Result<()
 /// never marked, and a corrupt one stays corrupt (and is dropped by the
 /// kernel) unless its damage left precisely the pseudo-header sum.
 pub fn partial_checksum(f: &[u8]) -> Option<VnetHdr> {
-    let be16 = |at: usize| Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]));
-    let (mut et, mut l3) = (be16(12)?, 14);
-    if et == crate::eth::ETHERTYPE_VLAN {
-        et = be16(16)?;
-        l3 = 18;
-    }
-    let (l4, v6, proto, end) = match et {
-        crate::eth::ETHERTYPE_IPV4 => {
-            let ihl = (*f.get(l3)? & 0x0f) as usize * 4;
-            if ihl < 20 || be16(l3 + 6)? & 0x3fff != 0 {
-                return None;
-            }
-            (
-                l3 + ihl,
-                false,
-                *f.get(l3 + 9)?,
-                l3 + be16(l3 + 2)? as usize,
-            )
-        }
-        crate::eth::ETHERTYPE_IPV6 => (
-            l3 + 40,
-            true,
-            *f.get(l3 + 6)?,
-            l3 + 40 + be16(l3 + 4)? as usize,
-        ),
-        _ => return None,
-    };
+    let Ip {
+        l3,
+        l4,
+        v6,
+        proto,
+        end,
+    } = Ip::of(f)?;
     let offset = match proto {
         PROTO_TCP => 16,
         17 => 6,
@@ -251,35 +282,16 @@ impl TcpLayout {
     /// (unfragmented) or IPv6 (no extension header) + TCP frame whose IP
     /// length matches the frame; `None` for anything else.
     pub fn of(f: &[u8]) -> Option<TcpLayout> {
-        let be16 = |at: usize| Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]));
-        let (mut et, mut l3) = (be16(12)?, 14);
-        if et == crate::eth::ETHERTYPE_VLAN {
-            et = be16(16)?;
-            l3 = 18;
+        let Ip {
+            l3,
+            l4,
+            v6,
+            proto,
+            end,
+        } = Ip::of(f)?;
+        if proto != PROTO_TCP || end != f.len() {
+            return None;
         }
-        let (l4, v6) = match et {
-            crate::eth::ETHERTYPE_IPV4 => {
-                let vihl = *f.get(l3)?;
-                let ihl = (vihl & 0x0f) as usize * 4;
-                if vihl >> 4 != 4 || ihl < 20 || f.get(l3 + 9)? != &PROTO_TCP {
-                    return None;
-                }
-                if be16(l3 + 6)? & 0x3fff != 0 || be16(l3 + 2)? as usize != f.len() - l3 {
-                    return None;
-                }
-                (l3 + ihl, false)
-            }
-            crate::eth::ETHERTYPE_IPV6 => {
-                if f.get(l3)? >> 4 != 6 || f.get(l3 + 6)? != &PROTO_TCP {
-                    return None;
-                }
-                if be16(l3 + 4)? as usize + 40 != f.len() - l3 {
-                    return None;
-                }
-                (l3 + 40, true)
-            }
-            _ => return None,
-        };
         let doff = (*f.get(l4 + 12)? >> 4) as usize * 4;
         if doff < 20 || l4 + doff > f.len() {
             return None;

@@ -109,7 +109,7 @@ impl Daemon {
                         ),
                         Some(n) => {
                             probe::target_remove(&name, mac, "operator");
-                            ov.drop_many(DropReason::Flushed, n);
+                            ov.drop_many(DropReason::Flushed, n as u64, 0);
                             ok()
                         }
                     }
@@ -122,7 +122,7 @@ impl Daemon {
                     let entries = ov.table.len();
                     let n = ov.table.flush();
                     probe::target_flush(&name, entries, "operator");
-                    ov.drop_many(DropReason::Flushed, n);
+                    ov.drop_many(DropReason::Flushed, n as u64, 0);
                     log::info!("{name}: target table flushed");
                     ok()
                 }

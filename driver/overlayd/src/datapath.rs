@@ -119,27 +119,8 @@ impl Gro {
         let Some((hdr, frame)) = self.c.finish() else {
             return;
         };
-        let Some(ov) = overlays.get_mut(&oid) else {
-            return;
-        };
-        match ov.tap.write(&hdr.emit(), frame) {
-            Ok(_) => {
-                ov.counters.rx_frames += frames;
-                ov.counters.rx_bytes += bytes;
-                if frames > 1 {
-                    ov.counters.offload.gro_frames += 1;
-                    ov.counters.offload.gro_segments += frames;
-                }
-                if let Some(ip) = self.from {
-                    ov.peers.rx_many(ip, frames, bytes);
-                }
-            }
-            Err(e) => {
-                log::debug!("{}: TAP write: {e}", ov.cfg.name);
-                for _ in 0..frames {
-                    ov.drop(DropReason::TapWriteError, (bytes / frames) as usize);
-                }
-            }
+        if let (Some(ov), Some(from)) = (overlays.get_mut(&oid), self.from) {
+            ov.deliver(&hdr.emit(), frame, from, frames, bytes);
         }
     }
 }
@@ -167,9 +148,11 @@ impl Daemon {
                 }
                 Some(e) => {
                     log::debug!("{}: send to {}: {e}", ov.cfg.name, o.dest);
-                    for _ in 0..o.frames {
-                        ov.drop(DropReason::SendError, (o.bytes / o.frames) as usize);
-                    }
+                    ov.drop_many(
+                        DropReason::SendError,
+                        o.frames,
+                        (o.bytes / o.frames) as usize,
+                    );
                 }
             }
         }
@@ -441,21 +424,7 @@ fn rx_super(
         probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, from.ip());
     }
     let hdr = tso.to_tap(inner);
-    match ov.tap.write(&hdr.emit(), inner) {
-        Ok(_) => {
-            ov.counters.rx_frames += frames;
-            ov.counters.rx_bytes += bytes;
-            ov.counters.offload.gro_frames += 1;
-            ov.counters.offload.gro_segments += frames;
-            ov.peers.rx_many(from.ip(), frames, bytes);
-        }
-        Err(e) => {
-            log::debug!("{}: TAP write: {e}", ov.cfg.name);
-            for _ in 0..frames {
-                ov.drop(DropReason::TapWriteError, (bytes / frames) as usize);
-            }
-        }
-    }
+    ov.deliver(&hdr.emit(), inner, from.ip(), frames, bytes);
     true
 }
 
@@ -510,15 +479,5 @@ fn rx_datagram(
     }
     // A kernel peer over a veth leaves checksums partial: keep them so.
     let hdr = offload::partial_checksum(inner).map_or(PLAIN, |h| h.emit());
-    match ov.tap.write(&hdr, inner) {
-        Ok(_) => {
-            ov.counters.rx_frames += 1;
-            ov.counters.rx_bytes += len as u64;
-            ov.peers.rx(ip, len);
-        }
-        Err(e) => {
-            log::debug!("{}: TAP write: {e}", ov.cfg.name);
-            ov.drop(DropReason::TapWriteError, len);
-        }
-    }
+    ov.deliver(&hdr, inner, ip, 1, len as u64);
 }

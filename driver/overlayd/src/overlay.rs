@@ -6,7 +6,8 @@ use overlay_api::{DestMode, DropReason, OverlayState};
 use overlay_core::stats::{Histogram, Peers};
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
-use std::net::SocketAddr;
+use overlay_wire::offload::VNET_HDR_LEN;
+use std::net::{IpAddr, SocketAddr};
 
 /// An overlay.
 #[derive(Debug)]
@@ -87,10 +88,40 @@ impl Overlay {
         probe::drop(&self.cfg.name, self.cfg.vnetid, reason, len);
     }
 
-    /// Counts `n` frames discarded in bulk (lengths unknown: 0 in the probe).
-    pub fn drop_many(&mut self, reason: DropReason, n: usize) {
+    /// Counts `n` frames of `len` bytes each discarded in bulk (0 when
+    /// their lengths are unknown).
+    pub fn drop_many(&mut self, reason: DropReason, n: u64, len: usize) {
         for _ in 0..n {
-            self.drop(reason, 0);
+            self.drop(reason, len);
+        }
+    }
+
+    /// Writes `frame` to the TAP device behind its virtio-net header and
+    /// counts it: `frames` frames of `bytes` bytes in all as they crossed
+    /// the underlay from `from` (several when the frame is a super-frame,
+    /// which also counts as coalesced), or as many dropped.
+    pub fn deliver(
+        &mut self,
+        hdr: &[u8; VNET_HDR_LEN],
+        frame: &[u8],
+        from: IpAddr,
+        frames: u64,
+        bytes: u64,
+    ) {
+        match self.tap.write(hdr, frame) {
+            Ok(_) => {
+                self.counters.rx_frames += frames;
+                self.counters.rx_bytes += bytes;
+                if frames > 1 {
+                    self.counters.offload.gro_frames += 1;
+                    self.counters.offload.gro_segments += frames;
+                }
+                self.peers.rx_many(from, frames, bytes);
+            }
+            Err(e) => {
+                log::debug!("{}: TAP write: {e}", self.cfg.name);
+                self.drop_many(DropReason::TapWriteError, frames, (bytes / frames) as usize);
+            }
         }
     }
 
