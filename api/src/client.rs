@@ -149,12 +149,21 @@ impl Client {
         name: Option<&str>,
         max_peers: Option<u32>,
     ) -> Result<StatsSnapshot, ClientError> {
-        match self.call(&Request::Stats {
+        // The reply is `Reply::Stats`, but read through a plain struct:
+        // serde reads an internally tagged enum by first buffering the whole
+        // document into a tree, which costs more than the decoding itself
+        // for a snapshot of thousands of overlays.
+        let r: StatsWire = self.exchange(&Request::Stats {
             name: name.map(str::to_string),
             max_peers,
-        })? {
-            Reply::Stats { snapshot } => Ok(snapshot),
-            other => Err(self.unexpected(&other)),
+        })?;
+        match (r.reply.as_str(), r.snapshot, r.error) {
+            ("stats", Some(snapshot), _) => Ok(snapshot),
+            ("error", _, Some(error)) => Err(ClientError::Api(error)),
+            (other, ..) => Err(ClientError::Protocol {
+                path: self.path.clone(),
+                detail: format!("unexpected reply {other:?} to a stats request"),
+            }),
         }
     }
 
@@ -198,5 +207,59 @@ impl Client {
             path: self.path.clone(),
             detail: format!("unexpected reply {r:?}"),
         }
+    }
+}
+
+/// [`Reply::Stats`] (or [`Reply::Error`]) as it is on the wire, read without
+/// the tree that serde builds for an internally tagged enum.
+#[derive(serde::Deserialize)]
+struct StatsWire {
+    reply: String,
+    #[serde(default)]
+    snapshot: Option<StatsSnapshot>,
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    /// `StatsWire` reads what overlayd writes for [`Reply::Stats`] and
+    /// [`Reply::Error`], and names any other reply.
+    #[test]
+    fn stats_reply_read_without_the_enum() {
+        let snapshot = StatsSnapshot {
+            time_ns: 7,
+            mono_ns: 8,
+            overlays: vec![OverlayStats {
+                name: "ov0".into(),
+                rx_frames: 3,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let j = serde_json::to_string(&Reply::Stats {
+            snapshot: snapshot.clone(),
+        })
+        .unwrap();
+        let w: StatsWire = serde_json::from_str(&j).unwrap();
+        assert_eq!((w.reply.as_str(), w.snapshot), ("stats", Some(snapshot)));
+
+        let error = ApiError::new(ErrorKind::NotFound, "no overlay ov9");
+        let j = serde_json::to_string(&Reply::Error {
+            error: error.clone(),
+        })
+        .unwrap();
+        let w: StatsWire = serde_json::from_str(&j).unwrap();
+        assert_eq!((w.reply.as_str(), w.error), ("error", Some(error)));
+
+        let j = serde_json::to_string(&Reply::Linked).unwrap();
+        let w: StatsWire = serde_json::from_str(&j).unwrap();
+        assert_eq!(
+            (w.reply.as_str(), w.snapshot, w.error),
+            ("linked", None, None)
+        );
     }
 }

@@ -4,15 +4,20 @@
 use overlay_api::{InstanceInfo, OverlayState, OverlayStats, StatsSnapshot, StatusRow};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Default cap on peer series per overlay (`--max-peers`).
 pub const DEFAULT_MAX_PEERS: usize = 10;
 
-/// Smallest finite bucket bound of the lookup-latency histogram: 2^10 ns.
-pub const LATENCY_MIN_LOG2: u32 = 10;
+/// Smallest finite bucket bound of the lookup-latency histogram: 2^11 ns
+/// (2 µs).
+pub const LATENCY_MIN_LOG2: u32 = 11;
 /// Largest finite bucket bound of the lookup-latency histogram: 2^35 ns (34 s).
 pub const LATENCY_MAX_LOG2: u32 = 35;
+/// Bounds of the ladder are powers of four: 2^11, 2^13 … 2^35 ns, thirteen
+/// buckets, as many as Prometheus advises for a histogram (a thousand
+/// overlays' histograms are a sixth of a scrape).
+pub const LATENCY_STEP_LOG2: usize = 2;
 
 /// What varpd said about itself.
 #[derive(Clone, Debug, Default)]
@@ -60,9 +65,9 @@ impl Default for Options {
     }
 }
 
-/// Families being built, by name.
+/// Families being built, by name (every name is a literal of this module).
 #[derive(Default)]
-struct Families(BTreeMap<String, MetricFamily>);
+struct Families(BTreeMap<&'static str, MetricFamily>);
 
 type Labels<'a> = &'a [(&'a str, &'a str)];
 
@@ -79,8 +84,8 @@ fn label_pairs(host: &Option<String>, labels: Labels) -> Vec<proto::LabelPair> {
 }
 
 impl Families {
-    fn family(&mut self, name: &str, help: &str, t: MetricType) -> &mut MetricFamily {
-        let f = self.0.entry(name.to_string()).or_insert_with(|| {
+    fn family(&mut self, name: &'static str, help: &str, t: MetricType) -> &mut MetricFamily {
+        let f = self.0.entry(name).or_insert_with(|| {
             let mut f = MetricFamily::default();
             f.set_name(name.to_string());
             f.set_help(help.to_string());
@@ -91,7 +96,14 @@ impl Families {
         f
     }
 
-    fn counter(&mut self, name: &str, help: &str, host: &Option<String>, l: Labels, v: u64) {
+    fn counter(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        host: &Option<String>,
+        l: Labels,
+        v: u64,
+    ) {
         debug_assert!(name.ends_with("_total"), "counter {name} lacks _total");
         let mut c = proto::Counter::default();
         c.set_value(v as f64);
@@ -102,7 +114,7 @@ impl Families {
             .push(m);
     }
 
-    fn gauge(&mut self, name: &str, help: &str, host: &Option<String>, l: Labels, v: f64) {
+    fn gauge(&mut self, name: &'static str, help: &str, host: &Option<String>, l: Labels, v: f64) {
         let mut g = proto::Gauge::default();
         g.set_value(v);
         let mut m = proto::Metric::from_label(label_pairs(host, l));
@@ -114,7 +126,7 @@ impl Families {
 
     fn histogram(
         &mut self,
-        name: &str,
+        name: &'static str,
         help: &str,
         host: &Option<String>,
         l: Labels,
@@ -126,6 +138,27 @@ impl Families {
             .mut_metric()
             .push(m);
     }
+
+    /// Appends `other`'s samples after this one's, family by family.
+    fn merge(&mut self, other: Families) {
+        for (name, mut theirs) in other.0 {
+            match self.0.get_mut(name) {
+                Some(ours) => ours.mut_metric().extend(theirs.take_metric()),
+                None => {
+                    self.0.insert(name, theirs);
+                }
+            }
+        }
+    }
+}
+
+/// Overlays per thread below which a scrape does not bother with threads.
+const OVERLAYS_PER_THREAD: usize = 64;
+
+/// Threads a large scrape builds and encodes with: the machine's cores, at
+/// most 8.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 fn flag(b: bool) -> f64 {
@@ -138,7 +171,7 @@ fn flag(b: bool) -> f64 {
 
 /// overlayd's log2 nanosecond buckets (non-cumulative, non-empty only) as a
 /// Prometheus histogram in seconds: a fixed ladder of cumulative buckets
-/// 2^10 ns ..= 2^35 ns (the `+Inf` bucket is implied by the count), so every
+/// 2^11, 2^13 ..= 2^35 ns (the `+Inf` bucket is implied by the count), so every
 /// scrape has the same `le` values. Bounds below the ladder fold into its
 /// first bucket, bounds above into `+Inf` only; both keep counts exact. The
 /// snapshot carries no sum, so `_sum` is estimated as each observation at
@@ -150,7 +183,7 @@ pub fn latency_histogram(buckets: &[overlay_api::HistBucket]) -> proto::Histogra
         count += b.count;
         sum += b.count as f64 * b.le_ns as f64 * 0.75 / 1e9;
     }
-    for k in LATENCY_MIN_LOG2..=LATENCY_MAX_LOG2 {
+    for k in (LATENCY_MIN_LOG2..=LATENCY_MAX_LOG2).step_by(LATENCY_STEP_LOG2) {
         let le_ns = 1u64 << k;
         let cum: u64 = buckets
             .iter()
@@ -213,8 +246,48 @@ fn overlayd(
         &[],
         flag(s.varpd_linked),
     );
-    for ov in &s.overlays {
-        overlay(f, host, ov, o, v, opts);
+    // The degraded reasons, by overlay name: overlayd's health rows first,
+    // varpd's instance details otherwise.
+    let mut reasons: HashMap<&str, &str> = HashMap::new();
+    for i in v.map_or(&[][..], |v| &v.instances[..]) {
+        if let Some(d) = &i.details {
+            reasons.insert(&i.overlay, d);
+        }
+    }
+    for r in &o.status {
+        if let Some(d) = &r.details {
+            reasons.insert(&r.link, d);
+        }
+    }
+    // A thousand overlays are some 100,000 samples: the chunks of overlays
+    // are built on all cores and joined in order.
+    let chunk = s
+        .overlays
+        .len()
+        .div_ceil(threads())
+        .max(OVERLAYS_PER_THREAD);
+    let (reasons, max_peers) = (&reasons, opts.max_peers);
+    let parts: Vec<Families> = std::thread::scope(|scope| {
+        let handles: Vec<_> = s
+            .overlays
+            .chunks(chunk)
+            .map(|ovs| {
+                scope.spawn(move || {
+                    let mut part = Families::default();
+                    for ov in ovs {
+                        overlay(&mut part, host, ov, reasons, max_peers);
+                    }
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("building metric families panicked"))
+            .collect()
+    });
+    for part in parts {
+        f.merge(part);
     }
     for m in &s.muxes {
         let listen = m.listen.map(|a| a.to_string()).unwrap_or_default();
@@ -242,9 +315,8 @@ fn overlay(
     f: &mut Families,
     host: &Option<String>,
     ov: &OverlayStats,
-    o: &OverlaydSample,
-    v: Option<&VarpdSample>,
-    opts: &Options,
+    reasons: &HashMap<&str, &str>,
+    max_peers: usize,
 ) {
     let name = ov.name.as_str();
     let l: Labels = &[("overlay", name)];
@@ -305,24 +377,17 @@ fn overlay(
 
     // Health, as an info metric (value 1) and a plain 0/1 gauge.
     let degraded = ov.status == OverlayState::Degraded;
-    let reason = o
-        .status
-        .iter()
-        .find(|r| r.link == ov.name)
-        .and_then(|r| r.details.clone())
-        .or_else(|| {
-            v.and_then(|v| v.instances.iter().find(|i| i.overlay == ov.name))
-                .and_then(|i| i.details.clone())
-        })
-        .filter(|_| degraded)
-        .unwrap_or_default();
+    let reason = match reasons.get(name) {
+        Some(r) if degraded => r,
+        _ => "",
+    };
     let vnetid = ov.vnetid.to_string();
     let status = ov.status.to_string();
     f.gauge(
         "overlay_info",
         "Overlay identity and health (value always 1): vnetid, status (ONLINE/DEGRADED), reason when degraded.",
         host,
-        &[("overlay", name), ("vnetid", &vnetid), ("status", &status), ("reason", &reason)],
+        &[("overlay", name), ("vnetid", &vnetid), ("status", &status), ("reason", reason)],
         1.0,
     );
     f.gauge(
@@ -402,7 +467,7 @@ fn overlay(
     );
     let mut peers: Vec<_> = ov.peers.iter().collect();
     peers.sort_by_key(|p| std::cmp::Reverse(p.rx_bytes.saturating_add(p.tx_bytes)));
-    for p in peers.into_iter().take(opts.max_peers) {
+    for p in peers.into_iter().take(max_peers) {
         let addr = p.addr.map(|a| a.to_string()).unwrap_or_default();
         let pl: Labels = &[("overlay", name), ("peer", &addr)];
         f.counter(
@@ -418,20 +483,6 @@ fn overlay(
             host,
             pl,
             p.tx_bytes,
-        );
-        f.counter(
-            "overlay_peer_rx_frames_total",
-            "Frames received from an underlay peer (busiest --max-peers only).",
-            host,
-            pl,
-            p.rx_frames,
-        );
-        f.counter(
-            "overlay_peer_tx_frames_total",
-            "Frames sent to an underlay peer (busiest --max-peers only).",
-            host,
-            pl,
-            p.tx_frames,
         );
     }
 
@@ -506,11 +557,48 @@ fn varpd(f: &mut Families, host: &Option<String>, v: &VarpdSample) {
 /// to the `prometheus` crate's encoder directly rather than through a
 /// registry, whose gathering would check and copy some 100,000 samples
 /// again on a large scrape.
+///
+/// A large scrape is encoded on all cores, in runs of whole families of
+/// about equal sample counts joined in order, and its families are freed
+/// on a thread of their own rather than before the answer goes out.
 pub fn render(mut families: Vec<MetricFamily>) -> anyhow::Result<String> {
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut buf = Vec::with_capacity(1 << 20);
-    TextEncoder::new().encode(&families, &mut buf)?;
-    Ok(String::from_utf8(buf)?)
+    let samples: usize = families.iter().map(|f| f.get_metric().len()).sum();
+    let threads = threads().min(samples / (OVERLAYS_PER_THREAD * 50)).max(1);
+    // Cut into `threads` runs of consecutive families.
+    let mut runs: Vec<Vec<MetricFamily>> = Vec::with_capacity(threads);
+    let (mut run, mut in_run) = (Vec::new(), 0);
+    for f in families {
+        in_run += f.get_metric().len();
+        run.push(f);
+        if in_run * threads >= samples * (runs.len() + 1) && runs.len() + 1 < threads {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    runs.push(run);
+    let texts: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|run| {
+                scope.spawn(move || {
+                    let mut buf = Vec::with_capacity(1 << 20);
+                    TextEncoder::new().encode(run, &mut buf).map(|()| buf)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("encoding metric families panicked"))
+            .collect()
+    });
+    if samples > OVERLAYS_PER_THREAD * 50 {
+        std::thread::spawn(move || drop(runs));
+    }
+    let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().map_or(0, Vec::len)).sum());
+    for t in texts {
+        out.extend_from_slice(&t?);
+    }
+    Ok(String::from_utf8(out)?)
 }
 
 /// Snapshots to exposition text.
@@ -809,11 +897,11 @@ mod tests {
             .iter()
             .map(|b| (b.labels["le"].parse::<f64>().unwrap(), b.value))
             .collect();
-        // 2^10 ns ..= 2^35 ns, then +Inf.
-        assert_eq!(bounds.len(), 27, "{bounds:?}");
-        assert_eq!(bounds[0].0, 1024e-9);
-        assert_eq!(bounds[25].0, (1u64 << 35) as f64 / 1e9);
-        assert!(bounds[26].0.is_infinite());
+        // 2^11, 2^13 ..= 2^35 ns, then +Inf.
+        assert_eq!(bounds.len(), 14, "{bounds:?}");
+        assert_eq!(bounds[0].0, 2048e-9);
+        assert_eq!(bounds[12].0, (1u64 << 35) as f64 / 1e9);
+        assert!(bounds[13].0.is_infinite());
         for w in bounds.windows(2) {
             assert!(w[0].0 < w[1].0 && w[0].1 <= w[1].1, "{bounds:?}");
         }
@@ -824,18 +912,18 @@ mod tests {
                 .unwrap()
                 .1
         };
-        assert_eq!(at(1 << 10), 1.0); // 2^5 folds into the first bucket
-        assert_eq!(at(1 << 16), 1.0);
-        assert_eq!(at(1 << 17), 3.0);
-        assert_eq!(at(1 << 20), 6.0);
+        assert_eq!(at(1 << 11), 1.0); // 2^5 folds into the first bucket
+        assert_eq!(at(1 << 15), 1.0);
+        assert_eq!(at(1 << 17), 3.0); // 2^17 is a rung of the ladder
+        assert_eq!(at(1 << 21), 6.0); // 2^20 counts under the next rung up
         assert_eq!(at(1 << 35), 6.0); // 2^40 is beyond the ladder: +Inf only
-        assert_eq!(bounds[26].1, 10.0);
+        assert_eq!(bounds[13].1, 10.0);
         assert_eq!(one(&s, &format!("{name}_count"), &l), 10.0);
         assert!(one(&s, &format!("{name}_sum"), &l) > 0.0);
         // An overlay with no lookups still has the whole ladder, at zero.
         let l1 = [("host", "a"), ("overlay", "ov1")];
         let z = find(&s, &format!("{name}_bucket"), &l1);
-        assert_eq!(z.len(), 27);
+        assert_eq!(z.len(), 14);
         assert!(z.iter().all(|b| b.value == 0.0));
     }
 

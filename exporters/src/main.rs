@@ -73,6 +73,12 @@ fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
     Ok(t)
 }
 
+/// A scrape of a thousand overlays allocates and frees some 100,000 metric
+/// objects of the `prometheus` crate, each with its label pairs: mimalloc
+/// does that in about half the time of glibc's malloc.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
