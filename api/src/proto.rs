@@ -251,6 +251,19 @@ pub enum VarpdMsg {
         #[serde(with = "hexbytes")]
         frame: Vec<u8>,
     },
+    /// Send this frame out of the overlay as if its TAP device had sent it:
+    /// looked up in the target table and encapsulated like any other
+    /// (illumos `OVERLAY_TARG_RESEND`). The proxy DHCP answer: a client's
+    /// broadcast request re-addressed to its DHCP server's MAC. overlayd
+    /// refuses a frame to a group address, so a resend never comes back to
+    /// varpd as a broadcast lookup.
+    Resend {
+        /// overlayd's id.
+        oid: u64,
+        /// The whole Ethernet frame.
+        #[serde(with = "hexbytes")]
+        frame: Vec<u8>,
+    },
     /// Forget a target entry (or all of them) because the mapping changed.
     Invalidate {
         /// overlayd's id.

@@ -361,6 +361,9 @@ pub struct InstanceInfo {
     pub proxy_arp: u64,
     /// Neighbour solicitations answered by proxy.
     pub proxy_ndp: u64,
+    /// DHCP requests re-addressed to the client's DHCP server and resent.
+    #[serde(default)]
+    pub proxy_dhcp: u64,
 }
 
 /// Kinds of failure a control socket reports.

@@ -144,6 +144,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
             lookups: k * 300,
             proxy_arp: k * 10,
             proxy_ndp: k * 10,
+            proxy_dhcp: k,
         });
     }
     let snap = StatsSnapshot {

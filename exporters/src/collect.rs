@@ -533,6 +533,13 @@ fn varpd(f: &mut Families, host: &Option<String>, v: &VarpdSample) {
             l,
             i.proxy_ndp,
         );
+        f.counter(
+            "varpd_proxy_dhcp_total",
+            "DHCP requests an instance re-addressed to the client's DHCP server and resent.",
+            host,
+            l,
+            i.proxy_dhcp,
+        );
         let status = i.status.to_string();
         let reason = i.details.clone().unwrap_or_default();
         f.gauge(
@@ -772,6 +779,7 @@ mod tests {
                         lookups: 11,
                         proxy_arp: 1,
                         proxy_ndp: 2,
+                        proxy_dhcp: 3,
                     }],
                 }),
             },

@@ -228,6 +228,7 @@ fn canned_hosts() -> Vec<HostSample> {
                     lookups: 3,
                     proxy_arp: 1,
                     proxy_ndp: 1,
+                    proxy_dhcp: 1,
                 }],
             }),
         },

@@ -308,6 +308,9 @@ impl Engine {
             if let Some(frame) = out.inject {
                 msgs.push(VarpdMsg::Inject { oid, frame });
             }
+            if let Some(frame) = out.resend {
+                msgs.push(VarpdMsg::Resend { oid, frame });
+            }
             msgs.push(reply(id, oid, out.result));
             msgs
         })
@@ -364,6 +367,7 @@ impl Engine {
                     lookups: st.lookups.load(Ordering::Relaxed),
                     proxy_arp: st.proxy_arp.load(Ordering::Relaxed),
                     proxy_ndp: st.proxy_ndp.load(Ordering::Relaxed),
+                    proxy_dhcp: st.proxy_dhcp.load(Ordering::Relaxed),
                 }
             })
             .collect();

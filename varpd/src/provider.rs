@@ -28,6 +28,8 @@ pub struct InstanceStatus {
     pub proxy_arp: AtomicU64,
     /// Neighbour solicitations answered by proxy.
     pub proxy_ndp: AtomicU64,
+    /// DHCP requests resent to the client's DHCP server.
+    pub proxy_dhcp: AtomicU64,
     health: Mutex<Option<String>>,
 }
 
@@ -37,6 +39,7 @@ impl InstanceStatus {
             lookups: AtomicU64::new(0),
             proxy_arp: AtomicU64::new(0),
             proxy_ndp: AtomicU64::new(0),
+            proxy_dhcp: AtomicU64::new(0),
             health: Mutex::new(None),
         }
     }

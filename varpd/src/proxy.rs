@@ -15,15 +15,17 @@
 //!   source) is not answered, for the same reason.
 //! - A proxy answer is a frame to inject into the overlay, followed by
 //!   `Handled`; no answer is [`LookupResult::NotAnswered`] with the reason.
-//! - DHCP: the plugin's `dhcp` op is asked; relaying the request to the
-//!   server it names needs a "resend" message the link does not have yet, so
-//!   for now the frame is not answered.
+//! - DHCP: a client's request (checked by [`overlay_wire::dhcp`]) is
+//!   re-addressed to the MAC the plugin's `dhcp` op names as that client's
+//!   server, and overlayd resends it through the target table
+//!   ([`VarpdMsg::Resend`](overlay_api::proto::VarpdMsg::Resend)), as illumos'
+//!   `libvarpd_dhcp_reply` does; then `Handled`.
 
 use crate::plugin::{BoxFuture, Instance};
 use crate::provider::InstanceStatus;
 use overlay_api::proto::LookupResult;
 use overlay_wire::eth::GroupKind;
-use overlay_wire::{arp, ndp};
+use overlay_wire::{arp, dhcp, ndp};
 use std::sync::Arc;
 
 /// What to do with a group-addressed frame.
@@ -31,6 +33,9 @@ use std::sync::Arc;
 pub struct ProxyOutcome {
     /// A frame to write into the overlay before answering, if any.
     pub inject: Option<Vec<u8>>,
+    /// A frame to send out of the overlay (through the target table) before
+    /// answering, if any.
+    pub resend: Option<Vec<u8>>,
     /// The lookup's answer.
     pub result: LookupResult,
 }
@@ -39,6 +44,7 @@ impl ProxyOutcome {
     fn handled(inject: Option<Vec<u8>>) -> Self {
         ProxyOutcome {
             inject,
+            resend: None,
             result: LookupResult::Handled,
         }
     }
@@ -46,6 +52,7 @@ impl ProxyOutcome {
     fn not_answered(reason: impl Into<String>) -> Self {
         ProxyOutcome {
             inject: None,
+            resend: None,
             result: LookupResult::NotAnswered {
                 reason: reason.into(),
             },
@@ -66,7 +73,7 @@ pub fn answer(
         match kind {
             GroupKind::Arp => proxy_arp(&*instance, &status, &overlay, &frame).await,
             GroupKind::NeighborSolicit => proxy_ndp(&*instance, &status, &overlay, &frame).await,
-            GroupKind::Dhcp => proxy_dhcp(&*instance, &overlay, &frame).await,
+            GroupKind::Dhcp => proxy_dhcp(&*instance, &status, &overlay, &frame).await,
             GroupKind::Other => {
                 ProxyOutcome::not_answered("no proxy for this frame (not ARP, NDP or DHCP)")
             }
@@ -130,19 +137,50 @@ async fn proxy_ndp(
     }
 }
 
-async fn proxy_dhcp(instance: &dyn Instance, overlay: &str, frame: &[u8]) -> ProxyOutcome {
+async fn proxy_dhcp(
+    instance: &dyn Instance,
+    status: &InstanceStatus,
+    overlay: &str,
+    frame: &[u8],
+) -> ProxyOutcome {
     let Some(info) = overlay_wire::eth::classify(frame) else {
         return ProxyOutcome::not_answered("runt frame");
     };
-    let out = match instance.dhcp(info.src).await {
-        Ok(_server) => ProxyOutcome::not_answered("dhcp proxy not supported yet"),
-        Err(no) => ProxyOutcome::not_answered(no.0),
+    let (out, kind) = match dhcp::parse_request(frame) {
+        Err(e) => (ProxyOutcome::not_answered(e.to_string()), ""),
+        Ok(req) => {
+            let kind = req.message_type.map_or("request", dhcp::message_type_name);
+            let out = match instance.dhcp(req.client).await {
+                // The server asking for itself has nowhere else to go.
+                Ok(server) if server == req.client => {
+                    ProxyOutcome::not_answered(format!("{server} is its own DHCP server"))
+                }
+                // The plugin promised a unicast MAC; a group address would
+                // come back from overlayd as one more broadcast lookup.
+                Ok(server) if !server.is_unicast() => {
+                    ProxyOutcome::not_answered(format!("DHCP server {server} is not unicast"))
+                }
+                Ok(server) => {
+                    InstanceStatus::bump(&status.proxy_dhcp);
+                    ProxyOutcome {
+                        inject: None,
+                        resend: Some(dhcp::readdress(frame, server)),
+                        result: LookupResult::Handled,
+                    }
+                }
+                Err(no) => ProxyOutcome::not_answered(no.0),
+            };
+            (out, kind)
+        }
     };
-    overlay_probes::varpd::proxy_dhcp(
-        overlay,
-        info.src,
-        &crate::engine::result_reason(&out.result),
-    );
+    let said = match &out.resend {
+        Some(f) => format!(
+            "resent {kind} to {}",
+            overlay_wire::eth::classify(f).map_or(info.dst, |i| i.dst)
+        ),
+        None => crate::engine::result_reason(&out.result),
+    };
+    overlay_probes::varpd::proxy_dhcp(overlay, info.src, &said);
     out
 }
 
@@ -171,7 +209,9 @@ mod tests {
     fn files() -> Fixture {
         let file = TempFile::new(
             "proxy",
-            r#"{"02:31:00:00:00:04": {"ip": "10.31.0.2", "port": 4789, "arp": "192.168.32.4", "ndp": "fd32::4"}}"#,
+            r#"{"02:31:00:00:00:04": {"ip": "10.31.0.2", "port": 4789, "arp": "192.168.32.4", "ndp": "fd32::4"},
+                "02:31:00:00:00:02": {"ip": "10.31.0.1", "port": 4789, "dhcp-proxy": "02:31:00:00:00:04"},
+                "02:31:00:00:00:03": {"ip": "10.31.0.1", "port": 4789}}"#,
         );
         let (tx, _rx) = mpsc::unbounded_channel();
         let p = Provider::new(1, "ov1", 1, DestMode::Dynamic, tx);
@@ -308,10 +348,39 @@ mod tests {
     #[tokio::test]
     async fn dhcp_and_other_frames() {
         let fx = files();
+        // GUEST's entry names OWNER as its DHCP server: the request is
+        // resent to OWNER's MAC, byte for byte otherwise.
+        let req = dhcp_frame(GUEST);
+        let out = ask(&fx, req.clone()).await;
+        assert_eq!(out.result, LookupResult::Handled);
+        assert_eq!(out.inject, None);
+        let resent = out.resend.expect("a resend");
+        assert_eq!(&resent[..6], &OWNER);
+        assert_eq!(resent[6..], req[6..]);
+        assert_eq!(fx.status.proxy_dhcp.load(Ordering::Relaxed), 1);
+        // An entry without dhcp-proxy, and a MAC with no entry.
         assert_eq!(
-            ask(&fx, dhcp_frame(GUEST)).await,
-            not_answered("dhcp proxy not supported yet")
+            ask(&fx, dhcp_frame([2, 0x31, 0, 0, 0, 3])).await,
+            not_answered(&format!(
+                "entry 02:31:00:00:00:03 in {} has no dhcp-proxy",
+                fx._file.path.display()
+            ))
         );
+        assert_eq!(
+            ask(&fx, dhcp_frame([2, 0x31, 0, 0, 0, 7])).await,
+            not_answered(&format!(
+                "no entry for 02:31:00:00:00:07 in {}",
+                fx._file.path.display()
+            ))
+        );
+        // A BOOTREPLY is not proxied; nothing is counted.
+        let mut reply = dhcp_frame(GUEST);
+        reply[42] = 2;
+        assert_eq!(
+            ask(&fx, reply).await,
+            not_answered("BOOTP operation 2 is not a request")
+        );
+        assert_eq!(fx.status.proxy_dhcp.load(Ordering::Relaxed), 1);
         let mut mdns = dhcp_frame(GUEST);
         mdns[36..38].copy_from_slice(&5353u16.to_be_bytes());
         assert_eq!(

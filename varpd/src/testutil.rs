@@ -114,18 +114,8 @@ pub fn ns_frame(mac: [u8; 6], src: std::net::Ipv6Addr, target: std::net::Ipv6Add
     f
 }
 
-/// A DHCPDISCOVER-shaped frame from `mac`: IPv4/UDP 68 → 67, broadcast.
+/// A DHCPDISCOVER from `mac`: broadcast, IPv4/UDP 68 → 67, a BOOTREQUEST
+/// with the magic cookie.
 pub fn dhcp_frame(mac: [u8; 6]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let mut ip = vec![
-        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
-    ];
-    ip.extend_from_slice(&[0, 68, 0, 67, 0, 0, 0, 0]);
-    ip.resize(300, 0);
-    let n = (ip.len() as u16).to_be_bytes();
-    ip[2..4].copy_from_slice(&n);
-    f.extend_from_slice(&ip);
-    f
+    overlay_wire::dhcp::request_frame(overlay_api::Mac(mac), 0x0bad_cafe, 1)
 }

@@ -12,6 +12,8 @@
 //!   NDP, DHCP) — and the flow hash that gives VXLAN its UDP source port.
 //! - [`arp`], [`ndp`]: proxy answers that varpd builds for the overlay
 //!   (ARP replies, neighbour advertisements), on top of smoltcp's wire module.
+//! - [`dhcp`]: a guest's DHCP request, checked and re-addressed to its DHCP
+//!   server's MAC (proxy DHCP).
 //! - [`offload`]: the virtio-net header of a TAP device with offloads, the
 //!   Internet checksum, TCP segmentation of the kernel's super-frames and
 //!   coalescing of received segments (TSO/GRO at layer 2).
@@ -20,6 +22,7 @@
 //! library has (VXLAN) is written here by hand.
 
 pub mod arp;
+pub mod dhcp;
 pub mod eth;
 pub mod ndp;
 pub mod offload;

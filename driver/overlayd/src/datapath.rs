@@ -180,6 +180,34 @@ impl Daemon {
         }
     }
 
+    /// Sends `frame` out of overlay `oid` as if its TAP device had sent it
+    /// (varpd's proxy DHCP, illumos `OVERLAY_TARG_RESEND`): through the
+    /// target table and the mux like any frame, counted and traced as one.
+    /// A frame to a group address is refused, for it would go back to varpd
+    /// as one more broadcast lookup.
+    pub(crate) fn resend(&mut self, oid: u64, frame: &[u8]) {
+        let Some(ov) = self.overlays.get_mut(&oid) else {
+            return;
+        };
+        let n = VNET_HDR_LEN + frame.len();
+        match eth::classify(frame) {
+            None => return ov.drop(DropReason::RuntFrame, frame.len()),
+            Some(i) if i.group.is_some() => {
+                log::warn!(
+                    "{}: varpd asked to resend a frame to group address {}; dropped",
+                    ov.cfg.name,
+                    i.dst
+                );
+                return ov.drop(DropReason::MulticastUnsupported, frame.len());
+            }
+            Some(_) if n > self.tapbuf.len() => return ov.drop(DropReason::TooBig, frame.len()),
+            Some(_) => {}
+        }
+        self.tapbuf[..VNET_HDR_LEN].copy_from_slice(&PLAIN);
+        self.tapbuf[VNET_HDR_LEN..n].copy_from_slice(frame);
+        self.tx_frame(oid, n);
+    }
+
     fn tx_frame(&mut self, oid: u64, n: usize) {
         let now = Instant::now();
         let Some(ov) = self.overlays.get_mut(&oid) else {

@@ -206,6 +206,7 @@ impl Daemon {
                 self.report_all();
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
+            VarpdMsg::Resend { oid, frame } => self.resend(oid, &frame),
             VarpdMsg::Inject { oid, frame } => {
                 let Some(ov) = self.overlays.get_mut(&oid) else {
                     return;

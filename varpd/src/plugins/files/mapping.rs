@@ -337,10 +337,20 @@ fn parse_entry(path: &str, key: &str, value: &Value) -> Result<Entry, ConfigErro
     };
     let dhcp_proxy = match string("dhcp-proxy")? {
         None => None,
-        Some(s) => Some(
-            s.parse::<Mac>()
-                .map_err(|_| err("dhcp-proxy", format!("invalid MAC address \"{s}\"")))?,
-        ),
+        Some(s) => {
+            let m = s
+                .parse::<Mac>()
+                .map_err(|_| err("dhcp-proxy", format!("invalid MAC address \"{s}\"")))?;
+            // Requests are resent to this MAC: a group address would bring
+            // them back as broadcasts.
+            if !m.is_unicast() {
+                return Err(err(
+                    "dhcp-proxy",
+                    format!("{m} is not a unicast MAC address"),
+                ));
+            }
+            Some(m)
+        }
     };
     Ok(Entry {
         dest: SocketAddr::new(ip, port),
@@ -468,6 +478,10 @@ mod tests {
             (
                 r#"{"02:00:00:00:00:01": {"ip": "10.0.0.1", "port": 1, "ndp": "ff02::1"}}"#,
                 r#"entry "02:00:00:00:00:01": field "ndp": ff02::1 is not a unicast address"#,
+            ),
+            (
+                r#"{"02:00:00:00:00:01": {"ip": "10.0.0.1", "port": 1, "dhcp-proxy": "ff:ff:ff:ff:ff:ff"}}"#,
+                r#"entry "02:00:00:00:00:01": field "dhcp-proxy": ff:ff:ff:ff:ff:ff is not a unicast MAC address"#,
             ),
             (
                 r#"{"02:00:00:00:00:01": {"ip": "10.0.0.1", "port": 1, "dhcp-proxy": "nope"}}"#,

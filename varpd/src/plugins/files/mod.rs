@@ -159,8 +159,20 @@ impl Instance for FilesInstance {
         ready(r)
     }
 
-    fn dhcp(&self, _client: Mac) -> BoxFuture<Result<Mac, NoAnswer>> {
-        ready(Err(NoAnswer("dhcp proxy not supported yet".into())))
+    fn dhcp(&self, client: Mac) -> BoxFuture<Result<Mac, NoAnswer>> {
+        let r = match self.snapshot().get(&client) {
+            Some(e) => e.dhcp_proxy.ok_or_else(|| {
+                NoAnswer(format!(
+                    "entry {client} in {} has no dhcp-proxy",
+                    self.path_text()
+                ))
+            }),
+            None => Err(NoAnswer(format!(
+                "no entry for {client} in {}",
+                self.path_text()
+            ))),
+        };
+        ready(r)
     }
 
     fn refresh(&self) {
@@ -324,7 +336,17 @@ mod tests {
         assert!(inst.ndp("fd32::5".parse().unwrap()).await.is_err());
         assert_eq!(
             inst.dhcp(mac("02:31:00:00:00:04")).await,
-            Err(NoAnswer("dhcp proxy not supported yet".into()))
+            Err(NoAnswer(format!(
+                "entry 02:31:00:00:00:04 in {} has no dhcp-proxy",
+                file.path.display()
+            )))
+        );
+        assert_eq!(
+            inst.dhcp(mac("02:31:00:00:00:07")).await,
+            Err(NoAnswer(format!(
+                "no entry for 02:31:00:00:00:07 in {}",
+                file.path.display()
+            )))
         );
     }
 
