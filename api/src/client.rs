@@ -94,7 +94,18 @@ impl Client {
         };
         let mut line = serde_json::to_vec(req).expect("requests always serialize");
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(io)?;
+        // A daemon that refuses the connection (see `access`) says why and
+        // closes it, maybe before the request is written: its reason is
+        // still there to read.
+        let written = self.writer.write_all(&line);
+        if let Err(e) = &written {
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
+                return Err(io(written.unwrap_err()));
+            }
+        }
         let mut buf = String::new();
         let n = (&mut self.reader)
             .take(MAX_REPLY as u64 + 1)
@@ -104,6 +115,9 @@ impl Client {
                 source,
             })?;
         if n == 0 {
+            if let Err(e) = written {
+                return Err(io(e));
+            }
             return Err(ClientError::Protocol {
                 path: self.path.clone(),
                 detail: "connection closed before a reply".into(),

@@ -5,7 +5,8 @@
 //! `varpd`, the virtual ARP daemon that answers target-table misses through
 //! search plugins. Everything else — `ovadm`, `ovstat`, `ovsnoop`, the
 //! exporter, and varpd's own link to the driver — talks to them over Unix
-//! control sockets (`RUN_DIR/overlayd.sock`, `RUN_DIR/varpd.sock`, mode 0600).
+//! control sockets (`RUN_DIR/overlayd.sock`, `RUN_DIR/varpd.sock`, mode 0600,
+//! or 0660 with an operators' group).
 //!
 //! This crate is the whole contract of those sockets and nothing more:
 //!
@@ -20,10 +21,13 @@
 //!   then on overlayd sends [`proto::DriverMsg`] and varpd answers with
 //!   [`proto::VarpdMsg`], in any order, for as long as the link lives.
 //! - [`client`]: a small blocking client for the request/reply sockets.
+//! - [`access`]: who may use the sockets (file mode, group, and the peer's
+//!   credentials checked on every connection).
 //!
 //! Consumers link this crate, never the data-plane internals, so the driver
 //! may change how it works without breaking its tools.
 
+pub mod access;
 pub mod client;
 pub mod drop;
 pub mod hexbytes;

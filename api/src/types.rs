@@ -382,6 +382,8 @@ pub enum ErrorKind {
     Plugin,
     /// The operation needs a system resource that could not be had.
     System,
+    /// The peer may not use this control socket (see [`crate::access`]).
+    Permission,
 }
 
 /// An error reply: what failed, in words that name the culprit.

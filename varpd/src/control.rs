@@ -7,9 +7,11 @@
 
 use crate::engine::Engine;
 use crate::lines::{Line, LineReader};
+use overlay_api::access::{Access, AccessError};
 use overlay_api::proto::{VarpdReply, VarpdRequest};
 use overlay_api::{ApiError, ErrorKind, MAX_MESSAGE};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,9 @@ use tokio::net::{UnixListener, UnixStream};
 /// Why the control socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The socket's owner or mode could not be set, or `--group` is unknown.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// Another process answers on the socket.
     #[error("{0}: another varpd is running (its socket answers); stop it first or use another --run-dir")]
     InUse(PathBuf),
@@ -36,8 +41,9 @@ pub enum ControlError {
 }
 
 /// Binds the control socket at `path`, replacing a stale socket file left
-/// by a varpd that died, and restricts it to its owner (0600).
-pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+/// by a varpd that died, and gives it `access`'s owner and mode (0600, or
+/// 0660 with an operators' group).
+pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, ControlError> {
     let io = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
@@ -57,15 +63,24 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         Err(e) => return Err(io(e)),
     }
     let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    access.secure(path)?;
     Ok(listener)
 }
 
-/// Accepts clients forever, one task each.
-pub async fn serve(listener: UnixListener, engine: Arc<Engine>) {
+/// Accepts clients forever, one task each; a peer that `access` refuses is
+/// told why and disconnected.
+pub async fn serve(listener: UnixListener, engine: Arc<Engine>, access: Access) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
+                if let Err(e) = access.check(stream.as_raw_fd()) {
+                    log::warn!("control socket: {e}");
+                    let mut out = serde_json::to_vec(&VarpdReply::Error { error: e })
+                        .expect("replies always serialize");
+                    out.push(b'\n');
+                    let _ = stream.write_all(&out).await;
+                    continue;
+                }
                 let engine = engine.clone();
                 tokio::spawn(async move {
                     if let Err(e) = client(stream, &engine).await {
@@ -125,6 +140,7 @@ mod tests {
     use crate::plugins;
     use crate::testutil::TempDir;
     use overlay_api::Client;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     async fn roundtrip(stream: &mut UnixStream, lines: &[u8]) -> Vec<VarpdReply> {
         use tokio::io::AsyncBufReadExt;
@@ -144,20 +160,31 @@ mod tests {
     async fn binds_0600_and_replaces_only_stale_sockets() {
         let dir = TempDir::new("control-bind");
         let path = dir.join("varpd.sock");
-        let l = bind(&path).unwrap();
+        let l = bind(&path, &Access::owner_only()).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
         // A live socket is not taken over.
-        assert!(matches!(bind(&path), Err(ControlError::InUse(_))));
+        assert!(matches!(
+            bind(&path, &Access::owner_only()),
+            Err(ControlError::InUse(_))
+        ));
         // A dead one is.
         drop(l);
-        let _l = bind(&path).unwrap();
+        let _l = bind(&path, &Access::owner_only()).unwrap();
+        // With an operators' group (root's, here): 0660 in that group.
+        let grouped = dir.join("grouped.sock");
+        let _g = bind(&grouped, &Access::with_group("root").unwrap()).unwrap();
+        let meta = std::fs::metadata(&grouped).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o660, 0));
         // A file that is not a socket is left alone.
         let other = dir.join("not-a-socket");
         std::fs::write(&other, "x").unwrap();
-        assert!(matches!(bind(&other), Err(ControlError::NotASocket(_))));
+        assert!(matches!(
+            bind(&other, &Access::owner_only()),
+            Err(ControlError::NotASocket(_))
+        ));
         assert!(other.exists());
     }
 
@@ -166,7 +193,8 @@ mod tests {
         let dir = TempDir::new("control-serve");
         let path = dir.join("varpd.sock");
         let engine = Arc::new(Engine::new(plugins::all()));
-        let task = tokio::spawn(serve(bind(&path).unwrap(), engine));
+        let access = Access::owner_only();
+        let task = tokio::spawn(serve(bind(&path, &access).unwrap(), engine, access));
 
         // The blocking client ovadm uses.
         let p = path.clone();

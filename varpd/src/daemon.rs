@@ -9,6 +9,7 @@
 use crate::control::{self, ControlError};
 use crate::engine::Engine;
 use crate::{link, plugins};
+use overlay_api::access::Access;
 use overlay_api::{OVERLAYD_SOCKET, VARPD_SOCKET};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Config {
     /// Reserved for plugins that persist state (`save`/`restore`); varpd
     /// itself keeps none, since overlayd re-sends everything on relink.
     pub state_dir: PathBuf,
+    /// Who may use `varpd.sock`.
+    pub access: Access,
 }
 
 /// Why the daemon could not run.
@@ -56,18 +59,23 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     })?;
     let engine = Arc::new(Engine::new(plugins::all()));
     let sock = config.run_dir.join(VARPD_SOCKET);
-    let listener = control::bind(&sock)?;
+    let listener = control::bind(&sock, &config.access)?;
     let names: Vec<String> = engine.plugin_info().into_iter().map(|p| p.name).collect();
     log::info!(
-        "varpd {} (pid {}): control socket {}, state dir {}, plugins: {}",
+        "varpd {} (pid {}): control socket {} ({}), state dir {}, plugins: {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         sock.display(),
+        config.access.describe(),
         config.state_dir.display(),
         names.join(", ")
     );
 
-    let control = tokio::spawn(control::serve(listener, engine.clone()));
+    let control = tokio::spawn(control::serve(
+        listener,
+        engine.clone(),
+        config.access.clone(),
+    ));
     let link = tokio::spawn(link::run(
         config.run_dir.join(OVERLAYD_SOCKET),
         engine.clone(),

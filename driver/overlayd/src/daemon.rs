@@ -15,11 +15,13 @@ use crate::txq::TxQueue;
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
+use overlay_api::access::Access;
+use overlay_api::proto::Reply;
 use overlay_api::{Mac, PluginInfo};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +79,8 @@ pub(crate) struct Parked {
 pub struct Daemon {
     pub(crate) poll: Poll,
     listener: UnixListener,
+    /// Who may use the control socket.
+    access: Access,
     sock_path: PathBuf,
     pub(crate) overlays: HashMap<u64, Overlay>,
     pub(crate) by_name: HashMap<String, u64>,
@@ -104,8 +108,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Binds the control socket in `run_dir` (mode 0600).
-    pub fn new(run_dir: &Path) -> anyhow::Result<Daemon> {
+    /// Binds the control socket in `run_dir`, with `access`'s owner and
+    /// mode (0600, or 0660 with an operators' group).
+    pub fn new(run_dir: &Path, access: Access) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
         let sock_path = run_dir.join(overlay_api::OVERLAYD_SOCKET);
@@ -118,7 +123,7 @@ impl Daemon {
         }
         let mut listener = UnixListener::bind(&sock_path)
             .with_context(|| format!("cannot bind {}", sock_path.display()))?;
-        std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
+        access.secure(&sock_path)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, token(KIND_LISTENER, 0), Interest::READABLE)?;
@@ -126,10 +131,15 @@ impl Daemon {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
         }
-        log::info!("overlayd listening on {}", sock_path.display());
+        log::info!(
+            "overlayd listening on {} ({})",
+            sock_path.display(),
+            access.describe()
+        );
         Ok(Daemon {
             poll,
             listener,
+            access,
             sock_path,
             overlays: HashMap::new(),
             by_name: HashMap::new(),
@@ -195,6 +205,15 @@ impl Daemon {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    if let Err(e) = self.access.check(stream.as_raw_fd()) {
+                        log::warn!("control socket: {e}");
+                        // One short line into an empty socket buffer.
+                        let mut out = serde_json::to_vec(&Reply::Error { error: e })
+                            .expect("replies always serialize");
+                        out.push(b'\n');
+                        let _ = stream.write(&out);
+                        continue;
+                    }
                     let id = self.next_id();
                     if let Err(e) = self.poll.registry().register(
                         &mut stream,

@@ -52,6 +52,10 @@ struct Args {
     /// Directory for persistent state.
     #[arg(long, env = "OVERLAY_STATE_DIR", default_value = overlay_api::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// Operators' group: overlayd.sock becomes mode 0660 in this group, and
+    /// its members may connect (otherwise 0600: root and overlayd's user).
+    #[arg(long, value_name = "GROUP", env = "OVERLAY_GROUP")]
+    group: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -67,7 +71,8 @@ fn main() -> ExitCode {
                 args.state_dir.display()
             )
         })?;
-        daemon::Daemon::new(&args.run_dir)?.run()
+        let access = overlay_api::access::Access::from_option(args.group.as_deref())?;
+        daemon::Daemon::new(&args.run_dir, access)?.run()
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,
