@@ -46,7 +46,8 @@ drop_reasons! {
     RuntFrame => "runt-frame",
     /// Destination's target entry says drop (set by an operator or a plugin).
     TargetDrop => "target-drop",
-    /// Pending entry's queue already holds its limit of bytes.
+    /// Pending entry's queue already holds its limit of bytes (128 KiB), or
+    /// the overlay's pending entries together cost 16 MiB of memory (a MAC flood).
     QueueOverflow => "queue-overflow",
     /// Point-mode overlay has no destination yet (varpd has not configured it).
     NoDestination => "no-destination",

@@ -8,103 +8,12 @@
 use overlay_api::proto::{VarpdReply, VarpdRequest};
 use overlay_api::{Client, Mac};
 use overlay_tests::snapshot::overlay;
-use overlay_tests::{wait_for, Daemon, FilesEntry, Lab};
+use overlay_tests::{wait_for, Daemon, FilesEntry, Lab, PacketSocket};
 use overlay_wire::dhcp;
 use serde_json::Value;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-
-/// An AF_PACKET socket bound to `dev` in the calling thread's namespace,
-/// seeing every frame of every EtherType, with a 200 ms receive timeout.
-fn packet_socket(dev: &str) -> (OwnedFd, libc::sockaddr_ll) {
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-    assert!(
-        fd >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: fd is a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(dev).unwrap();
-    // SAFETY: a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(ifindex != 0, "no device {dev}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
-    // SAFETY: sll lives across the call and its size is passed.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 200_000,
-    };
-    // SAFETY: tv lives across the call and its size is passed.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
-    (fd, sll)
-}
-
-fn send_frame(fd: &OwnedFd, sll: &libc::sockaddr_ll, frame: &[u8]) {
-    // SAFETY: frame and sll live across the call; their sizes are passed.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr() as *const libc::c_void,
-            frame.len(),
-            0,
-            sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert_eq!(
-        n,
-        frame.len() as isize,
-        "sendto: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Frames seen on `fd` until `until`, keeping those `keep` accepts.
-fn frames_until(fd: &OwnedFd, until: Instant, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        // SAFETY: buf is writable for its whole length.
-        let n = unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
-        };
-        if n > 0 && keep(&buf[..n as usize]) {
-            out.push(buf[..n as usize].to_vec());
-        }
-    }
-    out
-}
 
 /// A DHCP client message (UDP to port 67) in an untagged IPv4 frame.
 fn is_dhcp_to_server(f: &[u8]) -> bool {
@@ -149,17 +58,16 @@ fn a_dhcp_request_is_resent_to_its_server_across_the_overlay() {
     let seen = std::thread::scope(|s| {
         let listener = s.spawn(|| {
             lab.in_ns(p.b, || {
-                let (fd, _) = packet_socket("ov0");
+                let sock = PacketSocket::open("ov0");
                 ready.wait();
                 let mut seen = Vec::new();
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while Instant::now() < deadline {
                     let until = Instant::now() + Duration::from_millis(500);
-                    seen.extend(frames_until(&fd, until, is_dhcp_to_server));
+                    seen.extend(sock.frames_until(until, is_dhcp_to_server));
                     if seen.iter().any(|f| f[6..12] == request[6..12]) {
                         found.store(true, Ordering::Relaxed);
-                        seen.extend(frames_until(
-                            &fd,
+                        seen.extend(sock.frames_until(
                             Instant::now() + Duration::from_secs(1),
                             is_dhcp_to_server,
                         ));
@@ -171,11 +79,11 @@ fn a_dhcp_request_is_resent_to_its_server_across_the_overlay() {
             })
         });
         lab.in_ns(p.a, || {
-            let (fd, sll) = packet_socket("ov0");
+            let sock = PacketSocket::open("ov0");
             ready.wait();
-            send_frame(&fd, &sll, &stray_request);
+            assert!(sock.send(&stray_request));
             while !found.load(Ordering::Relaxed) {
-                send_frame(&fd, &sll, &request);
+                assert!(sock.send(&request));
                 std::thread::sleep(Duration::from_millis(300));
             }
         });

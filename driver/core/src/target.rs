@@ -8,8 +8,12 @@
 //! ```
 //!
 //! A pending entry queues the frames that wait for the answer, at most
-//! [`QUEUE_LIMIT`] bytes; past that frames are refused (the caller counts
-//! `queue-overflow`). An answer drains the queue in order. A *drop* that a
+//! [`QUEUE_LIMIT`] bytes, and all pending entries of a table together cost
+//! at most [`PENDING_LIMIT`] bytes of memory — their frames, and what each
+//! frame and entry costs besides ([`FRAME_COST`], [`ENTRY_COST`]) — so that
+//! a flood of frames to a million new MACs while varpd is slow or gone
+//! costs bounded memory. Past either limit frames are refused (the caller
+//! counts `queue-overflow`), and past the table's no new entry is made. An answer drains the queue in order. A *drop* that a
 //! plugin answered expires after [`NEGATIVE_TTL`], so a mapping that appears
 //! later is found without an operator's flush; a drop set by hand stays.
 //!
@@ -34,6 +38,18 @@ use std::time::{Duration, Instant};
 
 /// Bytes of frames one pending entry may hold (illumos' per-entry limit).
 pub const QUEUE_LIMIT: usize = 128 * 1024;
+
+/// Memory all pending entries of one table may cost together: 128 entries'
+/// worth of full queues, or some 40,000 entries of one small frame each.
+pub const PENDING_LIMIT: usize = 16 << 20;
+
+/// What a queued frame costs beyond its bytes (its box, its queue slot and
+/// the allocator's rounding), for [`PENDING_LIMIT`].
+pub const FRAME_COST: usize = 64;
+
+/// What a pending entry costs beyond its frames (its map slot, its queue,
+/// the index entry), for [`PENDING_LIMIT`].
+pub const ENTRY_COST: usize = 256;
 
 /// How long a drop answered by a plugin is believed.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
@@ -111,6 +127,8 @@ pub struct TargetTable {
     writer: Writer,
     reader: Reader,
     pending: HashMap<Mac, Pending>,
+    /// What `pending` costs, all entries together (see [`PENDING_LIMIT`]).
+    pending_cost: usize,
     /// When plugin-answered drops stop being believed.
     negative: HashMap<Mac, Instant>,
 }
@@ -158,6 +176,7 @@ impl TargetTable {
             reader: index.reader(),
             index,
             pending: HashMap::new(),
+            pending_cost: 0,
             negative: HashMap::new(),
         })
     }
@@ -189,13 +208,33 @@ impl TargetTable {
     }
 
     fn queue_new(&mut self, dst: Mac, meta: &[u8], frame: &[u8]) -> TxDecision {
+        let cost = ENTRY_COST + meta.len() + frame.len() + FRAME_COST;
+        if self.pending_cost + cost > PENDING_LIMIT {
+            return TxDecision::Drop(DropReason::QueueOverflow);
+        }
         if self.writer.insert(dst, TargetState::Pending).is_err() {
             return TxDecision::Drop(DropReason::TableFull);
         }
         let mut p = Pending::default();
-        p.push(meta, frame);
+        self.pending_cost += ENTRY_COST;
+        if p.push(meta, frame) {
+            self.pending_cost += cost - ENTRY_COST;
+        }
         self.pending.insert(dst, p);
         TxDecision::Queued { ask: true }
+    }
+
+    /// Takes `mac`'s pending entry out, with what it cost.
+    fn take_pending(&mut self, mac: &Mac) -> Option<Pending> {
+        let p = self.pending.remove(mac)?;
+        self.pending_cost -= p.cost();
+        Some(p)
+    }
+
+    /// What the pending entries cost together, frames and bookkeeping (at
+    /// most [`PENDING_LIMIT`]).
+    pub fn pending_cost(&self) -> usize {
+        self.pending_cost
     }
 
     /// Decides the fate of a unicast frame for `dst`; on a miss the frame is
@@ -222,8 +261,13 @@ impl TargetTable {
                 _ => TxDecision::Drop(DropReason::TargetDrop),
             },
             Some(TargetState::Pending) => {
+                let cost = meta.len() + frame.len() + FRAME_COST;
+                if self.pending_cost + cost > PENDING_LIMIT {
+                    return TxDecision::Drop(DropReason::QueueOverflow);
+                }
                 let p = self.pending.entry(dst).or_default();
                 if p.push(meta, frame) {
+                    self.pending_cost += cost;
                     TxDecision::Queued { ask: false }
                 } else {
                     TxDecision::Drop(DropReason::QueueOverflow)
@@ -268,7 +312,7 @@ impl TargetTable {
     /// answer for an entry flushed or set meanwhile is stale and ignored);
     /// the queued frames are released to the caller.
     pub fn answer(&mut self, mac: Mac, answer: Answer, now: Instant) -> Option<Released> {
-        let p = self.pending.remove(&mac)?;
+        let p = self.take_pending(&mac)?;
         let state = match answer {
             Answer::Dest(a) => TargetState::Valid(a),
             Answer::Drop => {
@@ -298,7 +342,7 @@ impl TargetTable {
         };
         self.writer.insert(mac, state).map_err(|e| e.to_string())?;
         self.negative.remove(&mac);
-        Ok(self.pending.remove(&mac).map(|p| Released {
+        Ok(self.take_pending(&mac).map(|p| Released {
             dest: d,
             frames: p.queue,
         }))
@@ -309,7 +353,7 @@ impl TargetTable {
     pub fn remove(&mut self, mac: Mac) -> Option<usize> {
         self.writer.remove(mac)?;
         self.negative.remove(&mac);
-        Some(self.pending.remove(&mac).map_or(0, |p| p.queue.len()))
+        Some(self.take_pending(&mac).map_or(0, |p| p.queue.len()))
     }
 
     /// Removes every valid and drop entry, keeping pending ones (their
@@ -332,6 +376,7 @@ impl TargetTable {
     pub fn flush(&mut self) -> usize {
         self.writer.flush();
         self.negative.clear();
+        self.pending_cost = 0;
         self.pending.drain().map(|(_, p)| p.queue.len()).sum()
     }
 
@@ -382,6 +427,11 @@ fn answer_dest(a: Answer) -> Option<SocketAddr> {
 }
 
 impl Pending {
+    /// What this entry costs against [`PENDING_LIMIT`].
+    fn cost(&self) -> usize {
+        ENTRY_COST + self.bytes + self.queue.len() * FRAME_COST
+    }
+
     fn push(&mut self, meta: &[u8], frame: &[u8]) -> bool {
         let len = meta.len() + frame.len();
         if self.bytes + len > QUEUE_LIMIT {
@@ -406,6 +456,51 @@ mod tests {
     }
     fn addr(n: u8) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, n], 4789))
+    }
+
+    /// A flood of frames to new MACs (varpd answering none of them) stops
+    /// at PENDING_LIMIT: no more entries, no more memory; answers, removals
+    /// and flushes give the room back.
+    #[test]
+    fn a_mac_flood_is_bounded_by_the_pending_limit() {
+        let now = Instant::now();
+        let mut t = TargetTable::new();
+        let frame = [0u8; 64];
+        let each = ENTRY_COST + frame.len() + FRAME_COST;
+        let fits = PENDING_LIMIT / each;
+        let (mut queued, mut refused) = (0, 0);
+        for i in 0..(fits + 1000) as u64 {
+            let b = i.to_be_bytes();
+            let m = Mac([2, b[3], b[4], b[5], b[6], b[7]]);
+            match t.tx(m, &frame, now) {
+                TxDecision::Queued { ask: true } => queued += 1,
+                TxDecision::Drop(DropReason::QueueOverflow) => refused += 1,
+                d => panic!("frame {i}: {d:?}"),
+            }
+        }
+        assert_eq!((queued, refused), (fits, 1000));
+        assert_eq!(t.pending_cost(), fits * each);
+        assert_eq!(t.len(), queued);
+        // A second frame for a pending MAC fits in what is left, or not.
+        let first = Mac([2, 0, 0, 0, 0, 0]);
+        let room = PENDING_LIMIT - fits * each;
+        let second = if room >= frame.len() + FRAME_COST {
+            TxDecision::Queued { ask: false }
+        } else {
+            TxDecision::Drop(DropReason::QueueOverflow)
+        };
+        assert_eq!(t.tx(first, &frame, now), second);
+        let first_cost = t.pending_cost() - (fits - 1) * each;
+        // An answer gives its entry's cost back, and a new MAC fits again.
+        t.answer(first, Answer::Dest(addr(1)), now).unwrap();
+        assert_eq!(t.pending_cost(), (fits - 1) * each);
+        let new = Mac([2, 9, 9, 9, 9, 9]);
+        assert_eq!(t.tx(new, &frame, now), TxDecision::Queued { ask: true });
+        assert_eq!(t.remove(new), Some(1));
+        assert_eq!(t.pending_cost(), (fits - 1) * each);
+        assert!(first_cost >= each);
+        t.flush();
+        assert_eq!(t.pending_cost(), 0);
     }
 
     #[test]
