@@ -347,9 +347,10 @@ pub struct VnicRow {
 
 /// Counters of one VNIC, from the guest's point of view: *rx* is what
 /// overlayd delivered from the underlay to the VNIC's MAC, *tx* what it
-/// read from the TAP device with the VNIC's MAC as source. Broadcast and
-/// multicast frames are not counted per VNIC, nor is traffic between VNICs
-/// of one host, which the kernel's macvlan bridge carries without overlayd.
+/// read from the TAP device with the VNIC's MAC as source (whatever its
+/// destination). Broadcast and multicast frames delivered are not counted
+/// per VNIC, nor is traffic between VNICs of one host, which the kernel's
+/// macvlan bridge carries without overlayd.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VnicStats {
     /// VNIC name.
