@@ -302,6 +302,24 @@ fn three_hosts_three_guests_each() {
         "{table}"
     );
 
+    // ovstat -V names the guests.
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.ns(h1)])
+        .arg(lab.bin("ovstat"))
+        .arg("--run-dir")
+        .arg(lab.run_dir(h1))
+        .args(["-V", "-p", "-o", "overlay,vnic,mac"])
+        .output()
+        .expect("run ovstat");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        (1..=GUESTS)
+            .map(|k| format!("ov0:vnic{k}:{}\n", mac(1, k).replace(':', "\\:")))
+            .collect::<String>(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // create-vnic's errors name what was wrong, and change nothing.
     for (args, says) in [
         (
