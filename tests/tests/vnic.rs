@@ -11,7 +11,8 @@
 //! between guests of one host never reaches the underlay (a capture on the
 //! host's `ul0`, decoded by tshark, holds none of it, and does hold a
 //! cross-host ping as a control); VNIC counters; the errors of create-vnic;
-//! deleting a VNIC drops its counters and, after the files config loses it
+//! ovstat -V; deleting a VNIC drops its counters (also one whose guest
+//! namespace went first) and, after the files config loses it
 //! and the other hosts flush, leaves no target entry for its MAC anywhere;
 //! deleting the overlay removes its VNICs from the guests.
 
@@ -405,6 +406,16 @@ fn three_hosts_three_guests_each() {
         .output()
         .expect("ip");
     assert!(!gone.status.success(), "vnic3 still in its namespace");
+
+    // A guest whose namespace was deleted took its VNIC along: delete-vnic
+    // then only forgets it.
+    let del = Command::new("ip")
+        .args(["netns", "del", lab.ns(g.guest(1, 3))])
+        .output()
+        .expect("ip netns del");
+    assert!(del.status.success());
+    lab.ovadm_ok(h1, ["delete-vnic", "vnic3"]);
+    assert!(vnic_stats(&lab.stats(h1), "vnic3").is_none());
 
     // The files config loses it; varpd reloads; the other hosts flush. No
     // target entry for its MAC remains, and the others still talk.

@@ -6,6 +6,9 @@
 //! (naming the property and its range), joins or opens the mux, creates the
 //! TAP device, then asks varpd to configure the search plugin and answers
 //! once varpd has (or has refused, in which case the overlay is undone).
+//! The vnic requests (`create-vnic`, `delete-vnic`, `show-vnic`) check
+//! names, MACs and namespaces here and leave the netlink work to
+//! [`crate::vnic`].
 
 use crate::daemon::{token, Daemon, Parked, CREATE_WAIT, KIND_MUX, KIND_TAP};
 use crate::link::release;
