@@ -287,6 +287,35 @@ fn three_hosts_three_guests_each() {
         "the capture on h1's ul0 should hold the 3 cross-host echo requests, has {cross}"
     );
 
+    // ovsnoop names a guest: --vnic is its MAC, from overlayd.
+    let out = Command::new(lab.bin("ovsnoop"))
+        .arg("-r")
+        .arg(&pcap)
+        .args(["--vnic", "vnic1", "--run-dir"])
+        .arg(lab.run_dir(h1))
+        .output()
+        .expect("run ovsnoop");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.lines().count() >= 6 && shown.lines().all(|l| l.contains(&mac(1, 1))),
+        "ovsnoop --vnic vnic1 should show the 3 echo requests and replies of {} only:\n{shown}",
+        mac(1, 1)
+    );
+    let out = Command::new(lab.bin("ovsnoop"))
+        .arg("-r")
+        .arg(&pcap)
+        .args(["--vnic", "nope", "--run-dir"])
+        .arg(lab.run_dir(h1))
+        .output()
+        .expect("run ovsnoop");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vnic nope: no such VNIC"));
+
     // Counters per VNIC: guest 1.1 sent to and heard from other hosts.
     let s = lab.stats(h1);
     let c = vnic_stats(&s, "vnic1").unwrap_or_else(|| panic!("no vnic1 in {s:#?}"));
