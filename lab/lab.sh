@@ -1,7 +1,8 @@
 #!/bin/bash
 # lab.sh: a multi-host overlay lab in network namespaces, for trying the overlay by hand.
 #
-#   lab.sh up [HOSTS]   bring up HOSTS hosts (default $HOSTS, else 2; 1..99), taking down any lab first
+#   lab.sh up [HOSTS]   bring up HOSTS hosts (default $HOSTS, else 2; 1..99), each with $GUESTS guests
+#                       (default 1; 0..99), taking down any lab first
 #   lab.sh down         remove the lab whole: its processes, namespaces and /run/ovlab (idempotent)
 #   lab.sh status       show what runs; exit 0 only if a lab is up and healthy
 #
@@ -14,6 +15,11 @@
 #              logs /run/ovlab/hN/{overlayd,varpd}.log, pid files /run/ovlab/hN/{overlayd,varpd}.pid
 #   overlay    ov0, VNI 4242, files plugin with the one shared config /run/ovlab/files.json,
 #              MAC 02:77:00:00:00:NN (N as two digits), 192.168.77.N/24 and fd77::N/64
+# Guests. Each host N carries GUESTS guests K = 1..GUESTS, each a namespace ovlab-hN-gK holding a
+# VNIC (a macvlan over ov0, made by `ovadm create-vnic --netns`) named vnicK, with
+#   MAC 02:77:NN:00:00:KK (N and K as two digits), 10.78.N.K/16 and fd78::N:K/64
+# Guests of one host talk through the kernel's macvlan bridge; guests of different hosts over the
+# overlay, like the hosts. The files config lists every host's ov0 and every guest.
 # No namespace has a default route, so nothing typed in the lab can leave it.
 #
 # One overlay-exporter serves the metrics of every host: it runs in the root namespace (it only
@@ -34,13 +40,18 @@ die() { echo "lab: error: $*" >&2; exit 1; }
 
 host_ns() { echo "ovlab-h$1"; }
 host_mac() { printf '02:77:00:00:00:%02d' "$1"; }
+guest_ns() { echo "ovlab-h$1-g$2"; }
+guest_mac() { printf '02:77:%02d:00:00:%02d' "$1" "$2"; }
 ovadm() { local n=$1; shift; "$BIN/ovadm" --run-dir "$STATE/h$n/run" "$@"; }
 
 # Every lab namespace that exists now (hosts of any count, and the switch).
-lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ovlab-(sw|h[0-9]+)$' || true; }
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ovlab-(sw|h[0-9]+|h[0-9]+-g[0-9]+)$' || true; }
 
 # Host numbers of the lab that is up, from its namespaces.
-lab_hosts() { lab_namespaces | sed -n 's/^ovlab-h//p' | sort -n; }
+lab_hosts() { lab_namespaces | sed -n 's/^ovlab-h\([0-9]*\)$/\1/p' | sort -n; }
+
+# Guests of host N of the lab that is up, from their namespaces.
+lab_guests() { lab_namespaces | sed -n "s/^ovlab-h$1-g//p" | sort -n; }
 
 # pid_alive PID: the process exists and is not a zombie (a zombie has let go of everything).
 pid_alive() { [[ -e /proc/$1 ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
@@ -159,8 +170,9 @@ wait_linked() {
 }
 
 cmd_up() {
-  local hosts=${1:-${HOSTS:-2}} n b
+  local hosts=${1:-${HOSTS:-2}} guests=${GUESTS:-1} n b k
   [[ $hosts =~ ^[1-9][0-9]?$ ]] || die "HOSTS must be a number from 1 to 99, not '$hosts'"
+  [[ $guests =~ ^[0-9][0-9]?$ ]] || die "GUESTS must be a number from 0 to 99, not '$guests'"
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces): sudo make lab"
   for b in overlayd varpd ovadm overlay-exporter; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (make build)"
@@ -178,6 +190,10 @@ cmd_up() {
   {
     echo "{"
     for n in $(seq "$hosts"); do
+      for k in $(seq "$guests"); do
+        printf '  "%s": { "ip": "10.77.0.%d", "port": 4789, "arp": "10.78.%d.%d", "ndp": "fd78::%d:%d" },\n' \
+          "$(guest_mac "$n" "$k")" "$n" "$n" "$k" "$n" "$k"
+      done
       printf '  "%s": { "ip": "10.77.0.%d", "port": 4789, "arp": "192.168.77.%d", "ndp": "fd77::%d" }%s\n' \
         "$(host_mac "$n")" "$n" "$n" "$n" "$([[ $n == "$hosts" ]] || echo ,)"
     done
@@ -213,6 +229,14 @@ cmd_up() {
     ip -n "$ns" addr add "192.168.77.$n/24" dev ov0
     ip -n "$ns" addr add "fd77::$n/64" dev ov0 nodad
     ip -n "$ns" link set ov0 up
+    for k in $(seq "$guests"); do
+      local g; g=$(guest_ns "$n" "$k")
+      ip netns add "$g"
+      ip -n "$g" link set lo up
+      ovadm "$n" create-vnic -l ov0 -m "$(guest_mac "$n" "$k")" --netns "$g" "vnic$k"
+      ip -n "$g" addr add "10.78.$n.$k/16" dev "vnic$k"
+      ip -n "$g" addr add "fd78::$n:$k/64" dev "vnic$k" nodad
+    done
   done
 
   # varpd links to overlayd by itself; until it has, ov0 is DEGRADED. Give it a few seconds.
@@ -238,6 +262,10 @@ cmd_up() {
   hint "$ov show-overlay -f" "h1's overlay health"
   hint "$ov show-stats --json" "h1's counters"
   hint "ip netns exec ovlab-h$peer tshark -ni ul0 -f 'udp port 4789'" "VXLAN on h$peer's underlay"
+  if ((guests > 0)); then
+    hint "ip netns exec ovlab-h1-g1 ping 10.78.$peer.1" "guest to guest (VNICs)"
+    hint "$ov show-vnic -s" "h1's VNIC counters"
+  fi
   hint "ip netns exec ovlab-h1 bash" "a shell on h1"
   hint "curl -s http://$EXPORTER_LISTEN/metrics" "every host's metrics"
   hint "$BIN/ovstat --run-dir $STATE/h1/run 1" "h1's rates, vmstat-style"
@@ -269,6 +297,16 @@ cmd_status() {
     printf '%-10s %-13s %-18s %-16s %-10s %-10s %s\n' "$ns" "10.77.0.$n" "$(host_mac "$n")" \
       "192.168.77.$n" "${state[0]}" "${state[1]}" "${st:-missing}"
   done
+  local g gs
+  for n in $hosts; do
+    gs=$(lab_guests "$n")
+    [[ -n $gs ]] || continue
+    for g in $gs; do
+      [[ $(ovadm "$n" show-vnic -p -o link "vnic$g" 2>/dev/null) == "vnic$g" ]] || { bad=1; echo "guest ovlab-h$n-g$g: VNIC vnic$g missing"; }
+    done
+  done
+  gs=$(lab_guests 1 | wc -l)
+  ((gs == 0)) || echo "guests: $gs per host (ovlab-hN-gK: VNIC vnicK on ov0, MAC 02:77:NN:00:00:KK, 10.78.N.K/16, fd78::N:K/64)"
   p=$(cat "$STATE/exporter.pid" 2>/dev/null || true)
   if [[ -n $p ]] && pid_alive "$p"; then
     echo "exporter: pid $p, metrics of all $(echo "$hosts" | wc -l) hosts (label host=\"hN\") at http://$EXPORTER_LISTEN/metrics; log $STATE/exporter.log"

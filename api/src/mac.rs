@@ -27,6 +27,19 @@ impl Mac {
     pub fn is_unicast(&self) -> bool {
         !self.is_multicast()
     }
+
+    /// True for a locally administered address (the U/L bit is set).
+    pub fn is_local(&self) -> bool {
+        self.0[0] & 2 == 2
+    }
+
+    /// A locally administered unicast MAC made of six random bytes: the
+    /// I/G bit cleared and the U/L bit set, the rest kept (as `dladm
+    /// create-vnic -m random` does). Never all zeroes.
+    pub fn local_unicast(mut random: [u8; 6]) -> Mac {
+        random[0] = (random[0] & 0xfc) | 0x02;
+        Mac(random)
+    }
 }
 
 /// Why a string is not a MAC address.
@@ -95,6 +108,26 @@ impl<'de> Deserialize<'de> for Mac {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn local_unicast_is_local_and_unicast(b in any::<[u8; 6]>()) {
+            let m = Mac::local_unicast(b);
+            prop_assert!(m.is_unicast() && m.is_local());
+            prop_assert_eq!(&m.0[1..], &b[1..]);
+            prop_assert_eq!(m.0[0] & 0xfc, b[0] & 0xfc);
+        }
+    }
+
+    #[test]
+    fn local_unicast_of_group_and_global_bytes() {
+        assert_eq!(
+            Mac::local_unicast([0xff; 6]).to_string(),
+            "fe:ff:ff:ff:ff:ff"
+        );
+        assert_eq!(Mac::local_unicast([0; 6]).to_string(), "02:00:00:00:00:00");
+        assert!(!Mac([0, 1, 2, 3, 4, 5]).is_local());
+    }
 
     #[test]
     fn parses_common_forms() {

@@ -87,6 +87,22 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_peers: Option<u32>,
     },
+    /// Create a VNIC over an overlay (`create-vnic`); answered with
+    /// [`Reply::Vnics`] holding the new VNIC's row.
+    CreateVnic {
+        /// What to create.
+        spec: VnicSpec,
+    },
+    /// Delete a VNIC (`delete-vnic`).
+    DeleteVnic {
+        /// VNIC name.
+        name: String,
+    },
+    /// VNICs, one or all (`show-vnic`).
+    ShowVnics {
+        /// VNIC name; all when absent.
+        name: Option<String>,
+    },
     /// varpd introduces itself; the connection becomes the varpd link.
     VarpdHello {
         /// Protocol version, [`crate::PROTOCOL_VERSION`].
@@ -136,6 +152,11 @@ pub enum Reply {
     Stats {
         /// The snapshot.
         snapshot: StatsSnapshot,
+    },
+    /// Answer to [`Request::ShowVnics`] and [`Request::CreateVnic`].
+    Vnics {
+        /// Rows, by name.
+        rows: Vec<VnicRow>,
     },
     /// Answer to [`Request::VarpdHello`]: the link is up.
     Linked,

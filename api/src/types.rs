@@ -268,6 +268,10 @@ pub struct OverlayStats {
     /// What the offloads did.
     #[serde(default)]
     pub offload: OffloadStats,
+    /// Counters per VNIC on this overlay, by name (absent from an older
+    /// overlayd).
+    #[serde(default)]
+    pub vnics: Vec<VnicStats>,
 }
 
 fn online() -> OverlayState {
@@ -287,6 +291,80 @@ pub struct PeerStats {
     pub rx_frames: u64,
     /// Bytes (inner) received from it.
     pub rx_bytes: u64,
+}
+
+/// What `ovadm create-vnic` asks for: a VNIC (a macvlan in bridge mode on
+/// the overlay's TAP device), optionally moved into a network namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VnicSpec {
+    /// Link name of the VNIC (unique per overlayd; 1-15 bytes).
+    pub name: String,
+    /// The overlay it is created over (`-l`).
+    pub over: String,
+    /// Its MAC (`-m`); a random locally administered one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<Mac>,
+    /// The network namespace (a name under `/run/netns`) to move it into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+}
+
+/// Where a VNIC's MAC came from (dladm's `MACADDRTYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MacAddrType {
+    /// Chosen by overlayd: random, locally administered, unicast.
+    Random,
+    /// Given by the operator (`-m MAC`).
+    Fixed,
+}
+
+impl fmt::Display for MacAddrType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MacAddrType::Random => "random",
+            MacAddrType::Fixed => "fixed",
+        })
+    }
+}
+
+/// One row of `show-vnic`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VnicRow {
+    /// VNIC name.
+    pub link: String,
+    /// The overlay it is over.
+    pub over: String,
+    /// Its MAC.
+    pub macaddress: Mac,
+    /// Where the MAC came from.
+    pub macaddrtype: MacAddrType,
+    /// The network namespace it lives in; overlayd's own when absent.
+    pub netns: Option<String>,
+    /// Its MTU (the overlay's).
+    pub mtu: u32,
+}
+
+/// Counters of one VNIC, from the guest's point of view: *rx* is what
+/// overlayd delivered from the underlay to the VNIC's MAC, *tx* what it
+/// read from the TAP device with the VNIC's MAC as source (whatever its
+/// destination). Broadcast and multicast frames delivered are not counted
+/// per VNIC, nor is traffic between VNICs of one host, which the kernel's
+/// macvlan bridge carries without overlayd.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VnicStats {
+    /// VNIC name.
+    pub name: String,
+    /// Its MAC.
+    pub mac: Mac,
+    /// Frames delivered to it.
+    pub rx_frames: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Frames it sent (segments, as on the wire).
+    pub tx_frames: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
 }
 
 /// One histogram bucket: how many observations were at most `le_ns`

@@ -84,6 +84,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
             .collect();
         overlays.push(OverlayStats {
             offload: Default::default(),
+            vnics: Vec::new(),
             peers_total: 0,
             name: name.clone(),
             vnetid: 10_000 + i as u32,

@@ -486,6 +486,40 @@ fn overlay(
         );
     }
 
+    // VNICs: one series each (a host carries tens of guests, not thousands).
+    for v in &ov.vnics {
+        let mac = v.mac.to_string();
+        let vl: Labels = &[("overlay", name), ("vnic", &v.name), ("mac", &mac)];
+        f.counter(
+            "overlay_vnic_rx_frames_total",
+            "Frames overlayd delivered from the underlay to a VNIC's MAC (unicast only).",
+            host,
+            vl,
+            v.rx_frames,
+        );
+        f.counter(
+            "overlay_vnic_rx_bytes_total",
+            "Bytes of the frames delivered to a VNIC's MAC.",
+            host,
+            vl,
+            v.rx_bytes,
+        );
+        f.counter(
+            "overlay_vnic_tx_frames_total",
+            "Frames overlayd read from the TAP device with a VNIC's MAC as source (segments, as on the wire).",
+            host,
+            vl,
+            v.tx_frames,
+        );
+        f.counter(
+            "overlay_vnic_tx_bytes_total",
+            "Bytes of the frames read with a VNIC's MAC as source.",
+            host,
+            vl,
+            v.tx_bytes,
+        );
+    }
+
     f.histogram(
         "overlay_varpd_lookup_duration_seconds",
         "Latency of varpd lookups, request to answer, as overlayd measures it (_sum estimated from log2 buckets).",
@@ -616,7 +650,7 @@ pub fn text(hosts: &[HostSample], opts: &Options) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use overlay_api::{HistBucket, PeerStats, TableStats};
+    use overlay_api::{HistBucket, PeerStats, TableStats, VnicStats};
 
     /// One sample line: name, labels, value.
     #[derive(Debug)]
@@ -741,6 +775,14 @@ mod tests {
                         rejected_full: 0,
                     },
                     created_mono_ns: 1,
+                    vnics: vec![VnicStats {
+                        name: "vnic1".into(),
+                        mac: "02:00:00:00:01:01".parse().unwrap(),
+                        rx_frames: 3,
+                        rx_bytes: 300,
+                        tx_frames: 4,
+                        tx_bytes: 400,
+                    }],
                 },
                 OverlayStats {
                     offload: Default::default(),
@@ -839,6 +881,22 @@ mod tests {
         assert_eq!(one(&s, "overlay_degraded", &[a, ("overlay", "ov1")]), 1.0);
         assert_eq!(one(&s, "overlay_degraded", &[a, ov0]), 0.0);
         assert_eq!(find(&s, "overlay_info", &[a, ov0])[0].labels["reason"], "");
+    }
+
+    #[test]
+    fn vnic_counters_name_the_guest() {
+        let (s, _) = parse(&text(&hosts(), &Options::default()).unwrap());
+        let l = [
+            ("host", "a"),
+            ("overlay", "ov0"),
+            ("vnic", "vnic1"),
+            ("mac", "02:00:00:00:01:01"),
+        ];
+        assert_eq!(one(&s, "overlay_vnic_rx_frames_total", &l), 3.0);
+        assert_eq!(one(&s, "overlay_vnic_rx_bytes_total", &l), 300.0);
+        assert_eq!(one(&s, "overlay_vnic_tx_frames_total", &l), 4.0);
+        assert_eq!(one(&s, "overlay_vnic_tx_bytes_total", &l), 400.0);
+        assert!(find(&s, "overlay_vnic_rx_frames_total", &[("overlay", "ov1")]).is_empty());
     }
 
     #[test]

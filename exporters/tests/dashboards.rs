@@ -160,6 +160,7 @@ fn promtool_unit_tests_fire_every_alert_and_spare_healthy_series() {
 fn canned_hosts() -> Vec<HostSample> {
     let ov = |name: &str, vnetid: u32, status: OverlayState| OverlayStats {
         offload: Default::default(),
+        vnics: Vec::new(),
         peers_total: 0,
         name: name.into(),
         vnetid,

@@ -45,6 +45,10 @@ struct Args {
     /// Only frames with this MAC, outer or inner, source or destination (repeatable).
     #[arg(long, value_name = "MAC")]
     mac: Vec<Mac>,
+    /// Only frames of this VNIC (guest): its MAC, as --mac, looked up in
+    /// the overlayd of --run-dir (repeatable).
+    #[arg(long, value_name = "NAME")]
+    vnic: Vec<String>,
     /// Only frames with this IP address, outer or inner (UL3 destination in
     /// --trace), source or destination (repeatable).
     #[arg(long, value_name = "IP")]
@@ -119,14 +123,41 @@ impl Tally {
     }
 }
 
-fn filter_of(args: &Args) -> Filter {
-    Filter {
+/// The filters of the command line; each `--vnic` becomes its MAC, which
+/// overlayd must know.
+fn filter_of(args: &Args) -> anyhow::Result<Filter> {
+    let mut macs = args.mac.clone();
+    if !args.vnic.is_empty() {
+        let mut c = Client::overlayd(&args.run_dir)
+            .map_err(|e| anyhow::anyhow!("--vnic needs overlayd to name its VNICs: {e}"))?;
+        let rows = match c.call(&Request::ShowVnics { name: None }) {
+            Ok(Reply::Vnics { rows }) => rows,
+            Ok(other) => return Err(c.unexpected(&other).into()),
+            Err(e) => anyhow::bail!("--vnic: cannot list overlayd's VNICs: {e}"),
+        };
+        for name in &args.vnic {
+            let row = rows.iter().find(|r| &r.link == name).with_context(|| {
+                let have: Vec<_> = rows.iter().map(|r| r.link.as_str()).collect();
+                format!(
+                    "--vnic {name}: no such VNIC in the overlayd of {} (it has: {})",
+                    args.run_dir.display(),
+                    if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                )
+            })?;
+            macs.push(row.macaddress);
+        }
+    }
+    Ok(Filter {
         vnis: args.vni.clone(),
         overlays: args.overlay.clone(),
-        macs: args.mac.clone(),
+        macs,
         hosts: args.host.clone(),
         ports: args.port.clone(),
-    }
+    })
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -158,7 +189,7 @@ fn finish_output(
 }
 
 fn run_trace(args: &Args) -> anyhow::Result<()> {
-    let filter = filter_of(args);
+    let filter = filter_of(args)?;
     let stop = stop_flag()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -201,7 +232,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut opts = decode::Options::default();
     opts.vxlan_ports.extend(&args.vxlan_ports);
     let names = overlay_names(&args.run_dir);
-    let filter = filter_of(&args);
+    let filter = filter_of(&args)?;
     let filtered = !filter.is_empty();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -31,7 +31,8 @@ older overlayd that does not say when its overlays were created gets a first sam
 of 1 second (or INTERVAL, if shorter) instead. Counters that went backwards (overlay \
 recreated, overlayd restarted) are counted since the overlay's creation.\n\n\
 Fields: overlay,vni,rx_pps,tx_pps,rx_bps,tx_bps,drops_ps,misses_ps,lookups_ps,entries; \
-with -d: overlay,peer,rx_pps,tx_pps,rx_bps,tx_bps; with -D: overlay,reason,drops_ps. \
+with -d: overlay,peer,rx_pps,tx_pps,rx_bps,tx_bps; with -D: overlay,reason,drops_ps; \
+with -V: overlay,vnic,mac,rx_pps,tx_pps,rx_bps,tx_bps (rx: delivered to the guest). \
 bps are bits per second of inner (overlay) frames."
 )]
 struct Cli {
@@ -42,8 +43,11 @@ struct Cli {
     #[arg(short = 'd', long = "dest", conflicts_with = "drops")]
     dest: bool,
     /// One line per overlay per drop reason.
-    #[arg(short = 'D', long = "drops")]
+    #[arg(short = 'D', long = "drops", conflicts_with = "vnic")]
     drops: bool,
+    /// One line per overlay per VNIC (guest), named and with its MAC.
+    #[arg(short = 'V', long = "vnic", conflicts_with = "dest")]
+    vnic: bool,
     /// Fields to print, comma-separated, or `all`.
     #[arg(short = 'o', long = "output", value_name = "FIELD,...")]
     output: Option<String>,
@@ -56,7 +60,7 @@ struct Cli {
     /// A live dashboard (rates, sparklines, drops, lookup latency, target
     /// table, top peers) refreshed every INTERVAL (default 1 s); keeps
     /// retrying while overlayd is not reachable.
-    #[arg(long, conflicts_with_all = ["dest", "drops", "output", "parseable", "json", "count"])]
+    #[arg(long, conflicts_with_all = ["dest", "drops", "vnic", "output", "parseable", "json", "count"])]
     tui: bool,
     /// Seconds between reports (fractions allowed); without it, one report.
     #[arg(value_name = "INTERVAL", value_parser = parse_interval)]
@@ -84,9 +88,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    let view = match (cli.dest, cli.drops) {
-        (true, _) => View::Dest,
-        (_, true) => View::Drops,
+    let view = match (cli.dest, cli.drops, cli.vnic) {
+        (true, ..) => View::Dest,
+        (_, true, _) => View::Drops,
+        (.., true) => View::Vnic,
         _ => View::Overlay,
     };
     let fields = match view.select(cli.output.as_deref()) {

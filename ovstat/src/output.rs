@@ -23,6 +23,8 @@ pub enum View {
     Dest,
     /// One line per overlay per drop reason (`-D`).
     Drops,
+    /// One line per overlay per VNIC (guest) (`-V`).
+    Vnic,
 }
 
 /// One column: its `-o` name, its width and alignment in the column format.
@@ -60,6 +62,16 @@ const DEST_FIELDS: &[Field] = &[
     f("tx_bps", 12, false),
 ];
 
+const VNIC_FIELDS: &[Field] = &[
+    f("overlay", 10, true),
+    f("vnic", 10, true),
+    f("mac", 17, true),
+    f("rx_pps", 9, false),
+    f("tx_pps", 9, false),
+    f("rx_bps", 12, false),
+    f("tx_bps", 12, false),
+];
+
 const DROP_FIELDS: &[Field] = &[
     f("overlay", 10, true),
     f("reason", 22, true),
@@ -73,6 +85,7 @@ impl View {
             View::Overlay => OVERLAY_FIELDS,
             View::Dest => DEST_FIELDS,
             View::Drops => DROP_FIELDS,
+            View::Vnic => VNIC_FIELDS,
         }
     }
 
@@ -115,12 +128,24 @@ struct Values<'a> {
     rates: &'a OverlayRates,
     peer: Option<&'a crate::rates::PeerRates>,
     reason: Option<(&'a str, f64)>,
+    vnic: Option<&'a crate::rates::VnicRates>,
 }
 
 impl Values<'_> {
     fn get(&self, field: &str, parseable: bool) -> String {
         let r = self.rates;
         let rate = |v: f64| fmt_rate(v, parseable);
+        if let Some(v) = self.vnic {
+            match field {
+                "vnic" => return v.vnic.clone(),
+                "mac" => return v.mac.clone(),
+                "rx_pps" => return rate(v.rx_pps),
+                "tx_pps" => return rate(v.tx_pps),
+                "rx_bps" => return rate(v.rx_bps),
+                "tx_bps" => return rate(v.tx_bps),
+                _ => {}
+            }
+        }
         match (field, self.peer, self.reason) {
             ("overlay", ..) => r.overlay.clone(),
             ("vni", ..) => r.vni.to_string(),
@@ -233,11 +258,16 @@ fn lines(view: View, rates: &[OverlayRates]) -> Vec<Values<'_>> {
             rates: r,
             peer: None,
             reason: None,
+            vnic: None,
         };
         match view {
             View::Overlay => out.push(base),
             View::Dest => out.extend(r.peers.iter().map(|p| Values {
                 peer: Some(p),
+                ..base
+            })),
+            View::Vnic => out.extend(r.vnics.iter().map(|v| Values {
+                vnic: Some(v),
                 ..base
             })),
             View::Drops => out.extend(r.drops.iter().map(|(name, &v)| Values {
@@ -268,11 +298,44 @@ fn join_cells(cells: Vec<(&&Field, String)>) -> String {
 }
 
 #[cfg(test)]
+mod vnic_tests {
+    use super::*;
+
+    #[test]
+    fn big_v_prints_a_line_per_vnic() {
+        let r = tests::sample_rates();
+        let mut p = Printer::new(
+            View::Vnic,
+            Format::Columns,
+            View::Vnic.select(None).unwrap(),
+        );
+        assert_eq!(
+            p.report(std::slice::from_ref(&r)),
+            "OVERLAY    VNIC       MAC                  RX_PPS    TX_PPS       RX_BPS       TX_BPS\n\
+             ov0        vnic1      02:77:01:00:00:01        10        11         8000         8800\n"
+        );
+        let mut p = Printer::new(
+            View::Vnic,
+            Format::Parseable,
+            View::Vnic.select(Some("vnic,mac,tx_bps")).unwrap(),
+        );
+        assert_eq!(
+            p.report(std::slice::from_ref(&r)),
+            "vnic1:02\\:77\\:01\\:00\\:00\\:01:8800.5\n"
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::rates::PeerRates;
     use overlay_api::OverlayState;
     use std::collections::BTreeMap;
+
+    pub(super) fn sample_rates() -> OverlayRates {
+        sample()
+    }
 
     fn sample() -> OverlayRates {
         OverlayRates {
@@ -297,6 +360,14 @@ mod tests {
                 tx_bps: 81_920.25,
             }],
             drops: BTreeMap::from([("not-answered".to_string(), 1.5)]),
+            vnics: vec![crate::rates::VnicRates {
+                vnic: "vnic1".into(),
+                mac: "02:77:01:00:00:01".into(),
+                rx_pps: 10.0,
+                tx_pps: 11.0,
+                rx_bps: 8000.0,
+                tx_bps: 8800.5,
+            }],
         }
     }
 

@@ -12,7 +12,7 @@
 //! [`since_creation`] gives vmstat's first line from one snapshot: each
 //! overlay's counters over the time since it was created.
 
-use overlay_api::{OverlayState, OverlayStats, PeerStats, StatsSnapshot};
+use overlay_api::{OverlayState, OverlayStats, PeerStats, StatsSnapshot, VnicStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -28,6 +28,24 @@ pub struct PeerRates {
     /// Bits per second (inner frames) received from it.
     pub rx_bps: f64,
     /// Bits per second (inner frames) sent to it.
+    pub tx_bps: f64,
+}
+
+/// Rates of one VNIC (guest) of one overlay, from the guest's side: rx is
+/// what overlayd delivered to it, tx what it sent through overlayd.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VnicRates {
+    /// VNIC name.
+    pub vnic: String,
+    /// Its MAC.
+    pub mac: String,
+    /// Frames per second delivered to it.
+    pub rx_pps: f64,
+    /// Frames per second it sent.
+    pub tx_pps: f64,
+    /// Bits per second delivered to it.
+    pub rx_bps: f64,
+    /// Bits per second it sent.
     pub tx_bps: f64,
 }
 
@@ -67,6 +85,8 @@ pub struct OverlayRates {
     /// Drops per second by reason name; a reason seen in either snapshot is
     /// listed (after a reset, in the later one only).
     pub drops: BTreeMap<String, f64>,
+    /// Per VNIC, by name.
+    pub vnics: Vec<VnicRates>,
 }
 
 /// Seconds between two snapshots, from their monotonic clocks (or, if a
@@ -162,7 +182,20 @@ fn overlay_rates(prev: Option<&OverlayStats>, c: &OverlayStats, secs: f64) -> Ov
         })
         .collect();
 
+    let vnics = c
+        .vnics
+        .iter()
+        .map(|cv| {
+            let pv = p
+                .vnics
+                .iter()
+                .find(|pv| pv.name == cv.name && pv.mac == cv.mac);
+            vnic_rates(pv, cv, secs)
+        })
+        .collect();
+
     OverlayRates {
+        vnics,
         overlay: c.name.clone(),
         vni: c.vnetid,
         interval_s: secs,
@@ -178,6 +211,32 @@ fn overlay_rates(prev: Option<&OverlayStats>, c: &OverlayStats, secs: f64) -> Ov
         reset,
         peers,
         drops,
+    }
+}
+
+/// A VNIC's rates; one recreated under the same name and MAC with lower
+/// counters counts from zero.
+fn vnic_rates(prev: Option<&VnicStats>, c: &VnicStats, secs: f64) -> VnicRates {
+    let zero = VnicStats::default();
+    let p = match prev {
+        Some(p)
+            if c.tx_frames >= p.tx_frames
+                && c.rx_frames >= p.rx_frames
+                && c.tx_bytes >= p.tx_bytes
+                && c.rx_bytes >= p.rx_bytes =>
+        {
+            p
+        }
+        _ => &zero,
+    };
+    let ps = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+    VnicRates {
+        vnic: c.name.clone(),
+        mac: c.mac.to_string(),
+        rx_pps: ps(p.rx_frames, c.rx_frames),
+        tx_pps: ps(p.tx_frames, c.tx_frames),
+        rx_bps: ps(p.rx_bytes, c.rx_bytes) * 8.0,
+        tx_bps: ps(p.tx_bytes, c.tx_bytes) * 8.0,
     }
 }
 
@@ -349,6 +408,30 @@ mod tests {
         let r = &rates(&a, &snap(20, vec![same]), 10.0)[0];
         assert!(!r.reset);
         assert_eq!(r.rx_pps, 2.0);
+    }
+
+    #[test]
+    fn vnics_are_matched_by_name_and_mac() {
+        let v = |name: &str, last: u8, n: u64| VnicStats {
+            name: name.into(),
+            mac: overlay_api::Mac([2, 0, 0, 0, 0, last]),
+            rx_frames: n,
+            rx_bytes: 100 * n,
+            tx_frames: 2 * n,
+            tx_bytes: 200 * n,
+        };
+        let (mut o1, mut o2) = (ov("ov0", 0, 0), ov("ov0", 0, 0));
+        o1.vnics = vec![v("vnic1", 1, 10), v("vnic2", 2, 10)];
+        // vnic2 was deleted and made again with another MAC: from zero.
+        o2.vnics = vec![v("vnic1", 1, 30), v("vnic2", 3, 4)];
+        let r = overlay_rates(Some(&o1), &o2, 2.0);
+        assert_eq!(r.vnics[0].vnic, "vnic1");
+        assert_eq!((r.vnics[0].rx_pps, r.vnics[0].tx_pps), (10.0, 20.0));
+        assert_eq!(r.vnics[0].rx_bps, 100.0 * 20.0 * 8.0 / 2.0);
+        assert_eq!(
+            (r.vnics[1].mac.as_str(), r.vnics[1].rx_pps),
+            ("02:00:00:00:00:03", 2.0)
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Counters {
             offload: self.offload.clone(),
             peers_total: 0,
             peers: Vec::new(),
+            vnics: Vec::new(),
             lookup_latency: Vec::new(),
             table: Default::default(),
             name: name.into(),

@@ -11,7 +11,10 @@ use crate::output::{self, Format, Row};
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
 use overlay_api::proto::Request;
-use overlay_api::{Mac, OverlaySpec, PropRow, StatusRow, TargetDest, TargetRow, DEFAULT_RUN_DIR};
+use overlay_api::{
+    Mac, OverlaySpec, PropRow, StatusRow, TargetDest, TargetRow, VnicRow, VnicSpec, VnicStats,
+    DEFAULT_RUN_DIR,
+};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -49,6 +52,63 @@ pub enum Command {
     ShowOverlay(ShowArgs),
     /// Show overlayd's counters per overlay and per mux, with drops by reason.
     ShowStats(StatsArgs),
+    /// Create a VNIC (a macvlan over the overlay's TAP device), optionally in a guest namespace.
+    CreateVnic(CreateVnicArgs),
+    /// Delete a VNIC.
+    DeleteVnic(DeleteArgs),
+    /// Show VNICs (LINK OVER MACADDRESS MACADDRTYPE NETNS MTU), or their counters (-s).
+    ShowVnic(ShowVnicArgs),
+}
+
+/// `create-vnic -l OVERLAY [-m MAC|random] [--netns NS] NAME`.
+#[derive(Debug, Args)]
+pub struct CreateVnicArgs {
+    /// The overlay to create it over.
+    #[arg(short = 'l', long = "link", value_name = "OVERLAY")]
+    pub link: String,
+    /// Its MAC, or `random` (the default): a random locally administered one.
+    #[arg(short = 'm', long = "mac-address", value_name = "MAC|random", value_parser = parse_vnic_mac)]
+    pub mac: Option<VnicMac>,
+    /// Move it into this network namespace (a name under /run/netns): a guest.
+    #[arg(long = "netns", value_name = "NS")]
+    pub netns: Option<String>,
+    /// VNIC name (the link's name, 1-15 bytes).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// A `create-vnic -m` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VnicMac {
+    /// `-m random`.
+    Random,
+    /// `-m MAC`.
+    Fixed(Mac),
+}
+
+/// `show-vnic [-s] [-p] [-o FIELD,...|all] [--json] [NAME]`.
+#[derive(Debug, Args)]
+pub struct ShowVnicArgs {
+    /// Show counters (LINK IPACKETS RBYTES OPACKETS OBYTES) instead.
+    #[arg(short = 's', long = "statistics")]
+    pub stats: bool,
+    /// Parseable output: no header, fields joined by ':'. Needs -o.
+    #[arg(
+        short = 'p',
+        long = "parsable",
+        visible_alias = "parseable",
+        requires = "output"
+    )]
+    pub parsable: bool,
+    /// Fields to print, comma-separated, or all.
+    #[arg(short = 'o', long = "output", value_name = "FIELD,...|all")]
+    pub output: Option<String>,
+    /// One line of JSON: an array with an object per row, keyed by field name.
+    #[arg(long, conflicts_with = "parsable")]
+    pub json: bool,
+    /// VNIC name; every VNIC when absent.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// `create-overlay -e ENCAP -s SEARCH -v VNETID [-t] [-p PROP=VALUE[,...]] NAME`.
@@ -161,6 +221,10 @@ pub enum ShowTable {
     Status,
     /// Target tables (`-t`).
     Targets,
+    /// VNICs (`show-vnic`).
+    Vnics,
+    /// VNIC counters (`show-vnic -s`), from the statistics snapshot.
+    VnicStats,
 }
 
 impl ShowTable {
@@ -170,6 +234,8 @@ impl ShowTable {
             ShowTable::Props => PropRow::FIELDS,
             ShowTable::Status => StatusRow::FIELDS,
             ShowTable::Targets => TargetRow::FIELDS,
+            ShowTable::Vnics => VnicRow::FIELDS,
+            ShowTable::VnicStats => VnicStats::FIELDS,
         }
     }
 
@@ -179,6 +245,7 @@ impl ShowTable {
     pub fn default_len(self) -> usize {
         match self {
             ShowTable::Targets => 3,
+            ShowTable::VnicStats => 5,
             t => t.fields().len(),
         }
     }
@@ -196,6 +263,15 @@ pub enum Action {
         /// Which rows the answer holds.
         table: ShowTable,
         /// Indices into [`ShowTable::fields`] to print, in order.
+        fields: Vec<usize>,
+        /// How to print them.
+        format: Format,
+    },
+    /// `show-vnic -s`: the snapshot's VNIC counters.
+    VnicStats {
+        /// VNIC name; all when absent.
+        name: Option<String>,
+        /// Indices into [`ShowTable::fields`] of [`ShowTable::VnicStats`].
         fields: Vec<usize>,
         /// How to print them.
         format: Format,
@@ -295,6 +371,52 @@ impl Cli {
                 name: a.name,
                 json: a.json,
             },
+            Command::CreateVnic(a) => Action::Change(Request::CreateVnic {
+                spec: VnicSpec {
+                    name: a.name,
+                    over: a.link,
+                    mac: match a.mac {
+                        Some(VnicMac::Fixed(m)) => Some(m),
+                        Some(VnicMac::Random) | None => None,
+                    },
+                    netns: a.netns,
+                },
+            }),
+            Command::DeleteVnic(a) => Action::Change(Request::DeleteVnic { name: a.name }),
+            Command::ShowVnic(a) => {
+                let table = if a.stats {
+                    ShowTable::VnicStats
+                } else {
+                    ShowTable::Vnics
+                };
+                let fields = output::select_fields_default(
+                    a.output.as_deref(),
+                    table.fields(),
+                    table.default_len(),
+                )
+                .map_err(|m| usage_error("show-vnic", m))?;
+                let format = if a.json {
+                    Format::Json
+                } else if a.parsable {
+                    Format::Parseable
+                } else {
+                    Format::Human
+                };
+                if a.stats {
+                    Action::VnicStats {
+                        name: a.name,
+                        fields,
+                        format,
+                    }
+                } else {
+                    Action::Show {
+                        request: Request::ShowVnics { name: a.name },
+                        table,
+                        fields,
+                        format,
+                    }
+                }
+            }
         };
         Ok(Invocation {
             run_dir: self.run_dir,
@@ -355,6 +477,22 @@ pub fn merge_props(lists: &[PropList]) -> Result<BTreeMap<String, String>, Strin
         }
     }
     Ok(props)
+}
+
+/// Parses `create-vnic -m`: a unicast MAC, or `random`.
+pub fn parse_vnic_mac(s: &str) -> Result<VnicMac, String> {
+    if s.eq_ignore_ascii_case("random") {
+        return Ok(VnicMac::Random);
+    }
+    let mac: Mac = s
+        .parse()
+        .map_err(|e: overlay_api::mac::MacParseError| format!("{e} (or random)"))?;
+    if !mac.is_unicast() {
+        return Err(format!(
+            "{mac} is a group (multicast) address: a VNIC needs a unicast MAC"
+        ));
+    }
+    Ok(VnicMac::Fixed(mac))
 }
 
 /// Parses `-s MAC=IP:PORT`, `-s MAC=[IPv6]:PORT` or `-s MAC=drop`, split at
@@ -748,6 +886,92 @@ mod tests {
         usage(&["delete-overlay"]);
         usage(&["frobnicate"]);
         usage(&[]);
+    }
+
+    #[test]
+    fn create_vnic_builds_the_spec() {
+        let i = ok(&[
+            "create-vnic",
+            "-l",
+            "ov0",
+            "-m",
+            "02:77:01:00:00:01",
+            "--netns",
+            "g1",
+            "vnic1",
+        ]);
+        assert_eq!(
+            i.action,
+            Action::Change(Request::CreateVnic {
+                spec: VnicSpec {
+                    name: "vnic1".into(),
+                    over: "ov0".into(),
+                    mac: Some("02:77:01:00:00:01".parse().expect("mac")),
+                    netns: Some("g1".into()),
+                }
+            })
+        );
+        for args in [
+            &["create-vnic", "-l", "ov0", "v"][..],
+            &["create-vnic", "-l", "ov0", "-m", "RANDOM", "v"][..],
+        ] {
+            let Action::Change(Request::CreateVnic { spec }) = ok(args).action else {
+                panic!("{args:?}")
+            };
+            assert_eq!((spec.mac, spec.netns), (None, None));
+        }
+        assert_eq!(
+            ok(&["delete-vnic", "v"]).action,
+            Action::Change(Request::DeleteVnic { name: "v".into() })
+        );
+    }
+
+    #[test]
+    fn create_vnic_usage_errors() {
+        let e = usage(&["create-vnic", "-l", "ov0", "-m", "01:00:5e:00:00:01", "v"]);
+        assert!(e.to_string().contains("group (multicast) address"), "{e}");
+        let e = usage(&["create-vnic", "-l", "ov0", "-m", "nonsense", "v"]);
+        assert!(
+            e.to_string().contains("invalid MAC address 'nonsense'"),
+            "{e}"
+        );
+        assert_eq!(
+            usage(&["create-vnic", "v"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        usage(&["create-vnic", "-l", "ov0"]);
+        usage(&["delete-vnic"]);
+    }
+
+    #[test]
+    fn show_vnic_resolves_fields() {
+        assert_eq!(
+            ok(&["show-vnic"]).action,
+            Action::Show {
+                request: Request::ShowVnics { name: None },
+                table: ShowTable::Vnics,
+                fields: (0..6).collect(),
+                format: Format::Human
+            }
+        );
+        assert_eq!(
+            ok(&["show-vnic", "-s", "-p", "-o", "link,opackets", "v"]).action,
+            Action::VnicStats {
+                name: Some("v".into()),
+                fields: vec![0, 3],
+                format: Format::Parseable
+            }
+        );
+        assert!(matches!(
+            ok(&["show-vnic", "-s", "-o", "all"]).action,
+            Action::VnicStats { ref fields, .. } if fields.len() == 6
+        ));
+        let e = usage(&["show-vnic", "-o", "link,ipackets"]);
+        assert!(
+            e.to_string().contains("unknown output field 'ipackets'"),
+            "{e}"
+        );
+        usage(&["show-vnic", "-p"]);
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
                 stdout: String::new(),
                 warning,
             }),
+            // create-vnic's answer holds the new row; dladm prints nothing.
+            Reply::Vnics { .. } if matches!(req, Request::CreateVnic { .. }) => {
+                Ok(Outcome::default())
+            }
             other => Err(daemon.unexpected(&other)),
         },
         Action::Show {
@@ -59,6 +63,7 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
                 (ShowTable::Status, Reply::Status { rows }) => {
                     output::render(&rows, fields, *format)
                 }
+                (ShowTable::Vnics, Reply::Vnics { rows }) => output::render(&rows, fields, *format),
                 (ShowTable::Targets, Reply::Targets { mut rows, mut next }) => {
                     // A large table comes a page at a time.
                     while let Some(cursor) = next.take() {
@@ -90,6 +95,36 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
             };
             Ok(Outcome {
                 stdout,
+                warning: None,
+            })
+        }
+        Action::VnicStats {
+            name,
+            fields,
+            format,
+        } => {
+            let snapshot = match daemon.call(&Request::Stats {
+                name: None,
+                max_peers: Some(0),
+            })? {
+                Reply::Stats { snapshot } => snapshot,
+                other => return Err(daemon.unexpected(&other)),
+            };
+            let mut rows: Vec<_> = snapshot
+                .overlays
+                .into_iter()
+                .flat_map(|o| o.vnics)
+                .filter(|v| name.as_ref().is_none_or(|n| &v.name == n))
+                .collect();
+            if let (Some(n), true) = (name, rows.is_empty()) {
+                return Err(ClientError::Api(overlay_api::ApiError::new(
+                    overlay_api::ErrorKind::NotFound,
+                    format!("no such VNIC: {n}"),
+                )));
+            }
+            rows.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(Outcome {
+                stdout: output::render(&rows, fields, *format),
                 warning: None,
             })
         }

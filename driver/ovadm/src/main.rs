@@ -3,7 +3,8 @@
 //! Theory statement. `ovadm` is illumos' `dladm` overlay subcommands
 //! (`create-overlay`, `delete-overlay`, `modify-overlay`, `show-overlay`)
 //! rebuilt over overlayd's control socket, plus `show-stats` for the
-//! counters. It holds no state and links only `overlay-api`: each run is one
+//! counters and the vnic subcommands (`create-vnic`, `delete-vnic`,
+//! `show-vnic`) for guests on an overlay. It holds no state and links only `overlay-api`: each run is one
 //! request to `RUN_DIR/overlayd.sock` and one reply.
 //!
 //! Data flows in three steps, one module each:

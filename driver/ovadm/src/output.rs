@@ -17,7 +17,7 @@
 //!   what the table shows, except that an absent value is `null` and `req`
 //!   is a boolean.
 
-use overlay_api::{PropRow, StatsSnapshot, StatusRow, TargetRow};
+use overlay_api::{PropRow, StatsSnapshot, StatusRow, TargetRow, VnicRow, VnicStats};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// How rows are printed.
@@ -135,6 +135,47 @@ impl Row for TargetRow {
             Cell::from_option(&secs(self.idle_ms)),
             Cell::from_option(&self.frames.map(|n| n.to_string())),
             Cell::from_option(&self.bytes.map(|n| n.to_string())),
+        ]
+    }
+}
+
+impl Row for VnicRow {
+    const FIELDS: &'static [&'static str] =
+        &["link", "over", "macaddress", "macaddrtype", "netns", "mtu"];
+
+    fn cells(&self) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.link.clone()),
+            Cell::Text(self.over.clone()),
+            Cell::Text(self.macaddress.to_string()),
+            Cell::Text(self.macaddrtype.to_string()),
+            Cell::from_option(&self.netns),
+            Cell::Text(self.mtu.to_string()),
+        ]
+    }
+}
+
+/// `show-vnic -s`, as `dladm show-vnic -s` from the guest's side: IPACKETS
+/// and RBYTES are what overlayd delivered to the VNIC, OPACKETS and OBYTES
+/// what it sent.
+impl Row for VnicStats {
+    const FIELDS: &'static [&'static str] = &[
+        "link",
+        "ipackets",
+        "rbytes",
+        "opackets",
+        "obytes",
+        "macaddress",
+    ];
+
+    fn cells(&self) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.name.clone()),
+            Cell::Text(self.rx_frames.to_string()),
+            Cell::Text(self.rx_bytes.to_string()),
+            Cell::Text(self.tx_frames.to_string()),
+            Cell::Text(self.tx_bytes.to_string()),
+            Cell::Text(self.mac.to_string()),
         ]
     }
 }

@@ -391,3 +391,171 @@ fn usage_error_exits_2_before_connecting() {
         assert!(!text(&out.stderr).is_empty());
     }
 }
+
+fn vnics() -> Vec<overlay_api::VnicRow> {
+    use overlay_api::{MacAddrType, VnicRow};
+    vec![
+        VnicRow {
+            link: "vnic1".into(),
+            over: "ov0".into(),
+            macaddress: mac("02:77:01:00:00:01"),
+            macaddrtype: MacAddrType::Fixed,
+            netns: Some("ovlab-h1-g1".into()),
+            mtu: 1400,
+        },
+        VnicRow {
+            link: "vnic9".into(),
+            over: "ov0".into(),
+            macaddress: mac("92:60:14:a2:13:70"),
+            macaddrtype: MacAddrType::Random,
+            netns: None,
+            mtu: 1400,
+        },
+    ]
+}
+
+#[test]
+fn create_vnic_is_silent_and_sends_the_spec() {
+    let fake = FakeOverlayd::start(vec![Reply::Vnics {
+        rows: vnics()[..1].to_vec(),
+    }]);
+    let out = ovadm(
+        fake.path(),
+        &[
+            "create-vnic",
+            "-l",
+            "ov0",
+            "-m",
+            "02:77:01:00:00:01",
+            "--netns",
+            "ovlab-h1-g1",
+            "vnic1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        fake.requests(),
+        [Request::CreateVnic {
+            spec: overlay_api::VnicSpec {
+                name: "vnic1".into(),
+                over: "ov0".into(),
+                mac: Some(mac("02:77:01:00:00:01")),
+                netns: Some("ovlab-h1-g1".into()),
+            }
+        }]
+    );
+}
+
+#[test]
+fn create_vnic_error_names_the_mac() {
+    let msg =
+        "cannot create VNIC v2: MAC 02:77:01:00:00:01 is already used by VNIC vnic1 on overlay ov0";
+    let fake = FakeOverlayd::start(vec![Reply::Error {
+        error: ApiError::new(ErrorKind::Exists, msg),
+    }]);
+    let out = ovadm(
+        fake.path(),
+        &["create-vnic", "-l", "ov0", "-m", "02:77:01:00:00:01", "v2"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), format!("ovadm: {msg}\n"));
+    fake.requests();
+}
+
+/// Runs ovadm once against a fake overlayd holding one canned reply.
+fn once(reply: Reply, args: &[&str]) -> (Output, Vec<Request>) {
+    let fake = FakeOverlayd::start(vec![reply]);
+    let out = ovadm(fake.path(), args);
+    (out, fake.requests())
+}
+
+#[test]
+fn show_vnic_human_parseable_json() {
+    let (out, reqs) = once(Reply::Vnics { rows: vnics() }, &["show-vnic"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+LINK   OVER  MACADDRESS         MACADDRTYPE  NETNS        MTU
+vnic1  ov0   02:77:01:00:00:01  fixed        ovlab-h1-g1  1400
+vnic9  ov0   92:60:14:a2:13:70  random       --           1400
+"
+    );
+    assert_eq!(reqs, [Request::ShowVnics { name: None }]);
+    let (out, _) = once(
+        Reply::Vnics { rows: vnics() },
+        &["show-vnic", "-p", "-o", "link,macaddress,netns"],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "vnic1:02\\:77\\:01\\:00\\:00\\:01:ovlab-h1-g1\nvnic9:92\\:60\\:14\\:a2\\:13\\:70:\n"
+    );
+    let (out, reqs) = once(
+        Reply::Vnics {
+            rows: vnics()[1..].to_vec(),
+        },
+        &["show-vnic", "--json", "vnic9"],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        r#"[{"link":"vnic9","over":"ov0","macaddress":"92:60:14:a2:13:70","macaddrtype":"random","netns":null,"mtu":"1400"}]
+"#
+    );
+    assert_eq!(
+        reqs,
+        [Request::ShowVnics {
+            name: Some("vnic9".into())
+        }]
+    );
+}
+
+#[test]
+fn show_vnic_statistics_from_the_snapshot() {
+    use overlay_api::{OverlayStats, StatsSnapshot, VnicStats};
+    let v = |name: &str, m: &str, n: u64| VnicStats {
+        name: name.into(),
+        mac: mac(m),
+        rx_frames: n,
+        rx_bytes: 100 * n,
+        tx_frames: n + 1,
+        tx_bytes: 100 * n + 100,
+    };
+    let snapshot = StatsSnapshot {
+        overlays: vec![
+            OverlayStats {
+                name: "ov1".into(),
+                vnics: vec![v("vnic2", "02:00:00:00:00:02", 2)],
+                ..Default::default()
+            },
+            OverlayStats {
+                name: "ov0".into(),
+                vnics: vec![v("vnic1", "02:00:00:00:00:01", 1)],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let (out, reqs) = once(
+        Reply::Stats {
+            snapshot: snapshot.clone(),
+        },
+        &["show-vnic", "-s"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+LINK   IPACKETS  RBYTES  OPACKETS  OBYTES
+vnic1  1         100     2         200
+vnic2  2         200     3         300
+"
+    );
+    assert!(
+        matches!(reqs.as_slice(), [Request::Stats { name: None, .. }]),
+        "{reqs:?}"
+    );
+    let (out, _) = once(Reply::Stats { snapshot }, &["show-vnic", "-s", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "ovadm: no such VNIC: nope\n");
+}

@@ -6,18 +6,22 @@
 //! (naming the property and its range), joins or opens the mux, creates the
 //! TAP device, then asks varpd to configure the search plugin and answers
 //! once varpd has (or has refused, in which case the overlay is undone).
+//! The vnic requests (`create-vnic`, `delete-vnic`, `show-vnic`) check
+//! names, MACs and namespaces here and leave the netlink work to
+//! [`crate::vnic`].
 
 use crate::daemon::{token, Daemon, Parked, CREATE_WAIT, KIND_MUX, KIND_TAP};
 use crate::link::release;
 use crate::mux::Mux;
 use crate::overlay::{Overlay, ResizeProbe};
 use crate::tap::Tap;
+use crate::vnic::{self, Vnic, VnicCounters};
 use mio::unix::SourceFd;
 use mio::Interest;
 use overlay_api::proto::{Reply, Request};
 use overlay_api::{
-    ApiError, DestMode, DropReason, ErrorKind, OverlaySpec, PropRow, StatsSnapshot, StatusRow,
-    TargetCursor, TargetDest, TargetRow,
+    ApiError, DestMode, DropReason, ErrorKind, MacAddrType, OverlaySpec, PropRow, StatsSnapshot,
+    StatusRow, TargetCursor, TargetDest, TargetRow, VnicSpec,
 };
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
@@ -97,6 +101,9 @@ impl Daemon {
                 limit,
             } => self.targets_page(name.as_deref(), cursor, limit),
             Request::Stats { name, max_peers } => self.stats(name.as_deref(), max_peers),
+            Request::CreateVnic { spec } => self.create_vnic(&spec),
+            Request::DeleteVnic { name } => self.delete_vnic(&name),
+            Request::ShowVnics { name } => self.show_vnics(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
@@ -268,6 +275,7 @@ impl Daemon {
                 s.peers.truncate(n as usize);
             }
             s.lookup_latency = ov.lookup_ns.buckets();
+            s.vnics = ov.vnics.iter().map(|v| v.stats()).collect();
             let t = ov.table.counters();
             s.table = overlay_api::TableStats {
                 entries: t.len,
@@ -474,6 +482,7 @@ impl Daemon {
                 lookup_ns: Default::default(),
                 reported: (overlay_api::OverlayState::Online, None),
                 created_mono_ns: monotonic_ns(),
+                vnics: Vec::new(),
             },
         );
         self.report_all();
@@ -500,11 +509,20 @@ impl Daemon {
         }
     }
 
-    /// Tears an overlay down: TAP device, mux membership, varpd instance.
+    /// Tears an overlay down: VNICs, TAP device, mux membership, varpd
+    /// instance.
     pub(crate) fn remove_overlay(&mut self, oid: u64) {
         let Some(ov) = self.overlays.remove(&oid) else {
             return;
         };
+        // The kernel would remove them with the TAP device anyway; deleting
+        // them first says so in the log and leaves nothing to chance.
+        for v in &ov.vnics {
+            match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
+                Ok(_) => log::info!("{}: VNIC {} deleted with it", ov.cfg.name, v.name),
+                Err(e) => log::warn!("{}: cannot delete VNIC {}: {e}", ov.cfg.name, v.name),
+            }
+        }
         self.by_name.remove(&ov.cfg.name);
         let _ = self
             .poll
@@ -524,6 +542,198 @@ impl Daemon {
                 .send(&overlay_api::proto::DriverMsg::InstanceDelete { oid });
         }
         // Dropping `ov` closes the TAP descriptor, which removes the device.
+    }
+}
+
+impl Daemon {
+    /// The overlay holding VNIC `name`, and the VNIC's place in it.
+    fn find_vnic(&self, name: &str) -> Option<(u64, usize)> {
+        self.overlays.iter().find_map(|(oid, ov)| {
+            ov.vnics
+                .iter()
+                .position(|v| v.name == name)
+                .map(|i| (*oid, i))
+        })
+    }
+
+    /// `create-vnic`: checks the request, makes the macvlan, and answers
+    /// with the new VNIC's row.
+    fn create_vnic(&mut self, spec: &VnicSpec) -> Reply {
+        let name = spec.name.as_str();
+        if let Err(m) = vnic::check_name(name) {
+            return err(ErrorKind::BadRequest, m);
+        }
+        let oid = match self.lookup_name(&spec.over) {
+            Ok(o) => o,
+            Err(_) => {
+                return err(
+                    ErrorKind::NotFound,
+                    format!("cannot create VNIC {name}: no such overlay: {}", spec.over),
+                )
+            }
+        };
+        if let Some((o, _)) = self.find_vnic(name) {
+            return err(
+                ErrorKind::Exists,
+                format!(
+                    "VNIC {name} already exists (over {})",
+                    self.overlays[&o].cfg.name
+                ),
+            );
+        }
+        if self.by_name.contains_key(name) {
+            return err(
+                ErrorKind::Exists,
+                format!("cannot create VNIC {name}: an overlay has that name"),
+            );
+        }
+        if let Some(ns) = &spec.netns {
+            if let Err(m) = vnic::netns_path(ns) {
+                return err(
+                    ErrorKind::NotFound,
+                    format!("cannot create VNIC {name}: {m}"),
+                );
+            }
+        }
+        let ov = &self.overlays[&oid];
+        let (mac, addrtype) = match spec.mac {
+            Some(m) if !m.is_unicast() => {
+                return err(
+                    ErrorKind::BadRequest,
+                    format!("cannot create VNIC {name}: {m} is a group (multicast) address; a VNIC needs a unicast MAC"),
+                )
+            }
+            Some(m) if m.0 == [0; 6] => {
+                return err(
+                    ErrorKind::BadRequest,
+                    format!("cannot create VNIC {name}: {m} is not a usable MAC"),
+                )
+            }
+            Some(m) => (m, MacAddrType::Fixed),
+            None => {
+                // Draw until the MAC is free on this overlay (a clash is
+                // astronomically unlikely, but cheap to rule out).
+                let mut tries = 0;
+                loop {
+                    let m = match vnic::random_mac() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            return err(ErrorKind::System, format!("cannot draw a random MAC: {e}"))
+                        }
+                    };
+                    tries += 1;
+                    if !ov.vnics.iter().any(|v| v.mac == m) || tries > 8 {
+                        break (m, MacAddrType::Random);
+                    }
+                }
+            }
+        };
+        if let Some(v) = ov.vnics.iter().find(|v| v.mac == mac) {
+            return err(
+                ErrorKind::Exists,
+                format!(
+                    "cannot create VNIC {name}: MAC {mac} is already used by VNIC {} on overlay {}",
+                    v.name, ov.cfg.name
+                ),
+            );
+        }
+        if let Ok(Some(own)) = vnic::link_mac(&ov.cfg.name) {
+            if own == mac {
+                return err(
+                    ErrorKind::Exists,
+                    format!(
+                        "cannot create VNIC {name}: MAC {mac} is the address of overlay {} itself",
+                        ov.cfg.name
+                    ),
+                );
+            }
+        }
+        let (over, mtu) = (ov.cfg.name.clone(), ov.cfg.mtu);
+        if let Err(e) = vnic::create(name, &over, mac, mtu, spec.netns.as_deref()) {
+            let where_ = spec
+                .netns
+                .as_deref()
+                .map(|n| format!(" in network namespace {n}"))
+                .unwrap_or_default();
+            let why = match e.raw_os_error() {
+                Some(libc::EEXIST) => {
+                    format!("a network device named {name} already exists{where_}")
+                }
+                Some(libc::EADDRINUSE) => format!("MAC {mac} is already in use over {over}"),
+                _ => e.to_string(),
+            };
+            return err(
+                ErrorKind::System,
+                format!("cannot create VNIC {name} over {over}{where_}: {why}"),
+            );
+        }
+        let v = Vnic {
+            name: name.to_string(),
+            mac,
+            addrtype,
+            netns: spec.netns.clone(),
+            counters: VnicCounters::default(),
+        };
+        log::info!(
+            "{over}: VNIC {name} created ({mac}, {addrtype}{})",
+            v.netns
+                .as_deref()
+                .map(|n| format!(", in network namespace {n}"))
+                .unwrap_or_default()
+        );
+        let row = v.row(&over, mtu);
+        self.overlays
+            .get_mut(&oid)
+            .expect("looked up above")
+            .vnics
+            .push(v);
+        Reply::Vnics { rows: vec![row] }
+    }
+
+    /// `delete-vnic`: removes the macvlan (from its guest namespace) and
+    /// forgets the VNIC and its counters.
+    fn delete_vnic(&mut self, name: &str) -> Reply {
+        let Some((oid, i)) = self.find_vnic(name) else {
+            return err(ErrorKind::NotFound, format!("no such VNIC: {name}"));
+        };
+        let ov = self.overlays.get_mut(&oid).expect("find_vnic found it");
+        let v = &ov.vnics[i];
+        match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
+            Ok(true) => log::info!("{}: VNIC {name} deleted", ov.cfg.name),
+            Ok(false) => log::info!(
+                "{}: VNIC {name} was already gone (its namespace was deleted?); forgotten",
+                ov.cfg.name
+            ),
+            Err(e) => {
+                return err(
+                    ErrorKind::System,
+                    format!(
+                        "cannot delete VNIC {name}{}: {e}",
+                        v.netns
+                            .as_deref()
+                            .map(|n| format!(" in network namespace {n}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            }
+        }
+        ov.vnics.remove(i);
+        ok()
+    }
+
+    /// `show-vnic`: one VNIC or all, by name.
+    fn show_vnics(&self, name: Option<&str>) -> Reply {
+        let mut rows: Vec<_> = self
+            .overlays
+            .values()
+            .flat_map(|ov| ov.vnics.iter().map(|v| v.row(&ov.cfg.name, ov.cfg.mtu)))
+            .filter(|r| name.is_none_or(|n| r.link == n))
+            .collect();
+        if let (Some(n), true) = (name, rows.is_empty()) {
+            return err(ErrorKind::NotFound, format!("no such VNIC: {n}"));
+        }
+        rows.sort_by(|a, b| a.link.cmp(&b.link));
+        Reply::Vnics { rows }
     }
 }
 

@@ -22,6 +22,7 @@ use crate::daemon::{Daemon, LookupCtx};
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::txq::TxQueue;
+use crate::vnic;
 use overlay_api::proto::DriverMsg;
 use overlay_api::{DestMode, DropReason, Mac};
 use overlay_core::TxDecision;
@@ -255,6 +256,20 @@ impl Daemon {
             }
             None
         };
+        if !ov.vnics.is_empty() {
+            if let Some(c) = vnic::counters_of(&mut ov.vnics, info.src) {
+                // Segments and their bytes, as they will cross the underlay.
+                let (n, bytes) = match &tso {
+                    None => (1, len as u64),
+                    Some(t) => {
+                        let n = t.count() as u64;
+                        (n, len as u64 + t.header_len() as u64 * n.saturating_sub(1))
+                    }
+                };
+                c.tx_frames += n;
+                c.tx_bytes += bytes;
+            }
+        }
         let frame = &*frame;
         match (ov.mode, ov.point) {
             (Some(DestMode::Point), Some(dest)) => {

@@ -20,7 +20,8 @@
 //! Parts: [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
 //! (line-framed control connections), [`daemon`] (the event loop and its
 //! state), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
-//! varpd link). Decisions that need no I/O (properties, the table, the VNI
+//! varpd link), [`vnic`] (VNICs: macvlans over a TAP device, one per
+//! guest, and their counters). Decisions that need no I/O (properties, the table, the VNI
 //! map, counters) live in `overlay-core`.
 //!
 //! Failure: varpd may be absent or restart at any time; valid entries keep
@@ -37,6 +38,7 @@ mod overlay;
 mod rxq;
 mod tap;
 mod txq;
+mod vnic;
 
 use clap::Parser;
 use std::path::PathBuf;

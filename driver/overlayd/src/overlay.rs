@@ -2,7 +2,8 @@
 //! mode, target table, counters and health.
 
 use crate::tap::Tap;
-use overlay_api::{DestMode, DropReason, OverlayState};
+use crate::vnic::{self, Vnic};
+use overlay_api::{DestMode, DropReason, Mac, OverlayState};
 use overlay_core::stats::{Histogram, Peers};
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
@@ -44,6 +45,8 @@ pub struct Overlay {
     /// CLOCK_MONOTONIC nanoseconds when it was created (its counters start
     /// there; `OverlayStats::created_mono_ns`).
     pub created_mono_ns: u64,
+    /// VNICs over its TAP device, with their counters.
+    pub vnics: Vec<Vnic>,
 }
 
 /// Fires the `table-resize-*` probes for one overlay's target table.
@@ -112,6 +115,14 @@ impl Overlay {
             Ok(_) => {
                 self.counters.rx_frames += frames;
                 self.counters.rx_bytes += bytes;
+                if !self.vnics.is_empty() {
+                    if let Some(dst) = frame.first_chunk::<6>() {
+                        if let Some(c) = vnic::counters_of(&mut self.vnics, Mac(*dst)) {
+                            c.rx_frames += frames;
+                            c.rx_bytes += bytes;
+                        }
+                    }
+                }
                 if frames > 1 {
                     self.counters.offload.gro_frames += 1;
                     self.counters.offload.gro_segments += frames;

@@ -265,6 +265,7 @@ pub(crate) mod tests {
     pub(crate) fn ov(name: &str, vni: u32, k: u64) -> OverlayStats {
         OverlayStats {
             offload: Default::default(),
+            vnics: Vec::new(),
             peers_total: 0,
             name: name.into(),
             vnetid: vni,
