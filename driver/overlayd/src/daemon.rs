@@ -18,7 +18,6 @@ use mio::{Events, Interest, Poll, Token};
 use overlay_api::{Mac, PluginInfo};
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,7 +80,7 @@ pub struct Daemon {
     pub(crate) overlays: HashMap<u64, Overlay>,
     pub(crate) by_name: HashMap<String, u64>,
     pub(crate) muxes: HashMap<u64, Mux>,
-    pub(crate) mux_by_addr: HashMap<SocketAddr, u64>,
+    pub(crate) mux_by_addr: HashMap<crate::mux::MuxKey, u64>,
     pub(crate) conns: HashMap<u64, Conn>,
     pub(crate) link: Option<Link>,
     /// Plugins varpd announced last (kept across links for show-overlay).

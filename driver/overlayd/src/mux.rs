@@ -1,5 +1,7 @@
 //! The underlay side of a mux: one UDP socket that receives for every
-//! overlay listening on an address and port, and a small pool of sending
+//! overlay of one encapsulation module listening on an address and port
+//! (the mux's key is the module and the address: two modules never share a
+//! socket, and each module's overlays are told apart by VNI), and a small pool of sending
 //! sockets whose ephemeral ports give VXLAN its UDP source-port entropy.
 //!
 //! RFC 7348 asks for a source port derived from a hash of the inner flow so
@@ -16,6 +18,7 @@
 use crate::rxq::{set_int, UDP_GRO};
 use mio::net::UdpSocket;
 use overlay_core::{Counters, MuxTable};
+use overlay_wire::encap::{Encap, Socket};
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,9 +38,14 @@ fn buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, size: libc::c_int) 
     }
 }
 
+/// What tells muxes apart: the encapsulation module's name and the address.
+pub type MuxKey = (&'static str, SocketAddr);
+
 /// A mux.
 #[derive(Debug)]
 pub struct Mux {
+    /// The encapsulation module of every overlay on it.
+    pub encap: &'static Encap,
     /// Where it listens.
     pub listen: SocketAddr,
     /// The receiving socket.
@@ -51,8 +59,17 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// Binds the receiving and sending sockets.
-    pub fn bind(listen: SocketAddr) -> io::Result<Mux> {
+    /// Binds the receiving and sending sockets of a mux for `encap`.
+    pub fn bind(encap: &'static Encap, listen: SocketAddr) -> io::Result<Mux> {
+        if encap.socket != Socket::Udp {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{} needs a raw IP socket, which overlayd does not have",
+                    encap.name
+                ),
+            ));
+        }
         let sock = UdpSocket::bind(listen)?;
         let fd = sock.as_raw_fd();
         buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
@@ -68,12 +85,18 @@ impl Mux {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Mux {
+            encap,
             listen,
             sock,
             senders,
             table: MuxTable::new(),
             counters: Counters::default(),
         })
+    }
+
+    /// Its key among the daemon's muxes.
+    pub fn key(&self) -> MuxKey {
+        (self.encap.name, self.listen)
     }
 
     /// The sending socket for a flow hash.
