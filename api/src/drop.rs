@@ -73,7 +73,8 @@ drop_reasons! {
     /// segmentation request for what is not Ethernet/IP/TCP.
     BadOffload => "bad-offload",
     /// Received encapsulation header of a version this endpoint does not
-    /// know (Geneve version other than 0, GRE version other than 0).
+    /// know (Geneve version other than 0, GRE version other than 0 or with
+    /// the RFC 1701 routing, strict-route or recursion bits).
     BadVersion => "bad-version",
     /// Received Geneve control message (O bit): never forwarded to a tenant.
     ControlFrame => "control-frame",

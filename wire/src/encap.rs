@@ -161,7 +161,11 @@ impl Encap {
 }
 
 /// Every module this build has.
-pub const MODULES: &[&Encap] = &[&crate::vxlan::MODULE, &crate::geneve::MODULE];
+pub const MODULES: &[&Encap] = &[
+    &crate::vxlan::MODULE,
+    &crate::geneve::MODULE,
+    &crate::nvgre::MODULE,
+];
 
 /// The module called `name`.
 pub fn module(name: &str) -> Option<&'static Encap> {

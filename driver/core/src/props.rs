@@ -448,4 +448,25 @@ mod tests {
             .to_string()
             .contains("supported: vxlan, geneve"));
     }
+
+    #[test]
+    fn nvgre_listens_on_an_address_without_a_port() {
+        let mut s = spec(&[("nvgre/listen_ip", "10.0.0.1"), ("files/config", "/x")]);
+        s.encap = "nvgre".into();
+        let c = OverlayConfig::from_spec(&s, None).unwrap();
+        assert_eq!(c.listen, "10.0.0.1:0".parse().unwrap());
+        assert!(!c.props.contains_key("nvgre/listen_port"));
+        let names: Vec<_> = c
+            .prop_rows(1, None)
+            .into_iter()
+            .map(|r| r.property)
+            .collect();
+        assert!(names.contains(&"nvgre/listen_ip".to_string()));
+        assert!(!names.iter().any(|n| n.ends_with("listen_port")));
+        s.props.insert("nvgre/listen_port".into(), "1".into());
+        assert_eq!(
+            OverlayConfig::from_spec(&s, None).unwrap_err(),
+            PropError::Unknown("nvgre/listen_port".into())
+        );
+    }
 }

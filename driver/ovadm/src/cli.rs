@@ -54,7 +54,7 @@ pub enum Command {
 /// `create-overlay -e ENCAP -s SEARCH -v VNETID [-t] [-p PROP=VALUE[,...]] NAME`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Encapsulation module (vxlan, geneve).
+    /// Encapsulation module (vxlan, geneve, nvgre).
     #[arg(short = 'e', long = "encap", value_name = "ENCAP")]
     pub encap: String,
     /// Search plugin in varpd (direct, files, etcd).

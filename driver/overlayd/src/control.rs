@@ -380,9 +380,14 @@ impl Daemon {
                     err(
                         ErrorKind::System,
                         format!(
-                            "cannot listen on {} ({enc}/listen_ip, {enc}/listen_port): {e}",
+                            "cannot listen on {} ({}): {e}",
                             cfg.listen,
-                            enc = cfg.module.name
+                            cfg.module
+                                .props
+                                .iter()
+                                .map(|p| p.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })?;

@@ -64,9 +64,20 @@ pub(crate) fn encap(
     let hash = eth::flow_hash(frame);
     let fd = mux.sender(hash).as_raw_fd();
     let vni = ov.cfg.vnetid;
-    let (hlen, emit) = (mux.encap.header_len, mux.encap.encap);
+    let (hlen, emit, gso) = (mux.encap.header_len, mux.encap.encap, mux.gso);
+    // A raw IP socket has no port; an IPv6 one refuses any but 0 (or its
+    // protocol), whatever port the plugin gave.
+    let dest = if gso {
+        dest
+    } else {
+        SocketAddr::new(dest.ip(), 0)
+    };
     let mut put = |len: usize, fill: &mut dyn FnMut(&mut [u8])| {
-        let out = txq.datagram(fd, dest, ov.oid, hlen + len, len);
+        let out = if gso {
+            txq.datagram(fd, dest, ov.oid, hlen + len, len)
+        } else {
+            txq.datagram_alone(fd, dest, ov.oid, hlen + len, len)
+        };
         let (hdr, inner) = out.split_at_mut(hlen);
         emit(vni, hash, hdr);
         fill(inner);
@@ -344,6 +355,19 @@ impl Daemon {
                     mux.counters.rx_frames += 1;
                     mux.counters.drop(DropReason::ShortHeader, 1);
                     continue;
+                };
+                // An IPv4 raw socket delivers the IP header too; skip it.
+                let (data, seg) = if mux.ip_header {
+                    let ihl = usize::from(data.first().map_or(0, |b| b & 0x0f)) * 4;
+                    let Some(d) = data.get_mut(ihl..).filter(|d| ihl >= 20 && !d.is_empty()) else {
+                        mux.counters.rx_frames += 1;
+                        mux.counters.drop(DropReason::ShortHeader, 1);
+                        continue;
+                    };
+                    let n = d.len().max(1);
+                    (d, n)
+                } else {
+                    (data, seg)
                 };
                 if data.len() > SUPER_MIN
                     && rx_super(mux, &mut self.overlays, &mut self.gro, data, from, seg)
