@@ -1,6 +1,6 @@
 //! Bytes → a layered decode: outer link, network and transport layers, the
-//! tunnel header (VXLAN, or Geneve with its options), then the same layers
-//! again for the inner frame.
+//! tunnel header (VXLAN, Geneve with its options, or NVGRE: GRE with a
+//! key, IP protocol 47), then the same layers again for the inner frame.
 //!
 //! Pure and total: any byte string decodes to a [`Frame`]. A layer that is
 //! cut short or makes no sense stops the decode there and leaves a
@@ -13,7 +13,7 @@
 //! ovsnoop calls an error what overlayd drops.
 
 use overlay_api::Mac;
-use overlay_wire::{geneve, vxlan};
+use overlay_wire::{geneve, nvgre, vxlan};
 use serde::Serialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -48,6 +48,9 @@ pub struct Frame {
     /// The Geneve header, when the outer UDP port is a Geneve port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geneve: Option<Geneve>,
+    /// The GRE header, when the outer IP protocol is GRE (47).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvgre: Option<Nvgre>,
     /// The overlay frame inside the tunnel header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inner: Option<Stack>,
@@ -275,6 +278,29 @@ pub struct Geneve {
     pub overlay: Option<String>,
 }
 
+/// The GRE header of NVGRE (RFC 7637).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Nvgre {
+    /// The first flags byte (C 0x80, R 0x40, K 0x20, S 0x10, s, recursion).
+    pub flags: u8,
+    /// Version.
+    pub version: u8,
+    /// Protocol type of the payload (0x6558: Ethernet).
+    pub protocol: u16,
+    /// The 32-bit key, when K is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
+    /// Virtual Subnet ID (the key's top 24 bits), the overlay's VNI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsid: Option<u32>,
+    /// FlowID (the key's low 8 bits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<u8>,
+    /// The overlay this VSID belongs to, when overlayd said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
+}
+
 /// One Geneve option.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GeneveOpt {
@@ -294,6 +320,8 @@ pub struct Options {
     pub vxlan_ports: Vec<u16>,
     /// UDP destination ports that carry Geneve.
     pub geneve_ports: Vec<u16>,
+    /// Whether IP protocol 47 (GRE) is decoded as NVGRE.
+    pub nvgre: bool,
 }
 
 impl Default for Options {
@@ -301,6 +329,7 @@ impl Default for Options {
         Options {
             vxlan_ports: vec![vxlan::DEFAULT_PORT],
             geneve_ports: vec![geneve::DEFAULT_PORT],
+            nvgre: true,
         }
     }
 }
@@ -310,6 +339,7 @@ impl Default for Options {
 enum Tunnel {
     Vxlan,
     Geneve,
+    Nvgre,
 }
 
 fn u8_at(b: &[u8], i: usize) -> Option<u8> {
@@ -355,18 +385,20 @@ pub fn tcp_flags(fl: u8, out: &mut impl std::fmt::Write) -> std::fmt::Result {
 impl Frame {
     /// The tunnel's VNI, whatever the tunnel.
     pub fn vni(&self) -> Option<u32> {
-        match (&self.vxlan, &self.geneve) {
-            (Some(v), _) => Some(v.vni),
-            (_, Some(g)) => Some(g.vni),
+        match (&self.vxlan, &self.geneve, &self.nvgre) {
+            (Some(v), _, _) => Some(v.vni),
+            (_, Some(g), _) => Some(g.vni),
+            (_, _, Some(n)) => n.vsid,
             _ => None,
         }
     }
 
     /// The overlay the tunnel's VNI belongs to, when overlayd said.
     pub fn overlay(&self) -> Option<&str> {
-        match (&self.vxlan, &self.geneve) {
-            (Some(v), _) => v.overlay.as_deref(),
-            (_, Some(g)) => g.overlay.as_deref(),
+        match (&self.vxlan, &self.geneve, &self.nvgre) {
+            (Some(v), _, _) => v.overlay.as_deref(),
+            (_, Some(g), _) => g.overlay.as_deref(),
+            (_, _, Some(n)) => n.overlay.as_deref(),
             _ => None,
         }
     }
@@ -377,6 +409,8 @@ impl Frame {
             v.overlay = name;
         } else if let Some(g) = self.geneve.as_mut() {
             g.overlay = name;
+        } else if let Some(n) = self.nvgre.as_mut() {
+            n.overlay = name;
         }
     }
 
@@ -404,6 +438,9 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
     let tunnel = decode_stack(lt, data, opts, &mut f.outer);
     if let Some((Tunnel::Geneve, payload)) = tunnel {
         decode_geneve(&mut f, payload, data.len());
+    }
+    if let Some((Tunnel::Nvgre, payload)) = tunnel {
+        decode_nvgre(&mut f, payload, data.len());
     }
     if let Some((Tunnel::Vxlan, payload)) = tunnel {
         match vxlan::parse(payload) {
@@ -444,7 +481,53 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
 const PLAIN: Options = Options {
     vxlan_ports: Vec::new(),
     geneve_ports: Vec::new(),
+    nvgre: false,
 };
+
+/// The GRE header and, when it is NVGRE's (Ethernet, a key), the inner
+/// frame; what overlayd would drop is noted as an error.
+fn decode_nvgre(f: &mut Frame, payload: &[u8], captured: usize) {
+    let h = nvgre::Header(payload);
+    if payload.len() < 4 {
+        if f.outer.note.is_none() {
+            f.outer.note = Some(format!(
+                "invalid NVGRE: packet of {} bytes is shorter than a GRE header",
+                payload.len()
+            ));
+        }
+        return;
+    }
+    let key = h.key();
+    f.nvgre = Some(Nvgre {
+        flags: h.flags(),
+        version: h.version(),
+        protocol: h.protocol(),
+        key,
+        vsid: key.map(|k| k >> 8),
+        flow_id: key.map(|k| k as u8),
+        overlay: None,
+    });
+    if let Err(e) = nvgre::parse(payload) {
+        if f.outer.note.is_none() {
+            f.outer.note = Some(format!("invalid NVGRE: {e}"));
+        }
+    }
+    if h.version() != 0 || h.protocol() != nvgre::PROTO_TEB {
+        return;
+    }
+    let Some(inner_bytes) = payload
+        .get(h.len()..)
+        .filter(|b| b.len() >= nvgre::MIN_INNER)
+    else {
+        return;
+    };
+    let mut inner = Stack {
+        len: inner_bytes.len() + f.len.saturating_sub(captured),
+        ..Stack::default()
+    };
+    decode_stack(LinkType::Ethernet, inner_bytes, &PLAIN, &mut inner);
+    f.inner = Some(inner);
+}
 
 /// The Geneve header and, when its payload is Ethernet, the inner frame.
 /// What overlayd would drop (an unknown version, a control message, a
@@ -822,6 +905,10 @@ fn transport<'a>(
                 flags: fl,
                 win,
             });
+        }
+        47 if opts.nvgre => {
+            s.transport = Some(Transport::Other { proto: 47 });
+            return Some((Tunnel::Nvgre, b));
         }
         p => s.transport = Some(Transport::Other { proto: p }),
     }

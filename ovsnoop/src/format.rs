@@ -1,6 +1,6 @@
 //! A decoded [`Frame`] → text: one `snoop`-style line (VNI first), every
 //! field of every layer (`-v`), or one JSON object per frame (`--json`,
-//! keys `len`, `outer`, `vxlan` or `geneve`, `inner`).
+//! keys `len`, `outer`, `vxlan`, `geneve` or `nvgre`, `inner`).
 
 use crate::decode::{App, Frame, Link, Net, Stack, Transport};
 use overlay_api::Mac;
@@ -27,6 +27,8 @@ fn line_fmt(out: &mut String, f: &Frame) -> std::fmt::Result {
             write!(out, "VNI {vni}")?;
             if f.geneve.is_some() {
                 out.push_str(" geneve");
+            } else if f.nvgre.is_some() {
+                out.push_str(" nvgre");
             }
             if let Some(name) = f.overlay() {
                 write!(out, " ({name})")?;
@@ -352,6 +354,27 @@ pub fn verbose(f: &Frame, number: u64) -> String {
                 },
                 op.len
             );
+        }
+        if let Some(n) = &g.overlay {
+            let _ = writeln!(o, "{p}Overlay = {n}");
+        }
+    }
+    if let Some(g) = &f.nvgre {
+        let p = "NVGRE:  ";
+        let bit = |b: u8| u8::from(g.flags & b != 0);
+        let _ = writeln!(o, "{p}----- GRE Header -----");
+        let _ = writeln!(
+            o,
+            "{p}Flags = {:#04x} (C {}, K {}, S {}), Version = {}",
+            g.flags,
+            bit(0x80),
+            bit(0x20),
+            bit(0x10),
+            g.version
+        );
+        let _ = writeln!(o, "{p}Protocol type = {:#06x}", g.protocol);
+        if let (Some(k), Some(v), Some(fl)) = (g.key, g.vsid, g.flow_id) {
+            let _ = writeln!(o, "{p}Key = {k:#010x} (VSID {v}, FlowID {fl})");
         }
         if let Some(n) = &g.overlay {
             let _ = writeln!(o, "{p}Overlay = {n}");

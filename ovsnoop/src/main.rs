@@ -60,7 +60,7 @@ struct Args {
     #[arg(short = 'v', conflicts_with = "json")]
     verbose: bool,
     /// One JSON object per frame (keys `frame`, `ts`, `len`, `outer`,
-    /// `vxlan` or `geneve`, `inner`, `error`; in --trace, `event`, `ts`, `overlay`,
+    /// `vxlan`, `geneve` or `nvgre`, `inner`, `error`; in --trace, `event`, `ts`, `overlay`,
     /// `dir`, `vni`, `decision`, ...).
     #[arg(long)]
     json: bool,
@@ -105,16 +105,20 @@ struct Tally {
     frames: u64,
     per_vni: BTreeMap<u32, u64>,
     geneve: u64,
+    nvgre: u64,
     errors: u64,
     shown: u64,
 }
 
 impl Tally {
     fn summary(&self, source: &str, filtered: bool) -> String {
-        let vxlan: u64 = self.per_vni.values().sum::<u64>() - self.geneve;
+        let vxlan: u64 = self.per_vni.values().sum::<u64>() - self.geneve - self.nvgre;
         let mut s = format!("ovsnoop: {} frames {source}, {vxlan} VXLAN", self.frames);
         if self.geneve > 0 {
             s.push_str(&format!(", {} Geneve", self.geneve));
+        }
+        if self.nvgre > 0 {
+            s.push_str(&format!(", {} NVGRE", self.nvgre));
         }
         for (vni, n) in &self.per_vni {
             s.push_str(&format!("; VNI {vni}: {n}"));
@@ -235,6 +239,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             *tally.per_vni.entry(vni).or_default() += 1;
             tally.geneve += u64::from(f.geneve.is_some());
+            tally.nvgre += u64::from(f.nvgre.is_some());
         }
         if f.error().is_some() {
             tally.errors += 1;

@@ -479,3 +479,53 @@ fn geneve_errors_are_what_overlayd_drops() {
     let fr = d(&geneve_frame(&geneve_hdr(0, 0x80, 0x6558, 1, &[], &inner)));
     assert!(fr.geneve.as_ref().unwrap().oam && fr.inner.is_some());
 }
+
+#[test]
+fn nvgre_over_ipv4() {
+    let mut g = vec![0x20, 0, 0x65, 0x58, 0x00, 0x1b, 0xbb, 0x07];
+    g.extend_from_slice(&inner_icmp());
+    let f = eth(
+        [2, 0, 0, 0, 0, 0xb],
+        [2, 0, 0, 0, 0, 0xa],
+        ET_IPV4,
+        &ipv4([10, 77, 0, 1], [10, 77, 0, 2], 47, &g),
+    );
+    let fr = d(&f);
+    assert_eq!(fr.error(), None);
+    let n = fr.nvgre.as_ref().unwrap();
+    assert_eq!(
+        (n.flags, n.version, n.protocol, n.key, n.vsid, n.flow_id),
+        (0x20, 0, 0x6558, Some(0x001b_bb07), Some(7099), Some(7))
+    );
+    assert_eq!(fr.vni(), Some(7099));
+    assert_eq!(
+        crate::format::line(&fr),
+        "VNI 7099 nvgre  10.77.0.1 -> 10.77.0.2  02:77:00:00:00:01 -> 02:77:00:00:00:02  \
+         ICMP echo request 192.168.77.1 -> 192.168.77.2 id 5 seq 1  len 98"
+    );
+    let v = crate::format::verbose(&fr, 1);
+    assert!(
+        v.contains("NVGRE:  Key = 0x001bbb07 (VSID 7099, FlowID 7)"),
+        "{v}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&crate::format::json(&fr, 1, None)).unwrap();
+    assert_eq!(j["nvgre"]["vsid"], 7099);
+    assert_eq!(j["nvgre"]["key"], 0x001b_bb07);
+    assert!(j.get("vxlan").is_none() && j.get("geneve").is_none());
+    assert_eq!(j["inner"]["icmp"]["type"], 8);
+    // No key: shown, and called what overlayd calls it.
+    g[0] = 0;
+    let f = eth(
+        [2; 6],
+        [4; 6],
+        ET_IPV4,
+        &ipv4([10, 77, 0, 1], [10, 77, 0, 2], 47, &g[..4]),
+    );
+    let fr = d(&f);
+    assert!(
+        fr.error().unwrap().contains("invalid NVGRE"),
+        "{:?}",
+        fr.error()
+    );
+    assert_eq!(fr.vni(), None);
+}
