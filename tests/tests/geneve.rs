@@ -1,8 +1,8 @@
 //! Geneve (RFC 8926, `-e geneve`): interoperability with Open vSwitch's
-//! userspace datapath in both destination modes (point over an IPv4
-//! underlay, dynamic over an IPv6 one), overlayd on both sides, the mux
-//! rules it shares with VXLAN, and malformed Geneve headers counted as drops
-//! under their reasons.
+//! userspace datapath in both destination modes, each over IPv4 and IPv6
+//! underlays; overlayd on both sides (dynamic mode over IPv4, point mode
+//! over IPv6); the mux rules it shares with VXLAN; and malformed Geneve
+//! headers counted as drops under their reasons.
 
 use overlay_api::{DropReason, Mac};
 use overlay_tests::snapshot::{mux_drops, overlay};
@@ -33,98 +33,171 @@ fn setup(lab: &mut Lab, ul1: &str, ul2: &str) -> (Host, Host) {
     (a, b)
 }
 
-#[test]
-#[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
-fn point_mode_direct_plugin_with_ovs_geneve() {
-    let mut lab = Lab::new("geneve_ovs_direct");
-    let (a, b) = setup(&mut lab, "10.51.0.1/24", "10.51.0.2/24");
-    lab.ovadm_ok(
-        a,
-        [
-            "create-overlay",
-            "-e",
-            "geneve",
-            "-s",
-            "direct",
-            "-v",
-            "5151",
-            "-p",
-            "geneve/listen_ip=10.51.0.1,direct/dest_ip=10.51.0.2,direct/dest_port=6081",
-            "ov0",
-        ],
-    );
-    lab.addr(
-        a,
-        "ov0",
-        "02:51:00:00:00:01",
-        &["192.168.51.1/24", "fd51::1/64"],
-    );
-    lab.ovs_tunnel(b, "geneve", 5151, "10.51.0.1", "gv0");
-    lab.addr(
-        b,
-        "gv0",
-        "02:51:00:00:00:02",
-        &["192.168.51.2/24", "fd51::2/64"],
-    );
-    ping_four_ways(&lab, a, b, 51, "OVS");
-    let r = lab.ping(a, "192.168.51.2", &["-M", "do", "-s", "1372"]);
-    assert!(r.all_answered(), "full-MTU (1400) frames do not pass:\n{r}");
-    let show = lab.ovadm_ok(a, ["show-overlay", "-p", "-o", "property,value", "ov0"]);
-    assert!(
-        show.contains("encap:geneve") && show.contains("geneve/listen_port:6081"),
-        "{show}"
-    );
-    let s = lab.stats(a);
-    let o = overlay(&s, "ov0");
-    assert!(
-        o.tx_frames >= 12 && o.rx_frames >= 12,
-        "counters do not show the traffic: {o:#?}"
-    );
-    assert_eq!(s.muxes[0].encap, "geneve", "{s:#?}");
-    assert!(
-        s.muxes[0].drops.is_empty(),
-        "OVS's datagrams were dropped: {s:#?}"
-    );
+/// `host/len` for an underlay address.
+fn cidr(ul: &str) -> String {
+    format!("{ul}/{}", if ul.contains(':') { 64 } else { 24 })
+}
+
+/// `[ip]:port` or `ip:port`.
+fn sockaddr(ul: &str, port: u16) -> String {
+    if ul.contains(':') {
+        format!("[{ul}]:{port}")
+    } else {
+        format!("{ul}:{port}")
+    }
 }
 
 #[test]
 #[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
-fn dynamic_mode_files_plugin_with_ovs_geneve_over_ipv6() {
-    let mut lab = Lab::new("geneve_ovs_files6");
-    let (a, b) = setup(&mut lab, "fd00:52::1/64", "fd00:52::2/64");
-    let peer = FilesEntry {
-        mac: "02:52:00:00:00:02".into(),
-        ip: "fd00:52::2".into(),
-        port: 6081,
-        arp: Some("192.168.52.2".into()),
-        ndp: Some("fd52::2".into()),
-    };
-    let config = lab.write_file("files.json", &FilesEntry::json(&[peer]));
-    lab.create_files_overlay_encap(a, "ov0", "geneve", 5252, "fd00:52::1", &config);
-    lab.addr(
-        a,
-        "ov0",
-        "02:52:00:00:00:01",
-        &["192.168.52.1/24", "fd52::1/64"],
-    );
-    lab.ovs_tunnel(b, "geneve", 5252, "fd00:52::1", "gv0");
-    lab.addr(
-        b,
-        "gv0",
-        "02:52:00:00:00:02",
-        &["192.168.52.2/24", "fd52::2/64"],
-    );
-    ping_four_ways(&lab, a, b, 52, "OVS");
-    let t = lab.ovadm_ok(a, ["show-overlay", "-t", "ov0"]);
-    assert!(
-        t.contains("[fd00:52::2]:6081"),
-        "the OVS peer should map to [fd00:52::2]:6081:\n{t}"
-    );
-    let o = overlay(&lab.stats(a), "ov0").clone();
-    assert!(
-        o.injected >= 2,
-        "proxy ARP and NDP replies should have been injected: {o:#?}"
-    );
+fn point_mode_direct_plugin_with_ovs_geneve() {
+    for (n, ul1, ul2) in [
+        (51u8, "10.51.0.1", "10.51.0.2"),
+        (56, "fd00:56::1", "fd00:56::2"),
+    ] {
+        let mut lab = Lab::new("geneve_ovs_direct");
+        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2));
+        let vni = 101 * u32::from(n);
+        lab.ovadm_ok(
+            a,
+            [
+                "create-overlay",
+                "-e",
+                "geneve",
+                "-s",
+                "direct",
+                "-v",
+                &vni.to_string(),
+                "-p",
+                &format!("geneve/listen_ip={ul1},direct/dest_ip={ul2},direct/dest_port=6081"),
+                "ov0",
+            ],
+        );
+        lab.addr(
+            a,
+            "ov0",
+            &format!("02:{n}:00:00:00:01"),
+            &[&format!("192.168.{n}.1/24"), &format!("fd{n}::1/64")],
+        );
+        lab.ovs_tunnel(b, "geneve", vni, ul1, "gv0");
+        lab.addr(
+            b,
+            "gv0",
+            &format!("02:{n}:00:00:00:02"),
+            &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
+        );
+        ping_four_ways(&lab, a, b, n, "OVS");
+        let r = lab.ping(a, &format!("192.168.{n}.2"), &["-M", "do", "-s", "1372"]);
+        assert!(r.all_answered(), "full-MTU (1400) frames do not pass:\n{r}");
+        let show = lab.ovadm_ok(a, ["show-overlay", "-p", "-o", "property,value", "ov0"]);
+        assert!(
+            show.contains("encap:geneve") && show.contains("geneve/listen_port:6081"),
+            "{show}"
+        );
+        let s = lab.stats(a);
+        let o = overlay(&s, "ov0");
+        assert!(
+            o.tx_frames >= 12 && o.rx_frames >= 12,
+            "counters do not show the traffic: {o:#?}"
+        );
+        assert_eq!(s.muxes[0].encap, "geneve", "{s:#?}");
+        assert!(
+            s.muxes[0].drops.is_empty(),
+            "OVS's datagrams were dropped: {s:#?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
+fn dynamic_mode_files_plugin_with_ovs_geneve() {
+    for (n, ul1, ul2) in [
+        (52u8, "fd00:52::1", "fd00:52::2"),
+        (57, "10.57.0.1", "10.57.0.2"),
+    ] {
+        let mut lab = Lab::new("geneve_ovs_files");
+        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2));
+        let vni = 101 * u32::from(n);
+        let peer = FilesEntry {
+            mac: format!("02:{n}:00:00:00:02"),
+            ip: ul2.into(),
+            port: 6081,
+            arp: Some(format!("192.168.{n}.2")),
+            ndp: Some(format!("fd{n}::2")),
+        };
+        let config = lab.write_file("files.json", &FilesEntry::json(&[peer]));
+        lab.create_files_overlay_encap(a, "ov0", "geneve", vni, ul1, &config);
+        lab.addr(
+            a,
+            "ov0",
+            &format!("02:{n}:00:00:00:01"),
+            &[&format!("192.168.{n}.1/24"), &format!("fd{n}::1/64")],
+        );
+        lab.ovs_tunnel(b, "geneve", vni, ul1, "gv0");
+        lab.addr(
+            b,
+            "gv0",
+            &format!("02:{n}:00:00:00:02"),
+            &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
+        );
+        ping_four_ways(&lab, a, b, n, "OVS");
+        let t = lab.ovadm_ok(a, ["show-overlay", "-t", "ov0"]);
+        assert!(
+            t.contains(&sockaddr(ul2, 6081)),
+            "the OVS peer should map to {}:\n{t}",
+            sockaddr(ul2, 6081)
+        );
+        let s = lab.stats(a);
+        let o = overlay(&s, "ov0");
+        assert!(
+            o.injected >= 2,
+            "proxy ARP and NDP replies should have been injected: {o:#?}"
+        );
+        assert!(s.muxes[0].drops.is_empty(), "{s:#?}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run `sudo make test`"]
+fn overlayd_pair_over_geneve_point_mode_ipv6_underlay() {
+    let mut lab = Lab::new("geneve_pair_direct6");
+    let a = lab.add_host("a");
+    let b = lab.add_host("b");
+    lab.link(a, "fd00:55::1/64", b, "fd00:55::2/64");
+    for (h, i, me, peer) in [
+        (a, 1, "fd00:55::1", "fd00:55::2"),
+        (b, 2, "fd00:55::2", "fd00:55::1"),
+    ] {
+        lab.overlay_host(h);
+        lab.ovadm_ok(
+            h,
+            [
+                "create-overlay",
+                "-e",
+                "geneve",
+                "-s",
+                "direct",
+                "-v",
+                "5555",
+                "-p",
+                &format!("geneve/listen_ip={me},direct/dest_ip={peer},direct/dest_port=6081"),
+                "ov0",
+            ],
+        );
+        lab.addr(
+            h,
+            "ov0",
+            &format!("02:55:00:00:00:0{i}"),
+            &[&format!("192.168.55.{i}/24"), &format!("fd55::{i}/64")],
+        );
+    }
+    ping_four_ways(&lab, a, b, 55, "overlayd");
+    for h in [a, b] {
+        let s = lab.stats(h);
+        assert!(
+            s.muxes[0].drops.is_empty() && overlay(&s, "ov0").rx_frames >= 12,
+            "{s:#?}"
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! NVGRE (RFC 7637, `-e nvgre`): GRE with a key over raw IP sockets.
 //! Interoperability with Open vSwitch's userspace datapath, whose GRE key
 //! is 32 bits (a VSID V with FlowID 0 is OVS key V×256), in both
-//! destination modes (point over an IPv4 underlay, dynamic over an IPv6
-//! one); overlayd on both sides over IPv4 and IPv6; and malformed GRE
-//! counted as drops under their reasons.
+//! destination modes, each over IPv4 and IPv6 underlays; overlayd on both
+//! sides over IPv4 and IPv6; and malformed GRE counted as drops under
+//! their reasons.
 
 use overlay_api::{DropReason, Mac};
 use overlay_tests::snapshot::{mux_drops, overlay};
@@ -61,85 +61,100 @@ fn files_overlay(lab: &Lab, h: Host, n: u8, i: u8, vsid: u32, ul: &str, config: 
     );
 }
 
-#[test]
-#[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
-fn point_mode_direct_plugin_with_ovs_gre() {
-    let mut lab = Lab::new("nvgre_ovs_direct");
-    let (a, b) = setup(&mut lab, "10.71.0.1/24", "10.71.0.2/24", true);
-    lab.ovadm_ok(
-        a,
-        [
-            "create-overlay",
-            "-e",
-            "nvgre",
-            "-s",
-            "direct",
-            "-v",
-            "7171",
-            "-p",
-            "nvgre/listen_ip=10.71.0.1,direct/dest_ip=10.71.0.2,direct/dest_port=1",
-            "ov0",
-        ],
-    );
-    lab.addr(
-        a,
-        "ov0",
-        "02:71:00:00:00:01",
-        &["192.168.71.1/24", "fd71::1/64"],
-    );
-    lab.ovs_tunnel(b, "gre", 7171 * 256, "10.71.0.1", "gr0");
-    lab.addr(
-        b,
-        "gr0",
-        "02:71:00:00:00:02",
-        &["192.168.71.2/24", "fd71::2/64"],
-    );
-    ping_four_ways(&lab, a, b, 71, "OVS");
-    let r = lab.ping(a, "192.168.71.2", &["-M", "do", "-s", "1372"]);
-    assert!(r.all_answered(), "full-MTU (1400) frames do not pass:\n{r}");
-    let show = lab.ovadm_ok(a, ["show-overlay", "-p", "-o", "property,value", "ov0"]);
-    assert!(
-        show.contains("encap:nvgre") && show.contains("nvgre/listen_ip:10.71.0.1"),
-        "{show}"
-    );
-    assert!(!show.contains("listen_port"), "NVGRE has no port:\n{show}");
-    let s = lab.stats(a);
-    let o = overlay(&s, "ov0");
-    assert!(
-        o.tx_frames >= 12 && o.rx_frames >= 12,
-        "counters do not show the traffic: {o:#?}"
-    );
-    assert_eq!(s.muxes[0].encap, "nvgre", "{s:#?}");
-    assert!(
-        s.muxes[0].drops.is_empty(),
-        "OVS's packets were dropped: {s:#?}"
-    );
+/// `host/len` for an underlay address.
+fn cidr(ul: &str) -> String {
+    format!("{ul}/{}", if ul.contains(':') { 64 } else { 24 })
 }
 
 #[test]
 #[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
-fn dynamic_mode_files_plugin_with_ovs_gre_over_ipv6() {
-    let mut lab = Lab::new("nvgre_ovs_files6");
-    let (a, b) = setup(&mut lab, "fd00:72::1/64", "fd00:72::2/64", true);
-    let config = lab.write_file(
-        "files.json",
-        &FilesEntry::json(&[entry(72, 2, "fd00:72::2")]),
-    );
-    files_overlay(&lab, a, 72, 1, 7272, "fd00:72::1", &config);
-    lab.ovs_tunnel(b, "gre", 7272 * 256, "fd00:72::1", "gr0");
-    lab.addr(
-        b,
-        "gr0",
-        "02:72:00:00:00:02",
-        &["192.168.72.2/24", "fd72::2/64"],
-    );
-    ping_four_ways(&lab, a, b, 72, "OVS");
-    let s = lab.stats(a);
-    assert!(overlay(&s, "ov0").injected >= 2, "{s:#?}");
-    assert!(
-        s.muxes[0].drops.is_empty(),
-        "OVS's packets were dropped: {s:#?}"
-    );
+fn point_mode_direct_plugin_with_ovs_gre() {
+    for (n, ul1, ul2) in [
+        (71u8, "10.71.0.1", "10.71.0.2"),
+        (76, "fd00:76::1", "fd00:76::2"),
+    ] {
+        let mut lab = Lab::new("nvgre_ovs_direct");
+        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2), true);
+        let vsid = 101 * u32::from(n);
+        lab.ovadm_ok(
+            a,
+            [
+                "create-overlay",
+                "-e",
+                "nvgre",
+                "-s",
+                "direct",
+                "-v",
+                &vsid.to_string(),
+                "-p",
+                &format!("nvgre/listen_ip={ul1},direct/dest_ip={ul2},direct/dest_port=1"),
+                "ov0",
+            ],
+        );
+        lab.addr(
+            a,
+            "ov0",
+            &format!("02:{n}:00:00:00:01"),
+            &[&format!("192.168.{n}.1/24"), &format!("fd{n}::1/64")],
+        );
+        // OVS's key is 32 bits: VSID V with FlowID 0 is key V×256.
+        lab.ovs_tunnel(b, "gre", vsid * 256, ul1, "gr0");
+        lab.addr(
+            b,
+            "gr0",
+            &format!("02:{n}:00:00:00:02"),
+            &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
+        );
+        ping_four_ways(&lab, a, b, n, "OVS");
+        let r = lab.ping(a, &format!("192.168.{n}.2"), &["-M", "do", "-s", "1372"]);
+        assert!(r.all_answered(), "full-MTU (1400) frames do not pass:\n{r}");
+        let show = lab.ovadm_ok(a, ["show-overlay", "-p", "-o", "property,value", "ov0"]);
+        assert!(
+            show.contains("encap:nvgre") && show.contains("nvgre/listen_ip:"),
+            "{show}"
+        );
+        assert!(!show.contains("listen_port"), "NVGRE has no port:\n{show}");
+        let s = lab.stats(a);
+        let o = overlay(&s, "ov0");
+        assert!(
+            o.tx_frames >= 12 && o.rx_frames >= 12,
+            "counters do not show the traffic: {o:#?}"
+        );
+        assert_eq!(s.muxes[0].encap, "nvgre", "{s:#?}");
+        assert!(
+            s.muxes[0].drops.is_empty(),
+            "OVS's packets were dropped: {s:#?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
+fn dynamic_mode_files_plugin_with_ovs_gre() {
+    for (n, ul1, ul2) in [
+        (72u8, "fd00:72::1", "fd00:72::2"),
+        (78, "10.78.0.1", "10.78.0.2"),
+    ] {
+        let mut lab = Lab::new("nvgre_ovs_files");
+        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2), true);
+        let vsid = 101 * u32::from(n);
+        let config = lab.write_file("files.json", &FilesEntry::json(&[entry(n, 2, ul2)]));
+        files_overlay(&lab, a, n, 1, vsid, ul1, &config);
+        lab.ovs_tunnel(b, "gre", vsid * 256, ul1, "gr0");
+        lab.addr(
+            b,
+            "gr0",
+            &format!("02:{n}:00:00:00:02"),
+            &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
+        );
+        ping_four_ways(&lab, a, b, n, "OVS");
+        let s = lab.stats(a);
+        assert!(overlay(&s, "ov0").injected >= 2, "{s:#?}");
+        assert!(
+            s.muxes[0].drops.is_empty(),
+            "OVS's packets were dropped: {s:#?}"
+        );
+    }
 }
 
 #[test]
