@@ -73,6 +73,22 @@ drop_reasons! {
     /// does not fit it: a checksum position outside the frame, or a TCP
     /// segmentation request for what is not Ethernet/IP/TCP.
     BadOffload => "bad-offload",
+    /// Received encapsulation header of a version this endpoint does not
+    /// know (Geneve version other than 0, GRE version other than 0 or with
+    /// the RFC 1701 routing, strict-route or recursion bits).
+    BadVersion => "bad-version",
+    /// Received Geneve control message (O bit): never forwarded to a tenant.
+    ControlFrame => "control-frame",
+    /// Received Geneve header with a critical option (or the C bit), and
+    /// this endpoint understands no option: RFC 8926 says drop it.
+    CriticalOption => "critical-option",
+    /// Received payload that is not Ethernet: the Geneve or GRE protocol
+    /// type is not Transparent Ethernet Bridging (0x6558).
+    BadProtocol => "bad-protocol",
+    /// Received GRE header without a key (K bit): an NVGRE packet needs its VSID.
+    NoKey => "no-key",
+    /// Received GRE header whose checksum does not match the packet.
+    BadChecksum => "bad-checksum",
 }
 
 impl fmt::Display for DropReason {

@@ -385,8 +385,16 @@ pub struct MuxStats {
     pub listen: Option<SocketAddr>,
     /// Datagrams received.
     pub rx_datagrams: u64,
-    /// Drops that belong to no overlay (short header, no VNI flag, unknown VNI).
+    /// Drops that belong to no overlay (short header, no VNI flag, unknown
+    /// VNI, and the header errors of every encapsulation module).
     pub drops: BTreeMap<String, u64>,
+    /// Encapsulation module of the mux (`vxlan`, `geneve`, ...).
+    #[serde(default)]
+    pub encap: String,
+    /// Header options received and skipped, not interpreted (Geneve's
+    /// non-critical options).
+    #[serde(default)]
+    pub options_skipped: u64,
 }
 
 /// A consistent snapshot of overlayd's counters.

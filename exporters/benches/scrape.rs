@@ -158,6 +158,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
                 listen: Some(format!("10.0.0.{}:4789", m + 1).parse().unwrap()),
                 rx_datagrams: 1_000_000,
                 drops: [("unknown-vni".to_string(), 5)].into(),
+                ..Default::default()
             })
             .collect(),
         started_mono_ns: 1_000_000_000,

@@ -208,6 +208,7 @@ fn canned_hosts() -> Vec<HostSample> {
                         listen: Some("10.0.0.9:4789".parse().unwrap()),
                         rx_datagrams: 3,
                         drops: [("unknown-vni".to_string(), 1)].into(),
+                        ..Default::default()
                     }],
                     ..Default::default()
                 },

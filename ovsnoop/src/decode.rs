@@ -1,5 +1,6 @@
 //! Bytes → a layered decode: outer link, network and transport layers, the
-//! VXLAN header, then the same layers again for the inner frame.
+//! tunnel header (VXLAN, Geneve with its options, or NVGRE: GRE with a
+//! key, IP protocol 47), then the same layers again for the inner frame.
 //!
 //! Pure and total: any byte string decodes to a [`Frame`]. A layer that is
 //! cut short or makes no sense stops the decode there and leaves a
@@ -8,10 +9,11 @@
 //! offset through [`get`]-style accessors that return `None` past the end,
 //! rather than through smoltcp's checked views, because those refuse a
 //! whole header when any of it is missing and a tracer wants the part that
-//! is there. The VXLAN header itself is `overlay_wire::vxlan`'s.
+//! is there. The VXLAN and Geneve headers are `overlay_wire`'s, so that
+//! ovsnoop calls an error what overlayd drops.
 
 use overlay_api::Mac;
-use overlay_wire::vxlan;
+use overlay_wire::{geneve, nvgre, vxlan};
 use serde::Serialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -43,7 +45,13 @@ pub struct Frame {
     /// The VXLAN header, when the outer UDP port is a VXLAN port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<Vxlan>,
-    /// The overlay frame inside VXLAN.
+    /// The Geneve header, when the outer UDP port is a Geneve port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geneve: Option<Geneve>,
+    /// The GRE header, when the outer IP protocol is GRE (47).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvgre: Option<Nvgre>,
+    /// The overlay frame inside the tunnel header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inner: Option<Stack>,
 }
@@ -248,19 +256,90 @@ pub struct Vxlan {
     pub overlay: Option<String>,
 }
 
+/// The Geneve header (RFC 8926), options listed but not interpreted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Geneve {
+    /// Version (0 is the only one).
+    pub version: u8,
+    /// Bytes of options.
+    pub opt_len: usize,
+    /// The O bit: a control message, not a tenant frame.
+    pub oam: bool,
+    /// The C bit: critical options present.
+    pub critical: bool,
+    /// Protocol type of the payload (0x6558: Ethernet).
+    pub protocol: u16,
+    /// VNI.
+    pub vni: u32,
+    /// The options, in order.
+    pub options: Vec<GeneveOpt>,
+    /// The overlay this VNI belongs to, when overlayd said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
+}
+
+/// The GRE header of NVGRE (RFC 7637).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Nvgre {
+    /// The first flags byte (C 0x80, R 0x40, K 0x20, S 0x10, s, recursion).
+    pub flags: u8,
+    /// Version.
+    pub version: u8,
+    /// Protocol type of the payload (0x6558: Ethernet).
+    pub protocol: u16,
+    /// The 32-bit key, when K is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
+    /// Virtual Subnet ID (the key's top 24 bits), the overlay's VNI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsid: Option<u32>,
+    /// FlowID (the key's low 8 bits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<u8>,
+    /// The overlay this VSID belongs to, when overlayd said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
+}
+
+/// One Geneve option.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GeneveOpt {
+    /// Option class.
+    pub class: u16,
+    /// Type, its high bit the critical bit.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// Bytes of data after the 4-byte option header.
+    pub len: usize,
+}
+
 /// What the decoder needs besides the bytes.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// UDP destination ports that carry VXLAN.
     pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports that carry Geneve.
+    pub geneve_ports: Vec<u16>,
+    /// Whether IP protocol 47 (GRE) is decoded as NVGRE.
+    pub nvgre: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             vxlan_ports: vec![vxlan::DEFAULT_PORT],
+            geneve_ports: vec![geneve::DEFAULT_PORT],
+            nvgre: true,
         }
     }
+}
+
+/// Which tunnel header a transport payload starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tunnel {
+    Vxlan,
+    Geneve,
+    Nvgre,
 }
 
 fn u8_at(b: &[u8], i: usize) -> Option<u8> {
@@ -304,6 +383,37 @@ pub fn tcp_flags(fl: u8, out: &mut impl std::fmt::Write) -> std::fmt::Result {
 }
 
 impl Frame {
+    /// The tunnel's VNI, whatever the tunnel.
+    pub fn vni(&self) -> Option<u32> {
+        match (&self.vxlan, &self.geneve, &self.nvgre) {
+            (Some(v), _, _) => Some(v.vni),
+            (_, Some(g), _) => Some(g.vni),
+            (_, _, Some(n)) => n.vsid,
+            _ => None,
+        }
+    }
+
+    /// The overlay the tunnel's VNI belongs to, when overlayd said.
+    pub fn overlay(&self) -> Option<&str> {
+        match (&self.vxlan, &self.geneve, &self.nvgre) {
+            (Some(v), _, _) => v.overlay.as_deref(),
+            (_, Some(g), _) => g.overlay.as_deref(),
+            (_, _, Some(n)) => n.overlay.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Names the overlay of the tunnel's VNI.
+    pub fn set_overlay(&mut self, name: Option<String>) {
+        if let Some(v) = self.vxlan.as_mut() {
+            v.overlay = name;
+        } else if let Some(g) = self.geneve.as_mut() {
+            g.overlay = name;
+        } else if let Some(n) = self.nvgre.as_mut() {
+            n.overlay = name;
+        }
+    }
+
     /// The first thing wrong with this frame, outer layers first: a
     /// truncated or invalid layer, or VXLAN reserved bits set.
     pub fn error(&self) -> Option<&str> {
@@ -325,8 +435,14 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
         },
         ..Frame::default()
     };
-    let vx = decode_stack(lt, data, opts, &mut f.outer);
-    if let Some(payload) = vx {
+    let tunnel = decode_stack(lt, data, opts, &mut f.outer);
+    if let Some((Tunnel::Geneve, payload)) = tunnel {
+        decode_geneve(&mut f, payload, data.len());
+    }
+    if let Some((Tunnel::Nvgre, payload)) = tunnel {
+        decode_nvgre(&mut f, payload, data.len());
+    }
+    if let Some((Tunnel::Vxlan, payload)) = tunnel {
         match vxlan::parse(payload) {
             Ok(p) => {
                 let reserved = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[7]]);
@@ -349,11 +465,7 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
                     len: p.inner.len() + len.saturating_sub(data.len()),
                     ..Stack::default()
                 };
-                // Inner frames are never VXLAN again for us: no nested decap.
-                let plain = Options {
-                    vxlan_ports: Vec::new(),
-                };
-                decode_stack(LinkType::Ethernet, p.inner, &plain, &mut inner);
+                decode_stack(LinkType::Ethernet, p.inner, &PLAIN, &mut inner);
                 f.inner = Some(inner);
             }
             // A capture cut short says so already; that is the cause.
@@ -365,7 +477,120 @@ pub fn decode(lt: LinkType, data: &[u8], len: usize, opts: &Options) -> Frame {
 }
 
 /// Fills `s` from `b`; returns the UDP payload when it is for a VXLAN port.
-fn decode_stack<'a>(lt: LinkType, b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
+/// Inner frames are never tunnels again for us: no nested decap.
+const PLAIN: Options = Options {
+    vxlan_ports: Vec::new(),
+    geneve_ports: Vec::new(),
+    nvgre: false,
+};
+
+/// The GRE header and, when it is NVGRE's (Ethernet, a key), the inner
+/// frame; what overlayd would drop is noted as an error.
+fn decode_nvgre(f: &mut Frame, payload: &[u8], captured: usize) {
+    let h = nvgre::Header(payload);
+    if payload.len() < 4 {
+        if f.outer.note.is_none() {
+            f.outer.note = Some(format!(
+                "invalid NVGRE: packet of {} bytes is shorter than a GRE header",
+                payload.len()
+            ));
+        }
+        return;
+    }
+    let key = h.key();
+    f.nvgre = Some(Nvgre {
+        flags: h.flags(),
+        version: h.version(),
+        protocol: h.protocol(),
+        key,
+        vsid: key.map(|k| k >> 8),
+        flow_id: key.map(|k| k as u8),
+        overlay: None,
+    });
+    if let Err(e) = nvgre::parse(payload) {
+        if f.outer.note.is_none() {
+            f.outer.note = Some(format!("invalid NVGRE: {e}"));
+        }
+    }
+    if h.version() != 0 || h.protocol() != nvgre::PROTO_TEB {
+        return;
+    }
+    let Some(inner_bytes) = payload
+        .get(h.len()..)
+        .filter(|b| b.len() >= nvgre::MIN_INNER)
+    else {
+        return;
+    };
+    let mut inner = Stack {
+        len: inner_bytes.len() + f.len.saturating_sub(captured),
+        ..Stack::default()
+    };
+    decode_stack(LinkType::Ethernet, inner_bytes, &PLAIN, &mut inner);
+    f.inner = Some(inner);
+}
+
+/// The Geneve header and, when its payload is Ethernet, the inner frame.
+/// What overlayd would drop (an unknown version, a control message, a
+/// critical option) is noted as an error, but the inner frame is still
+/// shown when it can be found: a tracer shows what it cannot forward.
+fn decode_geneve(f: &mut Frame, payload: &[u8], captured: usize) {
+    let h = geneve::Header(payload);
+    if payload.len() < geneve::HEADER_LEN {
+        if f.outer.note.is_none() {
+            f.outer.note = Some(format!(
+                "invalid Geneve: datagram of {} bytes is shorter than the header",
+                payload.len()
+            ));
+        }
+        return;
+    }
+    let options = geneve::options_of(payload)
+        .map_while(Result::ok)
+        .map(|o| GeneveOpt {
+            class: o.class,
+            kind: o.kind,
+            len: o.data.len(),
+        })
+        .collect();
+    f.geneve = Some(Geneve {
+        version: h.version(),
+        opt_len: h.options_len(),
+        oam: h.control(),
+        critical: h.critical(),
+        protocol: h.protocol(),
+        vni: h.vni(),
+        options,
+        overlay: None,
+    });
+    if let Err(e) = geneve::parse(payload) {
+        if f.outer.note.is_none() {
+            f.outer.note = Some(format!("invalid Geneve: {e}"));
+        }
+    }
+    let start = geneve::HEADER_LEN + h.options_len();
+    if h.version() != 0 || h.protocol() != geneve::PROTO_TEB {
+        return;
+    }
+    let Some(inner_bytes) = payload
+        .get(start..)
+        .filter(|b| b.len() >= geneve::MIN_INNER)
+    else {
+        return;
+    };
+    let mut inner = Stack {
+        len: inner_bytes.len() + f.len.saturating_sub(captured),
+        ..Stack::default()
+    };
+    decode_stack(LinkType::Ethernet, inner_bytes, &PLAIN, &mut inner);
+    f.inner = Some(inner);
+}
+
+fn decode_stack<'a>(
+    lt: LinkType,
+    b: &'a [u8],
+    opts: &Options,
+    s: &mut Stack,
+) -> Option<(Tunnel, &'a [u8])> {
     let (link, rest) = match link(lt, b) {
         Ok(x) => x,
         Err(n) => {
@@ -467,7 +692,7 @@ fn arp(b: &[u8]) -> Option<Net> {
     })
 }
 
-fn ipv4<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
+fn ipv4<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<(Tunnel, &'a [u8])> {
     let vihl = u8_at(b, 0);
     let (
         Some(vihl),
@@ -526,7 +751,7 @@ fn ipv4<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
     r
 }
 
-fn ipv6<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<&'a [u8]> {
+fn ipv6<'a>(b: &'a [u8], opts: &Options, s: &mut Stack) -> Option<(Tunnel, &'a [u8])> {
     let (Some(vtf), Some(payload_len), Some(next), Some(hop_limit), Some(src), Some(dst)) = (
         u32_at(b, 0),
         u16_at(b, 4),
@@ -585,7 +810,7 @@ fn transport<'a>(
     v6: bool,
     opts: &Options,
     s: &mut Stack,
-) -> Option<&'a [u8]> {
+) -> Option<(Tunnel, &'a [u8])> {
     let trunc = |what: &str| Some(format!("truncated {what} header ({} bytes)", b.len()));
     match proto {
         1 if !v6 => {
@@ -648,7 +873,10 @@ fn transport<'a>(
             let end = usize::from(len).clamp(8, b.len().max(8)).min(b.len());
             let payload = b.get(8..end).unwrap_or_default();
             if opts.vxlan_ports.contains(&dport) {
-                return Some(payload);
+                return Some((Tunnel::Vxlan, payload));
+            }
+            if opts.geneve_ports.contains(&dport) {
+                return Some((Tunnel::Geneve, payload));
             }
             if !v6 && (matches!(sport, 67 | 68) || matches!(dport, 67 | 68)) {
                 s.app = dhcp(payload);
@@ -677,6 +905,10 @@ fn transport<'a>(
                 flags: fl,
                 win,
             });
+        }
+        47 if opts.nvgre => {
+            s.transport = Some(Transport::Other { proto: 47 });
+            return Some((Tunnel::Nvgre, b));
         }
         p => s.transport = Some(Transport::Other { proto: p }),
     }

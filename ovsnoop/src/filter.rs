@@ -70,11 +70,11 @@ fn stacks(f: &Frame) -> impl Iterator<Item = &Stack> {
 
 impl Subject for Frame {
     fn vni(&self) -> Option<u32> {
-        self.vxlan.as_ref().map(|v| v.vni)
+        Frame::vni(self)
     }
 
     fn overlay(&self) -> Option<&str> {
-        self.vxlan.as_ref()?.overlay.as_deref()
+        Frame::overlay(self)
     }
 
     fn has_mac(&self, m: &Mac) -> bool {

@@ -1,6 +1,6 @@
 //! A decoded [`Frame`] → text: one `snoop`-style line (VNI first), every
 //! field of every layer (`-v`), or one JSON object per frame (`--json`,
-//! keys `len`, `outer`, `vxlan`, `inner`).
+//! keys `len`, `outer`, `vxlan`, `geneve` or `nvgre`, `inner`).
 
 use crate::decode::{App, Frame, Link, Net, Stack, Transport};
 use overlay_api::Mac;
@@ -22,10 +22,15 @@ pub fn line_into(out: &mut String, f: &Frame) {
 }
 
 fn line_fmt(out: &mut String, f: &Frame) -> std::fmt::Result {
-    match (&f.vxlan, &f.inner) {
-        (Some(v), Some(inner)) => {
-            write!(out, "VNI {}", v.vni)?;
-            if let Some(name) = &v.overlay {
+    match (f.vni(), &f.inner) {
+        (Some(vni), Some(inner)) => {
+            write!(out, "VNI {vni}")?;
+            if f.geneve.is_some() {
+                out.push_str(" geneve");
+            } else if f.nvgre.is_some() {
+                out.push_str(" nvgre");
+            }
+            if let Some(name) = f.overlay() {
                 write!(out, " ({name})")?;
             }
             if let Some((s, d)) = net_addrs(&f.outer) {
@@ -319,6 +324,59 @@ pub fn verbose(f: &Frame, number: u64) -> String {
         let _ = writeln!(o, "{p}VNI = {}", v.vni);
         let _ = writeln!(o, "{p}Reserved bits = {:#010x}", v.reserved);
         if let Some(n) = &v.overlay {
+            let _ = writeln!(o, "{p}Overlay = {n}");
+        }
+    }
+    if let Some(g) = &f.geneve {
+        let p = "GENEVE:  ";
+        let _ = writeln!(o, "{p}----- Geneve Header -----");
+        let _ = writeln!(o, "{p}Version = {}", g.version);
+        let _ = writeln!(o, "{p}Options length = {} bytes", g.opt_len);
+        let _ = writeln!(
+            o,
+            "{p}O (control) = {}, C (critical options) = {}",
+            u8::from(g.oam),
+            u8::from(g.critical)
+        );
+        let _ = writeln!(o, "{p}Protocol type = {:#06x}", g.protocol);
+        let _ = writeln!(o, "{p}VNI = {}", g.vni);
+        for (i, op) in g.options.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{p}Option {} = class {:#06x} type {:#04x}{} length {} bytes",
+                i + 1,
+                op.class,
+                op.kind,
+                if op.kind & 0x80 != 0 {
+                    " (critical)"
+                } else {
+                    ""
+                },
+                op.len
+            );
+        }
+        if let Some(n) = &g.overlay {
+            let _ = writeln!(o, "{p}Overlay = {n}");
+        }
+    }
+    if let Some(g) = &f.nvgre {
+        let p = "NVGRE:  ";
+        let bit = |b: u8| u8::from(g.flags & b != 0);
+        let _ = writeln!(o, "{p}----- GRE Header -----");
+        let _ = writeln!(
+            o,
+            "{p}Flags = {:#04x} (C {}, K {}, S {}), Version = {}",
+            g.flags,
+            bit(0x80),
+            bit(0x20),
+            bit(0x10),
+            g.version
+        );
+        let _ = writeln!(o, "{p}Protocol type = {:#06x}", g.protocol);
+        if let (Some(k), Some(v), Some(fl)) = (g.key, g.vsid, g.flow_id) {
+            let _ = writeln!(o, "{p}Key = {k:#010x} (VSID {v}, FlowID {fl})");
+        }
+        if let Some(n) = &g.overlay {
             let _ = writeln!(o, "{p}Overlay = {n}");
         }
     }

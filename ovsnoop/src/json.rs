@@ -4,16 +4,19 @@
 //! {"frame": 1, "ts": 1700000000.5, "len": 148,
 //!  "outer": {"src_mac", "dst_mac", "vlan", "ethertype", "src_ip", "dst_ip", "proto", "sport", "dport"},
 //!  "vxlan": {"flags", "vni", "reserved", "overlay"},
+//!  "geneve": {"version", "opt_len", "oam", "critical", "protocol", "vni",
+//!             "options": [{"class", "type", "len"}], "overlay"},   (in place of "vxlan")
+//!  "nvgre": {"flags", "version", "protocol", "key", "vsid", "flow_id", "overlay"},  (the same)
 //!  "inner": {… as outer, and "arp": {"op", "sender_mac", "sender_ip", "target_mac", "target_ip"},
 //!            "icmp", "tcp", "dhcp" …},
 //!  "error": "…"}
 //! ```
 //!
 //! Keys whose layer is absent are left out (`vxlan` and `inner` on a frame
-//! that is not VXLAN). MACs are lowercase with colons, IPv6 addresses in
+//! that is not in a tunnel). MACs are lowercase with colons, IPv6 addresses in
 //! RFC 5952 form (Rust's `Ipv6Addr` display).
 
-use crate::decode::{App, Frame, Net, Stack, Transport};
+use crate::decode::{App, Frame, Geneve, Net, Nvgre, Stack, Transport};
 use overlay_api::Mac;
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +30,10 @@ struct JFrame<'a> {
     outer: JStack<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vxlan: Option<JVxlan<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    geneve: Option<&'a Geneve>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nvgre: Option<&'a Nvgre>,
     #[serde(skip_serializing_if = "Option::is_none")]
     inner: Option<JStack<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,6 +277,8 @@ pub fn frame(f: &Frame, number: u64, ts: Option<f64>) -> String {
             reserved: v.reserved,
             overlay: v.overlay.as_deref(),
         }),
+        geneve: f.geneve.as_ref(),
+        nvgre: f.nvgre.as_ref(),
         inner: f.inner.as_ref().map(stack),
         error: f.error(),
     };

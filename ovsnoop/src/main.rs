@@ -64,7 +64,7 @@ struct Args {
     #[arg(short = 'v', conflicts_with = "json")]
     verbose: bool,
     /// One JSON object per frame (keys `frame`, `ts`, `len`, `outer`,
-    /// `vxlan`, `inner`, `error`; in --trace, `event`, `ts`, `overlay`,
+    /// `vxlan`, `geneve` or `nvgre`, `inner`, `error`; in --trace, `event`, `ts`, `overlay`,
     /// `dir`, `vni`, `decision`, ...).
     #[arg(long)]
     json: bool,
@@ -72,6 +72,10 @@ struct Args {
     /// default is 8472). May be given more than once.
     #[arg(long = "vxlan-port", value_name = "N")]
     vxlan_ports: Vec<u16>,
+    /// Another UDP port that carries Geneve (6081 always does). May be
+    /// given more than once.
+    #[arg(long = "geneve-port", value_name = "N")]
+    geneve_ports: Vec<u16>,
     /// overlayd's run directory, to name VNIs after their overlays.
     #[arg(
         long,
@@ -104,14 +108,22 @@ fn overlay_names(run_dir: &Path) -> HashMap<u32, String> {
 struct Tally {
     frames: u64,
     per_vni: BTreeMap<u32, u64>,
+    geneve: u64,
+    nvgre: u64,
     errors: u64,
     shown: u64,
 }
 
 impl Tally {
     fn summary(&self, source: &str, filtered: bool) -> String {
-        let vxlan: u64 = self.per_vni.values().sum();
+        let vxlan: u64 = self.per_vni.values().sum::<u64>() - self.geneve - self.nvgre;
         let mut s = format!("ovsnoop: {} frames {source}, {vxlan} VXLAN", self.frames);
+        if self.geneve > 0 {
+            s.push_str(&format!(", {} Geneve", self.geneve));
+        }
+        if self.nvgre > 0 {
+            s.push_str(&format!(", {} NVGRE", self.nvgre));
+        }
         for (vni, n) in &self.per_vni {
             s.push_str(&format!("; VNI {vni}: {n}"));
         }
@@ -231,6 +243,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut opts = decode::Options::default();
     opts.vxlan_ports.extend(&args.vxlan_ports);
+    opts.geneve_ports.extend(&args.geneve_ports);
     let names = overlay_names(&args.run_dir);
     let filter = filter_of(&args)?;
     let filtered = !filter.is_empty();
@@ -251,11 +264,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         tally.frames += 1;
         let mut f = decode::decode(rec.link, rec.data, rec.len, &opts);
-        if let Some(v) = f.vxlan.as_mut() {
+        if let Some(vni) = f.vni() {
             if !names.is_empty() {
-                v.overlay = names.get(&v.vni).cloned();
+                f.set_overlay(names.get(&vni).cloned());
             }
-            *tally.per_vni.entry(v.vni).or_default() += 1;
+            *tally.per_vni.entry(vni).or_default() += 1;
+            tally.geneve += u64::from(f.geneve.is_some());
+            tally.nvgre += u64::from(f.nvgre.is_some());
         }
         if f.error().is_some() {
             tally.errors += 1;

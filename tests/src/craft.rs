@@ -16,6 +16,35 @@ pub fn vxlan_datagram(flags: u8, vni: u32, frame: &[u8]) -> Vec<u8> {
     d
 }
 
+/// Geneve's protocol type for Ethernet payloads (Transparent Ethernet Bridging).
+pub const GENEVE_PROTO_TEB: u16 = 0x6558;
+
+/// A Geneve UDP payload (RFC 8926): version `ver`, the flags byte `flags`
+/// (O = 0x80, C = 0x40), protocol type `proto`, the 24-bit VNI, then the
+/// options `(class, type, data words)` (data bytes 0xa5), then `frame`.
+pub fn geneve_datagram(
+    ver: u8,
+    flags: u8,
+    proto: u16,
+    vni: u32,
+    options: &[(u16, u8, u8)],
+    frame: &[u8],
+) -> Vec<u8> {
+    assert!(vni < 1 << 24, "VNI {vni} does not fit 24 bits");
+    let (v, p) = (vni.to_be_bytes(), proto.to_be_bytes());
+    let mut d = vec![0, flags, p[0], p[1], v[1], v[2], v[3], 0];
+    for &(class, kind, words) in options {
+        d.extend_from_slice(&class.to_be_bytes());
+        d.extend_from_slice(&[kind, words & 0x1f]);
+        d.extend(std::iter::repeat_n(0xa5, usize::from(words & 0x1f) * 4));
+    }
+    let words = (d.len() - 8) / 4;
+    assert!(words < 64, "options do not fit a Geneve header");
+    d[0] = (ver << 6) | words as u8;
+    d.extend_from_slice(frame);
+    d
+}
+
 /// An Ethernet frame: destination, source, EtherType, then `payload`
 /// zero-padded to the 60-byte minimum (no FCS, as on a TAP device).
 pub fn eth_frame(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {

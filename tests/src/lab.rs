@@ -147,7 +147,7 @@ impl Lab {
     }
 
     /// Joins two hosts with a veth pair, each end named `ul0` in its host
-    /// and given its underlay address (CIDR), both up. The pair is made
+    /// and given its underlay address (CIDR; IPv6 without DAD), both up. The pair is made
     /// directly inside the two namespaces, so no name ever appears in the
     /// root namespace.
     pub fn link(&mut self, a: Host, a_cidr: &str, b: Host, b_cidr: &str) {
@@ -156,7 +156,10 @@ impl Lab {
             "link", "add", "ul0", "netns", &na, "type", "veth", "peer", "name", "ul0", "netns", &nb,
         ]));
         for (h, cidr) in [(a, a_cidr), (b, b_cidr)] {
-            self.ip(h, &["addr", "add", cidr, "dev", "ul0"]);
+            // IPv6 without DAD, so that the underlay is usable at once.
+            let nodad = if cidr.contains(':') { "nodad" } else { "" };
+            let args = ["addr", "add", cidr, "dev", "ul0", nodad];
+            self.ip(h, &args[..if nodad.is_empty() { 5 } else { 6 }]);
             self.ip(h, &["link", "set", "ul0", "up"]);
         }
     }

@@ -28,7 +28,9 @@
 //!   plugin, the address plan they use) and the files-plugin configuration.
 //! - [`snapshot`]: reading a statistics snapshot (an overlay's counters,
 //!   drops by reason).
-//! - `craft.rs`: VXLAN datagrams built by hand, well formed or not.
+//! - `craft.rs`: VXLAN and Geneve datagrams built by hand, well formed or not.
+//! - `ovs.rs`: Open vSwitch's userspace datapath as an independent peer
+//!   ([`Lab::ovs_host`], [`Lab::ovs_tunnel`]): VXLAN, Geneve and GRE.
 //! - `bpftrace.rs`: [`Trace`], bpftrace attached to a daemon's pid
 //!   ([`Lab::bpftrace`]) or a library script run through `probes/ovtrace`
 //!   ([`Lab::ovtrace`]), stopped with SIGINT so that its maps are printed.
@@ -56,13 +58,14 @@ mod craft;
 mod daemon;
 mod lab;
 mod netns;
+mod ovs;
 mod packet;
 mod scenario;
 pub mod snapshot;
 mod tools;
 
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
-pub use craft::{eth_frame, vxlan_datagram, VXLAN_FLAG_I};
+pub use craft::{eth_frame, geneve_datagram, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I};
 pub use daemon::Daemon;
 pub use lab::{Host, Lab};
 pub use packet::PacketSocket;

@@ -57,6 +57,8 @@ pub struct Pair {
     pub vni: u32,
     /// The shared files-plugin configuration.
     pub config: PathBuf,
+    /// Encapsulation module of `ov0` (`vxlan`, `geneve`).
+    pub encap: &'static str,
 }
 
 impl Pair {
@@ -66,6 +68,14 @@ impl Pair {
             1 => self.a,
             2 => self.b,
             _ => panic!("a pair has hosts 1 and 2, not {i}"),
+        }
+    }
+
+    /// Underlay port of the pair's encapsulation (its default).
+    pub fn port(&self) -> u16 {
+        match self.encap {
+            "geneve" => 6081,
+            _ => 4789,
         }
     }
 
@@ -94,7 +104,7 @@ impl Pair {
         FilesEntry {
             mac: self.mac(i),
             ip: self.ul(i),
-            port: 4789,
+            port: self.port(),
             arp: Some(self.ip4(i)),
             ndp: Some(self.ip6(i)),
         }
@@ -113,8 +123,22 @@ impl Lab {
         listen_ip: &str,
         config: &Path,
     ) {
+        self.create_files_overlay_encap(h, name, "vxlan", vni, listen_ip, config)
+    }
+
+    /// As [`Lab::create_files_overlay`], with encapsulation `encap`
+    /// (listening on `ENCAP/listen_ip`, at the module's default port).
+    pub fn create_files_overlay_encap(
+        &self,
+        h: Host,
+        name: &str,
+        encap: &str,
+        vni: u32,
+        listen_ip: &str,
+        config: &Path,
+    ) {
         let props = format!(
-            "vxlan/listen_ip={listen_ip},files/config={}",
+            "{encap}/listen_ip={listen_ip},files/config={}",
             config.display()
         );
         self.ovadm_ok(
@@ -122,7 +146,7 @@ impl Lab {
             [
                 "create-overlay",
                 "-e",
-                "vxlan",
+                encap,
                 "-s",
                 "files",
                 "-v",
@@ -139,6 +163,11 @@ impl Lab {
     /// `ov0` up with its MAC and addresses. `n` is 10..=99 so that it can
     /// stand in a MAC and an IPv6 prefix as written.
     pub fn files_pair(&mut self, n: u8, vni: u32) -> Pair {
+        self.files_pair_encap(n, vni, "vxlan")
+    }
+
+    /// As [`Lab::files_pair`], with encapsulation `encap` on both hosts.
+    pub fn files_pair_encap(&mut self, n: u8, vni: u32, encap: &'static str) -> Pair {
         assert!((10..=99).contains(&n), "pair number {n} must be 10..=99");
         let a = self.add_host("a");
         let b = self.add_host("b");
@@ -148,13 +177,14 @@ impl Lab {
             n,
             vni,
             config: PathBuf::new(),
+            encap,
         };
         self.link(a, &format!("{}/24", p.ul(1)), b, &format!("{}/24", p.ul(2)));
         p.config = self.write_file("files.json", &FilesEntry::json(&[p.entry(1), p.entry(2)]));
         for i in [1, 2] {
             let h = p.host(i);
             self.overlay_host(h);
-            self.create_files_overlay(h, "ov0", vni, &p.ul(i), &p.config);
+            self.create_files_overlay_encap(h, "ov0", encap, vni, &p.ul(i), &p.config);
             self.addr(
                 h,
                 "ov0",

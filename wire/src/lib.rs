@@ -5,8 +5,16 @@
 //! on the fast path, and no panic on any input — a malformed packet is an
 //! error value that the caller counts as a drop with a reason.
 //!
+//! - [`encap`]: the encapsulation plugin interface (illumos'
+//!   `overlay_plugin.h`): each module's name, header size, VNI width,
+//!   socket type, properties, and its encap and decap operations; decap
+//!   errors are one typed set, each with its drop reason.
 //! - [`vxlan`]: the VXLAN header (RFC 7348), written by hand since no
 //!   parsing library carries it: a zero-copy view plus `parse`/`emit`.
+//! - [`geneve`]: the Geneve header (RFC 8926), with its options carried
+//!   and counted but not interpreted.
+//! - [`nvgre`]: NVGRE (RFC 7637), Ethernet in GRE with a 24-bit VSID and
+//!   an 8-bit FlowID in the key, directly over IP.
 //! - [`eth`]: what the data plane needs to know of an inner Ethernet frame
 //!   to forward it — destination, source, whether varpd must see it (ARP,
 //!   NDP, DHCP) — and the flow hash that gives VXLAN its UDP source port.
@@ -19,12 +27,15 @@
 //!   coalescing of received segments (TSO/GRO at layer 2).
 //!
 //! Standard protocols are parsed with smoltcp's `wire` module; only what no
-//! library has (VXLAN) is written here by hand.
+//! library has (VXLAN, Geneve, NVGRE) is written here by hand.
 
 pub mod arp;
 pub mod dhcp;
+pub mod encap;
 pub mod eth;
+pub mod geneve;
 pub mod ndp;
+pub mod nvgre;
 pub mod offload;
 pub mod vxlan;
 

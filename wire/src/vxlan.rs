@@ -13,6 +13,9 @@
 //! Senders set I and zero everything else. Receivers require I and, as the
 //! RFC says, ignore the reserved bits.
 
+use crate::encap::{DecapError, Decapped, Encap, PropDesc, Socket};
+use overlay_api::Perm;
+
 /// Bytes in a VXLAN header.
 pub const HEADER_LEN: usize = 8;
 /// The I flag: the VNI is valid.
@@ -69,6 +72,44 @@ pub fn emit(vni: u32, out: &mut [u8; HEADER_LEN]) {
     let v = vni.to_be_bytes();
     *out = [FLAG_I, 0, 0, 0, v[1], v[2], v[3], 0];
 }
+
+/// The VXLAN encapsulation module.
+pub const MODULE: Encap = Encap {
+    name: "vxlan",
+    header_len: HEADER_LEN,
+    vni_bits: 24,
+    socket: Socket::Udp,
+    props: &[
+        PropDesc {
+            name: "vxlan/listen_ip",
+            perm: Perm::Rw,
+            required: true,
+            default: None,
+            possible: None,
+        },
+        PropDesc {
+            name: "vxlan/listen_port",
+            perm: Perm::Rw,
+            required: true,
+            default: Some("4789"),
+            possible: Some("1-65535"),
+        },
+    ],
+    encap: |vni, _, out| {
+        if let Some(h) = out.first_chunk_mut::<HEADER_LEN>() {
+            emit(vni, h)
+        }
+    },
+    decap: |b| match parse(b) {
+        Ok(p) => Ok(Decapped {
+            vni: p.vni,
+            inner: p.inner,
+            options: 0,
+        }),
+        Err(VxlanError::Short(n)) => Err(DecapError::Short(n)),
+        Err(VxlanError::NoVniFlag(f)) => Err(DecapError::NoVniFlag(f)),
+    },
+};
 
 #[cfg(test)]
 mod tests {

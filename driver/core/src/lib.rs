@@ -1,8 +1,8 @@
 //! # overlay-core: the overlay data plane, without I/O
 //!
 //! Theory statement. An *overlay* is a virtual Ethernet (VL2) network whose
-//! frames travel encapsulated (VXLAN) inside UDP datagrams between underlay
-//! (UL3) addresses. Each overlay has:
+//! frames travel encapsulated (VXLAN or Geneve in UDP, NVGRE in IP) between
+//! underlay (UL3) addresses. Each overlay has:
 //!
 //! - a **configuration** ([`props`]): VNI, MTU, the encapsulation's listen
 //!   address, and the search plugin's properties, validated here with

@@ -1,10 +1,12 @@
 //! Overlay properties: the kernel's (`mtu`, `vnetid`, `encap`, `search`) and
-//! the encapsulation module's (`vxlan/listen_ip`, `vxlan/listen_port`), with
+//! the encapsulation module's (`vxlan/listen_ip`, `vxlan/listen_port`,
+//! `geneve/...`: whatever [`overlay_wire::encap`] says the module has), with
 //! the illumos names, defaults and ranges. Plugin properties (`files/...`,
 //! `direct/...`) belong to varpd's plugins; they are carried through and
 //! checked against the plugin's own definitions when varpd is known.
 
 use overlay_api::{OverlaySpec, Perm, PropRow, PropSpec};
+use overlay_wire::encap::{self, Encap};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,10 +16,13 @@ pub const MTU_MIN: u32 = 576;
 pub const MTU_MAX: u32 = 8900;
 /// Default overlay MTU.
 pub const MTU_DEFAULT: u32 = 1400;
-/// Largest VNI.
+/// Largest VNI of any module (each module's own width is checked too).
 pub const VNETID_MAX: u32 = overlay_wire::vxlan::VNI_MAX;
-/// Encapsulations this build knows.
-pub const ENCAPS: &[&str] = &["vxlan"];
+
+/// Encapsulations this build knows, comma-separated.
+fn encap_list(sep: &str) -> String {
+    encap::names().collect::<Vec<_>>().join(sep)
+}
 
 /// Why an overlay's properties are not acceptable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +44,7 @@ pub enum PropError {
     #[error("unknown property: {0} (see show-overlay for the properties an overlay has)")]
     Unknown(String),
     /// The encapsulation module is not known.
-    #[error("unknown encapsulation '{0}' (supported: {list})", list = ENCAPS.join(", "))]
+    #[error("unknown encapsulation '{0}' (supported: {list})", list = encap_list(", "))]
     Encap(String),
     /// The link name cannot name a network device.
     #[error(
@@ -55,13 +60,15 @@ pub struct OverlayConfig {
     pub name: String,
     /// Encapsulation module.
     pub encap: String,
+    /// The module itself.
+    pub module: &'static Encap,
     /// Search plugin.
     pub search: String,
     /// VNI.
     pub vnetid: u32,
     /// MTU of the TAP device.
     pub mtu: u32,
-    /// Where the mux listens.
+    /// Where the mux listens (port 0 for a raw-IP module).
     pub listen: SocketAddr,
     /// Most entries the target table may hold.
     pub max_entries: usize,
@@ -81,7 +88,7 @@ pub fn kernel_props(encap: &str) -> Vec<PropSpec> {
         possible: possible.map(Into::into),
     };
     let mut v = vec![
-        p("encap", Perm::R, false, None, Some(&ENCAPS.join(","))),
+        p("encap", Perm::R, false, None, Some(&encap_list(","))),
         p("mtu", Perm::Rw, false, Some("1400"), Some("576-8900")),
         p("search", Perm::R, false, None, None),
         p(
@@ -94,15 +101,12 @@ pub fn kernel_props(encap: &str) -> Vec<PropSpec> {
         p("varpd/id", Perm::R, false, None, None),
         p("vnetid", Perm::Rw, false, None, Some("0-16777215")),
     ];
-    if encap == "vxlan" {
-        v.push(p("vxlan/listen_ip", Perm::Rw, true, None, None));
-        v.push(p(
-            "vxlan/listen_port",
-            Perm::Rw,
-            true,
-            Some("4789"),
-            Some("1-65535"),
-        ));
+    if let Some(m) = encap::module(encap) {
+        v.extend(
+            m.props
+                .iter()
+                .map(|d| p(d.name, d.perm, d.required, d.default, d.possible)),
+        );
     }
     v
 }
@@ -145,14 +149,14 @@ impl OverlayConfig {
         if !valid_link_name(&spec.name) {
             return Err(PropError::Name(spec.name.clone()));
         }
-        if !ENCAPS.contains(&spec.encap.as_str()) {
+        let Some(module) = encap::module(&spec.encap) else {
             return Err(PropError::Encap(spec.encap.clone()));
-        }
-        if spec.vnetid > VNETID_MAX {
+        };
+        if spec.vnetid > module.vni_max() {
             return Err(PropError::Range {
                 name: "vnetid".into(),
                 value: spec.vnetid.to_string(),
-                possible: "0-16777215".into(),
+                possible: format!("0-{}", module.vni_max()),
             });
         }
         let kernel = kernel_props(&spec.encap);
@@ -174,10 +178,12 @@ impl OverlayConfig {
             Some(v) => range("mtu", v, MTU_MIN, MTU_MAX, "576-8900")?,
             None => MTU_DEFAULT,
         };
-        let ip: IpAddr = match get("vxlan/listen_ip") {
-            None => return Err(PropError::Unset("vxlan/listen_ip".into())),
+        let ip_prop = format!("{}/listen_ip", module.name);
+        let port_prop = format!("{}/listen_port", module.name);
+        let ip: IpAddr = match get(&ip_prop) {
+            None => return Err(PropError::Unset(ip_prop)),
             Some(v) => v.trim().parse().map_err(|_| PropError::Range {
-                name: "vxlan/listen_ip".into(),
+                name: ip_prop.clone(),
                 value: v.into(),
                 possible: "an IPv4 or IPv6 address".into(),
             })?,
@@ -192,9 +198,10 @@ impl OverlayConfig {
             )?,
             None => crate::target::DEFAULT_MAX_ENTRIES,
         };
-        let port = match get("vxlan/listen_port") {
-            Some(v) => range("vxlan/listen_port", v, 1u16, 65535, "1-65535")?,
-            None => overlay_wire::vxlan::DEFAULT_PORT,
+        let port = match (get(&port_prop), module.default_port()) {
+            (Some(v), Some(_)) => range(&port_prop, v, 1u16, 65535, "1-65535")?,
+            (None, Some(d)) => d,
+            (_, None) => 0,
         };
         if let Some(specs) = plugin {
             if let Some(p) = specs
@@ -207,11 +214,14 @@ impl OverlayConfig {
         let mut props = spec.props.clone();
         props.insert("mtu".into(), mtu.to_string());
         props.insert("target/max_entries".into(), max_entries.to_string());
-        props.insert("vxlan/listen_ip".into(), ip.to_string());
-        props.insert("vxlan/listen_port".into(), port.to_string());
+        props.insert(ip_prop, ip.to_string());
+        if module.default_port().is_some() {
+            props.insert(port_prop, port.to_string());
+        }
         Ok(OverlayConfig {
             name: spec.name.clone(),
             encap: spec.encap.clone(),
+            module,
             search: spec.search.clone(),
             vnetid: spec.vnetid,
             mtu,
@@ -398,5 +408,65 @@ mod tests {
         assert_eq!(rows[4].value.as_deref(), Some("7"));
         assert_eq!(rows[8].value.as_deref(), Some("/x"));
         assert!(rows[8].required);
+    }
+
+    #[test]
+    fn geneve_has_its_own_listen_properties() {
+        let mut s = spec(&[("geneve/listen_ip", "fd00::1"), ("files/config", "/x")]);
+        s.encap = "geneve".into();
+        let c = OverlayConfig::from_spec(&s, None).unwrap();
+        assert_eq!(c.listen, "[fd00::1]:6081".parse().unwrap());
+        assert_eq!(c.module.name, "geneve");
+        assert_eq!(c.props["geneve/listen_port"], "6081");
+        let rows = c.prop_rows(1, None);
+        let port = rows
+            .iter()
+            .find(|r| r.property == "geneve/listen_port")
+            .unwrap();
+        assert_eq!(
+            (port.default.as_deref(), port.possible.as_deref()),
+            (Some("6081"), Some("1-65535"))
+        );
+        assert!(rows[0].possible.as_deref().unwrap().contains("geneve"));
+        s.props.insert("geneve/listen_port".into(), "7000".into());
+        let c = OverlayConfig::from_spec(&s, None).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        // The other module's properties are unknown to it.
+        s.props.insert("vxlan/listen_ip".into(), "10.0.0.1".into());
+        assert_eq!(
+            OverlayConfig::from_spec(&s, None).unwrap_err(),
+            PropError::Unknown("vxlan/listen_ip".into())
+        );
+        s.props.clear();
+        assert_eq!(
+            OverlayConfig::from_spec(&s, None).unwrap_err().to_string(),
+            "unset required property: geneve/listen_ip"
+        );
+        s.encap = "nope".into();
+        assert!(OverlayConfig::from_spec(&s, None)
+            .unwrap_err()
+            .to_string()
+            .contains("supported: vxlan, geneve"));
+    }
+
+    #[test]
+    fn nvgre_listens_on_an_address_without_a_port() {
+        let mut s = spec(&[("nvgre/listen_ip", "10.0.0.1"), ("files/config", "/x")]);
+        s.encap = "nvgre".into();
+        let c = OverlayConfig::from_spec(&s, None).unwrap();
+        assert_eq!(c.listen, "10.0.0.1:0".parse().unwrap());
+        assert!(!c.props.contains_key("nvgre/listen_port"));
+        let names: Vec<_> = c
+            .prop_rows(1, None)
+            .into_iter()
+            .map(|r| r.property)
+            .collect();
+        assert!(names.contains(&"nvgre/listen_ip".to_string()));
+        assert!(!names.iter().any(|n| n.ends_with("listen_port")));
+        s.props.insert("nvgre/listen_port".into(), "1".into());
+        assert_eq!(
+            OverlayConfig::from_spec(&s, None).unwrap_err(),
+            PropError::Unknown("nvgre/listen_port".into())
+        );
     }
 }

@@ -28,6 +28,8 @@ pub struct Counters {
     pub injected: u64,
     /// What the offloads did.
     pub offload: OffloadStats,
+    /// Encapsulation header options skipped (a mux's only).
+    pub options_skipped: u64,
     drops: [u64; REASONS],
 }
 
@@ -83,11 +85,13 @@ impl Counters {
     }
 
     /// The mux snapshot form.
-    pub fn mux_stats(&self, listen: std::net::SocketAddr) -> MuxStats {
+    pub fn mux_stats(&self, listen: std::net::SocketAddr, encap: &str) -> MuxStats {
         MuxStats {
             listen: Some(listen),
             rx_datagrams: self.rx_frames,
             drops: self.drop_map(),
+            encap: encap.into(),
+            options_skipped: self.options_skipped,
         }
     }
 }

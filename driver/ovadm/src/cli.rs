@@ -114,7 +114,7 @@ pub struct ShowVnicArgs {
 /// `create-overlay -e ENCAP -s SEARCH -v VNETID [-t] [-p PROP=VALUE[,...]] NAME`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Encapsulation module (vxlan).
+    /// Encapsulation module (vxlan, geneve, nvgre).
     #[arg(short = 'e', long = "encap", value_name = "ENCAP")]
     pub encap: String,
     /// Search plugin in varpd (direct, files, etcd).

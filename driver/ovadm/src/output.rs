@@ -768,6 +768,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
                 listen: Some("0.0.0.0:4789".parse().expect("addr")),
                 rx_datagrams: 12,
                 drops: BTreeMap::from([("unknown-vni".into(), 2)]),
+                ..Default::default()
             }],
             started_mono_ns: 1,
         };

@@ -295,7 +295,7 @@ impl Daemon {
         let mut muxes: Vec<_> = self
             .muxes
             .values()
-            .map(|m| m.counters.mux_stats(m.listen))
+            .map(|m| m.counters.mux_stats(m.listen, m.encap.name))
             .collect();
         muxes.sort_by_key(|m| m.listen);
         let time_ns = SystemTime::now()
@@ -380,15 +380,22 @@ impl Daemon {
         })?;
         let oid = self.next_id();
         // The mux: join the one on this address, or open it.
-        let (mid, new_mux) = match self.mux_by_addr.get(&cfg.listen) {
+        let key = (cfg.module.name, cfg.listen);
+        let (mid, new_mux) = match self.mux_by_addr.get(&key) {
             Some(m) => (*m, None),
             None => {
-                let mut m = Mux::bind(cfg.listen).map_err(|e| {
+                let mut m = Mux::bind(cfg.module, cfg.listen).map_err(|e| {
                     err(
                         ErrorKind::System,
                         format!(
-                            "cannot listen on {} (vxlan/listen_ip, vxlan/listen_port): {e}",
-                            cfg.listen
+                            "cannot listen on {} ({}): {e}",
+                            cfg.listen,
+                            cfg.module
+                                .props
+                                .iter()
+                                .map(|p| p.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })?;
@@ -452,7 +459,7 @@ impl Daemon {
             m.table
                 .join(cfg.listen, cfg.vnetid, oid, &cfg.name)
                 .expect("a new mux has no VNI yet");
-            self.mux_by_addr.insert(cfg.listen, mid);
+            self.mux_by_addr.insert(key, mid);
             self.muxes.insert(mid, m);
         }
         log::info!(
@@ -532,7 +539,7 @@ impl Daemon {
             m.table.leave(ov.cfg.vnetid);
             if m.table.is_empty() {
                 let mut m = self.muxes.remove(&ov.mux).expect("just looked up");
-                self.mux_by_addr.remove(&m.listen);
+                self.mux_by_addr.remove(&m.key());
                 let _ = self.poll.registry().deregister(&mut m.sock);
             }
         }

@@ -20,7 +20,6 @@ use overlay_api::proto::Reply;
 use overlay_api::{Mac, PluginInfo};
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +84,7 @@ pub struct Daemon {
     pub(crate) overlays: HashMap<u64, Overlay>,
     pub(crate) by_name: HashMap<String, u64>,
     pub(crate) muxes: HashMap<u64, Mux>,
-    pub(crate) mux_by_addr: HashMap<SocketAddr, u64>,
+    pub(crate) mux_by_addr: HashMap<crate::mux::MuxKey, u64>,
     pub(crate) conns: HashMap<u64, Conn>,
     pub(crate) link: Option<Link>,
     /// Plugins varpd announced last (kept across links for show-overlay).

@@ -7,7 +7,8 @@
 //! for ARP/NDP/DHCP); encapsulate it — a super-frame cut into MTU-sized
 //! segments on the way — into the send queue ([`TxQueue`]), which leaves in
 //! batched, GSO-sized `sendmsg` calls. rx: receive a batch of datagrams
-//! ([`RxBatch`], UDP GRO), check each VXLAN header, demultiplex by VNI, and
+//! ([`RxBatch`], UDP GRO), check each header with the mux's encapsulation
+//! module (VXLAN, Geneve: [`overlay_wire::encap`]), demultiplex by VNI, and
 //! write the inner frames to the TAP device, consecutive TCP segments of a
 //! flow coalesced into one super-frame ([`Coalescer`]), and a checksum that
 //! a kernel peer left partial kept partial
@@ -31,7 +32,6 @@ use overlay_wire::eth::{self, GroupKind};
 use overlay_wire::offload::{
     self, Coalescer, TcpLayout, Tso, VnetHdr, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
 };
-use overlay_wire::vxlan;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -43,9 +43,10 @@ const BCAST_INFLIGHT_MAX: u32 = 256;
 /// Messages queued before the TAP read loop flushes the send queue.
 const FLUSH_MSGS: usize = 32;
 /// Received buffers up to this size are plain datagrams for any overlay
-/// (the smallest MTU, 576, with the Ethernet and VXLAN headers): only
-/// larger ones are looked at as possible super-frames.
-const SUPER_MIN: usize = 576 + 18 + vxlan::HEADER_LEN;
+/// (the smallest MTU, 576, with the Ethernet header and the smallest
+/// encapsulation header, VXLAN's or Geneve's 8 bytes): only larger ones are
+/// looked at as possible super-frames.
+const SUPER_MIN: usize = 576 + 18 + 8;
 /// The virtio-net header of a frame with nothing left to do.
 const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -61,12 +62,25 @@ pub(crate) fn encap(
     dst: Mac,
     dest: SocketAddr,
 ) {
-    let fd = mux.sender(eth::flow_hash(frame)).as_raw_fd();
+    let hash = eth::flow_hash(frame);
+    let fd = mux.sender(hash).as_raw_fd();
     let vni = ov.cfg.vnetid;
+    let (hlen, emit, gso) = (mux.encap.header_len, mux.encap.encap, mux.gso);
+    // A raw IP socket has no port; an IPv6 one refuses any but 0 (or its
+    // protocol), whatever port the plugin gave.
+    let dest = if gso {
+        dest
+    } else {
+        SocketAddr::new(dest.ip(), 0)
+    };
     let mut put = |len: usize, fill: &mut dyn FnMut(&mut [u8])| {
-        let out = txq.datagram(fd, dest, ov.oid, vxlan::HEADER_LEN + len, len);
-        let (hdr, inner) = out.split_at_mut(vxlan::HEADER_LEN);
-        vxlan::emit(vni, hdr.try_into().expect("a VXLAN header"));
+        let out = if gso {
+            txq.datagram(fd, dest, ov.oid, hlen + len, len)
+        } else {
+            txq.datagram_alone(fd, dest, ov.oid, hlen + len, len)
+        };
+        let (hdr, inner) = out.split_at_mut(hlen);
+        emit(vni, hash, hdr);
         fill(inner);
         probe::encap(&ov.cfg.name, vni, dst, dest, len);
     };
@@ -385,6 +399,19 @@ impl Daemon {
                     mux.counters.drop(DropReason::ShortHeader, 1);
                     continue;
                 };
+                // An IPv4 raw socket delivers the IP header too; skip it.
+                let (data, seg) = if mux.ip_header {
+                    let ihl = usize::from(data.first().map_or(0, |b| b & 0x0f)) * 4;
+                    let Some(d) = data.get_mut(ihl..).filter(|d| ihl >= 20 && !d.is_empty()) else {
+                        mux.counters.rx_frames += 1;
+                        mux.counters.drop(DropReason::ShortHeader, 1);
+                        continue;
+                    };
+                    let n = d.len().max(1);
+                    (d, n)
+                } else {
+                    (data, seg)
+                };
                 if data.len() > SUPER_MIN
                     && rx_super(mux, &mut self.overlays, &mut self.gro, data, from, seg)
                 {
@@ -400,7 +427,7 @@ impl Daemon {
     }
 }
 
-/// Takes a buffer that is one VXLAN datagram around a whole TCP
+/// Takes a buffer that is one datagram (VXLAN, Geneve) around a whole TCP
 /// super-frame, if it is one: what a kernel VXLAN peer in a neighbouring
 /// namespace sends, since its TSO frame crosses the veth unsegmented and
 /// the socket's UDP GRO takes it as it is. The frame goes to the TAP device
@@ -419,14 +446,14 @@ fn rx_super(
     seg: usize,
 ) -> bool {
     let len = data.len();
-    let Ok(p) = vxlan::parse(data) else {
+    let Ok(p) = (mux.encap.decap)(data) else {
         return false;
     };
-    let vni = p.vni;
+    let (vni, at, options) = (p.vni, len - p.inner.len(), p.options);
     let Some(oid) = mux.table.demux(vni).filter(|o| overlays.contains_key(o)) else {
         return false;
     };
-    let inner = &mut data[vxlan::HEADER_LEN..];
+    let inner = &mut data[at..];
     let max = overlays[&oid].cfg.mtu as usize + eth::HEADER_LEN + 4;
     if inner.len() <= max && seg >= len {
         return false;
@@ -455,6 +482,7 @@ fn rx_super(
     };
     gro.flush(overlays);
     mux.counters.rx_frames += 1;
+    mux.counters.options_skipped += u64::from(options);
     let ov = overlays.get_mut(&oid).expect("checked above");
     let (frames, bytes) = (tso.count() as u64, tso.segments_len(inner) as u64);
     if tso.header_len() + mss > max {
@@ -485,11 +513,11 @@ fn rx_datagram(
         mux.counters.drop(reason, 1);
         probe::drop("-", vni, reason, n);
     };
-    let p = match vxlan::parse(d) {
+    let p = match (mux.encap.decap)(d) {
         Ok(p) => p,
-        Err(vxlan::VxlanError::Short(_)) => return mux_drop(mux, DropReason::ShortHeader, 0),
-        Err(vxlan::VxlanError::NoVniFlag(_)) => return mux_drop(mux, DropReason::NoVniFlag, 0),
+        Err(e) => return mux_drop(mux, e.reason(), 0),
     };
+    mux.counters.options_skipped += u64::from(p.options);
     let Some(oid) = mux.table.demux(p.vni).filter(|o| overlays.contains_key(o)) else {
         return mux_drop(mux, DropReason::UnknownVni, p.vni);
     };

@@ -2,19 +2,21 @@
 //!
 //! Theory statement. overlayd is the Linux counterpart of the illumos
 //! `overlay` driver. Each overlay is a TAP device named after it; frames a
-//! guest sends on it are encapsulated in VXLAN and sent over UDP to the
-//! underlay (UL3) address the overlay's destination mode gives: one fixed
+//! guest sends on it are encapsulated by the overlay's encapsulation module
+//! (VXLAN or Geneve over UDP, NVGRE directly over IP: `overlay_wire::encap`)
+//! and sent to the underlay (UL3) address the overlay's destination mode gives: one fixed
 //! point, or the target table entry of the destination MAC. Misses, and
 //! ARP/NDP/DHCP broadcasts, go to varpd over the *varpd link*; answers fill
 //! the table and release the frames that waited. Datagrams from the
-//! underlay arrive on a *mux* socket shared by every overlay listening on
-//! that address and port, and are demultiplexed by VNI into TAP devices.
+//! underlay arrive on a *mux* socket shared by every overlay of the same
+//! module listening on that address and port, and are demultiplexed by VNI
+//! into TAP devices.
 //!
 //! ```text
-//!  TAP ──► datapath::tx ──► target table ──hit──► VXLAN encap ──► mux sender ──► underlay
+//!  TAP ──► datapath::tx ──► target table ──hit──► module encap ──► mux sender ──► underlay
 //!                               │ miss
 //!                               └──► pending queue ──► link ──► varpd ──► answer / inject
-//!  underlay ──► mux socket ──► VXLAN decap ──► demux by VNI ──► TAP
+//!  underlay ──► mux socket ──► module decap ──► demux by VNI ──► TAP
 //! ```
 //!
 //! Parts: [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]

@@ -1,24 +1,34 @@
-//! The underlay side of a mux: one UDP socket that receives for every
-//! overlay listening on an address and port, and a small pool of sending
-//! sockets whose ephemeral ports give VXLAN its UDP source-port entropy.
+//! The underlay side of a mux: one socket that receives for every overlay
+//! of one encapsulation module listening on an address (and port, for UDP
+//! modules) — the mux's key is the module and the address: two modules
+//! never share a socket, and each module's overlays are told apart by VNI —
+//! and the sockets that send.
 //!
-//! RFC 7348 asks for a source port derived from a hash of the inner flow so
-//! that ECMP in the underlay spreads flows yet keeps each in order. A UDP
-//! socket sends from one port, so a frame's flow hash picks one of
-//! [`SENDERS`] sockets bound to ephemeral ports of the listen address: the
-//! port depends only on the flow, and the kernel still routes, fragments
-//! and checksums (which a raw socket would leave to us).
+//! UDP modules (VXLAN, Geneve): RFC 7348 and RFC 8926 ask for a source port
+//! derived from a hash of the inner flow so that ECMP in the underlay
+//! spreads flows yet keeps each in order. A UDP socket sends from one
+//! port, so a frame's flow hash picks one of [`SENDERS`] sockets bound to
+//! ephemeral ports of the listen address: the port depends only on the
+//! flow, and the kernel still routes, fragments and checksums. The
+//! receiving socket has `UDP_GRO` on, so a peer's batch of datagrams may
+//! arrive in one piece (see `rxq.rs`), and sends are batched with GSO.
 //!
-//! The receiving socket has `UDP_GRO` on, so a peer's batch of datagrams
-//! may arrive in one piece (see `rxq.rs`); all sockets get large buffers
-//! so that a burst of 64 KiB super-frames does not overflow them.
+//! Raw-IP modules (NVGRE, IP protocol 47): one raw socket bound to the
+//! listen address both receives and sends, one datagram per `sendmsg` (no
+//! GSO for raw sockets). An IPv4 raw socket hands over each packet with its
+//! IP header, which the receive path skips ([`Mux::ip_header`]); an IPv6
+//! one does not. All sockets get large buffers so that a burst of 64 KiB
+//! super-frames does not overflow them.
 
 use crate::rxq::{set_int, UDP_GRO};
-use mio::net::UdpSocket;
+use mio::event::Source;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use overlay_core::{Counters, MuxTable};
+use overlay_wire::encap::{Encap, Socket};
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdp};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Sending sockets per mux.
 pub const SENDERS: usize = 16;
@@ -35,15 +45,46 @@ fn buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, size: libc::c_int) 
     }
 }
 
+/// What tells muxes apart: the encapsulation module's name and the address.
+pub type MuxKey = (&'static str, SocketAddr);
+
+/// A mux's receiving socket, UDP or raw IP, as the event loop watches it.
+#[derive(Debug)]
+pub struct MuxSocket(OwnedFd);
+
+impl AsRawFd for MuxSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Source for MuxSocket {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).register(r, t, i)
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).reregister(r, t, i)
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).deregister(r)
+    }
+}
+
 /// A mux.
 #[derive(Debug)]
 pub struct Mux {
+    /// The encapsulation module of every overlay on it.
+    pub encap: &'static Encap,
     /// Where it listens.
     pub listen: SocketAddr,
     /// The receiving socket.
-    pub sock: UdpSocket,
+    pub sock: MuxSocket,
     /// Sending sockets.
-    pub senders: Vec<StdUdp>,
+    pub senders: Vec<OwnedFd>,
+    /// Whether sends may be batched with UDP GSO (UDP modules).
+    pub gso: bool,
+    /// Whether received buffers start with an IPv4 header (raw IPv4).
+    pub ip_header: bool,
     /// VNI → overlay id.
     pub table: MuxTable<u64>,
     /// Datagrams received, and drops that belong to no overlay.
@@ -51,9 +92,13 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// Binds the receiving and sending sockets.
-    pub fn bind(listen: SocketAddr) -> io::Result<Mux> {
-        let sock = UdpSocket::bind(listen)?;
+    /// Binds the receiving and sending sockets of a mux for `encap`.
+    pub fn bind(encap: &'static Encap, listen: SocketAddr) -> io::Result<Mux> {
+        if let Socket::RawIp(proto) = encap.socket {
+            return Mux::bind_raw(encap, listen, proto);
+        }
+        let sock = StdUdp::bind(listen)?;
+        sock.set_nonblocking(true)?;
         let fd = sock.as_raw_fd();
         buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
         if let Err(e) = set_int(fd, libc::SOL_UDP, UDP_GRO, 1) {
@@ -64,21 +109,66 @@ impl Mux {
                 let s = StdUdp::bind(SocketAddr::new(listen.ip(), 0))?;
                 s.set_nonblocking(true)?;
                 buffer(s.as_raw_fd(), libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF);
-                Ok(s)
+                Ok(OwnedFd::from(s))
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Mux {
+            encap,
             listen,
-            sock,
+            sock: MuxSocket(OwnedFd::from(sock)),
             senders,
+            gso: true,
+            ip_header: false,
             table: MuxTable::new(),
             counters: Counters::default(),
         })
     }
 
+    /// One raw socket of IP protocol `proto` on the listen address, for
+    /// receiving and sending.
+    fn bind_raw(encap: &'static Encap, listen: SocketAddr, proto: u8) -> io::Result<Mux> {
+        let listen = SocketAddr::new(listen.ip(), 0);
+        let domain = if listen.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        let ty = libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: socket(2) takes no pointers; a descriptor it returns is
+        // new and ours, so OwnedFd may own it.
+        let s = unsafe {
+            let fd = libc::socket(domain, ty, libc::c_int::from(proto));
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            socket2::Socket::from(OwnedFd::from_raw_fd(fd))
+        };
+        s.bind(&listen.into())?;
+        let fd = s.as_raw_fd();
+        buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
+        buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF);
+        let sock = OwnedFd::from(s);
+        let sender = sock.try_clone()?;
+        Ok(Mux {
+            encap,
+            listen,
+            sock: MuxSocket(sock),
+            senders: vec![sender],
+            gso: false,
+            ip_header: listen.is_ipv4(),
+            table: MuxTable::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Its key among the daemon's muxes.
+    pub fn key(&self) -> MuxKey {
+        (self.encap.name, self.listen)
+    }
+
     /// The sending socket for a flow hash.
     #[inline]
-    pub fn sender(&self, hash: u32) -> &StdUdp {
+    pub fn sender(&self, hash: u32) -> &OwnedFd {
         &self.senders[(hash ^ (hash >> 16)) as usize % self.senders.len()]
     }
 }

@@ -45,6 +45,8 @@ struct Msg {
     oid: u64,
     /// Inner-frame bytes (what the overlay's counters count).
     bytes: u64,
+    /// Never joined by another datagram (a raw socket has no GSO).
+    alone: bool,
 }
 
 /// What became of one queued message.
@@ -112,21 +114,48 @@ impl TxQueue {
         len: usize,
         inner: usize,
     ) -> &mut [u8] {
+        self.put(fd, dest, oid, len, inner, false)
+    }
+
+    /// As [`TxQueue::datagram`], for a socket without GSO (raw IP): the
+    /// datagram is sent by a `sendmsg` of its own.
+    pub fn datagram_alone(
+        &mut self,
+        fd: RawFd,
+        dest: SocketAddr,
+        oid: u64,
+        len: usize,
+        inner: usize,
+    ) -> &mut [u8] {
+        self.put(fd, dest, oid, len, inner, true)
+    }
+
+    fn put(
+        &mut self,
+        fd: RawFd,
+        dest: SocketAddr,
+        oid: u64,
+        len: usize,
+        inner: usize,
+        alone: bool,
+    ) -> &mut [u8] {
         if self.used + len > self.buf.len() || self.msgs.len() == MAX_MSGS {
             self.flush();
         }
         let start = self.used;
         self.used += len;
-        let joins = self.msgs.last().is_some_and(|m| {
-            m.fd == fd
-                && m.dest == dest
-                && m.oid == oid
-                && m.start + m.len == start
-                && m.len == m.seg * m.segs
-                && len <= m.seg
-                && m.segs < MAX_SEGS
-                && m.len + len <= MAX_GSO_BYTES
-        });
+        let joins = !alone
+            && self.msgs.last().is_some_and(|m| {
+                !m.alone
+                    && m.fd == fd
+                    && m.dest == dest
+                    && m.oid == oid
+                    && m.start + m.len == start
+                    && m.len == m.seg * m.segs
+                    && len <= m.seg
+                    && m.segs < MAX_SEGS
+                    && m.len + len <= MAX_GSO_BYTES
+            });
         if joins {
             let m = self.msgs.last_mut().expect("checked above");
             m.len += len;
@@ -142,6 +171,7 @@ impl TxQueue {
                 segs: 1,
                 oid,
                 bytes: inner as u64,
+                alone,
             });
         }
         &mut self.buf[start..start + len]

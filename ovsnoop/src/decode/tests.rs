@@ -145,6 +145,7 @@ fn vxlan_over_ipv6_and_extra_port_and_vlan() {
     assert!(d(&f).vxlan.is_none());
     let opts = Options {
         vxlan_ports: vec![4789, 8472],
+        ..Options::default()
     };
     let fr = decode(LinkType::Ethernet, &f, f.len(), &opts);
     assert_eq!(fr.outer.link.as_ref().unwrap().vlans, vec![42]);
@@ -342,7 +343,10 @@ proptest! {
     #[test]
     fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..200), lt in 0..3u8) {
         let lt = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2][lt as usize];
-        let opts = Options { vxlan_ports: vec![4789, 8472] };
+        let opts = Options {
+            vxlan_ports: vec![4789, 8472],
+            ..Options::default()
+        };
         let f = decode(lt, &b, b.len(), &opts);
         let _ = (crate::format::line(&f), crate::format::verbose(&f, 1), crate::format::json(&f, 1, None));
     }
@@ -353,4 +357,175 @@ proptest! {
         let fr = d(&f);
         let _ = (crate::format::line(&fr), crate::format::verbose(&fr, 1));
     }
+}
+
+/// A Geneve header (version, flags byte, protocol, VNI, options as
+/// (class, type, data words)) in front of `inner`.
+fn geneve_hdr(
+    ver: u8,
+    flags: u8,
+    proto: u16,
+    vni: u32,
+    opts: &[(u16, u8, u8)],
+    inner: &[u8],
+) -> Vec<u8> {
+    let (v, p) = (vni.to_be_bytes(), proto.to_be_bytes());
+    let mut h = vec![0, flags, p[0], p[1], v[1], v[2], v[3], 0];
+    for &(class, kind, words) in opts {
+        h.extend_from_slice(&class.to_be_bytes());
+        h.extend_from_slice(&[kind, words]);
+        h.extend(std::iter::repeat_n(0x5a, usize::from(words) * 4));
+    }
+    h[0] = (ver << 6) | ((h.len() - 8) / 4) as u8;
+    h.extend_from_slice(inner);
+    h
+}
+
+fn geneve_frame(g: &[u8]) -> Vec<u8> {
+    eth(
+        [2, 0, 0, 0, 0, 0xb],
+        [2, 0, 0, 0, 0, 0xa],
+        ET_IPV6,
+        &ipv6(
+            "fd00::1".parse().unwrap(),
+            "fd00::2".parse().unwrap(),
+            17,
+            &udp(40000, 6081, g),
+        ),
+    )
+}
+
+#[test]
+fn geneve_with_options_over_ipv6() {
+    let g = geneve_hdr(
+        0,
+        0,
+        0x6558,
+        5151,
+        &[(0x0102, 0x03, 1), (0xffff, 0x7f, 0)],
+        &inner_icmp(),
+    );
+    let fr = d(&geneve_frame(&g));
+    assert_eq!(fr.error(), None);
+    assert!(fr.vxlan.is_none());
+    let h = fr.geneve.as_ref().unwrap();
+    assert_eq!(
+        (h.version, h.opt_len, h.oam, h.critical, h.protocol, h.vni),
+        (0, 12, false, false, 0x6558, 5151)
+    );
+    assert_eq!(
+        h.options,
+        [
+            GeneveOpt {
+                class: 0x0102,
+                kind: 3,
+                len: 4
+            },
+            GeneveOpt {
+                class: 0xffff,
+                kind: 0x7f,
+                len: 0
+            }
+        ]
+    );
+    assert_eq!(fr.vni(), Some(5151));
+    let mut named = fr.clone();
+    named.set_overlay(Some("ov0".into()));
+    assert_eq!(
+        crate::format::line(&named),
+        "VNI 5151 geneve (ov0)  fd00::1 -> fd00::2  02:77:00:00:00:01 -> 02:77:00:00:00:02  \
+         ICMP echo request 192.168.77.1 -> 192.168.77.2 id 5 seq 1  len 98"
+    );
+    let v = crate::format::verbose(&named, 1);
+    assert!(
+        v.contains("GENEVE:  Option 1 = class 0x0102 type 0x03 length 4 bytes"),
+        "{v}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&crate::format::json(&named, 1, None)).unwrap();
+    assert!(j.get("vxlan").is_none());
+    assert_eq!(j["geneve"]["vni"], 5151);
+    assert_eq!(j["geneve"]["overlay"], "ov0");
+    assert_eq!(j["geneve"]["options"][0]["class"], 0x0102);
+    assert_eq!(j["geneve"]["options"][0]["type"], 3);
+    assert_eq!(j["geneve"]["options"][1]["len"], 0);
+    assert_eq!(j["inner"]["icmp"]["type"], 8);
+    assert_eq!(j["outer"]["dport"], 6081);
+}
+
+#[test]
+fn geneve_errors_are_what_overlayd_drops() {
+    let inner = inner_icmp();
+    for (g, want) in [
+        (geneve_hdr(1, 0, 0x6558, 1, &[], &inner), "version 1"),
+        (
+            geneve_hdr(0, 0x80, 0x6558, 1, &[], &inner),
+            "control message",
+        ),
+        (
+            geneve_hdr(0, 0x40, 0x6558, 1, &[(7, 0x81, 0)], &inner),
+            "critical option",
+        ),
+        (geneve_hdr(0, 0, 0x0800, 1, &[], &inner), "0x0800"),
+        (
+            geneve_hdr(0, 0, 0x6558, 1, &[], &inner)[..5].to_vec(),
+            "shorter",
+        ),
+    ] {
+        let fr = d(&geneve_frame(&g));
+        let e = fr.error().unwrap_or_default();
+        assert!(e.contains("Geneve") && e.contains(want), "{want}: {e}");
+    }
+    // A control message's Ethernet payload is still shown.
+    let fr = d(&geneve_frame(&geneve_hdr(0, 0x80, 0x6558, 1, &[], &inner)));
+    assert!(fr.geneve.as_ref().unwrap().oam && fr.inner.is_some());
+}
+
+#[test]
+fn nvgre_over_ipv4() {
+    let mut g = vec![0x20, 0, 0x65, 0x58, 0x00, 0x1b, 0xbb, 0x07];
+    g.extend_from_slice(&inner_icmp());
+    let f = eth(
+        [2, 0, 0, 0, 0, 0xb],
+        [2, 0, 0, 0, 0, 0xa],
+        ET_IPV4,
+        &ipv4([10, 77, 0, 1], [10, 77, 0, 2], 47, &g),
+    );
+    let fr = d(&f);
+    assert_eq!(fr.error(), None);
+    let n = fr.nvgre.as_ref().unwrap();
+    assert_eq!(
+        (n.flags, n.version, n.protocol, n.key, n.vsid, n.flow_id),
+        (0x20, 0, 0x6558, Some(0x001b_bb07), Some(7099), Some(7))
+    );
+    assert_eq!(fr.vni(), Some(7099));
+    assert_eq!(
+        crate::format::line(&fr),
+        "VNI 7099 nvgre  10.77.0.1 -> 10.77.0.2  02:77:00:00:00:01 -> 02:77:00:00:00:02  \
+         ICMP echo request 192.168.77.1 -> 192.168.77.2 id 5 seq 1  len 98"
+    );
+    let v = crate::format::verbose(&fr, 1);
+    assert!(
+        v.contains("NVGRE:  Key = 0x001bbb07 (VSID 7099, FlowID 7)"),
+        "{v}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&crate::format::json(&fr, 1, None)).unwrap();
+    assert_eq!(j["nvgre"]["vsid"], 7099);
+    assert_eq!(j["nvgre"]["key"], 0x001b_bb07);
+    assert!(j.get("vxlan").is_none() && j.get("geneve").is_none());
+    assert_eq!(j["inner"]["icmp"]["type"], 8);
+    // No key: shown, and called what overlayd calls it.
+    g[0] = 0;
+    let f = eth(
+        [2; 6],
+        [4; 6],
+        ET_IPV4,
+        &ipv4([10, 77, 0, 1], [10, 77, 0, 2], 47, &g[..4]),
+    );
+    let fr = d(&f);
+    assert!(
+        fr.error().unwrap().contains("invalid NVGRE"),
+        "{:?}",
+        fr.error()
+    );
+    assert_eq!(fr.vni(), None);
 }
