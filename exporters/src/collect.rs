@@ -291,20 +291,27 @@ fn overlayd(
     }
     for m in &s.muxes {
         let listen = m.listen.map(|a| a.to_string()).unwrap_or_default();
-        let l: Labels = &[("listen", &listen)];
+        let l: Labels = &[("listen", &listen), ("encap", &m.encap)];
         f.counter(
             "overlay_mux_rx_datagrams_total",
-            "Datagrams received by a mux (a shared underlay socket).",
+            "Datagrams received by a mux (a shared underlay socket), by its encapsulation.",
             host,
             l,
             m.rx_datagrams,
+        );
+        f.counter(
+            "overlay_mux_options_skipped_total",
+            "Header options a mux received and skipped, not interpreted (Geneve's non-critical options).",
+            host,
+            l,
+            m.options_skipped,
         );
         for (reason, n) in &m.drops {
             f.counter(
                 "overlay_mux_drops_total",
                 "Datagrams a mux dropped before any overlay, by reason.",
                 host,
-                &[("listen", &listen), ("reason", reason)],
+                &[("listen", &listen), ("encap", &m.encap), ("reason", reason)],
                 *n,
             );
         }
@@ -793,6 +800,13 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            muxes: vec![overlay_api::MuxStats {
+                listen: Some("10.0.0.1:6081".parse().unwrap()),
+                rx_datagrams: 9,
+                drops: [("critical-option".to_string(), 2)].into(),
+                encap: "geneve".into(),
+                options_skipped: 4,
+            }],
             ..Default::default()
         }
     }
@@ -869,6 +883,17 @@ mod tests {
         assert_eq!(one(&s, "overlay_target_max_entries", &[a, ov0]), 1000.0);
         assert_eq!(one(&s, "overlay_target_capacity_buckets", &[a, ov0]), 64.0);
         assert_eq!(one(&s, "overlay_target_resizes_total", &[a, ov0]), 2.0);
+        let mux = [a, ("listen", "10.0.0.1:6081"), ("encap", "geneve")];
+        assert_eq!(one(&s, "overlay_mux_rx_datagrams_total", &mux), 9.0);
+        assert_eq!(one(&s, "overlay_mux_options_skipped_total", &mux), 4.0);
+        assert_eq!(
+            one(
+                &s,
+                "overlay_mux_drops_total",
+                &[mux[0], mux[1], mux[2], ("reason", "critical-option")]
+            ),
+            2.0
+        );
         assert_eq!(
             one(&s, "varpd_lookups_total", &[a, ov0, ("search", "files")]),
             11.0
