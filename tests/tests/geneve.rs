@@ -319,6 +319,10 @@ fn malformed_geneve_is_counted_by_reason() {
         "the frame with options was not delivered: {o:#?}"
     );
     let shown = lab.ovadm_ok(p.a, ["show-stats"]);
+    assert!(
+        shown.contains("mux geneve "),
+        "show-stats does not name the module:\n{shown}"
+    );
     for r in [
         "bad-version",
         "control-frame",

@@ -324,6 +324,13 @@ fn malformed_gre_is_counted_by_reason() {
         "the packet with a FlowID was not delivered: {s:#?}"
     );
     let shown = lab.ovadm_ok(a, ["show-stats"]);
+    // A raw-IP mux has an address and no port.
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("mux nvgre ") && !l.contains(':')),
+        "show-stats does not name the NVGRE mux by its address:\n{shown}"
+    );
     for r in ["no-key", "bad-protocol", "bad-version", "bad-checksum"] {
         assert!(shown.contains(r), "show-stats lacks {r}:\n{shown}");
     }

@@ -397,9 +397,18 @@ pub fn render_stats(snap: &StatsSnapshot) -> String {
         out.push('\n');
         out.push_str(&table(&header, &rows));
     }
+    // "mux vxlan 0.0.0.0:4789"; a raw-IP module has no port ("mux nvgre
+    // 10.0.0.1"); an older overlayd does not name the module.
     let mux_name = |m: &overlay_api::MuxStats| {
-        m.listen
-            .map_or_else(|| "mux (unbound)".to_string(), |a| format!("mux {a}"))
+        let addr = match m.listen {
+            None => "(unbound)".to_string(),
+            Some(a) if a.port() == 0 => a.ip().to_string(),
+            Some(a) => a.to_string(),
+        };
+        match m.encap.as_str() {
+            "" => format!("mux {addr}"),
+            e => format!("mux {e} {addr}"),
+        }
     };
     if !snap.muxes.is_empty() {
         let rows: Vec<Vec<String>> = snap
@@ -768,6 +777,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
                 listen: Some("0.0.0.0:4789".parse().expect("addr")),
                 rx_datagrams: 12,
                 drops: BTreeMap::from([("unknown-vni".into(), 2)]),
+                encap: "vxlan".into(),
                 ..Default::default()
             }],
             started_mono_ns: 1,
@@ -779,12 +789,12 @@ varpd: linked
 LINK  VNETID  RX-FRAMES  RX-BYTES  TX-FRAMES  TX-BYTES  LOOKUPS  MISSES  Q-OVERFLOWS  INJECTED  ENTRIES
 ov0   100     10         1000      5          500       2        3       0            1         2
 
-MUX               RX-DATAGRAMS
-mux 0.0.0.0:4789  12
+MUX                     RX-DATAGRAMS
+mux vxlan 0.0.0.0:4789  12
 
-WHERE             DROP-REASON  COUNT
-ov0               target-drop  3
-mux 0.0.0.0:4789  unknown-vni  2
+WHERE                   DROP-REASON  COUNT
+ov0                     target-drop  3
+mux vxlan 0.0.0.0:4789  unknown-vni  2
 ";
         assert_eq!(got, want, "\n{got}");
         let empty = render_stats(&StatsSnapshot::default());
