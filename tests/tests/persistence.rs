@@ -13,11 +13,13 @@
 //! - "reboot": overlayd stopped and `ov0` deleted by hand (the VNIC goes
 //!   with it): the next overlayd makes `ov0` and `g1` anew from its state
 //!   file, and once the addresses are back (the host's job) traffic flows;
-//! - delete-overlay removes the device, its VNIC and its state entry;
+//! - varpd saves ov0's files instance and a new varpd restores it;
+//! - delete-overlay removes the device, its VNIC and its state entry (and
+//!   varpd's);
 //! - a corrupt state file: overlayd starts with no overlays, logs the path
 //!   and the error, and keeps the file aside, contents intact.
 
-use overlay_tests::{Daemon, FilesEntry, Host, Lab};
+use overlay_tests::{wait_for, Daemon, FilesEntry, Host, Lab};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -132,6 +134,12 @@ fn link_exists(lab: &Lab, h: Host, dev: &str) -> bool {
 
 fn state(lab: &Lab, h: Host) -> Value {
     let p = lab.state_dir(h).join("overlays.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", p.display()))
+}
+
+fn varpd_state(lab: &Lab, h: Host) -> Value {
+    let p = lab.state_dir(h).join("varpd.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", p.display()))
 }
@@ -251,6 +259,20 @@ fn restart_keeps_the_links_and_traffic_resumes() {
     let stopped = restart_under_traffic(&mut lab, &s, "SIGTERM");
     eprintln!("pings lost: {killed} across SIGKILL, {stopped} across SIGTERM");
 
+    // varpd saved ov0's files instance, and a new varpd restores it.
+    let saved = varpd_state(&lab, s.a);
+    assert_eq!(saved["instances"]["ov0"]["search"], "files", "{saved}");
+    lab.kill(s.a, Daemon::Varpd);
+    lab.start_varpd(s.a);
+    lab.wait_linked(s.a, true);
+    let r = lab.wait_ping(s.g, &ip4(2), Duration::from_secs(10));
+    assert!(r.all_answered(), "after a varpd restart:\n{r}");
+    let log = std::fs::read_to_string(lab.log(s.a, Daemon::Varpd)).expect("varpd log");
+    assert!(
+        log.contains("overlay ov0: files instance restored from its saved state"),
+        "{log}"
+    );
+
     // delete-overlay: the device, its VNIC and its state entry go.
     lab.ovadm_ok(s.a, ["delete-overlay", "ov0"]);
     assert!(
@@ -259,6 +281,10 @@ fn restart_keeps_the_links_and_traffic_resumes() {
     );
     assert!(!link_exists(&lab, s.g, "g1"), "g1 outlived delete-overlay");
     assert!(state_names(&lab, s.a).is_empty(), "{}", state(&lab, s.a));
+    let forgot = wait_for(Duration::from_secs(5), || {
+        varpd_state(&lab, s.a)["instances"].get("ov0").is_none()
+    });
+    assert!(forgot, "varpd kept ov0's state: {}", varpd_state(&lab, s.a));
     lab.stop(s.a, Daemon::Overlayd);
     lab.start_overlayd(s.a);
     let shown = lab.ovadm_ok(s.a, ["show-overlay", "-f"]);
