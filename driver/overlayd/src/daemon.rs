@@ -205,7 +205,11 @@ impl Daemon {
                 self.tick(last_tick);
             }
         }
-        log::info!("overlayd shutting down");
+        let kept = self.overlays.values().filter(|o| !o.cfg.temporary).count();
+        log::info!(
+            "overlayd shutting down; {kept} persistent overlay(s) keep their TAP devices and VNICs for the next overlayd, {} temporary one(s) go",
+            self.overlays.len() - kept
+        );
         Ok(())
     }
 
