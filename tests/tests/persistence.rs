@@ -11,8 +11,10 @@
 //!   `show-overlay` shows the same properties; a temporary (`-t`) overlay
 //!   is gone and not restored;
 //! - "reboot": overlayd stopped and `ov0` deleted by hand (the VNIC goes
-//!   with it): the next overlayd makes `ov0` and `g1` anew from its state
-//!   file, and once the addresses are back (the host's job) traffic flows;
+//!   with it), and the underlay address removed: the next overlayd keeps
+//!   `ov0` in its state file and, once the address is back, makes `ov0`
+//!   and `g1` anew; once the overlay addresses are back (the host's job)
+//!   traffic flows;
 //! - varpd saves ov0's files instance and a new varpd restores it;
 //! - delete-overlay removes the device, its VNIC and its state entry (and
 //!   varpd's);
@@ -306,7 +308,34 @@ fn reboot_recreates_overlays_and_vnics_from_state() {
     lab.stop(s.a, Daemon::Overlayd);
     lab.ip(s.a, &["link", "del", "ov0"]);
     assert!(!link_exists(&lab, s.g, "g1"), "g1 outlived its TAP device");
+    // The underlay address comes up after overlayd, as it may after a
+    // reboot: ov0 cannot listen yet, stays in the state file, and is
+    // restored once the address is there.
+    let ul_cidr = format!("{}/24", ul(1));
+    lab.ip(s.a, &["addr", "del", &ul_cidr, "dev", "ul0"]);
     lab.start_overlayd(s.a);
+    let shown = lab.ovadm_ok(s.a, ["show-overlay", "-f"]);
+    assert!(
+        !shown.contains("ov0"),
+        "ov0 without its listen address:
+{shown}"
+    );
+    assert_eq!(state_names(&lab, s.a), ["ov0"], "ov0 left the state file");
+    let log = std::fs::read_to_string(lab.log(s.a, Daemon::Overlayd)).expect("overlayd log");
+    assert!(
+        log.contains("ov0: cannot restore the persistent overlay: cannot listen on 10.61.0.1:4789"),
+        "{log}"
+    );
+    lab.ip(s.a, &["addr", "add", &ul_cidr, "dev", "ul0"]);
+    let t = std::time::Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(10), || link_exists(&lab, s.a, "ov0")),
+        "ov0 was not restored once its address was back"
+    );
+    eprintln!(
+        "ov0 restored {:?} after its listen address came back",
+        t.elapsed()
+    );
     assert!(link_exists(&lab, s.a, "ov0"), "ov0 was not recreated");
     assert!(link_exists(&lab, s.g, "g1"), "g1 was not recreated");
     let (_, mac, _) = link_identity(&lab, s.g, "g1");
