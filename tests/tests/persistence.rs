@@ -19,7 +19,8 @@
 //! - delete-overlay removes the device, its VNIC and its state entry (and
 //!   varpd's);
 //! - a corrupt state file: overlayd starts with no overlays, logs the path
-//!   and the error, and keeps the file aside, contents intact.
+//!   and the error, and keeps the file aside, contents intact; a device of
+//!   the overlay's name that overlayd did not leave is not adopted.
 
 use overlay_tests::{wait_for, Daemon, FilesEntry, Host, Lab};
 use serde_json::Value;
@@ -414,4 +415,38 @@ fn a_corrupt_state_file_is_kept_aside_and_reported() {
         "{log}"
     );
     assert!(!lab.ovadm_ok(h, ["show-overlay", "-f"]).contains("ov0"));
+
+    // A device of an overlay's name that overlayd did not leave is not
+    // adopted: a veth, or a TAP device made by someone else.
+    lab.ip(
+        h,
+        &["link", "add", "ov9", "type", "veth", "peer", "name", "ov9p"],
+    );
+    lab.ip(h, &["tuntap", "add", "dev", "ov8", "mode", "tap"]);
+    for dev in ["ov9", "ov8"] {
+        let out = lab.ovadm(
+            h,
+            [
+                "create-overlay",
+                "-e",
+                "vxlan",
+                "-s",
+                "files",
+                "-v",
+                "9",
+                "-p",
+                "vxlan/listen_ip=127.0.0.1,files/config=/x.json",
+                dev,
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1)
+                && err.contains(&format!(
+                    "a network device named {dev} exists and is not a TAP device left by overlayd"
+                )),
+            "{dev}: {out:?}"
+        );
+        eprintln!("{}", err.trim());
+    }
 }

@@ -472,6 +472,9 @@ impl Daemon {
             Interest::READABLE,
         ) {
             undo(self, new_mux);
+            if !tap.adopted {
+                let _ = tap.set_persist(false); // it goes with the descriptor
+            }
             return Err(err(
                 ErrorKind::System,
                 format!("cannot watch TAP device {}: {e}", cfg.name),

@@ -26,6 +26,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_VNET_HDR: libc::c_int = 0x4000;
+const IFF_PERSIST: u32 = 0x0800;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -75,6 +76,9 @@ impl Tap {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut ifr = ifreq(name)?;
         let adopted = ifindex(name).is_some();
+        if adopted {
+            check_ours(name)?;
+        }
         ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as libc::c_short;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
@@ -97,8 +101,9 @@ impl Tap {
             name: name.to_string(),
             adopted,
         };
-        tap.set_persist(persist)?;
+        // MTU first: a failure then leaves no new persistent device behind.
         tap.set_mtu(mtu)?;
+        tap.set_persist(persist)?;
         Ok(tap)
     }
 
@@ -171,6 +176,34 @@ impl Tap {
             Ok(n as usize)
         }
     }
+}
+
+/// Checks that the existing device `name` is one a persistent overlay
+/// leaves behind: a TAP device with our flags and `IFF_PERSIST`, as sysfs
+/// shows them (`tun_flags`). Where sysfs does not show our namespace's
+/// devices the check is skipped, and `TUNSETIFF` still refuses anything
+/// that is not a free TAP device.
+fn check_ours(name: &str) -> io::Result<()> {
+    let dir = std::path::Path::new("/sys/class/net").join(name);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let not_ours = |what: String| {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("a network device named {name} exists and is not a TAP device left by overlayd ({what}); delete it or pick another name"),
+        )
+    };
+    let text = match std::fs::read_to_string(dir.join("tun_flags")) {
+        Ok(t) => t,
+        Err(_) => return Err(not_ours("it is not a TUN/TAP device".into())),
+    };
+    let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    let want = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as u32 | IFF_PERSIST;
+    if flags & want != want {
+        return Err(not_ours(format!("tun_flags {flags:#x}, not {want:#x}")));
+    }
+    Ok(())
 }
 
 /// The ifindex of network device `name` in our namespace, if there is one.
