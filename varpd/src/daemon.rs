@@ -20,8 +20,8 @@ use tokio::signal::unix::{signal, SignalKind};
 pub struct Config {
     /// Sockets: ours (`varpd.sock`) and overlayd's (`overlayd.sock`).
     pub run_dir: PathBuf,
-    /// Reserved for plugins that persist state (`save`/`restore`); varpd
-    /// itself keeps none, since overlayd re-sends everything on relink.
+    /// Where plugin instances' saved state is kept (`varpd.json`, see
+    /// [`crate::persist`]).
     pub state_dir: PathBuf,
     /// Who may use `varpd.sock`.
     pub access: Access,
@@ -33,6 +33,14 @@ pub enum DaemonError {
     /// The run directory could not be created.
     #[error("cannot create run directory {path}: {source}")]
     RunDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
         /// The directory.
         path: PathBuf,
         /// Why.
@@ -57,7 +65,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         path: config.run_dir.clone(),
         source,
     })?;
-    let engine = Arc::new(Engine::new(plugins::all()));
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let store = crate::persist::Store::open(&config.state_dir);
+    let engine = Arc::new(Engine::new(plugins::all()).with_store(store));
     let sock = config.run_dir.join(VARPD_SOCKET);
     let listener = control::bind(&sock, &config.access)?;
     let names: Vec<String> = engine.plugin_info().into_iter().map(|p| p.name).collect();
@@ -93,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     log::info!("{why}: shutting down");
     control.abort();
     link.abort();
+    engine.save_all();
     engine.unlinked();
     if let Err(e) = std::fs::remove_file(&sock) {
         log::warn!("cannot remove {}: {e}", sock.display());

@@ -9,6 +9,7 @@
 //! quick; lookups return a future that owns what it needs, which the link
 //! spawns, so the engine lock is never held across an await.
 
+use crate::persist::Store;
 use crate::plugin::{BoxFuture, Instance, LookupQuery, Plugin, PluginError};
 use crate::provider::{InstanceStatus, Outbox, Provider};
 use crate::proxy;
@@ -44,6 +45,8 @@ pub struct Engine {
     plugins: Vec<Box<dyn Plugin>>,
     linked: AtomicBool,
     slots: Mutex<BTreeMap<u64, Slot>>,
+    /// Saved plugin state (`persist.rs`), if varpd keeps any.
+    store: Option<Store>,
 }
 
 fn reply(id: u64, oid: u64, result: LookupResult) -> VarpdMsg {
@@ -57,6 +60,26 @@ impl Engine {
             plugins,
             linked: AtomicBool::new(false),
             slots: Mutex::new(BTreeMap::new()),
+            store: None,
+        }
+    }
+
+    /// Keeps every started instance's saved state in `store`, and restores
+    /// instances from it when overlayd sends their overlays again.
+    pub fn with_store(mut self, store: Store) -> Engine {
+        self.store = Some(store);
+        self
+    }
+
+    /// Saves the state of every started instance (at shutdown).
+    pub fn save_all(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        for slot in self.slots().values() {
+            if let Some(i) = &slot.instance {
+                store.record(&slot.spec.overlay, &slot.spec.search, i.save());
+            }
         }
     }
 
@@ -186,8 +209,34 @@ impl Engine {
             provider.degraded(error);
             return None;
         };
-        match configure(plugin, spec, provider) {
+        let saved = self
+            .store
+            .as_ref()
+            .and_then(|s| s.get(overlay, plugin.name()));
+        let made = match saved {
+            Some(saved) => match restore(plugin, &saved, spec, provider) {
+                Ok(i) => {
+                    log::info!(
+                        "overlay {overlay}: {} instance restored from its saved state",
+                        plugin.name()
+                    );
+                    Ok(i)
+                }
+                Err(e) => {
+                    log::warn!(
+                        "overlay {overlay}: cannot restore the saved {} instance ({e}); configuring it afresh",
+                        plugin.name()
+                    );
+                    configure(plugin, spec, provider)
+                }
+            },
+            None => configure(plugin, spec, provider),
+        };
+        match made {
             Ok(instance) => {
+                if let Some(store) = &self.store {
+                    store.record(overlay, plugin.name(), instance.save());
+                }
                 let point = instance.default();
                 log::info!(
                     "overlay {overlay} (oid {}, vnetid {}): {} instance ready{}",
@@ -216,6 +265,9 @@ impl Engine {
                     "overlay {} (oid {oid}): instance deleted",
                     slot.spec.overlay
                 );
+                if let Some(store) = &self.store {
+                    store.forget(&slot.spec.overlay);
+                }
                 if let Some(i) = slot.instance {
                     i.stop();
                 }
@@ -386,7 +438,27 @@ fn configure(
     spec: &InstanceSpec,
     provider: &Provider,
 ) -> Result<Box<dyn Instance>, PluginError> {
-    let mut instance = plugin.create(provider.clone());
+    setup(plugin, plugin.create(provider.clone()), spec)
+}
+
+/// [`Plugin::restore`] from `saved`, then as [`configure`]: overlayd's
+/// properties are set over the restored ones (they win where they differ).
+fn restore(
+    plugin: &dyn Plugin,
+    saved: &serde_json::Value,
+    spec: &InstanceSpec,
+    provider: &Provider,
+) -> Result<Box<dyn Instance>, PluginError> {
+    setup(plugin, plugin.restore(provider.clone(), saved)?, spec)
+}
+
+/// `setprop` for each of the plugin's properties the overlay has, then
+/// `start`.
+fn setup(
+    plugin: &dyn Plugin,
+    mut instance: Box<dyn Instance>,
+    spec: &InstanceSpec,
+) -> Result<Box<dyn Instance>, PluginError> {
     let prefix = format!("{}/", plugin.name());
     for (name, value) in spec.props.iter().filter(|(k, _)| k.starts_with(&prefix)) {
         instance.setprop(name, value)?;

@@ -22,6 +22,8 @@
 //!   operations and their results into messages.
 //! - [`proxy`]: classifying, checking and answering broadcast frames, on top
 //!   of `overlay_wire::{arp, ndp}`.
+//! - [`persist`]: instances' saved state (`save`/`restore`) in the state
+//!   directory, kept across varpd restarts.
 //! - [`link`]: the connection to overlayd; [`control`]: `varpd.sock`;
 //!   [`lines`]: bounded line reading for both; [`daemon`]: start-up, signals
 //!   and shutdown.
@@ -38,9 +40,12 @@
 //!
 //! ## Failure
 //!
-//! varpd keeps no state across links: when overlayd goes away every instance
-//! is dropped and varpd reconnects (100 ms → 1 s backoff); on relink overlayd
-//! re-sends every instance and pending lookup. A message that is too long or
+//! varpd keeps no instances across links: when overlayd goes away every
+//! instance is dropped and varpd reconnects (100 ms → 1 s backoff); on
+//! relink overlayd re-sends every instance and pending lookup. What each
+//! instance saved (`save`) outlives links and restarts in the state
+//! directory ([`persist`]) and seeds its `restore` when its overlay comes
+//! again. A message that is too long or
 //! does not parse is logged and skipped. An instance that cannot start is
 //! reported with [`overlay_api::proto::VarpdMsg::InstanceFailed`] naming the
 //! property, file, entry or field at fault; its overlay is degraded in
@@ -55,6 +60,7 @@ pub mod daemon;
 pub mod engine;
 pub mod lines;
 pub mod link;
+pub mod persist;
 pub mod plugin;
 pub mod plugins;
 pub mod provider;

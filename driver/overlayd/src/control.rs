@@ -344,7 +344,8 @@ impl Daemon {
         let plugin = self
             .link
             .as_ref()
-            .and_then(|l| l.plugins.iter().find(|p| p.name == spec.search));
+            .and_then(|l| l.plugins.iter().find(|p| p.name == spec.search))
+            .map(|p| p.props.clone());
         if linked && plugin.is_none() {
             let have: Vec<_> = self
                 .link
@@ -360,7 +361,35 @@ impl Daemon {
                 ),
             ));
         }
-        let cfg = OverlayConfig::from_spec(spec, plugin.map(|p| p.props.as_slice()))
+        let oid = self.make_overlay(spec, plugin.as_deref())?;
+        // A persistent overlay of that name that could not be restored is
+        // replaced by this one.
+        self.unrestored.list.retain(|u| u.name != spec.name);
+        if !spec.temporary {
+            self.save_state();
+        }
+        if !linked {
+            return Ok(Some(Reply::Ok { warning: Some("varpd is not running: the overlay is DEGRADED until varpd connects and configures its search plugin".into()) }));
+        }
+        self.send_instance(oid);
+        self.parked.push(Parked {
+            conn,
+            oid,
+            deadline: Instant::now() + CREATE_WAIT,
+        });
+        Ok(None)
+    }
+
+    /// Validates `spec` (against the plugin's properties when known), joins
+    /// or opens its mux and creates (or re-attaches to) its TAP device: an
+    /// overlay, not yet known to varpd. Used by `create-overlay` and by the
+    /// restore of persistent overlays at start.
+    pub(crate) fn make_overlay(
+        &mut self,
+        spec: &OverlaySpec,
+        plugin: Option<&[overlay_api::PropSpec]>,
+    ) -> Result<u64, Reply> {
+        let cfg = OverlayConfig::from_spec(spec, plugin)
             .map_err(|e| err(ErrorKind::Property, e.to_string()))?;
         if self.by_name.contains_key(&cfg.name) {
             return Err(err(
@@ -434,7 +463,7 @@ impl Daemon {
                 .table
                 .leave(vni),
         };
-        let tap = match Tap::create(&cfg.name, cfg.mtu) {
+        let tap = match Tap::create(&cfg.name, cfg.mtu, !cfg.temporary) {
             Ok(t) => t,
             Err(e) => {
                 undo(self, new_mux);
@@ -450,6 +479,9 @@ impl Daemon {
             Interest::READABLE,
         ) {
             undo(self, new_mux);
+            if !tap.adopted {
+                let _ = tap.set_persist(false); // it goes with the descriptor
+            }
             return Err(err(
                 ErrorKind::System,
                 format!("cannot watch TAP device {}: {e}", cfg.name),
@@ -463,12 +495,18 @@ impl Daemon {
             self.muxes.insert(mid, m);
         }
         log::info!(
-            "{}: created (vnetid {}, {} on {}, search {})",
+            "{}: {} (vnetid {}, {} on {}, search {}{})",
             cfg.name,
+            if tap.adopted {
+                "re-attached to its TAP device"
+            } else {
+                "created"
+            },
             cfg.vnetid,
             cfg.encap,
             cfg.listen,
-            cfg.search
+            cfg.search,
+            if cfg.temporary { ", temporary" } else { "" }
         );
         self.by_name.insert(cfg.name.clone(), oid);
         self.overlays.insert(
@@ -493,20 +531,15 @@ impl Daemon {
             },
         );
         self.report_all();
-        if !linked {
-            return Ok(Some(Reply::Ok { warning: Some("varpd is not running: the overlay is DEGRADED until varpd connects and configures its search plugin".into()) }));
-        }
-        self.send_instance(oid);
-        self.parked.push(Parked {
-            conn,
-            oid,
-            deadline: Instant::now() + CREATE_WAIT,
-        });
-        Ok(None)
+        Ok(oid)
     }
 
     fn delete(&mut self, name: &str) -> Reply {
         match self.lookup_name(name) {
+            Err(_) if self.forget_unrestored(name) => {
+                log::info!("{name}: deleted (it had not been restored)");
+                ok()
+            }
             Err(e) => e,
             Ok(oid) => {
                 self.remove_overlay(oid);
@@ -548,7 +581,19 @@ impl Daemon {
             link.conn
                 .send(&overlay_api::proto::DriverMsg::InstanceDelete { oid });
         }
-        // Dropping `ov` closes the TAP descriptor, which removes the device.
+        // Dropping `ov` closes the TAP descriptor, which removes the device
+        // once it is no longer persistent.
+        if let Err(e) = ov.tap.set_persist(false) {
+            log::warn!(
+                "{}: cannot clear TUNSETPERSIST ({e}); the device may stay: `ip link del {}`",
+                ov.cfg.name,
+                ov.cfg.name
+            );
+        }
+        if !ov.cfg.temporary {
+            drop(ov);
+            self.save_state();
+        }
     }
 }
 
@@ -689,11 +734,11 @@ impl Daemon {
                 .unwrap_or_default()
         );
         let row = v.row(&over, mtu);
-        self.overlays
-            .get_mut(&oid)
-            .expect("looked up above")
-            .vnics
-            .push(v);
+        let ov = self.overlays.get_mut(&oid).expect("looked up above");
+        ov.vnics.push(v);
+        if !ov.cfg.temporary {
+            self.save_state();
+        }
         Reply::Vnics { rows: vec![row] }
     }
 
@@ -725,6 +770,9 @@ impl Daemon {
             }
         }
         ov.vnics.remove(i);
+        if !ov.cfg.temporary {
+            self.save_state();
+        }
         ok()
     }
 

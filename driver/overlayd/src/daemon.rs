@@ -104,12 +104,18 @@ pub struct Daemon {
     /// When overlayd started (CLOCK_MONOTONIC ns), for `StatsSnapshot`.
     pub(crate) started_mono_ns: u64,
     shutdown: Arc<AtomicBool>,
+    /// Where persistent overlays are kept (`persist.rs`).
+    pub(crate) state_dir: PathBuf,
+    /// Persistent overlays the state file holds that could not be set up
+    /// at start (kept in the file, tried again now and then).
+    pub(crate) unrestored: crate::persist::Unrestored,
 }
 
 impl Daemon {
     /// Binds the control socket in `run_dir`, with `access`'s owner and
-    /// mode (0600, or 0660 with an operators' group).
-    pub fn new(run_dir: &Path, access: Access) -> anyhow::Result<Daemon> {
+    /// mode (0600, or 0660 with an operators' group); persistent overlays
+    /// live in `state_dir` (see [`Daemon::restore`]).
+    pub fn new(run_dir: &Path, state_dir: &Path, access: Access) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
         let sock_path = run_dir.join(overlay_api::OVERLAYD_SOCKET);
@@ -157,6 +163,8 @@ impl Daemon {
             gro: Gro::default(),
             started_mono_ns: crate::control::monotonic_ns(),
             shutdown,
+            state_dir: state_dir.to_path_buf(),
+            unrestored: Default::default(),
         })
     }
 
@@ -196,7 +204,11 @@ impl Daemon {
                 self.tick(last_tick);
             }
         }
-        log::info!("overlayd shutting down");
+        let kept = self.overlays.values().filter(|o| !o.cfg.temporary).count();
+        log::info!(
+            "overlayd shutting down; {kept} persistent overlay(s) keep their TAP devices and VNICs for the next overlayd, {} temporary one(s) go",
+            self.overlays.len() - kept
+        );
         Ok(())
     }
 
@@ -302,6 +314,7 @@ impl Daemon {
         for ov in self.overlays.values_mut() {
             ov.table.step();
         }
+        self.retry_restore(now);
         self.report_all();
     }
 

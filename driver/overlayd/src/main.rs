@@ -23,8 +23,13 @@
 //! (line-framed control connections), [`daemon`] (the event loop and its
 //! state), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
 //! varpd link), [`vnic`] (VNICs: macvlans over a TAP device, one per
-//! guest, and their counters). Decisions that need no I/O (properties, the table, the VNI
+//! guest, and their counters), [`persist`] (the state file: persistent
+//! overlays and their VNICs, restored at start). Decisions that need no I/O (properties, the table, the VNI
 //! map, counters) live in `overlay-core`.
+//!
+//! Restart: a persistent overlay's TAP device (and the VNICs over it)
+//! outlives overlayd; the next overlayd re-attaches to it from the state
+//! file, so guests see a gap in forwarding, not a new link.
 //!
 //! Failure: varpd may be absent or restart at any time; valid entries keep
 //! forwarding and pending lookups are asked again when it returns. Malformed
@@ -37,6 +42,7 @@ mod datapath;
 mod link;
 mod mux;
 mod overlay;
+mod persist;
 mod rxq;
 mod tap;
 mod txq;
@@ -76,7 +82,9 @@ fn main() -> ExitCode {
             )
         })?;
         let access = overlay_api::access::Access::from_option(args.group.as_deref())?;
-        daemon::Daemon::new(&args.run_dir, access)?.run()
+        let mut d = daemon::Daemon::new(&args.run_dir, &args.state_dir, access)?;
+        d.restore();
+        d.run()
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,

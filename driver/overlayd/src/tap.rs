@@ -6,8 +6,16 @@
 //! then lets the kernel leave TCP/UDP checksums to us and hand over TCP
 //! super-frames of up to 64 KiB (TSO), and accept such frames from us: the
 //! data path cuts and coalesces them (see `datapath.rs`). This is the thin
-//! I/O shell around those ioctls and SIOCSIFMTU; the device vanishes when
-//! the descriptor closes.
+//! I/O shell around those ioctls and SIOCSIFMTU.
+//!
+//! Persistence: a temporary overlay's device vanishes when the descriptor
+//! closes (overlayd exits or crashes). A persistent overlay's device is
+//! marked `TUNSETPERSIST`, so it outlives overlayd with its ifindex,
+//! addresses, routes and the macvlans (VNICs) over it; the next overlayd
+//! attaches to it again with the same `TUNSETIFF` (the kernel accepts that
+//! only for an existing *TAP* device that no other descriptor holds, and
+//! refuses anything else of that name with `EINVAL` or `EBUSY`).
+//! `delete-overlay` clears the mark before closing, and the device goes.
 
 use overlay_wire::offload::VNET_HDR_LEN;
 use std::ffi::CStr;
@@ -16,7 +24,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_VNET_HDR: libc::c_int = 0x4000;
+const IFF_PERSIST: u32 = 0x0800;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -26,6 +36,9 @@ const TUN_F_TSO6: libc::c_uint = 0x04;
 pub struct Tap {
     fd: OwnedFd,
     name: String,
+    /// The device existed before we opened it (a persistent TAP device
+    /// left by an earlier overlayd), and we attached to it.
+    pub adopted: bool,
 }
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
@@ -45,8 +58,9 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 
 impl Tap {
     /// Creates (or attaches to) TAP device `name`, non-blocking, with `mtu`,
-    /// virtio-net headers and checksum and TCP segmentation offloads.
-    pub fn create(name: &str, mtu: u32) -> io::Result<Tap> {
+    /// virtio-net headers and checksum and TCP segmentation offloads;
+    /// `persist` says whether the device outlives this descriptor.
+    pub fn create(name: &str, mtu: u32, persist: bool) -> io::Result<Tap> {
         let path: &CStr = c"/dev/net/tun";
         // SAFETY: plain open(2) of a NUL-terminated path.
         let raw = unsafe {
@@ -61,6 +75,10 @@ impl Tap {
         // SAFETY: raw is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut ifr = ifreq(name)?;
+        let adopted = ifindex(name).is_some();
+        if adopted {
+            check_ours(name)?;
+        }
         ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as libc::c_short;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
@@ -81,9 +99,29 @@ impl Tap {
         let tap = Tap {
             fd,
             name: name.to_string(),
+            adopted,
         };
+        // MTU first: a failure then leaves no new persistent device behind.
         tap.set_mtu(mtu)?;
+        tap.set_persist(persist)?;
         Ok(tap)
+    }
+
+    /// Marks the device persistent (it outlives the descriptor) or not (it
+    /// goes when the descriptor closes).
+    pub fn set_persist(&self, persist: bool) -> io::Result<()> {
+        // SAFETY: TUNSETPERSIST takes its flag as the argument itself.
+        if unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                TUNSETPERSIST as _,
+                persist as libc::c_ulong,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Sets the device MTU.
@@ -138,6 +176,42 @@ impl Tap {
             Ok(n as usize)
         }
     }
+}
+
+/// Checks that the existing device `name` is one a persistent overlay
+/// leaves behind: a TAP device with our flags and `IFF_PERSIST`, as sysfs
+/// shows them (`tun_flags`). Where sysfs does not show our namespace's
+/// devices the check is skipped, and `TUNSETIFF` still refuses anything
+/// that is not a free TAP device.
+fn check_ours(name: &str) -> io::Result<()> {
+    let dir = std::path::Path::new("/sys/class/net").join(name);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let not_ours = |what: String| {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("a network device named {name} exists and is not a TAP device left by overlayd ({what}); delete it or pick another name"),
+        )
+    };
+    let text = match std::fs::read_to_string(dir.join("tun_flags")) {
+        Ok(t) => t,
+        Err(_) => return Err(not_ours("it is not a TUN/TAP device".into())),
+    };
+    let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    let want = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as u32 | IFF_PERSIST;
+    if flags & want != want {
+        return Err(not_ours(format!("tun_flags {flags:#x}, not {want:#x}")));
+    }
+    Ok(())
+}
+
+/// The ifindex of network device `name` in our namespace, if there is one.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex(3) reads a NUL-terminated string we own.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 impl AsRawFd for Tap {

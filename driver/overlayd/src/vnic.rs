@@ -15,8 +15,11 @@
 //! and `RTM_DELLINK`. A VNIC inside a guest namespace is deleted from there:
 //! a short-lived thread `setns`es into the namespace and opens its netlink
 //! socket, whose namespace is fixed at creation. When the TAP device goes
-//! (the overlay is deleted, or overlayd exits) the kernel removes every
-//! macvlan over it, wherever it lives.
+//! (the overlay is deleted, or a temporary overlay's overlayd exits) the
+//! kernel removes every macvlan over it, wherever it lives. A persistent
+//! overlay's TAP device outlives overlayd, and so do its VNICs: a restarted
+//! overlayd finds them again ([`exists`]) or, after a reboot, makes them
+//! anew (see `persist.rs`).
 //!
 //! Counters per VNIC MAC live in [`VnicCounters`] in the overlay, and the
 //! data path looks them up by a linear scan of a short vector: no hashing,
@@ -298,19 +301,46 @@ pub fn delete(name: &str, mac: Mac, netns: Option<&str>) -> io::Result<bool> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => return Err(e),
             };
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    // SAFETY: setns(2) on a descriptor we hold; it changes
-                    // only this short-lived thread's network namespace.
-                    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    del()
-                })
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("netns helper thread panicked")))
-            })
+            in_ns(&f, del)
         }
+    }
+}
+
+/// Runs `op` on a short-lived thread inside the network namespace `ns`
+/// (an open `/run/netns` file), where its netlink sockets belong.
+fn in_ns<T: Send>(ns: &File, op: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns(2) on a descriptor we hold; it changes
+            // only this short-lived thread's network namespace.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            op()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("netns helper thread panicked")))
+    })
+}
+
+/// Whether VNIC `name` with MAC `mac` exists in guest namespace `netns`
+/// (or overlayd's own): what a restarted overlayd re-adopts instead of
+/// creating again. A missing namespace holds no VNIC.
+pub fn exists(name: &str, mac: Mac, netns: Option<&str>) -> io::Result<bool> {
+    let look = || -> io::Result<bool> {
+        match link_by_name(&socket()?, name) {
+            Ok((_, have)) => Ok(have == Some(mac)),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    match netns {
+        None => look(),
+        Some(ns) => match File::open(PathBuf::from(NETNS_DIR).join(ns)) {
+            Ok(f) => in_ns(&f, look),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        },
     }
 }
 
