@@ -89,6 +89,15 @@ drop_reasons! {
     NoKey => "no-key",
     /// Received GRE header whose checksum does not match the packet.
     BadChecksum => "bad-checksum",
+    /// Received frame whose inner source MAC has no valid target entry yet,
+    /// on an overlay with `target/check_source=yes`: dropped while varpd is
+    /// asked where that MAC lives.
+    UnknownPeer => "unknown-peer",
+    /// Received frame whose inner source MAC the target table maps to
+    /// another underlay address, or to drop (point mode: from an address
+    /// other than the destination), on an overlay with
+    /// `target/check_source=yes`: a spoofed source or VNI.
+    SpoofedSource => "spoofed-source",
 }
 
 impl fmt::Display for DropReason {

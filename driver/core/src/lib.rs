@@ -32,4 +32,4 @@ pub mod target;
 pub use mux::{MuxError, MuxTable};
 pub use props::{OverlayConfig, PropError};
 pub use stats::Counters;
-pub use target::{Answer, TargetTable, TxDecision};
+pub use target::{Answer, SourceCheck, TargetTable, TxDecision};

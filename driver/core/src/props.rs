@@ -72,6 +72,10 @@ pub struct OverlayConfig {
     pub listen: SocketAddr,
     /// Most entries the target table may hold.
     pub max_entries: usize,
+    /// Take a frame from the underlay only if the target table maps its
+    /// inner source MAC to the datagram's source address
+    /// (`target/check_source`).
+    pub check_source: bool,
     /// Not persisted.
     pub temporary: bool,
     /// Every property as given, plus the kernel's with their effective values.
@@ -91,6 +95,13 @@ pub fn kernel_props(encap: &str) -> Vec<PropSpec> {
         p("encap", Perm::R, false, None, Some(&encap_list(","))),
         p("mtu", Perm::Rw, false, Some("1400"), Some("576-8900")),
         p("search", Perm::R, false, None, None),
+        p(
+            "target/check_source",
+            Perm::Rw,
+            false,
+            Some("no"),
+            Some("no,yes"),
+        ),
         p(
             "target/max_entries",
             Perm::Rw,
@@ -198,6 +209,17 @@ impl OverlayConfig {
             )?,
             None => crate::target::DEFAULT_MAX_ENTRIES,
         };
+        let check_source = match get("target/check_source").map(str::trim) {
+            None | Some("no") => false,
+            Some("yes") => true,
+            Some(v) => {
+                return Err(PropError::Range {
+                    name: "target/check_source".into(),
+                    value: v.into(),
+                    possible: "no,yes".into(),
+                })
+            }
+        };
         let port = match (get(&port_prop), module.default_port()) {
             (Some(v), Some(_)) => range(&port_prop, v, 1u16, 65535, "1-65535")?,
             (None, Some(d)) => d,
@@ -214,6 +236,8 @@ impl OverlayConfig {
         let mut props = spec.props.clone();
         props.insert("mtu".into(), mtu.to_string());
         props.insert("target/max_entries".into(), max_entries.to_string());
+        let yes_no = if check_source { "yes" } else { "no" };
+        props.insert("target/check_source".into(), yes_no.into());
         props.insert(ip_prop, ip.to_string());
         if module.default_port().is_some() {
             props.insert(port_prop, port.to_string());
@@ -227,6 +251,7 @@ impl OverlayConfig {
             mtu,
             listen: SocketAddr::new(ip, port),
             max_entries,
+            check_source,
             temporary: spec.temporary,
             props,
         })
@@ -396,6 +421,7 @@ mod tests {
                 "encap",
                 "mtu",
                 "search",
+                "target/check_source",
                 "target/max_entries",
                 "varpd/id",
                 "vnetid",
@@ -404,10 +430,23 @@ mod tests {
                 "files/config"
             ]
         );
-        assert_eq!(rows[3].value.as_deref(), Some("1048576"));
-        assert_eq!(rows[4].value.as_deref(), Some("7"));
-        assert_eq!(rows[8].value.as_deref(), Some("/x"));
-        assert!(rows[8].required);
+        assert_eq!(rows[3].value.as_deref(), Some("no"));
+        assert_eq!(rows[3].possible.as_deref(), Some("no,yes"));
+        assert_eq!(rows[4].value.as_deref(), Some("1048576"));
+        assert_eq!(rows[5].value.as_deref(), Some("7"));
+        assert_eq!(rows[9].value.as_deref(), Some("/x"));
+        assert!(rows[9].required);
+        assert!(!c.check_source);
+        let mut s = spec(&[
+            ("vxlan/listen_ip", "fd00::1"),
+            ("target/check_source", "yes"),
+        ]);
+        assert!(OverlayConfig::from_spec(&s, None).unwrap().check_source);
+        s.props.insert("target/check_source".into(), "maybe".into());
+        assert_eq!(
+            OverlayConfig::from_spec(&s, None).unwrap_err().to_string(),
+            "target/check_source: 'maybe' is not in no,yes"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use overlay_api::{DropReason, Mac, TargetDest};
 use overlay_table::{Config, EntrySnapshot, Reader, TableCounters, TargetState, Writer};
 pub use overlay_table::{NoObserver, ResizeObserver};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,22 @@ pub enum TxDecision {
     /// It was queued behind a lookup; `ask` is true when the caller must ask
     /// varpd now (the entry is new).
     Queued {
+        /// A new pending entry: ask varpd.
+        ask: bool,
+    },
+}
+
+/// What the table says of a received frame's inner source MAC and the
+/// underlay address it came from (`target/check_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceCheck {
+    /// The MAC lives at that address: take the frame.
+    Known,
+    /// The MAC lives elsewhere, or is to be dropped: a spoofed source.
+    Elsewhere,
+    /// Nothing is known yet; `ask` is true when the caller must ask varpd
+    /// now (a pending entry was just made for the MAC).
+    Unknown {
         /// A new pending entry: ask varpd.
         ask: bool,
     },
@@ -275,6 +291,40 @@ impl TargetTable {
             }
             None => self.queue_new(dst, meta, frame),
         }
+    }
+
+    /// Checks the inner source `mac` of a frame received from underlay
+    /// address `from`: known there, known elsewhere (or dropped), or not
+    /// known yet. A MAC not in the table gets a pending entry without
+    /// frames, so that varpd's answer fills it in (within
+    /// `target/max_entries` and [`PENDING_LIMIT`]; past them nothing is
+    /// made and the frame is simply unknown).
+    pub fn check_source(&mut self, mac: Mac, from: IpAddr, now: Instant) -> SourceCheck {
+        match self.reader.lookup(mac) {
+            Some(TargetState::Valid(a)) if a.ip() == from => SourceCheck::Known,
+            Some(TargetState::Valid(_)) => SourceCheck::Elsewhere,
+            Some(TargetState::Pending) => SourceCheck::Unknown { ask: false },
+            Some(TargetState::Drop) => match self.negative.get(&mac) {
+                Some(t) if now >= *t => {
+                    self.negative.remove(&mac);
+                    self.want(mac)
+                }
+                _ => SourceCheck::Elsewhere,
+            },
+            None => self.want(mac),
+        }
+    }
+
+    /// A pending entry without frames for `mac`, if there is room.
+    fn want(&mut self, mac: Mac) -> SourceCheck {
+        if self.pending_cost + ENTRY_COST > PENDING_LIMIT
+            || self.writer.insert(mac, TargetState::Pending).is_err()
+        {
+            return SourceCheck::Unknown { ask: false };
+        }
+        self.pending_cost += ENTRY_COST;
+        self.pending.insert(mac, Pending::default());
+        SourceCheck::Unknown { ask: true }
     }
 
     /// Bytes queued behind the pending entry of `mac` (0 if not pending).
@@ -501,6 +551,42 @@ mod tests {
         assert!(first_cost >= each);
         t.flush();
         assert_eq!(t.pending_cost(), 0);
+    }
+
+    #[test]
+    fn sources_are_checked_against_their_entries() {
+        let now = Instant::now();
+        let mut t = TargetTable::new();
+        let (a, b) = (addr(1).ip(), addr(2).ip());
+        // Unknown: a pending entry is made once, and asked for once.
+        assert_eq!(
+            t.check_source(mac(1), a, now),
+            SourceCheck::Unknown { ask: true }
+        );
+        assert_eq!(
+            t.check_source(mac(1), a, now),
+            SourceCheck::Unknown { ask: false }
+        );
+        assert_eq!(t.to_ask(None), vec![mac(1)]);
+        assert_eq!(t.pending_cost(), ENTRY_COST);
+        // The answer fills it in, with no frames to release.
+        let r = t.answer(mac(1), Answer::Dest(addr(1)), now).unwrap();
+        assert!(r.frames.is_empty());
+        assert_eq!(t.pending_cost(), 0);
+        assert_eq!(t.check_source(mac(1), a, now), SourceCheck::Known);
+        assert_eq!(t.check_source(mac(1), b, now), SourceCheck::Elsewhere);
+        // A plugin's drop is believed until it expires, then asked again.
+        t.check_source(mac(2), a, now);
+        t.answer(mac(2), Answer::Drop, now).unwrap();
+        assert_eq!(t.check_source(mac(2), a, now), SourceCheck::Elsewhere);
+        let later = now + NEGATIVE_TTL;
+        assert_eq!(
+            t.check_source(mac(2), a, later),
+            SourceCheck::Unknown { ask: true }
+        );
+        // A drop set by hand stays.
+        t.set(mac(3), TargetDest::Drop).unwrap();
+        assert_eq!(t.check_source(mac(3), a, later), SourceCheck::Elsewhere);
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct Daemon {
     pub(crate) rxq: RxBatch,
     /// The super-frame being coalesced for a TAP device.
     pub(crate) gro: Gro,
+    /// Inner source MACs that the receive path found unknown on overlays
+    /// with `target/check_source`, to ask varpd about after the batch.
+    pub(crate) rx_asks: Vec<(u64, Mac)>,
     /// When overlayd started (CLOCK_MONOTONIC ns), for `StatsSnapshot`.
     pub(crate) started_mono_ns: u64,
     shutdown: Arc<AtomicBool>,
@@ -161,6 +164,7 @@ impl Daemon {
             txq: TxQueue::new(),
             rxq: RxBatch::new(),
             gro: Gro::default(),
+            rx_asks: Vec::new(),
             started_mono_ns: crate::control::monotonic_ns(),
             shutdown,
             state_dir: state_dir.to_path_buf(),

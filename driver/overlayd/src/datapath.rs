@@ -26,7 +26,7 @@ use crate::txq::TxQueue;
 use crate::vnic;
 use overlay_api::proto::DriverMsg;
 use overlay_api::{DestMode, DropReason, Mac};
-use overlay_core::TxDecision;
+use overlay_core::{SourceCheck, TxDecision};
 use overlay_probes::overlay as probe;
 use overlay_wire::eth::{self, GroupKind};
 use overlay_wire::offload::{
@@ -412,17 +412,29 @@ impl Daemon {
                 } else {
                     (data, seg)
                 };
+                let asks = &mut self.rx_asks;
                 if data.len() > SUPER_MIN
-                    && rx_super(mux, &mut self.overlays, &mut self.gro, data, from, seg)
+                    && rx_super(
+                        mux,
+                        &mut self.overlays,
+                        &mut self.gro,
+                        asks,
+                        data,
+                        from,
+                        seg,
+                    )
                 {
                     continue;
                 }
                 for d in data.chunks(seg) {
-                    rx_datagram(mux, &mut self.overlays, &mut self.gro, d, from);
+                    rx_datagram(mux, &mut self.overlays, &mut self.gro, asks, d, from);
                 }
             }
             // Coalesce only within what one system call brought.
             self.gro.flush(&mut self.overlays);
+        }
+        if !self.rx_asks.is_empty() {
+            self.ask_rx_sources(Instant::now());
         }
     }
 }
@@ -441,6 +453,7 @@ fn rx_super(
     mux: &mut Mux,
     overlays: &mut HashMap<u64, Overlay>,
     gro: &mut Gro,
+    asks: &mut Vec<(u64, Mac)>,
     data: &mut [u8],
     from: SocketAddr,
     seg: usize,
@@ -490,6 +503,9 @@ fn rx_super(
         return true;
     }
     let mac = |at: usize| Mac(inner[at..at + 6].try_into().expect("a TCP frame"));
+    if !source_ok(ov, oid, mac(6), from.ip(), inner.len(), asks) {
+        return true;
+    }
     for i in 0..tso.count() {
         let len = tso.segment_len(inner, i);
         probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, from.ip());
@@ -504,6 +520,7 @@ fn rx_datagram(
     mux: &mut Mux,
     overlays: &mut HashMap<u64, Overlay>,
     gro: &mut Gro,
+    asks: &mut Vec<(u64, Mac)>,
     d: &[u8],
     from: SocketAddr,
 ) {
@@ -529,6 +546,16 @@ fn rx_datagram(
             .expect("parse() checked the length"))
     };
     let ip = from.ip();
+    if !source_ok(
+        overlays.get_mut(&oid).expect("checked above"),
+        oid,
+        mac(6),
+        ip,
+        len,
+        asks,
+    ) {
+        return;
+    }
     if !gro.c.is_empty() {
         if gro.oid == oid && gro.from == Some(ip) && gro.c.append(inner) {
             gro.frames += 1;
@@ -551,4 +578,52 @@ fn rx_datagram(
     // A kernel peer over a veth leaves checksums partial: keep them so.
     let hdr = offload::partial_checksum(inner).map_or(PLAIN, |h| h.emit());
     ov.deliver(&hdr, inner, ip, 1, len as u64);
+}
+
+/// `target/check_source`: whether overlay `oid` takes a frame whose inner
+/// source is `src` from underlay address `from`. In point mode the sender
+/// must be the destination; in dynamic mode the target table must map
+/// `src` there. A source not known yet is queued in `asks` for varpd (once)
+/// and its frame dropped as `unknown-peer`; a source known elsewhere, or
+/// to be dropped, is `spoofed-source`.
+fn source_ok(
+    ov: &mut Overlay,
+    oid: u64,
+    src: Mac,
+    from: IpAddr,
+    len: usize,
+    asks: &mut Vec<(u64, Mac)>,
+) -> bool {
+    if !ov.cfg.check_source {
+        return true;
+    }
+    let verdict = if src.is_multicast() {
+        Err(DropReason::SpoofedSource)
+    } else {
+        match (ov.mode, ov.point) {
+            (Some(DestMode::Point), Some(p)) if p.ip() == from => Ok(()),
+            (Some(DestMode::Point), _) => Err(DropReason::SpoofedSource),
+            // Not configured by varpd yet: nothing is known.
+            (None, _) => Err(DropReason::UnknownPeer),
+            (Some(DestMode::Dynamic), _) => {
+                match ov.table.check_source(src, from, Instant::now()) {
+                    SourceCheck::Known => Ok(()),
+                    SourceCheck::Elsewhere => Err(DropReason::SpoofedSource),
+                    SourceCheck::Unknown { ask } => {
+                        if ask {
+                            asks.push((oid, src));
+                        }
+                        Err(DropReason::UnknownPeer)
+                    }
+                }
+            }
+        }
+    };
+    match verdict {
+        Ok(()) => true,
+        Err(reason) => {
+            ov.drop(reason, len);
+            false
+        }
+    }
 }

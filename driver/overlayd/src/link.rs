@@ -8,14 +8,16 @@
 //! pending entries keep their queues, and broadcast frames waiting on varpd
 //! are dropped as `varpd-unavailable` (the guest will ask again).
 
-use crate::daemon::{Daemon, Link};
+use crate::daemon::{Daemon, Link, LookupCtx};
 use crate::datapath::{encap, send_queued};
+use crate::overlay::Overlay;
 use crate::txq::TxQueue;
 use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
 use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, Mac, PluginInfo};
 use overlay_core::target::Released;
 use overlay_core::Answer;
 use overlay_probes::overlay as probe;
+use std::collections::HashMap;
 use std::time::Instant;
 
 impl Daemon {
@@ -112,32 +114,46 @@ impl Daemon {
             for mac in ov.table.to_ask(stale) {
                 self.lookups
                     .retain(|_, c| !(c.oid == *oid && c.mac == mac && c.frame.is_none()));
-                self.next_lookup += 1;
-                let id = self.next_lookup;
-                let src = Mac::default();
-                if !link.conn.send(&DriverMsg::Lookup {
-                    id,
-                    oid: *oid,
-                    src,
-                    dst: mac,
-                    frame: None,
-                }) {
+                if !ask(
+                    link,
+                    &mut self.next_lookup,
+                    &mut self.lookups,
+                    *oid,
+                    ov,
+                    mac,
+                    now,
+                ) {
                     return;
                 }
-                ov.counters.lookups += 1;
-                ov.table.asked(mac, now);
-                probe::lookup_request(&ov.cfg.name, mac, id, false);
-                self.lookups.insert(
-                    id,
-                    crate::daemon::LookupCtx {
-                        oid: *oid,
-                        mac,
-                        frame: None,
-                        asked: now,
-                    },
-                );
             }
         }
+    }
+
+    /// Asks varpd where the sources in `rx_asks` live (the receive path's
+    /// unknown sources on overlays with `target/check_source`).
+    pub(crate) fn ask_rx_sources(&mut self, now: Instant) {
+        let asks = std::mem::take(&mut self.rx_asks);
+        if let Some(link) = self.link.as_mut() {
+            for &(oid, mac) in &asks {
+                let Some(ov) = self.overlays.get_mut(&oid).filter(|o| o.configured) else {
+                    continue;
+                };
+                if !ask(
+                    link,
+                    &mut self.next_lookup,
+                    &mut self.lookups,
+                    oid,
+                    ov,
+                    mac,
+                    now,
+                ) {
+                    break;
+                }
+            }
+        }
+        // Keep the buffer: the receive path allocates nothing per frame.
+        self.rx_asks = asks;
+        self.rx_asks.clear();
     }
 
     pub(crate) fn link_event(&mut self) {
@@ -348,4 +364,41 @@ pub(crate) fn release(
             }
         }
     }
+}
+
+/// Sends one unicast lookup for `mac` of overlay `oid` and records it;
+/// false if the link would not take it.
+fn ask(
+    link: &mut Link,
+    next_lookup: &mut u64,
+    lookups: &mut HashMap<u64, LookupCtx>,
+    oid: u64,
+    ov: &mut Overlay,
+    mac: Mac,
+    now: Instant,
+) -> bool {
+    *next_lookup += 1;
+    let id = *next_lookup;
+    if !link.conn.send(&DriverMsg::Lookup {
+        id,
+        oid,
+        src: Mac::default(),
+        dst: mac,
+        frame: None,
+    }) {
+        return false;
+    }
+    ov.counters.lookups += 1;
+    ov.table.asked(mac, now);
+    probe::lookup_request(&ov.cfg.name, mac, id, false);
+    lookups.insert(
+        id,
+        LookupCtx {
+            oid,
+            mac,
+            frame: None,
+            asked: now,
+        },
+    );
+    true
 }
