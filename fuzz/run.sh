@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 secs=${1:-15}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(vxlan_decap geneve_decap nvgre_decap proxy_frames control_messages files_config target_table ovsnoop_decode)
+((${#targets[@]})) || targets=(vxlan_decap geneve_decap nvgre_decap proxy_frames control_messages files_config target_table ovsnoop_decode pcap_read)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: skipped: no nightly toolchain (rustup toolchain install nightly)"

@@ -59,11 +59,21 @@ fn link_type(l: Linktype) -> Result<LinkType, String> {
 }
 
 /// Reads every frame of `path`, calling `each` for each one in order.
-pub fn read_file(path: &Path, mut each: impl FnMut(Record<'_>)) -> Result<u64, ReadError> {
+pub fn read_file(path: &Path, each: impl FnMut(Record<'_>)) -> Result<u64, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_path_buf(),
         source,
     })?;
+    read(file, path, each)
+}
+
+/// Reads every frame of the capture `file` (named `path` in errors),
+/// calling `each` for each one in order.
+pub fn read(
+    file: impl std::io::Read + Send + 'static,
+    path: &Path,
+    mut each: impl FnMut(Record<'_>),
+) -> Result<u64, ReadError> {
     let fail = |record: u64, detail: String| ReadError::Format {
         path: path.to_path_buf(),
         record,
