@@ -204,6 +204,19 @@ pub enum DriverMsg {
         )]
         frame: Option<Vec<u8>>,
     },
+    /// The overlay's TAP device sent a frame from VL2 `mac` (a local guest
+    /// appeared), or no longer does (`present: false`, idle past overlayd's
+    /// timeout). Sent when a MAC is learned or expires, and every current
+    /// one again after each [`VarpdMsg::InstanceReady`]; a plugin that
+    /// registers where MACs live (etcd) publishes them.
+    LocalMac {
+        /// overlayd's id of the overlay.
+        oid: u64,
+        /// The guest's VL2 MAC.
+        mac: Mac,
+        /// Learned (true) or expired (false).
+        present: bool,
+    },
 }
 
 /// The answer to a lookup.

@@ -215,7 +215,7 @@ mod tests {
                 assert!(!linked);
                 assert_eq!(
                     plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-                    ["direct", "files"]
+                    ["direct", "files", "etcd"]
                 );
                 assert!(instances.is_empty());
             }

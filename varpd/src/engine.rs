@@ -137,6 +137,13 @@ impl Engine {
                 dst,
                 frame,
             } => Some(self.lookup(id, oid, src, dst, frame)),
+            DriverMsg::LocalMac { oid, mac, present } => {
+                let instance = self.slots().get(&oid).and_then(|s| s.instance.clone());
+                if let Some(i) = instance {
+                    i.local_mac(mac, present);
+                }
+                None
+            }
         }
     }
 
@@ -300,6 +307,7 @@ impl Engine {
         let Some(kind) = info.group else {
             return unicast(instance);
         };
+        proxy::learn(&*instance, kind, &frame);
         let fut = proxy::answer(instance, status, overlay, kind, frame);
         Box::pin(async move {
             let out = fut.await;
@@ -368,6 +376,7 @@ impl Engine {
                     proxy_arp: st.proxy_arp.load(Ordering::Relaxed),
                     proxy_ndp: st.proxy_ndp.load(Ordering::Relaxed),
                     proxy_dhcp: st.proxy_dhcp.load(Ordering::Relaxed),
+                    invalidations: st.invalidations.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -391,6 +400,9 @@ fn configure(
     for (name, value) in spec.props.iter().filter(|(k, _)| k.starts_with(&prefix)) {
         instance.setprop(name, value)?;
     }
+    if let Some(listen) = underlay(&spec.props) {
+        instance.underlay(listen);
+    }
     instance.start()?;
     if plugin.mode() == DestMode::Point && instance.default().is_none() {
         return Err(PluginError::Config(
@@ -398,6 +410,20 @@ fn configure(
         ));
     }
     Ok(instance)
+}
+
+/// The overlay's listen address from its encapsulation's `*/listen_ip` and
+/// `*/listen_port` (default 4789) properties.
+fn underlay(props: &BTreeMap<String, String>) -> Option<std::net::SocketAddr> {
+    let find = |suffix: &str| {
+        props
+            .iter()
+            .find(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v.as_str())
+    };
+    let ip: std::net::IpAddr = find("/listen_ip")?.parse().ok()?;
+    let port = find("/listen_port").map_or(Some(4789), |p| p.parse().ok())?;
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// The text of a lookup result, as probes show it.

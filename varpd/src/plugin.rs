@@ -37,7 +37,7 @@ use crate::provider::Provider;
 use overlay_api::proto::LookupResult;
 use overlay_api::{DestMode, Mac, PropSpec};
 use std::future::Future;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 
 /// A boxed future that owns its data, as every query operation returns.
@@ -180,6 +180,25 @@ pub trait Instance: Send + Sync + 'static {
         ready(Err(NoAnswer(
             "this search plugin does not proxy DHCP".into(),
         )))
+    }
+
+    /// The overlay's own underlay address (its `*/listen_ip` and
+    /// `*/listen_port` properties), given before `start`: where this host's
+    /// guests are reached. Only plugins that register local guests use it.
+    fn underlay(&mut self, listen: SocketAddr) {
+        let _ = listen;
+    }
+
+    /// A guest of this host sends from VL2 `mac` (`present`), or stopped
+    /// doing so: overlayd's `DriverMsg::LocalMac`. Not in illumos.
+    fn local_mac(&self, mac: Mac, present: bool) {
+        let _ = (mac, present);
+    }
+
+    /// A guest of this host announced that VL3 `ip` is at `mac` (the sender
+    /// of its ARP, the source of its neighbour solicitation). Not in illumos.
+    fn local_ip(&self, ip: IpAddr, mac: Mac) {
+        let _ = (ip, mac);
     }
 
     /// Re-reads the instance's configuration (varpd got SIGHUP). Changes are

@@ -33,6 +33,7 @@ mod control;
 mod daemon;
 mod datapath;
 mod link;
+mod local;
 mod mux;
 mod overlay;
 mod rxq;
