@@ -28,6 +28,9 @@
 //!   plugin, the address plan they use) and the files-plugin configuration.
 //! - [`snapshot`]: reading a statistics snapshot (an overlay's counters,
 //!   drops by reason).
+//! - `etcd.rs`: [`EtcdCluster`], a real etcd (one member or several) in
+//!   lab namespaces ([`Lab::etcd`]), the etcd-plugin overlay and the guest
+//!   set-up that announces itself.
 //! - `craft.rs`: VXLAN datagrams built by hand, well formed or not.
 //! - `bpftrace.rs`: [`Trace`], bpftrace attached to a daemon's pid
 //!   ([`Lab::bpftrace`]) or a library script run through `probes/ovtrace`
@@ -54,6 +57,7 @@
 mod bpftrace;
 mod craft;
 mod daemon;
+mod etcd;
 mod lab;
 mod netns;
 mod packet;
@@ -64,6 +68,7 @@ mod tools;
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
 pub use craft::{eth_frame, vxlan_datagram, VXLAN_FLAG_I};
 pub use daemon::Daemon;
+pub use etcd::EtcdCluster;
 pub use lab::{Host, Lab};
 pub use packet::PacketSocket;
 pub use scenario::{FilesEntry, Pair};

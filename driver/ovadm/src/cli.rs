@@ -447,21 +447,35 @@ pub fn parse_vnetid(s: &str) -> Result<u32, String> {
 
 /// Parses one `-p` argument: items split on ',', each split at its first '='
 /// (so a value may hold '='). An item without '=' or with an empty name is an
-/// error naming it.
+/// error naming it — except a URL (`SCHEME://...`) right after a property
+/// whose value is a URL too: as dladm does for multi-valued properties, it
+/// is one more value of that property, so that
+/// `etcd/endpoints=http://a:2379,http://b:2379` is one list.
 pub fn parse_prop_list(s: &str) -> Result<PropList, String> {
-    s.split(',')
-        .map(|item| match item.split_once('=') {
-            None if item.is_empty() => Err(format!(
-                "empty item in '{s}': expected PROP=VALUE[,PROP=VALUE...]"
-            )),
-            None => Err(format!("'{item}' is not PROP=VALUE")),
-            Some(("", _)) => Err(format!(
-                "'{item}' has no property name: expected PROP=VALUE"
-            )),
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(PropList)
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in s.split(',') {
+        match item.split_once('=') {
+            None if item.is_empty() => {
+                return Err(format!(
+                    "empty item in '{s}': expected PROP=VALUE[,PROP=VALUE...]"
+                ))
+            }
+            None => match out.last_mut() {
+                Some((_, v)) if item.contains("://") && v.contains("://") => {
+                    v.push(',');
+                    v.push_str(item);
+                }
+                _ => return Err(format!("'{item}' is not PROP=VALUE")),
+            },
+            Some(("", _)) => {
+                return Err(format!(
+                    "'{item}' has no property name: expected PROP=VALUE"
+                ))
+            }
+            Some((k, v)) => out.push((k.to_string(), v.to_string())),
+        }
+    }
+    Ok(PropList(out))
 }
 
 /// Merges every `-p` into one map; a property given twice, or one that has
@@ -572,6 +586,18 @@ mod tests {
         assert_eq!(
             parse_prop_list("files/config="),
             Ok(pl(&[("files/config", "")]))
+        );
+        // A list of URLs stays one value (dladm's multi-valued properties).
+        assert_eq!(
+            parse_prop_list("etcd/endpoints=http://a:2379,http://b:2379,etcd/lease_ttl=4"),
+            Ok(pl(&[
+                ("etcd/endpoints", "http://a:2379,http://b:2379"),
+                ("etcd/lease_ttl", "4")
+            ]))
+        );
+        assert_eq!(
+            parse_prop_list("mtu=1400,http://b:2379"),
+            Err("'http://b:2379' is not PROP=VALUE".to_string())
         );
     }
 
