@@ -20,7 +20,7 @@ use crate::types::*;
 use crate::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// A request to overlayd.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +313,34 @@ pub enum VarpdMsg {
 pub enum VarpdRequest {
     /// Link state, plugins and instances.
     Status,
+    /// Set mappings by hand in an overlay's search plugin (`ovadm
+    /// set-mapping`): `mac` lives at `dest`, and/or `ip` belongs to `mac`.
+    /// Only plugins with a shared mapping database take them (etcd, where
+    /// they are written without a lease and stay until removed).
+    SetMapping {
+        /// Overlay name.
+        overlay: String,
+        /// The VL2 MAC.
+        mac: Mac,
+        /// Where it lives (UL3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dest: Option<SocketAddr>,
+        /// A VL3 address it owns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
+    },
+    /// Remove mappings by hand (`ovadm remove-mapping`): where `mac` lives,
+    /// and/or who owns `ip`.
+    RemoveMapping {
+        /// Overlay name.
+        overlay: String,
+        /// The VL2 MAC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<Mac>,
+        /// The VL3 address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
+    },
 }
 
 /// varpd's answer to a [`VarpdRequest`].
@@ -333,6 +361,8 @@ pub enum VarpdReply {
         /// What failed.
         error: ApiError,
     },
+    /// Done (answer to a change such as [`VarpdRequest::SetMapping`]).
+    Done,
 }
 
 #[cfg(test)]

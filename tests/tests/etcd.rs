@@ -151,6 +151,66 @@ fn three_hosts_on_one_etcd_reach_each_other_with_no_static_config() {
         let p = s.lab.ovadm_ok(s.h(i), ["show-overlay", "ov0"]);
         assert!(!p.contains("files/"), "{p}");
     }
+
+    // Mappings by hand (ovadm set-mapping / remove-mapping, through varpd):
+    // an address host 2's guest never announced, given to it by hand.
+    let extra = format!("192.168.{}.77", s.n);
+    s.lab.ip(
+        s.h(2),
+        &["addr", "add", &format!("{extra}/24"), "dev", "ov0"],
+    );
+    let mac2 = s.mac(2);
+    s.lab.ovadm_ok(
+        s.h(1),
+        [
+            "set-mapping",
+            "-m",
+            mac2.as_str(),
+            "-a",
+            extra.as_str(),
+            "ov0",
+        ],
+    );
+    let k = format!("{}vl3/{extra}", s.prefix());
+    let v = s.etcd.etcdctl_ok(&["get", "--print-value-only", &k]);
+    assert_eq!(v.trim(), format!(r#"{{"mac":"{mac2}"}}"#));
+    let r = s.lab.wait_ping(s.h(3), &extra, Duration::from_secs(5));
+    assert!(r.all_answered(), "the address set by hand:\n{r}");
+    let fake = format!("02:{}:00:00:00:99", s.n);
+    let dest = format!("{}:4789", s.ul(3));
+    s.lab.ovadm_ok(
+        s.h(1),
+        [
+            "set-mapping",
+            "-m",
+            fake.as_str(),
+            "-d",
+            dest.as_str(),
+            "ov0",
+        ],
+    );
+    let k2 = format!("{}vl2/{fake}", s.prefix());
+    let v = s.etcd.etcdctl_ok(&["get", "--print-value-only", &k2]);
+    assert!(v.contains(&s.ul(3)), "{k2} = {v}");
+    s.lab.ovadm_ok(
+        s.h(2),
+        [
+            "remove-mapping",
+            "-m",
+            fake.as_str(),
+            "-a",
+            extra.as_str(),
+            "ov0",
+        ],
+    );
+    let keys = s.etcd.keys(&s.prefix());
+    assert!(!keys.contains(&k) && !keys.contains(&k2), "{keys:#?}");
+    let out = s
+        .lab
+        .ovadm(s.h(2), ["remove-mapping", "-m", fake.as_str(), "ov0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("no etcd key {k2}")), "{err}");
 }
 
 /// Pings `dest` from host `from` once a try (1 s wait) until it answers or

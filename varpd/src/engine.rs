@@ -358,6 +358,53 @@ impl Engine {
         }
     }
 
+    /// Sets or removes mappings by hand in overlay `overlay`'s instance, in
+    /// order; the first failure stops and is the answer.
+    pub fn hand_mappings(
+        &self,
+        overlay: &str,
+        ops: Vec<crate::plugin::HandMapping>,
+    ) -> BoxFuture<VarpdReply> {
+        let err = |kind, message: String| VarpdReply::Error {
+            error: overlay_api::ApiError::new(kind, message),
+        };
+        let instance = {
+            let slots = self.slots();
+            let Some(slot) = slots.values().find(|s| s.spec.overlay == overlay) else {
+                return crate::plugin::ready(err(
+                    overlay_api::ErrorKind::NotFound,
+                    format!("varpd has no overlay {overlay}"),
+                ));
+            };
+            match &slot.instance {
+                Some(i) => (i.clone(), slot.spec.search.clone()),
+                None => {
+                    return crate::plugin::ready(err(
+                        overlay_api::ErrorKind::Plugin,
+                        format!(
+                            "overlay {overlay}: its {} instance is not running: {}",
+                            slot.spec.search,
+                            slot.provider.status().health().1.unwrap_or_default()
+                        ),
+                    ))
+                }
+            }
+        };
+        let overlay = overlay.to_string();
+        Box::pin(async move {
+            let (instance, search) = instance;
+            for op in ops {
+                if let Err(e) = instance.hand_mapping(op).await {
+                    return err(
+                        overlay_api::ErrorKind::Plugin,
+                        format!("overlay {overlay} (search plugin {search}): {e}"),
+                    );
+                }
+            }
+            VarpdReply::Done
+        })
+    }
+
     /// The answer to `varpd.sock`'s status request.
     pub fn status(&self) -> VarpdReply {
         let instances = self

@@ -58,6 +58,19 @@ pub struct LookupQuery {
     pub dst: Mac,
 }
 
+/// A mapping set or removed by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandMapping {
+    /// VL2 MAC lives at a UL3 address.
+    SetVl2(Mac, SocketAddr),
+    /// VL3 address belongs to a MAC.
+    SetVl3(IpAddr, Mac),
+    /// Forget where a MAC lives.
+    RemoveVl2(Mac),
+    /// Forget who owns an address.
+    RemoveVl3(IpAddr),
+}
+
 /// Why a proxy query (ARP, NDP, DHCP) has no answer; becomes
 /// [`LookupResult::NotAnswered`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -199,6 +212,16 @@ pub trait Instance: Send + Sync + 'static {
     /// of its ARP, the source of its neighbour solicitation). Not in illumos.
     fn local_ip(&self, ip: IpAddr, mac: Mac) {
         let _ = (ip, mac);
+    }
+
+    /// Sets or removes one mapping by hand (`ovadm set-mapping`,
+    /// `remove-mapping`). Only plugins with a shared mapping database
+    /// take them; the error says why not.
+    fn hand_mapping(&self, m: HandMapping) -> BoxFuture<Result<(), String>> {
+        let _ = m;
+        ready(Err(
+            "this search plugin takes no mappings by hand (edit its configuration)".into(),
+        ))
     }
 
     /// Re-reads the instance's configuration (varpd got SIGHUP). Changes are

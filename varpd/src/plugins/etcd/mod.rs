@@ -45,7 +45,7 @@ pub mod config;
 pub mod schema;
 mod session;
 
-use crate::plugin::{BoxFuture, Instance, LookupQuery, NoAnswer, Plugin, PluginError};
+use crate::plugin::{BoxFuture, HandMapping, Instance, LookupQuery, NoAnswer, Plugin, PluginError};
 use crate::provider::Provider;
 use config::Config;
 use overlay_api::proto::LookupResult;
@@ -303,6 +303,13 @@ impl Instance for EtcdInstance {
         if changed {
             let _ = s.cmds.send(Cmd::Ip(ip, mac));
         }
+    }
+
+    fn hand_mapping(&self, m: HandMapping) -> BoxFuture<Result<(), String>> {
+        let Some(s) = self.shared() else {
+            return crate::plugin::ready(Err("etcd instance not started".into()));
+        };
+        Box::pin(async move { session::hand(&s, m).await })
     }
 
     fn save(&self) -> serde_json::Value {

@@ -218,6 +218,52 @@ async fn session(
     }
 }
 
+/// Writes a mapping set by hand: no lease, so it stays until removed.
+pub(crate) async fn hand(shared: &Shared, m: crate::plugin::HandMapping) -> Result<(), Error> {
+    use crate::plugin::HandMapping as H;
+    let (client, error) = {
+        let st = shared.state();
+        (st.client.clone(), st.error.clone())
+    };
+    let Some(client) = client else {
+        return Err(format!(
+            "etcd is unreachable: {}",
+            error.unwrap_or_else(|| "not connected yet".into())
+        ));
+    };
+    let (key, value) = match m {
+        H::SetVl2(mac, dest) => (
+            shared.schema.key(Key::Vl2(mac)),
+            Some(schema::vl2_value(dest)),
+        ),
+        H::SetVl3(ip, mac) => (
+            shared.schema.key(Key::Vl3(ip)),
+            Some(schema::vl3_value(mac)),
+        ),
+        H::RemoveVl2(mac) => (shared.schema.key(Key::Vl2(mac)), None),
+        H::RemoveVl3(ip) => (shared.schema.key(Key::Vl3(ip)), None),
+    };
+    match value {
+        Some(v) => retry(&format!("put {key}"), &client, |mut c| {
+            let (k, v) = (key.clone(), v.clone());
+            async move { c.put(k, v, None).await }
+        })
+        .await
+        .map(drop),
+        None => {
+            let resp = retry(&format!("delete {key}"), &client, |mut c| {
+                let k = key.clone();
+                async move { c.delete(k, None).await }
+            })
+            .await?;
+            if resp.deleted() == 0 {
+                return Err(format!("no etcd key {key}"));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Renews the lease once.
 async fn keep_alive(
     keeper: &mut etcd_client::LeaseKeeper,
