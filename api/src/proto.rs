@@ -298,6 +298,15 @@ pub enum VarpdMsg {
         #[serde(with = "hexbytes")]
         frame: Vec<u8>,
     },
+    /// A local MAC ([`DriverMsg::LocalMac`]) now lives on another host
+    /// (it moved away): forget it, so that if it comes back its next frame
+    /// announces it again.
+    ForgetLocalMac {
+        /// overlayd's id.
+        oid: u64,
+        /// The MAC.
+        mac: Mac,
+    },
     /// Forget a target entry (or all of them) because the mapping changed.
     Invalidate {
         /// overlayd's id.

@@ -298,6 +298,17 @@ fn a_guest_that_moves_is_followed_within_two_seconds() {
     assert!(v.contains(&s.ul(3)), "{k} = {v}");
     let r = s.lab.wait_ping(s.h(1), g6, Duration::from_secs(5));
     assert!(r.all_answered(), "IPv6 to the moved guest:\n{r}");
+
+    // And back to host 2, well within its idle timeout for the MAC: host 2
+    // was told the MAC had left, so it announces it again.
+    s.lab.ovadm_ok(s.h(3), ["delete-vnic", "vnicg"]);
+    let t0 = Instant::now();
+    attach(&s, 2);
+    let took = time_to_reach(&s, 1, g4, Duration::from_secs(5))
+        .map(|_| t0.elapsed())
+        .unwrap_or_else(|| panic!("host 1 never reached the guest back on host 2"));
+    println!("migration back: host 1 reached the guest at host 2 after {took:?}");
+    assert!(took <= Duration::from_secs(2), "host 1 took {took:?}");
     drop(s.lab.ovadm(s.h(3), ["delete-vnic", "vnicg"]));
 }
 

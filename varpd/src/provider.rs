@@ -123,6 +123,12 @@ impl Provider {
         self.send(VarpdMsg::Invalidate { oid: self.oid, mac });
     }
 
+    /// Tells overlayd that its local MAC `mac` now lives elsewhere, so that
+    /// it announces it again should it come back.
+    pub fn forget_local_mac(&self, mac: Mac) {
+        self.send(VarpdMsg::ForgetLocalMac { oid: self.oid, mac });
+    }
+
     /// Has overlayd write `frame` into the overlay (an announcement such as
     /// a gratuitous ARP after a mapping changed).
     pub fn inject(&self, frame: Vec<u8>) {

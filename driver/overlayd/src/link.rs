@@ -246,6 +246,11 @@ impl Daemon {
                     }
                 }
             }
+            VarpdMsg::ForgetLocalMac { oid, mac } => {
+                if let Some(ov) = self.overlays.get_mut(&oid) {
+                    ov.local.forget(mac);
+                }
+            }
             VarpdMsg::Invalidate { oid, mac } => {
                 let Some(ov) = self.overlays.get_mut(&oid) else {
                     return;

@@ -62,6 +62,11 @@ impl LocalMacs {
         gone
     }
 
+    /// Forgets `mac` (it moved to another host).
+    pub fn forget(&mut self, mac: Mac) {
+        self.seen.remove(&mac);
+    }
+
     /// Every MAC currently known.
     pub fn all(&self) -> impl Iterator<Item = Mac> + '_ {
         self.seen.keys().copied()
@@ -87,6 +92,10 @@ mod tests {
         assert_eq!(l.expire(t0 + Duration::from_secs(40)), vec![]);
         assert_eq!(l.expire(t0 + Duration::from_secs(51)), vec![m]);
         assert_eq!(l.all().count(), 0);
+        // Forgotten (moved away), it is new again when it comes back.
+        assert!(l.touch(m, t0));
+        l.forget(m);
+        assert!(l.touch(m, t0));
     }
 
     #[test]

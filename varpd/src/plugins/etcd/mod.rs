@@ -575,7 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_registrations_are_queued_once() {
-        let (inst, s, _rx) = unreachable().await;
+        let (inst, s, mut rx) = unreachable().await;
         let m = mac("02:00:00:00:00:0d");
         inst.local_mac(m, true);
         inst.local_mac(m, true);
@@ -586,7 +586,36 @@ mod tests {
             assert!(st.local_macs.contains(&m));
             assert_eq!(st.local_ips.len(), 1);
         }
+        // Our own registration coming back through the watch changes nothing.
+        let key = b"/t/55/vl2/02:00:00:00:00:0d";
+        session::event(&s, key, Some(br#"{"ip":"10.0.0.1","port":4789}"#), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![VarpdMsg::Invalidate {
+                oid: 5,
+                mac: Some(m)
+            }]
+        );
+        assert!(s.state().local_macs.contains(&m));
+        // Another host registers it: it moved away; overlayd forgets it.
+        session::event(&s, key, Some(br#"{"ip":"10.0.0.9","port":4789}"#), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                VarpdMsg::Invalidate {
+                    oid: 5,
+                    mac: Some(m)
+                },
+                VarpdMsg::ForgetLocalMac { oid: 5, mac: m }
+            ]
+        );
+        {
+            let st = s.state();
+            assert!(st.local_macs.is_empty() && st.local_ips.is_empty());
+        }
         // Expiry of the MAC takes its addresses with it.
+        inst.local_mac(m, true);
+        inst.local_ip("192.168.5.13".parse().unwrap(), m);
         inst.local_mac(m, false);
         let st = s.state();
         assert!(st.local_macs.is_empty() && st.local_ips.is_empty());

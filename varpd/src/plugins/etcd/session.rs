@@ -404,6 +404,18 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
         Change::Vl2 { mac, now } => {
             log::debug!("overlay {}: vl2 {mac} now {now:?}", p.overlay());
             p.invalidate(Some(mac));
+            // One of ours, registered by another host: it moved away.
+            if now.is_some() && now != shared.listen {
+                let moved = {
+                    let mut st = shared.state();
+                    st.local_ips.retain(|_, m| *m != mac);
+                    st.local_macs.remove(&mac)
+                };
+                if moved {
+                    log::info!("overlay {}: {mac} moved to {now:?}", p.overlay());
+                    p.forget_local_mac(mac);
+                }
+            }
         }
         Change::Vl3 { ip, was, now } => {
             log::debug!("overlay {}: vl3 {ip} was {was:?} now {now:?}", p.overlay());
