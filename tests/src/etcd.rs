@@ -25,7 +25,115 @@ struct Member {
     log: PathBuf,
     cluster: String,
     token: String,
+    tls: Option<EtcdTls>,
     child: Option<Child>,
+}
+
+/// PEM files for an etcd that speaks TLS and wants client certificates:
+/// a CA, the servers' certificate and key (valid for every member's
+/// address), and a client certificate and key, all signed by that CA.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Server certificate.
+    pub server_cert: PathBuf,
+    /// Server key.
+    pub server_key: PathBuf,
+    /// Client certificate.
+    pub client_cert: PathBuf,
+    /// Client key.
+    pub client_key: PathBuf,
+}
+
+impl EtcdTls {
+    /// Makes the files in `dir` with openssl, the server's certificate valid
+    /// for the addresses `ips`.
+    pub fn generate(dir: &std::path::Path, ips: &[&str]) -> EtcdTls {
+        require_tools(&["openssl"]);
+        let p = |n: &str| dir.join(n);
+        let openssl = |args: &[&str]| {
+            let out = run(Command::new("openssl").args(args));
+            assert!(out.status.success(), "openssl {args:?}:\n{}", text(&out));
+        };
+        let s = |p: &PathBuf| p.display().to_string();
+        let (ca, cak) = (p("ca.pem"), p("ca-key.pem"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&cak),
+            "-out",
+            &s(&ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=overlay test CA",
+        ]);
+        let sign = |name: &str, cn: &str, ext: &str| -> (PathBuf, PathBuf) {
+            let (cert, key, csr, extf) = (
+                p(&format!("{name}.pem")),
+                p(&format!("{name}-key.pem")),
+                p(&format!("{name}.csr")),
+                p(&format!("{name}.ext")),
+            );
+            std::fs::write(&extf, ext).expect("write ext file");
+            openssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &s(&key),
+                "-out",
+                &s(&csr),
+                "-subj",
+                &format!("/CN={cn}"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &s(&csr),
+                "-CA",
+                &s(&ca),
+                "-CAkey",
+                &s(&cak),
+                "-CAcreateserial",
+                "-out",
+                &s(&cert),
+                "-days",
+                "2",
+                "-extfile",
+                &s(&extf),
+            ]);
+            (cert, key)
+        };
+        let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+        let (server_cert, server_key) = sign(
+            "server",
+            "etcd",
+            &format!(
+                "subjectAltName={}\nextendedKeyUsage=serverAuth,clientAuth\n",
+                sans.join(",")
+            ),
+        );
+        let (client_cert, client_key) = sign("client", "varpd", "extendedKeyUsage=clientAuth\n");
+        EtcdTls {
+            ca,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+        }
+    }
 }
 
 /// An etcd cluster started by a test; killed when dropped.
@@ -40,7 +148,8 @@ impl Member {
             .append(true)
             .open(&self.log)
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
-        let client = format!("http://{}:2379", self.ip);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://{}:2379", self.ip);
         let peer = format!("http://{}:2380", self.ip);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, "etcd", "--name", &self.name])
@@ -53,8 +162,17 @@ impl Member {
             .args(["--initial-cluster", &self.cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
-            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
-            .stdin(Stdio::null())
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log)
             .process_group(0);
@@ -63,6 +181,11 @@ impl Member {
             cmd.spawn()
                 .unwrap_or_else(|e| panic!("cannot run `{shown}`: {e}")),
         );
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.ip)
     }
 
     fn stop(&mut self, sig: i32) {
@@ -79,9 +202,21 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("http://{}:2379", m.ip))
+            .map(|m| m.url())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// etcdctl's TLS flags, if the cluster speaks TLS.
+    fn tls_flags(&self) -> Vec<String> {
+        match self.members.first().and_then(|m| m.tls.as_ref()) {
+            None => Vec::new(),
+            Some(t) => vec![
+                format!("--cacert={}", t.ca.display()),
+                format!("--cert={}", t.client_cert.display()),
+                format!("--key={}", t.client_key.display()),
+            ],
+        }
     }
 
     /// Stops member `i` (0-based) with SIGTERM, or SIGKILL when `kill`.
@@ -112,6 +247,7 @@ impl EtcdCluster {
                 "--command-timeout=2s",
             ])
             .arg(format!("--endpoints={}", self.endpoints()))
+            .args(self.tls_flags())
             .env("ETCDCTL_API", "3")
             .args(args))
     }
@@ -142,7 +278,8 @@ impl EtcdCluster {
             self.members.iter().filter(|m| m.child.is_some()).all(|m| {
                 run(Command::new("ip")
                     .args(["netns", "exec", &m.ns, "etcdctl", "--dial-timeout=1s"])
-                    .arg(format!("--endpoints=http://{}:2379", m.ip))
+                    .arg(format!("--endpoints={}", m.url()))
+                    .args(self.tls_flags())
                     .env("ETCDCTL_API", "3")
                     .args(["endpoint", "health"]))
                 .status
@@ -176,6 +313,11 @@ impl Lab {
     /// matching underlay address of `ips` (the hosts must already be on a
     /// switch or link with those addresses), and waits until it is healthy.
     pub fn etcd(&self, hosts: &[Host], ips: &[&str]) -> EtcdCluster {
+        self.etcd_with(hosts, ips, None)
+    }
+
+    /// As [`Lab::etcd`], speaking TLS with client certificates when `tls`.
+    pub fn etcd_with(&self, hosts: &[Host], ips: &[&str], tls: Option<EtcdTls>) -> EtcdCluster {
         require_tools(&["etcd", "etcdctl"]);
         assert_eq!(hosts.len(), ips.len(), "one address per etcd host");
         let cluster = ips
@@ -197,6 +339,7 @@ impl Lab {
                     log: self.dir().join(format!("etcd-e{i}.log")),
                     cluster: cluster.clone(),
                     token: format!("{}-etcd", self.ns(hosts[0])),
+                    tls: tls.clone(),
                     child: None,
                 })
                 .collect(),

@@ -68,7 +68,7 @@ mod tools;
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
 pub use craft::{eth_frame, vxlan_datagram, VXLAN_FLAG_I};
 pub use daemon::Daemon;
-pub use etcd::EtcdCluster;
+pub use etcd::{EtcdCluster, EtcdTls};
 pub use lab::{Host, Lab};
 pub use packet::PacketSocket;
 pub use scenario::{FilesEntry, Pair};
