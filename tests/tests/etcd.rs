@@ -604,3 +604,61 @@ fn mutual_tls_to_etcd() {
         status()
     );
 }
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd: run `sudo make test`"]
+fn a_host_cut_off_from_etcd_does_not_reclaim_a_guest_that_moved_meanwhile() {
+    let mut s = setup("etcd_partition", 69, 3, 1, 4);
+    let g = s.lab.add_host("guest");
+    let gmac = "02:69:00:00:00:50";
+    let g4 = "192.168.69.50";
+    let attach = |s: &Setup, host: usize| {
+        s.lab.ovadm_ok(
+            s.h(host),
+            [
+                "create-vnic",
+                "-l",
+                "ov0",
+                "-m",
+                gmac,
+                "--netns",
+                s.lab.ns(g),
+                "vnicg",
+            ],
+        );
+        s.lab.guest_addr(g, "vnicg", gmac, &[&format!("{g4}/24")]);
+    };
+    attach(&s, 2);
+    let r = s.lab.wait_ping(s.h(1), g4, Duration::from_secs(15));
+    assert!(r.all_answered(), "{r}");
+    // Host 2 loses etcd (and only etcd).
+    s.lab
+        .ip(s.h(2), &["route", "add", "blackhole", "10.69.0.4/32"]);
+    assert!(
+        wait_for(Duration::from_secs(12), || s.status(2).contains("DEGRADED")),
+        "{}",
+        s.status(2)
+    );
+    // Meanwhile the guest moves to host 3, which registers it.
+    s.lab.ovadm_ok(s.h(2), ["delete-vnic", "vnicg"]);
+    attach(&s, 3);
+    let r = s.lab.wait_ping(s.h(1), g4, Duration::from_secs(5));
+    assert!(r.all_answered(), "{r}");
+    // Host 2 comes back: it must not publish the guest as its own again.
+    s.lab
+        .ip(s.h(2), &["route", "del", "blackhole", "10.69.0.4/32"]);
+    assert!(
+        wait_for(Duration::from_secs(15), || s.status(2).contains("ONLINE")),
+        "{}",
+        s.status(2)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let k = format!("{}vl2/{gmac}", s.prefix());
+    let v = s.etcd.etcdctl_ok(&["get", "--print-value-only", &k]);
+    assert!(
+        v.contains(&s.ul(3)),
+        "host 2 took the guest back: {k} = {v}"
+    );
+    let r = s.lab.wait_ping(s.h(1), g4, Duration::from_secs(3));
+    assert!(r.all_answered(), "{r}");
+}

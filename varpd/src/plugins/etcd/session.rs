@@ -141,7 +141,7 @@ async fn session(
         (macs, ips)
     };
     for m in macs {
-        write(shared, &mut client, lease, Cmd::Mac(m, true)).await?;
+        republish(shared, &client, lease, m).await?;
     }
     for (ip, m) in ips {
         write(shared, &mut client, lease, Cmd::Ip(ip, m)).await?;
@@ -310,6 +310,43 @@ async fn write(shared: &Shared, client: &mut Client, lease: i64, cmd: Cmd) -> Re
             let key = shared.schema.key(Key::Vl3(ip));
             put(key, schema::vl3_value(mac)).await?;
         }
+    }
+    Ok(())
+}
+
+/// Publishes a local MAC again under a new lease (a new session) — unless
+/// another host registered it meanwhile (it moved while this host could
+/// not reach etcd): then it is forgotten, as when the watch reports a move.
+async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<(), Error> {
+    let Some(listen) = shared.listen else {
+        return Ok(());
+    };
+    let key = shared.schema.key(Key::Vl2(mac));
+    let value = schema::vl2_value(listen);
+    let resp = retry("put", client, |mut c| {
+        // A missing key fails `version > 0`, our own value fails `!=`:
+        // both put. Only a key naming another host is left alone.
+        let txn = Txn::new()
+            .when([
+                Compare::version(key.clone(), CompareOp::Greater, 0),
+                Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
+            ])
+            .or_else([TxnOp::put(
+                key.clone(),
+                value.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        async move { c.txn(txn).await }
+    })
+    .await?;
+    if resp.succeeded() {
+        shared.state().local_macs.remove(&mac);
+        shared.state().local_ips.retain(|_, m| *m != mac);
+        log::info!(
+            "overlay {}: {mac} moved to another host while etcd was unreachable",
+            shared.provider.overlay()
+        );
+        shared.provider.forget_local_mac(mac);
     }
     Ok(())
 }
