@@ -384,7 +384,13 @@ mod tests {
         mpsc::UnboundedReceiver<VarpdMsg>,
     ) {
         let (p, mut rx) = provider();
-        let mut inst = Etcd.create(p);
+        let mut inst = EtcdInstance {
+            provider: p,
+            cfg: Config::default(),
+            listen: None,
+            shared: None,
+            task: None,
+        };
         inst.setprop(config::PROP_ENDPOINTS, "http://127.0.0.1:9")
             .unwrap();
         inst.setprop(config::PROP_PREFIX, "/t").unwrap();
@@ -413,13 +419,8 @@ mod tests {
             other => panic!("expected degraded-serving, got {other:?}"),
         }
         // Reach the shared state the way the session does.
-        let shared = {
-            let any: &dyn Instance = &*inst;
-            let ptr = any as *const dyn Instance as *const EtcdInstance;
-            // SAFETY: `inst` was created by `Etcd.create`, an EtcdInstance.
-            unsafe { &*ptr }.shared().unwrap()
-        };
-        (inst, shared, rx)
+        let shared = inst.shared().unwrap();
+        (Box::new(inst), shared, rx)
     }
 
     #[test]
