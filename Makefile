@@ -4,8 +4,9 @@
 #   make / make build    release build of every binary in the workspace
 #   make test            deps (as root), build, cargo test (root-only tests too, as root), then the
 #                        acceptance scripts in ../shared/acceptance (as root, when present)
-#   make lab [HOSTS=N] [GUESTS=M]  build, then a lab of N hosts (default 2) with M guests each
-#                        (default 1; VNICs in namespaces ovlab-hN-gK): see lab/lab.sh
+#   make lab [HOSTS=N] [GUESTS=M] [BACKEND=files|etcd]  build, then a lab of N hosts (default 2)
+#                        with M guests each (default 1; VNICs in namespaces ovlab-hN-gK), mappings
+#                        from a files config (default) or a real etcd: see lab/lab.sh
 #   make lab-down        remove the lab whole; make lab-status: what runs in it
 #   make deps            install the system tools the tests use (as root, only what is missing)
 #   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
@@ -23,6 +24,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 HOSTS ?= 2
 GUESTS ?= 1
+BACKEND ?= files
 # The acceptance scripts live beside the repository, in the shared directory; they run from here.
 ACCEPTANCE ?= $(CURDIR)/../shared/acceptance
 ACCEPTANCE_SCRIPTS ?= interop-kernel.sh varpd-failure.sh lab.sh
@@ -82,7 +84,7 @@ fuzz:
 	bash fuzz/run.sh $(FUZZ_SECS)
 
 lab: build
-	GUESTS=$(GUESTS) bash lab/lab.sh up $(HOSTS)
+	GUESTS=$(GUESTS) BACKEND=$(BACKEND) bash lab/lab.sh up $(HOSTS)
 
 lab-down:
 	bash lab/lab.sh down

@@ -4,8 +4,8 @@
 # it only says what is missing: the root-only tests will not run there anyway.
 set -euo pipefail
 
-TOOLS=(ip ping iperf3 ethtool tshark tcpdump bpftrace tmux prometheus python3 ovs-vsctl)
-PACKAGES=(iproute2 iputils-ping iperf3 ethtool tshark tcpdump bpftrace tmux prometheus python3 openvswitch-switch)
+TOOLS=(ip ping iperf3 ethtool tshark tcpdump bpftrace tmux prometheus python3 ovs-vsctl protoc etcd etcdctl openssl)
+PACKAGES=(iproute2 iputils-ping iperf3 ethtool tshark tcpdump bpftrace tmux prometheus python3 openvswitch-switch protobuf-compiler etcd-server etcd-client openssl)
 
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done

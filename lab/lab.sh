@@ -15,6 +15,10 @@
 #              logs /run/ovlab/hN/{overlayd,varpd}.log, pid files /run/ovlab/hN/{overlayd,varpd}.pid
 #   overlay    ov0, VNI 4242, files plugin with the one shared config /run/ovlab/files.json,
 #              MAC 02:77:00:00:00:NN (N as two digits), 192.168.77.N/24 and fd77::N/64
+# BACKEND=etcd (default files): ov0 uses the etcd plugin instead, on one etcd (the etcd-server
+# package) in namespace ovlab-etcd on the bridge, 10.77.0.250, data in /run/ovlab/etcd, log
+# /run/ovlab/etcd.log; no files config. Hosts and guests register themselves: guests announce
+# their addresses (gratuitous ARP on link-up, IPv6 duplicate address detection).
 # Guests. Each host N carries GUESTS guests K = 1..GUESTS, each a namespace ovlab-hN-gK holding a
 # VNIC (a macvlan over ov0, made by `ovadm create-vnic --netns`) named vnicK, with
 #   MAC 02:77:NN:00:00:KK (N and K as two digits), 10.78.N.K/16 and fd78::N:K/64
@@ -34,6 +38,10 @@ STATE=/run/ovlab
 SW=ovlab-sw
 VNI=4242
 EXPORTER_LISTEN=${EXPORTER_LISTEN:-127.0.0.1:9477}
+BACKEND=${BACKEND:-files}
+ETCD_NS=ovlab-etcd
+ETCD_IP=10.77.0.250
+ETCD_URL=http://$ETCD_IP:2379
 
 say() { echo "lab: $*"; }
 die() { echo "lab: error: $*" >&2; exit 1; }
@@ -45,7 +53,7 @@ guest_mac() { printf '02:77:%02d:00:00:%02d' "$1" "$2"; }
 ovadm() { local n=$1; shift; "$BIN/ovadm" --run-dir "$STATE/h$n/run" "$@"; }
 
 # Every lab namespace that exists now (hosts of any count, and the switch).
-lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ovlab-(sw|h[0-9]+|h[0-9]+-g[0-9]+)$' || true; }
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ovlab-(sw|etcd|h[0-9]+|h[0-9]+-g[0-9]+)$' || true; }
 
 # Host numbers of the lab that is up, from its namespaces.
 lab_hosts() { lab_namespaces | sed -n 's/^ovlab-h\([0-9]*\)$/\1/p' | sort -n; }
@@ -66,11 +74,11 @@ present() { local p; for p in "$@"; do if [[ -e /proc/$p ]]; then echo "$p"; fi;
 # a pid may have been reused since) and everything inside its namespaces.
 lab_pids() {
   local f p n
-  for f in "$STATE"/h*/*.pid "$STATE"/exporter.pid; do
+  for f in "$STATE"/h*/*.pid "$STATE"/exporter.pid "$STATE"/etcd.pid; do
     [[ -f $f ]] || continue
     p=$(<"$f")
     [[ $p =~ ^[0-9]+$ ]] || continue
-    if [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == *"--run-dir $STATE/"* ]]; then echo "$p"; fi
+    if [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == *"-dir $STATE/"* ]]; then echo "$p"; fi
   done
   for n in $(lab_namespaces); do ip netns pids "$n" 2>/dev/null || true; done
 }
@@ -145,6 +153,32 @@ start_exporter() {
   echo "lab: warning: overlay-exporter is not serving $EXPORTER_LISTEN (log: $STATE/exporter.log)" >&2
 }
 
+# start_etcd: one etcd member in its own namespace on the bridge, detached like the daemons; waits
+# until it answers (20 s), else shows its log and fails.
+start_etcd() {
+  command -v etcd >/dev/null || die "'etcd' is missing: install etcd-server (make deps)"
+  command -v etcdctl >/dev/null || die "'etcdctl' is missing: install etcd-client (make deps)"
+  ip netns add "$ETCD_NS"
+  ip -n "$ETCD_NS" link set lo up
+  ip link add ul0 netns "$ETCD_NS" type veth peer name etcd netns "$SW"
+  ip -n "$SW" link set etcd master br0 up
+  ip -n "$ETCD_NS" addr add "$ETCD_IP/24" dev ul0
+  ip -n "$ETCD_NS" link set ul0 up
+  setsid nohup ip netns exec "$ETCD_NS" etcd --name lab --data-dir "$STATE/etcd" \
+    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster lab=http://127.0.0.1:2380 </dev/null >>"$STATE/etcd.log" 2>&1 &
+  echo "$!" >"$STATE/etcd.pid"
+  for _ in $(seq 200); do
+    etcdctl_lab endpoint health >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  tail -20 "$STATE/etcd.log" >&2
+  die "etcd did not come up (log: $STATE/etcd.log)"
+}
+
+etcdctl_lab() { ETCDCTL_API=3 ip netns exec "$ETCD_NS" etcdctl --endpoints "$ETCD_URL" "$@"; }
+
 # wait_socket N NAME: until NAME's control socket exists (10 s), else show its log and fail.
 wait_socket() {
   local n=$1 d=$2 dir="$STATE/h$1"
@@ -173,6 +207,7 @@ cmd_up() {
   local hosts=${1:-${HOSTS:-2}} guests=${GUESTS:-1} n b k
   [[ $hosts =~ ^[1-9][0-9]?$ ]] || die "HOSTS must be a number from 1 to 99, not '$hosts'"
   [[ $guests =~ ^[0-9][0-9]?$ ]] || die "GUESTS must be a number from 0 to 99, not '$guests'"
+  [[ $BACKEND == files || $BACKEND == etcd ]] || die "BACKEND must be files or etcd, not '$BACKEND'"
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces): sudo make lab"
   for b in overlayd varpd ovadm overlay-exporter; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (make build)"
@@ -187,7 +222,8 @@ cmd_up() {
   trap 'echo "lab: up failed; taking down what was made" >&2; cmd_down >/dev/null 2>&1 || true' EXIT
 
   mkdir -p "$STATE"
-  {
+  echo "$BACKEND" >"$STATE/backend"
+  [[ $BACKEND == files ]] && {
     echo "{"
     for n in $(seq "$hosts"); do
       for k in $(seq "$guests"); do
@@ -204,6 +240,7 @@ cmd_up() {
   ip -n "$SW" link set lo up
   ip -n "$SW" link add br0 type bridge
   ip -n "$SW" link set br0 up
+  [[ $BACKEND == etcd ]] && start_etcd
   for n in $(seq "$hosts"); do
     local ns; ns=$(host_ns "$n")
     ip netns add "$ns"
@@ -223,19 +260,40 @@ cmd_up() {
     wait_socket "$n" overlayd
     wait_socket "$n" varpd
     wait_linked "$n"
-    ovadm "$n" create-overlay -e vxlan -s files -v "$VNI" \
-      -p "vxlan/listen_ip=10.77.0.$n,files/config=$STATE/files.json" ov0 >/dev/null
+    if [[ $BACKEND == etcd ]]; then
+      ovadm "$n" create-overlay -e vxlan -s etcd -v "$VNI" \
+        -p "vxlan/listen_ip=10.77.0.$n,etcd/endpoints=$ETCD_URL" ov0 >/dev/null
+    else
+      ovadm "$n" create-overlay -e vxlan -s files -v "$VNI" \
+        -p "vxlan/listen_ip=10.77.0.$n,files/config=$STATE/files.json" ov0 >/dev/null
+    fi
     ip -n "$ns" link set ov0 address "$(host_mac "$n")"
+    # With etcd, guests announce themselves (gratuitous ARP on link-up, IPv6 DAD): that is what
+    # the plugin learns their addresses from.
+    if [[ $BACKEND == etcd ]]; then
+      ip netns exec "$ns" sysctl -qw net.ipv4.conf.ov0.arp_notify=1
+      ip -n "$ns" addr add "fd77::$n/64" dev ov0
+    else
+      ip -n "$ns" addr add "fd77::$n/64" dev ov0 nodad
+    fi
     ip -n "$ns" addr add "192.168.77.$n/24" dev ov0
-    ip -n "$ns" addr add "fd77::$n/64" dev ov0 nodad
     ip -n "$ns" link set ov0 up
     for k in $(seq "$guests"); do
       local g; g=$(guest_ns "$n" "$k")
       ip netns add "$g"
       ip -n "$g" link set lo up
       ovadm "$n" create-vnic -l ov0 -m "$(guest_mac "$n" "$k")" --netns "$g" "vnic$k"
-      ip -n "$g" addr add "10.78.$n.$k/16" dev "vnic$k"
-      ip -n "$g" addr add "fd78::$n:$k/64" dev "vnic$k" nodad
+      if [[ $BACKEND == etcd ]]; then
+        # Down first (it would flush IPv6 addresses): the guest announces itself on the way up.
+        ip -n "$g" link set "vnic$k" down
+        ip netns exec "$g" sysctl -qw "net.ipv4.conf.vnic$k.arp_notify=1"
+        ip -n "$g" addr add "10.78.$n.$k/16" dev "vnic$k"
+        ip -n "$g" addr add "fd78::$n:$k/64" dev "vnic$k"
+        ip -n "$g" link set "vnic$k" up
+      else
+        ip -n "$g" addr add "10.78.$n.$k/16" dev "vnic$k"
+        ip -n "$g" addr add "fd78::$n:$k/64" dev "vnic$k" nodad
+      fi
     done
   done
 
@@ -267,9 +325,16 @@ cmd_up() {
     hint "$ov show-vnic -s" "h1's VNIC counters"
   fi
   hint "ip netns exec ovlab-h1 bash" "a shell on h1"
+  if [[ $BACKEND == etcd ]]; then
+    hint "ETCDCTL_API=3 ip netns exec $ETCD_NS etcdctl --endpoints $ETCD_URL get --prefix /overlay/$VNI/" "the mappings in etcd"
+  fi
   hint "curl -s http://$EXPORTER_LISTEN/metrics" "every host's metrics"
   hint "$BIN/ovstat --run-dir $STATE/h1/run 1" "h1's rates, vmstat-style"
-  echo "Logs: $STATE/hN/overlayd.log and varpd.log; files config: $STATE/files.json"
+  if [[ $BACKEND == etcd ]]; then
+    echo "Logs: $STATE/hN/overlayd.log and varpd.log, $STATE/etcd.log; mappings in etcd at $ETCD_URL"
+  else
+    echo "Logs: $STATE/hN/overlayd.log and varpd.log; files config: $STATE/files.json"
+  fi
   echo "Status: make lab-status    Take it down: make lab-down"
 }
 
@@ -307,6 +372,15 @@ cmd_status() {
   done
   gs=$(lab_guests 1 | wc -l)
   ((gs == 0)) || echo "guests: $gs per host (ovlab-hN-gK: VNIC vnicK on ov0, MAC 02:77:NN:00:00:KK, 10.78.N.K/16, fd78::N:K/64)"
+  if [[ $(cat "$STATE/backend" 2>/dev/null || true) == etcd ]]; then
+    p=$(cat "$STATE/etcd.pid" 2>/dev/null || true)
+    if [[ -n $p ]] && pid_alive "$p" && etcdctl_lab endpoint health >/dev/null 2>&1; then
+      echo "etcd: pid $p in $ETCD_NS at $ETCD_URL, $(etcdctl_lab get --prefix --keys-only "/overlay/$VNI/" | grep -c . || true) keys under /overlay/$VNI/; log $STATE/etcd.log"
+    else
+      echo "etcd: DOWN (log: $STATE/etcd.log)"
+      bad=1
+    fi
+  fi
   p=$(cat "$STATE/exporter.pid" 2>/dev/null || true)
   if [[ -n $p ]] && pid_alive "$p"; then
     echo "exporter: pid $p, metrics of all $(echo "$hosts" | wc -l) hosts (label host=\"hN\") at http://$EXPORTER_LISTEN/metrics; log $STATE/exporter.log"

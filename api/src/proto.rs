@@ -20,7 +20,7 @@ use crate::types::*;
 use crate::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// A request to overlayd.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +204,19 @@ pub enum DriverMsg {
         )]
         frame: Option<Vec<u8>>,
     },
+    /// The overlay's TAP device sent a frame from VL2 `mac` (a local guest
+    /// appeared), or no longer does (`present: false`, idle past overlayd's
+    /// timeout). Sent when a MAC is learned or expires, and every current
+    /// one again after each [`VarpdMsg::InstanceReady`]; a plugin that
+    /// registers where MACs live (etcd) publishes them.
+    LocalMac {
+        /// overlayd's id of the overlay.
+        oid: u64,
+        /// The guest's VL2 MAC.
+        mac: Mac,
+        /// Learned (true) or expired (false).
+        present: bool,
+    },
 }
 
 /// The answer to a lookup.
@@ -285,6 +298,15 @@ pub enum VarpdMsg {
         #[serde(with = "hexbytes")]
         frame: Vec<u8>,
     },
+    /// A local MAC ([`DriverMsg::LocalMac`]) now lives on another host
+    /// (it moved away): forget it, so that if it comes back its next frame
+    /// announces it again.
+    ForgetLocalMac {
+        /// overlayd's id.
+        oid: u64,
+        /// The MAC.
+        mac: Mac,
+    },
     /// Forget a target entry (or all of them) because the mapping changed.
     Invalidate {
         /// overlayd's id.
@@ -300,6 +322,34 @@ pub enum VarpdMsg {
 pub enum VarpdRequest {
     /// Link state, plugins and instances.
     Status,
+    /// Set mappings by hand in an overlay's search plugin (`ovadm
+    /// set-mapping`): `mac` lives at `dest`, and/or `ip` belongs to `mac`.
+    /// Only plugins with a shared mapping database take them (etcd, where
+    /// they are written without a lease and stay until removed).
+    SetMapping {
+        /// Overlay name.
+        overlay: String,
+        /// The VL2 MAC.
+        mac: Mac,
+        /// Where it lives (UL3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dest: Option<SocketAddr>,
+        /// A VL3 address it owns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
+    },
+    /// Remove mappings by hand (`ovadm remove-mapping`): where `mac` lives,
+    /// and/or who owns `ip`.
+    RemoveMapping {
+        /// Overlay name.
+        overlay: String,
+        /// The VL2 MAC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<Mac>,
+        /// The VL3 address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
+    },
 }
 
 /// varpd's answer to a [`VarpdRequest`].
@@ -320,6 +370,8 @@ pub enum VarpdReply {
         /// What failed.
         error: ApiError,
     },
+    /// Done (answer to a change such as [`VarpdRequest::SetMapping`]).
+    Done,
 }
 
 #[cfg(test)]

@@ -450,6 +450,10 @@ pub struct InstanceInfo {
     /// DHCP requests re-addressed to the client's DHCP server and resent.
     #[serde(default)]
     pub proxy_dhcp: u64,
+    /// Target entries the plugin invalidated in overlayd because their
+    /// mapping changed, moved or expired.
+    #[serde(default)]
+    pub invalidations: u64,
 }
 
 /// Kinds of failure a control socket reports.

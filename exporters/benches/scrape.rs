@@ -146,6 +146,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
             proxy_arp: k * 10,
             proxy_ndp: k * 10,
             proxy_dhcp: k,
+            invalidations: 0,
         });
     }
     let snap = StatsSnapshot {

@@ -581,6 +581,13 @@ fn varpd(f: &mut Families, host: &Option<String>, v: &VarpdSample) {
             l,
             i.proxy_dhcp,
         );
+        f.counter(
+            "varpd_invalidations_total",
+            "Target entries an instance invalidated in overlayd because their mapping changed, moved or expired.",
+            host,
+            l,
+            i.invalidations,
+        );
         let status = i.status.to_string();
         let reason = i.details.clone().unwrap_or_default();
         f.gauge(
@@ -836,6 +843,7 @@ mod tests {
                         proxy_arp: 1,
                         proxy_ndp: 2,
                         proxy_dhcp: 3,
+                        invalidations: 0,
                     }],
                 }),
             },

@@ -231,6 +231,7 @@ fn canned_hosts() -> Vec<HostSample> {
                     proxy_arp: 1,
                     proxy_ndp: 1,
                     proxy_dhcp: 1,
+                    invalidations: 0,
                 }],
             }),
         },

@@ -28,6 +28,9 @@
 //!   plugin, the address plan they use) and the files-plugin configuration.
 //! - [`snapshot`]: reading a statistics snapshot (an overlay's counters,
 //!   drops by reason).
+//! - `etcd.rs`: [`EtcdCluster`], a real etcd (one member or several) in
+//!   lab namespaces ([`Lab::etcd`]), the etcd-plugin overlay and the guest
+//!   set-up that announces itself.
 //! - `craft.rs`: VXLAN and Geneve datagrams built by hand, well formed or not.
 //! - `ovs.rs`: Open vSwitch's userspace datapath as an independent peer
 //!   ([`Lab::ovs_host`], [`Lab::ovs_tunnel`]): VXLAN, Geneve and GRE.
@@ -56,6 +59,7 @@
 mod bpftrace;
 mod craft;
 mod daemon;
+mod etcd;
 mod lab;
 mod netns;
 mod ovs;
@@ -67,6 +71,7 @@ mod tools;
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
 pub use craft::{eth_frame, geneve_datagram, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I};
 pub use daemon::Daemon;
+pub use etcd::{EtcdCluster, EtcdTls};
 pub use lab::{Host, Lab};
 pub use packet::PacketSocket;
 pub use scenario::{FilesEntry, Pair};

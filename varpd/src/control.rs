@@ -103,9 +103,39 @@ fn error(kind: ErrorKind, message: String) -> VarpdReply {
     }
 }
 
-fn answer(engine: &Engine, line: &[u8]) -> VarpdReply {
+async fn answer(engine: &Engine, line: &[u8]) -> VarpdReply {
+    use crate::plugin::HandMapping as H;
     match serde_json::from_slice::<VarpdRequest>(line) {
         Ok(VarpdRequest::Status) => engine.status(),
+        Ok(VarpdRequest::SetMapping {
+            overlay,
+            mac,
+            dest,
+            ip,
+        }) => {
+            let mut ops = Vec::new();
+            ops.extend(dest.map(|d| H::SetVl2(mac, d)));
+            ops.extend(ip.map(|i| H::SetVl3(i, mac)));
+            if ops.is_empty() {
+                return error(
+                    ErrorKind::BadRequest,
+                    "set-mapping needs a destination or an address".into(),
+                );
+            }
+            engine.hand_mappings(&overlay, ops).await
+        }
+        Ok(VarpdRequest::RemoveMapping { overlay, mac, ip }) => {
+            let mut ops = Vec::new();
+            ops.extend(mac.map(H::RemoveVl2));
+            ops.extend(ip.map(H::RemoveVl3));
+            if ops.is_empty() {
+                return error(
+                    ErrorKind::BadRequest,
+                    "remove-mapping needs a MAC or an address".into(),
+                );
+            }
+            engine.hand_mappings(&overlay, ops).await
+        }
         Err(e) => error(ErrorKind::BadRequest, format!("bad request: {e}")),
     }
 }
@@ -116,7 +146,7 @@ async fn client(stream: UnixStream, engine: &Engine) -> std::io::Result<()> {
     loop {
         let (reply, close) = match lines.next().await? {
             Line::Eof => return Ok(()),
-            Line::Text(t) => (answer(engine, &t), false),
+            Line::Text(t) => (answer(engine, &t).await, false),
             Line::TooLong(n) => (
                 error(
                     ErrorKind::BadRequest,
@@ -215,7 +245,7 @@ mod tests {
                 assert!(!linked);
                 assert_eq!(
                     plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-                    ["direct", "files"]
+                    ["direct", "files", "etcd"]
                 );
                 assert!(instances.is_empty());
             }

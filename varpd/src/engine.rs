@@ -160,6 +160,13 @@ impl Engine {
                 dst,
                 frame,
             } => Some(self.lookup(id, oid, src, dst, frame)),
+            DriverMsg::LocalMac { oid, mac, present } => {
+                let instance = self.slots().get(&oid).and_then(|s| s.instance.clone());
+                if let Some(i) = instance {
+                    i.local_mac(mac, present);
+                }
+                None
+            }
         }
     }
 
@@ -352,6 +359,7 @@ impl Engine {
         let Some(kind) = info.group else {
             return unicast(instance);
         };
+        proxy::learn(&*instance, kind, &frame);
         let fut = proxy::answer(instance, status, overlay, kind, frame);
         Box::pin(async move {
             let out = fut.await;
@@ -402,6 +410,53 @@ impl Engine {
         }
     }
 
+    /// Sets or removes mappings by hand in overlay `overlay`'s instance, in
+    /// order; the first failure stops and is the answer.
+    pub fn hand_mappings(
+        &self,
+        overlay: &str,
+        ops: Vec<crate::plugin::HandMapping>,
+    ) -> BoxFuture<VarpdReply> {
+        let err = |kind, message: String| VarpdReply::Error {
+            error: overlay_api::ApiError::new(kind, message),
+        };
+        let instance = {
+            let slots = self.slots();
+            let Some(slot) = slots.values().find(|s| s.spec.overlay == overlay) else {
+                return crate::plugin::ready(err(
+                    overlay_api::ErrorKind::NotFound,
+                    format!("varpd has no overlay {overlay}"),
+                ));
+            };
+            match &slot.instance {
+                Some(i) => (i.clone(), slot.spec.search.clone()),
+                None => {
+                    return crate::plugin::ready(err(
+                        overlay_api::ErrorKind::Plugin,
+                        format!(
+                            "overlay {overlay}: its {} instance is not running: {}",
+                            slot.spec.search,
+                            slot.provider.status().health().1.unwrap_or_default()
+                        ),
+                    ))
+                }
+            }
+        };
+        let overlay = overlay.to_string();
+        Box::pin(async move {
+            let (instance, search) = instance;
+            for op in ops {
+                if let Err(e) = instance.hand_mapping(op).await {
+                    return err(
+                        overlay_api::ErrorKind::Plugin,
+                        format!("overlay {overlay} (search plugin {search}): {e}"),
+                    );
+                }
+            }
+            VarpdReply::Done
+        })
+    }
+
     /// The answer to `varpd.sock`'s status request.
     pub fn status(&self) -> VarpdReply {
         let instances = self
@@ -420,6 +475,7 @@ impl Engine {
                     proxy_arp: st.proxy_arp.load(Ordering::Relaxed),
                     proxy_ndp: st.proxy_ndp.load(Ordering::Relaxed),
                     proxy_dhcp: st.proxy_dhcp.load(Ordering::Relaxed),
+                    invalidations: st.invalidations.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -463,6 +519,9 @@ fn setup(
     for (name, value) in spec.props.iter().filter(|(k, _)| k.starts_with(&prefix)) {
         instance.setprop(name, value)?;
     }
+    if let Some(listen) = underlay(&spec.props) {
+        instance.underlay(listen);
+    }
     instance.start()?;
     if plugin.mode() == DestMode::Point && instance.default().is_none() {
         return Err(PluginError::Config(
@@ -470,6 +529,20 @@ fn setup(
         ));
     }
     Ok(instance)
+}
+
+/// The overlay's listen address from its encapsulation's `*/listen_ip` and
+/// `*/listen_port` (default 4789) properties.
+fn underlay(props: &BTreeMap<String, String>) -> Option<std::net::SocketAddr> {
+    let find = |suffix: &str| {
+        props
+            .iter()
+            .find(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v.as_str())
+    };
+    let ip: std::net::IpAddr = find("/listen_ip")?.parse().ok()?;
+    let port = find("/listen_port").map_or(Some(4789), |p| p.parse().ok())?;
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// The text of a lookup result, as probes show it.

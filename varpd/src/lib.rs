@@ -16,7 +16,9 @@
 //!   (create, start, stop, destroy, default, lookup, properties, save,
 //!   restore, arp, ndp, dhcp), and why queries return futures.
 //! - [`plugins`]: the registry and the plugins — [`plugins::direct`] (point
-//!   to point) and [`plugins::files`] (a JSON mapping with proxy ARP/NDP).
+//!   to point), [`plugins::files`] (a JSON mapping with proxy ARP/NDP) and
+//!   [`plugins::etcd`] (mappings in an etcd cluster that every host
+//!   registers its own guests in, kept coherent by a watch).
 //! - [`provider`]: the handle an instance calls back into, and its counters.
 //! - [`engine`]: the instance table; turns overlayd's messages into plugin
 //!   operations and their results into messages.

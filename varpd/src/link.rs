@@ -227,7 +227,11 @@ mod tests {
                         plugins.iter().map(|p| (p.name.as_str(), p.mode)).collect();
                     assert_eq!(
                         names,
-                        [("direct", DestMode::Point), ("files", DestMode::Dynamic)]
+                        [
+                            ("direct", DestMode::Point),
+                            ("files", DestMode::Dynamic),
+                            ("etcd", DestMode::Dynamic)
+                        ]
                     );
                     assert_eq!(plugins[1].props[0].name, "files/config");
                     assert!(plugins[1].props[0].required);
@@ -358,7 +362,10 @@ mod tests {
         od.send(&instance(2, "nope", &[])).await;
         assert_eq!(
             od.recv().await,
-            failed(2, "unknown search plugin 'nope' (varpd has: direct, files)")
+            failed(
+                2,
+                "unknown search plugin 'nope' (varpd has: direct, files, etcd)"
+            )
         );
         od.send(&instance(
             3,
@@ -498,7 +505,7 @@ mod tests {
                 instances,
             } => {
                 assert!(linked);
-                assert_eq!(plugins.len(), 2);
+                assert_eq!(plugins.len(), 3);
                 let i1 = instances.iter().find(|i| i.oid == 1).unwrap();
                 assert_eq!((i1.lookups, i1.proxy_arp, i1.proxy_ndp), (4, 1, 0));
                 assert_eq!(i1.status, overlay_api::OverlayState::Online);
@@ -546,7 +553,10 @@ mod tests {
                     oid: 1,
                     mac: Some(mac("02:31:00:00:00:05"))
                 },
-                failed(2, "unknown search plugin 'nope' (varpd has: direct, files)"),
+                failed(
+                    2,
+                    "unknown search plugin 'nope' (varpd has: direct, files, etcd)"
+                ),
                 failed(3, "direct/dest_port: '70000' is not in 1-65535"),
                 failed(4, "unset required property: files/config"),
             ]

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use varpd::daemon::{self, Config};
 
 /// The virtual ARP daemon: answers overlayd's target-table misses through
-/// search plugins (direct, files).
+/// search plugins (direct, files, etcd).
 #[derive(Parser, Debug)]
 #[command(name = "varpd", version)]
 struct Args {

@@ -37,7 +37,7 @@ use crate::provider::Provider;
 use overlay_api::proto::LookupResult;
 use overlay_api::{DestMode, Mac, PropSpec};
 use std::future::Future;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 
 /// A boxed future that owns its data, as every query operation returns.
@@ -56,6 +56,19 @@ pub struct LookupQuery {
     pub src: Mac,
     /// The VL2 destination that missed.
     pub dst: Mac,
+}
+
+/// A mapping set or removed by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandMapping {
+    /// VL2 MAC lives at a UL3 address.
+    SetVl2(Mac, SocketAddr),
+    /// VL3 address belongs to a MAC.
+    SetVl3(IpAddr, Mac),
+    /// Forget where a MAC lives.
+    RemoveVl2(Mac),
+    /// Forget who owns an address.
+    RemoveVl3(IpAddr),
 }
 
 /// Why a proxy query (ARP, NDP, DHCP) has no answer; becomes
@@ -180,6 +193,35 @@ pub trait Instance: Send + Sync + 'static {
         ready(Err(NoAnswer(
             "this search plugin does not proxy DHCP".into(),
         )))
+    }
+
+    /// The overlay's own underlay address (its `*/listen_ip` and
+    /// `*/listen_port` properties), given before `start`: where this host's
+    /// guests are reached. Only plugins that register local guests use it.
+    fn underlay(&mut self, listen: SocketAddr) {
+        let _ = listen;
+    }
+
+    /// A guest of this host sends from VL2 `mac` (`present`), or stopped
+    /// doing so: overlayd's `DriverMsg::LocalMac`. Not in illumos.
+    fn local_mac(&self, mac: Mac, present: bool) {
+        let _ = (mac, present);
+    }
+
+    /// A guest of this host announced that VL3 `ip` is at `mac` (the sender
+    /// of its ARP, the source of its neighbour solicitation). Not in illumos.
+    fn local_ip(&self, ip: IpAddr, mac: Mac) {
+        let _ = (ip, mac);
+    }
+
+    /// Sets or removes one mapping by hand (`ovadm set-mapping`,
+    /// `remove-mapping`). Only plugins with a shared mapping database
+    /// take them; the error says why not.
+    fn hand_mapping(&self, m: HandMapping) -> BoxFuture<Result<(), String>> {
+        let _ = m;
+        ready(Err(
+            "this search plugin takes no mappings by hand (edit its configuration)".into(),
+        ))
     }
 
     /// Re-reads the instance's configuration (varpd got SIGHUP). Changes are

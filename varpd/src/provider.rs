@@ -30,6 +30,9 @@ pub struct InstanceStatus {
     pub proxy_ndp: AtomicU64,
     /// DHCP requests resent to the client's DHCP server.
     pub proxy_dhcp: AtomicU64,
+    /// Target entries the plugin invalidated in overlayd (mappings that
+    /// changed, moved or expired).
+    pub invalidations: AtomicU64,
     health: Mutex<Option<String>>,
 }
 
@@ -40,6 +43,7 @@ impl InstanceStatus {
             proxy_arp: AtomicU64::new(0),
             proxy_ndp: AtomicU64::new(0),
             proxy_dhcp: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
             health: Mutex::new(None),
         }
     }
@@ -115,7 +119,23 @@ impl Provider {
     /// Tells overlayd to forget its target entry for `mac` (every entry
     /// when `None`) because the mapping changed.
     pub fn invalidate(&self, mac: Option<Mac>) {
+        InstanceStatus::bump(&self.status.invalidations);
         self.send(VarpdMsg::Invalidate { oid: self.oid, mac });
+    }
+
+    /// Tells overlayd that its local MAC `mac` now lives elsewhere, so that
+    /// it announces it again should it come back.
+    pub fn forget_local_mac(&self, mac: Mac) {
+        self.send(VarpdMsg::ForgetLocalMac { oid: self.oid, mac });
+    }
+
+    /// Has overlayd write `frame` into the overlay (an announcement such as
+    /// a gratuitous ARP after a mapping changed).
+    pub fn inject(&self, frame: Vec<u8>) {
+        self.send(VarpdMsg::Inject {
+            oid: self.oid,
+            frame,
+        });
     }
 
     /// Marks the instance degraded and tells overlayd why; it cannot serve.

@@ -81,6 +81,33 @@ pub fn answer(
     })
 }
 
+/// Tells `instance` which of this host's guests own which VL3 addresses,
+/// from what a guest's group-addressed ARP or neighbour solicitation says
+/// of itself: the sender of an ARP request, reply or gratuitous ARP (not
+/// of a probe, whose sender address is 0.0.0.0), the source of a
+/// solicitation, or for duplicate address detection (source `::`) its
+/// target, the address the guest is taking.
+pub fn learn(instance: &dyn Instance, kind: GroupKind, frame: &[u8]) {
+    match kind {
+        GroupKind::Arp => {
+            if let Ok(m) = arp::parse(frame) {
+                if !m.is_probe() && m.sender_mac == m.eth_src && m.sender_mac.is_unicast() {
+                    instance.local_ip(m.sender_ip.into(), m.sender_mac);
+                }
+            }
+        }
+        GroupKind::NeighborSolicit => {
+            if let Ok(ns) = ndp::parse_solicit(frame) {
+                let ip = if ns.is_dad() { ns.target } else { ns.ip_src };
+                if ns.eth_src.is_unicast() && !ip.is_unicast_link_local() {
+                    instance.local_ip(ip.into(), ns.eth_src);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 async fn proxy_arp(
     instance: &dyn Instance,
     status: &InstanceStatus,

@@ -162,6 +162,28 @@ pub fn proxy_reply(frame: &[u8], answer: Mac) -> Result<Vec<u8>, ArpError> {
     parse(frame)?.reply(answer)
 }
 
+/// A gratuitous ARP request announcing that `ip` is at `mac`, broadcast
+/// (sender and target address both `ip`, RFC 5227 §3 "ARP Announcement"):
+/// what varpd injects when the owner of a VL3 address changes, so that
+/// guests update their neighbour caches at once.
+pub fn gratuitous(mac: Mac, ip: Ipv4Addr) -> Vec<u8> {
+    let repr = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac.0),
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: ip,
+    };
+    let mut out = Vec::with_capacity(eth::HEADER_LEN + repr.buffer_len());
+    out.extend_from_slice(&Mac::BROADCAST.0);
+    out.extend_from_slice(&mac.0);
+    out.extend_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+    let at = out.len();
+    out.resize(at + repr.buffer_len(), 0);
+    repr.emit(&mut ArpPacket::new_unchecked(&mut out[at..]));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +209,19 @@ mod tests {
         f.extend_from_slice(&target_ip);
         f.resize(f.len().max(60), 0);
         f
+    }
+
+    #[test]
+    fn gratuitous_announces_the_address() {
+        let f = gratuitous(OWNER, Ipv4Addr::new(10, 0, 0, 9));
+        let m = parse(&f).unwrap();
+        assert!(m.is_gratuitous() && !m.is_probe());
+        assert_eq!(m.operation, Operation::Request);
+        assert_eq!(
+            (m.eth_dst, m.eth_src, m.sender_mac),
+            (Mac::BROADCAST, OWNER, OWNER)
+        );
+        assert_eq!(m.sender_ip, Ipv4Addr::new(10, 0, 0, 9));
     }
 
     #[test]

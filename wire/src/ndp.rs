@@ -199,6 +199,40 @@ pub fn proxy_advertisement(frame: &[u8], answer: Mac) -> Result<Vec<u8>, NdpErro
     parse_solicit(frame)?.advertisement(answer)
 }
 
+/// An unsolicited neighbour advertisement (RFC 4861 §7.2.6) saying that
+/// `target` is at `mac`, to all nodes (`ff02::1`), flag Override, with the
+/// target link-layer address option: what varpd injects when the owner of
+/// a VL3 address changes.
+pub fn unsolicited_advertisement(mac: Mac, target: Ipv6Addr) -> Vec<u8> {
+    let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+        flags: NdiscNeighborFlags::OVERRIDE,
+        target_addr: target,
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(mac.0))),
+    });
+    let ip = Ipv6Repr {
+        src_addr: target,
+        dst_addr: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit: ND_HOP_LIMIT,
+    };
+    let mut out = Vec::with_capacity(eth::HEADER_LEN + ip.buffer_len() + ip.payload_len);
+    out.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    out.extend_from_slice(&mac.0);
+    out.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+    let at = out.len();
+    out.resize(at + ip.buffer_len() + ip.payload_len, 0);
+    let mut packet = Ipv6Packet::new_unchecked(&mut out[at..]);
+    ip.emit(&mut packet);
+    icmp.emit(
+        &ip.src_addr,
+        &ip.dst_addr,
+        &mut Icmpv6Packet::new_unchecked(packet.payload_mut()),
+        &ChecksumCapabilities::default(),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +316,23 @@ mod tests {
         assert_eq!(ns.target, addr("fd32::4"));
         assert_eq!(ns.source_lladdr, Some(GUEST));
         assert!(!ns.is_dad());
+    }
+
+    #[test]
+    fn unsolicited_advertisement_to_all_nodes() {
+        let out = unsolicited_advertisement(OWNER, addr("fd32::4"));
+        let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+        assert_eq!(eth.dst_addr(), EthernetAddress([0x33, 0x33, 0, 0, 0, 1]));
+        assert_eq!(eth.src_addr(), EthernetAddress(OWNER.0));
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.hop_limit(), ip.src_addr()), (255, addr("fd32::4")));
+        assert_eq!(ip.dst_addr(), addr("ff02::1"));
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+        let p = ip.payload();
+        // Override only (not Solicited), then the target link-layer option.
+        assert_eq!(&p[4..8], &[0x20, 0, 0, 0]);
+        assert_eq!(&p[26..32], &OWNER.0);
     }
 
     #[test]

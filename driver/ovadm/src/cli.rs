@@ -10,7 +10,7 @@
 use crate::output::{self, Format, Row};
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
-use overlay_api::proto::Request;
+use overlay_api::proto::{Request, VarpdRequest};
 use overlay_api::{
     Mac, OverlaySpec, PropRow, StatusRow, TargetDest, TargetRow, VnicRow, VnicSpec, VnicStats,
     DEFAULT_RUN_DIR,
@@ -58,6 +58,45 @@ pub enum Command {
     DeleteVnic(DeleteArgs),
     /// Show VNICs (LINK OVER MACADDRESS MACADDRTYPE NETNS MTU), or their counters (-s).
     ShowVnic(ShowVnicArgs),
+    /// Set a mapping by hand in the overlay's search plugin (etcd): where a
+    /// MAC lives (-d) and/or an address it owns (-a). Written without a lease.
+    SetMapping(SetMappingArgs),
+    /// Remove a mapping set by hand: where a MAC lives (-m) and/or who owns
+    /// an address (-a).
+    RemoveMapping(RemoveMappingArgs),
+}
+
+/// `set-mapping -m MAC [-d IP:PORT] [-a IP] NAME`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).multiple(true).args(["dest", "addr"])))]
+pub struct SetMappingArgs {
+    /// The VL2 MAC.
+    #[arg(short = 'm', long = "mac", value_name = "MAC")]
+    pub mac: Mac,
+    /// Where it lives: underlay IP and UDP port.
+    #[arg(short = 'd', long = "dest", value_name = "IP:PORT")]
+    pub dest: Option<SocketAddr>,
+    /// A VL3 address (IPv4 or IPv6) it owns, for proxy ARP/NDP.
+    #[arg(short = 'a', long = "address", value_name = "IP")]
+    pub addr: Option<std::net::IpAddr>,
+    /// Overlay name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `remove-mapping [-m MAC] [-a IP] NAME`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).multiple(true).args(["mac", "addr"])))]
+pub struct RemoveMappingArgs {
+    /// The VL2 MAC whose location goes.
+    #[arg(short = 'm', long = "mac", value_name = "MAC")]
+    pub mac: Option<Mac>,
+    /// The VL3 address whose owner goes.
+    #[arg(short = 'a', long = "address", value_name = "IP")]
+    pub addr: Option<std::net::IpAddr>,
+    /// Overlay name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 /// `create-vnic -l OVERLAY [-m MAC|random] [--netns NS] NAME`.
@@ -276,6 +315,8 @@ pub enum Action {
         /// How to print them.
         format: Format,
     },
+    /// A change asked of varpd (set-mapping, remove-mapping); it answers `Done`.
+    Varpd(VarpdRequest),
     /// `show-stats`.
     Stats {
         /// Overlay name; all when absent.
@@ -383,6 +424,17 @@ impl Cli {
                 },
             }),
             Command::DeleteVnic(a) => Action::Change(Request::DeleteVnic { name: a.name }),
+            Command::SetMapping(a) => Action::Varpd(VarpdRequest::SetMapping {
+                overlay: a.name,
+                mac: a.mac,
+                dest: a.dest,
+                ip: a.addr,
+            }),
+            Command::RemoveMapping(a) => Action::Varpd(VarpdRequest::RemoveMapping {
+                overlay: a.name,
+                mac: a.mac,
+                ip: a.addr,
+            }),
             Command::ShowVnic(a) => {
                 let table = if a.stats {
                     ShowTable::VnicStats
@@ -447,21 +499,35 @@ pub fn parse_vnetid(s: &str) -> Result<u32, String> {
 
 /// Parses one `-p` argument: items split on ',', each split at its first '='
 /// (so a value may hold '='). An item without '=' or with an empty name is an
-/// error naming it.
+/// error naming it — except a URL (`SCHEME://...`) right after a property
+/// whose value is a URL too: as dladm does for multi-valued properties, it
+/// is one more value of that property, so that
+/// `etcd/endpoints=http://a:2379,http://b:2379` is one list.
 pub fn parse_prop_list(s: &str) -> Result<PropList, String> {
-    s.split(',')
-        .map(|item| match item.split_once('=') {
-            None if item.is_empty() => Err(format!(
-                "empty item in '{s}': expected PROP=VALUE[,PROP=VALUE...]"
-            )),
-            None => Err(format!("'{item}' is not PROP=VALUE")),
-            Some(("", _)) => Err(format!(
-                "'{item}' has no property name: expected PROP=VALUE"
-            )),
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(PropList)
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in s.split(',') {
+        match item.split_once('=') {
+            None if item.is_empty() => {
+                return Err(format!(
+                    "empty item in '{s}': expected PROP=VALUE[,PROP=VALUE...]"
+                ))
+            }
+            None => match out.last_mut() {
+                Some((_, v)) if item.contains("://") && v.contains("://") => {
+                    v.push(',');
+                    v.push_str(item);
+                }
+                _ => return Err(format!("'{item}' is not PROP=VALUE")),
+            },
+            Some(("", _)) => {
+                return Err(format!(
+                    "'{item}' has no property name: expected PROP=VALUE"
+                ))
+            }
+            Some((k, v)) => out.push((k.to_string(), v.to_string())),
+        }
+    }
+    Ok(PropList(out))
 }
 
 /// Merges every `-p` into one map; a property given twice, or one that has
@@ -572,6 +638,18 @@ mod tests {
         assert_eq!(
             parse_prop_list("files/config="),
             Ok(pl(&[("files/config", "")]))
+        );
+        // A list of URLs stays one value (dladm's multi-valued properties).
+        assert_eq!(
+            parse_prop_list("etcd/endpoints=http://a:2379,http://b:2379,etcd/lease_ttl=4"),
+            Ok(pl(&[
+                ("etcd/endpoints", "http://a:2379,http://b:2379"),
+                ("etcd/lease_ttl", "4")
+            ]))
+        );
+        assert_eq!(
+            parse_prop_list("mtu=1400,http://b:2379"),
+            Err("'http://b:2379' is not PROP=VALUE".to_string())
         );
     }
 
@@ -924,6 +1002,49 @@ mod tests {
             ok(&["delete-vnic", "v"]).action,
             Action::Change(Request::DeleteVnic { name: "v".into() })
         );
+    }
+
+    #[test]
+    fn mappings_by_hand_go_to_varpd() {
+        let m: Mac = "02:00:00:00:00:07".parse().unwrap();
+        assert_eq!(
+            ok(&[
+                "set-mapping",
+                "-m",
+                "02:00:00:00:00:07",
+                "-d",
+                "10.0.0.3:4789",
+                "-a",
+                "fd00::7",
+                "ov0"
+            ])
+            .action,
+            Action::Varpd(VarpdRequest::SetMapping {
+                overlay: "ov0".into(),
+                mac: m,
+                dest: Some("10.0.0.3:4789".parse().unwrap()),
+                ip: Some("fd00::7".parse().unwrap()),
+            })
+        );
+        assert_eq!(
+            ok(&["remove-mapping", "-a", "192.168.0.7", "ov0"]).action,
+            Action::Varpd(VarpdRequest::RemoveMapping {
+                overlay: "ov0".into(),
+                mac: None,
+                ip: Some("192.168.0.7".parse().unwrap()),
+            })
+        );
+        // Something to set, and to remove, is required.
+        usage(&["set-mapping", "-m", "02:00:00:00:00:07", "ov0"]);
+        usage(&["remove-mapping", "ov0"]);
+        usage(&[
+            "set-mapping",
+            "-m",
+            "02:00:00:00:00:07",
+            "-d",
+            "10.0.0.3",
+            "ov0",
+        ]);
     }
 
     #[test]

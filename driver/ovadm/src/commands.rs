@@ -7,7 +7,7 @@
 
 use crate::cli::{Action, Invocation, ShowTable};
 use crate::output;
-use overlay_api::proto::{Reply, Request};
+use overlay_api::proto::{Reply, Request, VarpdReply};
 use overlay_api::{Client, ClientError};
 use std::io::{self, Write};
 
@@ -41,6 +41,10 @@ pub struct Outcome {
 /// Sends the action's request and renders the reply.
 pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, ClientError> {
     match action {
+        Action::Varpd(req) => Err(ClientError::Protocol {
+            path: "overlayd.sock".into(),
+            detail: format!("{req:?} is varpd's to answer, not overlayd's"),
+        }),
         Action::Change(req) => match daemon.call(req)? {
             Reply::Ok { warning } => Ok(Outcome {
                 stdout: String::new(),
@@ -151,8 +155,21 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
 /// the action and prints its outcome. A closed standard output (`| head`) is
 /// not an error.
 pub fn run(inv: &Invocation) -> Result<(), ClientError> {
-    let mut client = Client::overlayd(&inv.run_dir)?;
-    let outcome = execute(&mut client, &inv.action)?;
+    let outcome = match &inv.action {
+        Action::Varpd(req) => {
+            let mut varpd = Client::varpd(&inv.run_dir)?;
+            match varpd.call_varpd(req)? {
+                VarpdReply::Done => Outcome::default(),
+                other => {
+                    return Err(ClientError::Protocol {
+                        path: inv.run_dir.join(overlay_api::VARPD_SOCKET),
+                        detail: format!("unexpected reply {other:?}"),
+                    })
+                }
+            }
+        }
+        action => execute(&mut Client::overlayd(&inv.run_dir)?, action)?,
+    };
     if let Some(w) = &outcome.warning {
         eprintln!("ovadm: warning: {w}");
     }

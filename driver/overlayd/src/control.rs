@@ -528,6 +528,7 @@ impl Daemon {
                 reported: (overlay_api::OverlayState::Online, None),
                 created_mono_ns: monotonic_ns(),
                 vnics: Vec::new(),
+                local: Default::default(),
             },
         );
         self.report_all();

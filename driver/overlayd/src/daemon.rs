@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token};
 use overlay_api::access::Access;
-use overlay_api::proto::Reply;
+use overlay_api::proto::{DriverMsg, Reply};
 use overlay_api::{Mac, PluginInfo};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -317,6 +317,16 @@ impl Daemon {
         }
         for ov in self.overlays.values_mut() {
             ov.table.step();
+            let gone = ov.local.expire(now);
+            if let (Some(link), true) = (self.link.as_mut(), ov.configured) {
+                for mac in gone {
+                    link.conn.send(&DriverMsg::LocalMac {
+                        oid: ov.oid,
+                        mac,
+                        present: false,
+                    });
+                }
+            }
         }
         self.retry_restore(now);
         self.report_all();

@@ -240,6 +240,15 @@ impl Daemon {
         };
         let len = frame.len();
         probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, len);
+        if ov.local.touch(info.src, now) && ov.configured {
+            if let Some(link) = self.link.as_mut() {
+                link.conn.send(&DriverMsg::LocalMac {
+                    oid,
+                    mac: info.src,
+                    present: true,
+                });
+            }
+        }
         let max = ov.cfg.mtu as usize + eth::HEADER_LEN + 4;
         let tso = if hdr.is_tso() {
             match Tso::new(frame, &hdr) {

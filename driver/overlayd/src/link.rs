@@ -105,6 +105,24 @@ impl Daemon {
         link.conn.send(&msg);
     }
 
+    /// Tells varpd every local MAC of overlay `oid` (its instance is new, or
+    /// just recovered, and may have forgotten them).
+    fn send_local_macs(&mut self, oid: u64) {
+        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else {
+            return;
+        };
+        if !ov.configured {
+            return;
+        }
+        for mac in ov.local.all() {
+            link.conn.send(&DriverMsg::LocalMac {
+                oid,
+                mac,
+                present: true,
+            });
+        }
+    }
+
     /// Asks varpd for every pending entry never asked, or asked before `stale`.
     pub(crate) fn ask_pending(&mut self, stale: Option<Instant>, now: Instant) {
         let Some(link) = self.link.as_mut() else {
@@ -202,6 +220,7 @@ impl Daemon {
                         point.map(|p| format!(" to {p}")).unwrap_or_default()
                     );
                 }
+                self.send_local_macs(oid);
                 self.unpark(oid, None);
                 self.report_all();
                 self.ask_pending(None, now);
@@ -241,6 +260,11 @@ impl Daemon {
                         log::debug!("{}: inject: {e}", ov.cfg.name);
                         ov.drop(DropReason::TapWriteError, frame.len());
                     }
+                }
+            }
+            VarpdMsg::ForgetLocalMac { oid, mac } => {
+                if let Some(ov) = self.overlays.get_mut(&oid) {
+                    ov.local.forget(mac);
                 }
             }
             VarpdMsg::Invalidate { oid, mac } => {

@@ -40,6 +40,7 @@ mod control;
 mod daemon;
 mod datapath;
 mod link;
+mod local;
 mod mux;
 mod overlay;
 mod persist;

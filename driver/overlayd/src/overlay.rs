@@ -1,6 +1,7 @@
 //! One overlay as overlayd holds it: configuration, TAP device, destination
 //! mode, target table, counters and health.
 
+use crate::local::LocalMacs;
 use crate::tap::Tap;
 use crate::vnic::{self, Vnic};
 use overlay_api::{DestMode, DropReason, Mac, OverlayState};
@@ -47,6 +48,8 @@ pub struct Overlay {
     pub created_mono_ns: u64,
     /// VNICs over its TAP device, with their counters.
     pub vnics: Vec<Vnic>,
+    /// The VL2 MACs its TAP device sends from (its own guests).
+    pub local: LocalMacs,
 }
 
 /// Fires the `table-resize-*` probes for one overlay's target table.

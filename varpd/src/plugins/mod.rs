@@ -5,12 +5,13 @@
 //! constructor to [`REGISTRY`]. Nothing else in varpd names a plugin.
 
 pub mod direct;
+pub mod etcd;
 pub mod files;
 
 use crate::plugin::Plugin;
 
 /// Constructors of every plugin, in the order varpd announces them.
-pub const REGISTRY: &[fn() -> Box<dyn Plugin>] = &[direct::plugin, files::plugin];
+pub const REGISTRY: &[fn() -> Box<dyn Plugin>] = &[direct::plugin, files::plugin, etcd::plugin];
 
 /// One of each plugin.
 pub fn all() -> Vec<Box<dyn Plugin>> {

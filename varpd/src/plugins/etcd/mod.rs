@@ -1,0 +1,624 @@
+//! The `etcd` plugin (dynamic): an overlay whose mappings live in an etcd
+//! cluster shared by every host, so that no host needs static
+//! configuration (the role of illumos' SVP/portolan, on etcd).
+//!
+//! ## Schema ([`schema`])
+//!
+//! `PREFIX/VNI/vl2/MAC` → `{"ip": UL3, "port": N}` (where MAC lives) and
+//! `PREFIX/VNI/vl3/IP` → `{"mac": MAC}` (who owns IP, for proxy ARP/NDP).
+//!
+//! ## Parts and data flow
+//!
+//! - *Registration.* overlayd learns the source MACs of the frames its TAP
+//!   device sends and tells varpd (`DriverMsg::LocalMac`, and again after
+//!   every `InstanceReady`); [`Instance::local_mac`] records them and the
+//!   session puts `vl2/MAC` = this overlay's own listen address under the
+//!   host's lease. The sender of a guest's ARP and the source of its
+//!   neighbour solicitation ([`Instance::local_ip`]) become `vl3/IP` keys
+//!   under the same lease. A MAC that overlayd forgets (idle) is deleted,
+//!   but only if the key still says this host (a transaction comparing the
+//!   value): the MAC may have moved. The lease is kept alive every TTL/3; a
+//!   host that dies stops doing so and its keys expire by themselves.
+//! - *Mirror.* The session reads `PREFIX/VNI/` with one ranged GET and
+//!   watches it from the GET's revision + 1, so no event falls between
+//!   them; the [`schema::Mirror`] answers lookups. A miss in the mirror
+//!   reads etcd (the watch may lag); an absent key is a drop, with the key
+//!   named.
+//! - *Coherence (SVP "shootdown").* Every vl2 change the watch reports
+//!   invalidates overlayd's entry for that MAC, which is asked again on its
+//!   next frame; every vl3 change also injects a gratuitous ARP (IPv4) or an
+//!   unsolicited neighbour advertisement (IPv6) into the overlay so that
+//!   guests update their neighbour caches. A watch cancelled for compaction,
+//!   or a stream that ends, is followed by a fresh GET whose differences
+//!   with the mirror are invalidated, and a watch from its revision.
+//! - *Failure.* Any etcd call that fails or times out ends the session: the
+//!   instance reports itself degraded *while serving* (the mirror keeps
+//!   answering; overlayd keeps its valid entries), and the session is
+//!   retried with backoff (200 ms → 5 s). When it is back: a new lease, the
+//!   local MACs and IPs published again, a fresh GET, and `ready`.
+//!
+//! The session runs on varpd's tokio runtime as one task spawned at `start`
+//! and aborted at `stop` (which also revokes the lease, so a deleted overlay
+//! unregisters at once).
+
+pub mod config;
+pub mod schema;
+mod session;
+
+use crate::plugin::{BoxFuture, HandMapping, Instance, LookupQuery, NoAnswer, Plugin, PluginError};
+use crate::provider::Provider;
+use config::Config;
+use overlay_api::proto::LookupResult;
+use overlay_api::{DestMode, Mac, Perm, PropSpec};
+use schema::{Key, Mirror, Schema};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+
+/// The `etcd` registration.
+pub struct Etcd;
+
+/// Constructor for the registry.
+pub fn plugin() -> Box<dyn Plugin> {
+    Box::new(Etcd)
+}
+
+impl Plugin for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn mode(&self) -> DestMode {
+        DestMode::Dynamic
+    }
+
+    fn propinfo(&self) -> Vec<PropSpec> {
+        config::ALL
+            .iter()
+            .map(|&name| PropSpec {
+                name: name.into(),
+                perm: Perm::Rw,
+                required: name == config::PROP_ENDPOINTS,
+                default: match name {
+                    config::PROP_PREFIX => Some(config::DEFAULT_PREFIX.into()),
+                    config::PROP_TTL => Some(config::DEFAULT_TTL.to_string()),
+                    _ => None,
+                },
+                possible: (name == config::PROP_TTL).then(|| "2-3600".into()),
+            })
+            .collect()
+    }
+
+    fn create(&self, provider: Provider) -> Box<dyn Instance> {
+        Box::new(EtcdInstance {
+            provider,
+            cfg: Config::default(),
+            listen: None,
+            shared: None,
+            task: None,
+        })
+    }
+
+    fn restore(
+        &self,
+        provider: Provider,
+        saved: &serde_json::Value,
+    ) -> Result<Box<dyn Instance>, PluginError> {
+        let mut inst = self.create(provider);
+        if let Some(m) = saved.as_object() {
+            for (k, v) in m {
+                if let Some(v) = v.as_str() {
+                    inst.setprop(k, v)?;
+                }
+            }
+        }
+        Ok(inst)
+    }
+}
+
+/// What the session is asked to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cmd {
+    /// Publish (true) or withdraw (false) a local MAC.
+    Mac(Mac, bool),
+    /// Publish a local VL3 address.
+    Ip(IpAddr, Mac),
+}
+
+/// What the instance, its queries and its session share.
+pub(crate) struct Shared {
+    pub(crate) provider: Provider,
+    pub(crate) cfg: Config,
+    pub(crate) schema: Schema,
+    /// This overlay's own underlay address: what its guests' vl2 keys say.
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+/// The mutable part of [`Shared`].
+#[derive(Default)]
+pub(crate) struct State {
+    /// The copy of `PREFIX/VNI/`.
+    pub(crate) mirror: Mirror,
+    /// The mirror has been filled by a GET at least once.
+    pub(crate) synced: bool,
+    /// The client of the current session, for lookups that miss.
+    pub(crate) client: Option<etcd_client::Client>,
+    /// Why there is no session, if there is none.
+    pub(crate) error: Option<String>,
+    /// MACs of this host's guests (from overlayd).
+    pub(crate) local_macs: HashSet<Mac>,
+    /// VL3 addresses of this host's guests.
+    pub(crate) local_ips: HashMap<IpAddr, Mac>,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers from the mirror, or else from etcd itself.
+    async fn find(self: Arc<Self>, key: Key) -> Result<schema::Entry, String> {
+        let (hit, client, error) = {
+            let st = self.state();
+            let hit = match key {
+                Key::Vl2(m) => st.mirror.vl2(&m).map(|d| schema::Entry::Vl2(m, d)),
+                Key::Vl3(ip) => st.mirror.vl3(&ip).map(|m| schema::Entry::Vl3(ip, m)),
+            };
+            (hit, st.client.clone(), st.error.clone())
+        };
+        if let Some(e) = hit {
+            return Ok(e);
+        }
+        let full = self.schema.key(key);
+        let Some(client) = client else {
+            return Err(format!(
+                "no etcd key {full} known, and etcd is unreachable: {}",
+                error.unwrap_or_else(|| "not connected yet".into())
+            ));
+        };
+        let what = format!("etcd get {full}");
+        let resp = session::retry(&what, &client, |mut c| {
+            let k = full.clone();
+            async move { c.get(k, None).await }
+        })
+        .await?;
+        match resp.kvs().first() {
+            Some(kv) => {
+                schema::parse_entry(&self.schema, kv.key(), kv.value()).map_err(|e| e.to_string())
+            }
+            None => Err(format!("no etcd key {full}")),
+        }
+    }
+}
+
+/// One overlay's etcd instance.
+struct EtcdInstance {
+    provider: Provider,
+    cfg: Config,
+    listen: Option<SocketAddr>,
+    shared: Option<Arc<Shared>>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl EtcdInstance {
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.clone()
+    }
+}
+
+impl Instance for EtcdInstance {
+    fn setprop(&mut self, name: &str, value: &str) -> Result<(), PluginError> {
+        self.cfg.set(name, value)
+    }
+
+    fn getprop(&self, name: &str) -> Result<Option<String>, PluginError> {
+        self.cfg.get(name)
+    }
+
+    fn underlay(&mut self, listen: SocketAddr) {
+        self.listen = Some(listen);
+    }
+
+    fn start(&mut self) -> Result<(), PluginError> {
+        self.cfg.check()?;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            PluginError::Config("the etcd plugin needs varpd's async runtime".into())
+        })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            provider: self.provider.clone(),
+            schema: Schema::new(self.cfg.prefix(), self.provider.vnetid()),
+            cfg: self.cfg.clone(),
+            listen: self.listen,
+            state: Mutex::new(State::default()),
+            cmds: tx,
+        });
+        log::info!(
+            "overlay {}: etcd {} under {}",
+            self.provider.overlay(),
+            self.cfg.endpoints.join(","),
+            shared.schema.base()
+        );
+        self.task = Some(rt.spawn(session::run(shared.clone(), rx)).abort_handle());
+        self.shared = Some(shared);
+        Ok(())
+    }
+
+    fn stop(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+        if let Some(s) = &self.shared {
+            session::revoke(s);
+        }
+    }
+
+    fn lookup(&self, q: LookupQuery) -> BoxFuture<LookupResult> {
+        let Some(shared) = self.shared() else {
+            return crate::plugin::ready(LookupResult::Drop {
+                reason: "etcd instance not started".into(),
+            });
+        };
+        Box::pin(async move {
+            match shared.find(Key::Vl2(q.dst)).await {
+                Ok(schema::Entry::Vl2(_, dest)) => LookupResult::Target { dest },
+                Ok(_) => LookupResult::Drop {
+                    reason: "internal: vl3 answer to a vl2 key".into(),
+                },
+                Err(reason) => LookupResult::Drop { reason },
+            }
+        })
+    }
+
+    fn arp(&self, ip: Ipv4Addr) -> BoxFuture<Result<Mac, NoAnswer>> {
+        self.vl3(ip.into())
+    }
+
+    fn ndp(&self, ip: Ipv6Addr) -> BoxFuture<Result<Mac, NoAnswer>> {
+        self.vl3(ip.into())
+    }
+
+    fn local_mac(&self, mac: Mac, present: bool) {
+        let Some(s) = self.shared() else { return };
+        let changed = {
+            let mut st = s.state();
+            if present {
+                st.local_macs.insert(mac)
+            } else {
+                st.local_ips.retain(|_, m| *m != mac);
+                st.local_macs.remove(&mac)
+            }
+        };
+        if changed {
+            let _ = s.cmds.send(Cmd::Mac(mac, present));
+        }
+    }
+
+    fn local_ip(&self, ip: IpAddr, mac: Mac) {
+        let Some(s) = self.shared() else { return };
+        let changed = s.state().local_ips.insert(ip, mac) != Some(mac);
+        if changed {
+            let _ = s.cmds.send(Cmd::Ip(ip, mac));
+        }
+    }
+
+    fn hand_mapping(&self, m: HandMapping) -> BoxFuture<Result<(), String>> {
+        let Some(s) = self.shared() else {
+            return crate::plugin::ready(Err("etcd instance not started".into()));
+        };
+        Box::pin(async move { session::hand(&s, m).await })
+    }
+
+    fn save(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for name in config::ALL {
+            if let Ok(Some(v)) = self.cfg.get(name) {
+                m.insert((*name).into(), v.into());
+            }
+        }
+        m.into()
+    }
+}
+
+impl EtcdInstance {
+    fn vl3(&self, ip: IpAddr) -> BoxFuture<Result<Mac, NoAnswer>> {
+        let Some(shared) = self.shared() else {
+            return crate::plugin::ready(Err(NoAnswer("etcd instance not started".into())));
+        };
+        Box::pin(async move {
+            match shared.find(Key::Vl3(ip)).await {
+                Ok(schema::Entry::Vl3(_, mac)) => Ok(mac),
+                Ok(_) => Err(NoAnswer("internal: vl2 answer to a vl3 key".into())),
+                Err(e) => Err(NoAnswer(e)),
+            }
+        })
+    }
+}
+
+impl Drop for EtcdInstance {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlay_api::proto::VarpdMsg;
+    use std::time::Duration;
+
+    fn provider() -> (Provider, mpsc::UnboundedReceiver<VarpdMsg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Provider::new(5, "ov5", 55, DestMode::Dynamic, tx), rx)
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<VarpdMsg>) -> Vec<VarpdMsg> {
+        let mut v = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            v.push(m);
+        }
+        v
+    }
+
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
+    fn q(dst: &str) -> LookupQuery {
+        LookupQuery {
+            src: mac("02:00:00:00:00:99"),
+            dst: mac(dst),
+        }
+    }
+
+    /// An instance started against an endpoint where nothing listens: it
+    /// degrades (serving), and events fed by hand drive its mirror.
+    async fn unreachable() -> (
+        Box<dyn Instance>,
+        Arc<Shared>,
+        mpsc::UnboundedReceiver<VarpdMsg>,
+    ) {
+        let (p, mut rx) = provider();
+        let mut inst = EtcdInstance {
+            provider: p,
+            cfg: Config::default(),
+            listen: None,
+            shared: None,
+            task: None,
+        };
+        inst.setprop(config::PROP_ENDPOINTS, "http://127.0.0.1:9")
+            .unwrap();
+        inst.setprop(config::PROP_PREFIX, "/t").unwrap();
+        inst.underlay("10.0.0.1:4789".parse().unwrap());
+        inst.start().unwrap();
+        // The first session fails fast (connection refused).
+        let mut msgs = Vec::new();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            msgs.extend(drain(&mut rx));
+            if !msgs.is_empty() {
+                break;
+            }
+        }
+        match &msgs[..] {
+            [VarpdMsg::InstanceFailed {
+                oid: 5,
+                error,
+                serving: true,
+            }] => {
+                assert!(
+                    error.starts_with("etcd http://127.0.0.1:9: ") && error.contains("refused"),
+                    "{error}"
+                )
+            }
+            other => panic!("expected degraded-serving, got {other:?}"),
+        }
+        // Reach the shared state the way the session does.
+        let shared = inst.shared().unwrap();
+        (Box::new(inst), shared, rx)
+    }
+
+    #[test]
+    fn properties() {
+        let (p, _rx) = provider();
+        let names: Vec<String> = Etcd.propinfo().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, config::ALL);
+        let mut inst = Etcd.create(p.clone());
+        assert_eq!(
+            inst.start().unwrap_err().to_string(),
+            "unset required property: etcd/endpoints"
+        );
+        assert!(inst
+            .setprop(config::PROP_ENDPOINTS, "10.0.0.1:2379")
+            .is_err());
+        inst.setprop(config::PROP_ENDPOINTS, "http://10.0.0.1:2379")
+            .unwrap();
+        inst.setprop(config::PROP_TTL, "4").unwrap();
+        let back = Etcd.restore(p, &inst.save()).unwrap();
+        assert_eq!(
+            back.getprop(config::PROP_ENDPOINTS).unwrap().as_deref(),
+            Some("http://10.0.0.1:2379")
+        );
+        assert_eq!(
+            back.getprop(config::PROP_TTL).unwrap().as_deref(),
+            Some("4")
+        );
+        assert_eq!(back.getprop(config::PROP_CA).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn watch_events_invalidate_announce_and_serve_while_degraded() {
+        let (inst, s, mut rx) = unreachable().await;
+        let a = "02:00:00:00:00:0a";
+        // Unknown and etcd unreachable: a drop naming both.
+        match inst.lookup(q(a)).await {
+            LookupResult::Drop { reason } => assert!(
+                reason.starts_with("no etcd key /t/55/vl2/02:00:00:00:00:0a known, and etcd is unreachable: etcd http://127.0.0.1:9: "),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A put: invalidated, then served from the mirror.
+        session::event(
+            &s,
+            b"/t/55/vl2/02:00:00:00:00:0a",
+            Some(br#"{"ip":"10.0.0.2","port":4789}"#),
+            true,
+        );
+        assert_eq!(
+            drain(&mut rx),
+            vec![VarpdMsg::Invalidate {
+                oid: 5,
+                mac: Some(mac(a))
+            }]
+        );
+        assert_eq!(
+            inst.lookup(q(a)).await,
+            LookupResult::Target {
+                dest: "10.0.0.2:4789".parse().unwrap()
+            }
+        );
+        // The same value again: nothing to say.
+        session::event(
+            &s,
+            b"/t/55/vl2/02:00:00:00:00:0a",
+            Some(br#"{"ip":"10.0.0.2","port":4789}"#),
+            true,
+        );
+        assert_eq!(drain(&mut rx), vec![]);
+        // Other VNIs and foreign keys are ignored.
+        session::event(&s, b"/t/56/vl2/02:00:00:00:00:0a", None, true);
+        session::event(&s, b"/t/55/junk", Some(b"x"), true);
+        assert_eq!(drain(&mut rx), vec![]);
+        // A vl3 put: invalidate and a gratuitous ARP for the new owner.
+        session::event(
+            &s,
+            b"/t/55/vl3/192.168.5.10",
+            Some(br#"{"mac":"02:00:00:00:00:0a"}"#),
+            true,
+        );
+        let msgs = drain(&mut rx);
+        assert_eq!(
+            msgs[0],
+            VarpdMsg::Invalidate {
+                oid: 5,
+                mac: Some(mac(a))
+            }
+        );
+        match &msgs[1] {
+            VarpdMsg::Inject { oid: 5, frame } => {
+                let m = overlay_wire::arp::parse(frame).unwrap();
+                assert!(m.is_gratuitous());
+                assert_eq!(
+                    (m.sender_mac, m.sender_ip),
+                    (mac(a), "192.168.5.10".parse().unwrap())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(inst.arp("192.168.5.10".parse().unwrap()).await, Ok(mac(a)));
+        // IPv6: an unsolicited NA.
+        session::event(
+            &s,
+            b"/t/55/vl3/fd05::10",
+            Some(br#"{"mac":"02:00:00:00:00:0a"}"#),
+            true,
+        );
+        let msgs = drain(&mut rx);
+        assert!(
+            matches!(&msgs[1], VarpdMsg::Inject { frame, .. } if frame[..6] == [0x33, 0x33, 0, 0, 0, 1]),
+            "{msgs:?}"
+        );
+        assert_eq!(inst.ndp("fd05::10".parse().unwrap()).await, Ok(mac(a)));
+        // A local guest's own address is not announced to itself.
+        inst.local_mac(mac("02:00:00:00:00:0b"), true);
+        session::event(
+            &s,
+            b"/t/55/vl3/192.168.5.11",
+            Some(br#"{"mac":"02:00:00:00:00:0b"}"#),
+            true,
+        );
+        assert_eq!(drain(&mut rx).len(), 1, "only the invalidation");
+        // A bad value removes what was known rather than serve it stale.
+        session::event(&s, b"/t/55/vl2/02:00:00:00:00:0a", Some(b"{bad"), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![VarpdMsg::Invalidate {
+                oid: 5,
+                mac: Some(mac(a))
+            }]
+        );
+        // A delete (an expired lease): invalidated once, counted.
+        session::event(
+            &s,
+            b"/t/55/vl2/02:00:00:00:00:0c",
+            Some(br#"{"ip":"10.0.0.3","port":4789}"#),
+            true,
+        );
+        session::event(&s, b"/t/55/vl2/02:00:00:00:00:0c", None, true);
+        session::event(&s, b"/t/55/vl2/02:00:00:00:00:0c", None, true);
+        assert_eq!(drain(&mut rx).len(), 2);
+        assert!(
+            s.provider
+                .status()
+                .invalidations
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 6
+        );
+        assert!(s.provider.is_degraded());
+        inst.stop();
+    }
+
+    #[tokio::test]
+    async fn local_registrations_are_queued_once() {
+        let (inst, s, mut rx) = unreachable().await;
+        let m = mac("02:00:00:00:00:0d");
+        inst.local_mac(m, true);
+        inst.local_mac(m, true);
+        inst.local_ip("192.168.5.13".parse().unwrap(), m);
+        inst.local_ip("192.168.5.13".parse().unwrap(), m);
+        {
+            let st = s.state();
+            assert!(st.local_macs.contains(&m));
+            assert_eq!(st.local_ips.len(), 1);
+        }
+        // Our own registration coming back through the watch changes nothing.
+        let key = b"/t/55/vl2/02:00:00:00:00:0d";
+        session::event(&s, key, Some(br#"{"ip":"10.0.0.1","port":4789}"#), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![VarpdMsg::Invalidate {
+                oid: 5,
+                mac: Some(m)
+            }]
+        );
+        assert!(s.state().local_macs.contains(&m));
+        // Another host registers it: it moved away; overlayd forgets it.
+        session::event(&s, key, Some(br#"{"ip":"10.0.0.9","port":4789}"#), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                VarpdMsg::Invalidate {
+                    oid: 5,
+                    mac: Some(m)
+                },
+                VarpdMsg::ForgetLocalMac { oid: 5, mac: m }
+            ]
+        );
+        {
+            let st = s.state();
+            assert!(st.local_macs.is_empty() && st.local_ips.is_empty());
+        }
+        // Expiry of the MAC takes its addresses with it.
+        inst.local_mac(m, true);
+        inst.local_ip("192.168.5.13".parse().unwrap(), m);
+        inst.local_mac(m, false);
+        let st = s.state();
+        assert!(st.local_macs.is_empty() && st.local_ips.is_empty());
+    }
+}

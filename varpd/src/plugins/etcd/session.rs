@@ -1,0 +1,518 @@
+//! The etcd session of one instance: connect, lease, publish, GET, watch,
+//! and start again on any failure. See the module above for the design.
+
+use super::schema::{self, Change, Entry, Key, Mirror};
+use super::{Cmd, Shared};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use overlay_api::Mac;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Longest any one etcd call may take before the session is deemed broken.
+pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// First and longest wait between sessions.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
+/// Most announcements (gratuitous ARP / unsolicited NA) after one resync.
+const MAX_ANNOUNCE: usize = 64;
+
+type Error = String;
+
+async fn op<T, E: std::fmt::Display>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
+    match timeout(OP_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: timed out after {OP_TIMEOUT:?}")),
+    }
+}
+
+/// Pause between two tries of one call.
+const RETRY_GAP: Duration = Duration::from_millis(100);
+
+/// Calls `f` with a clone of `client` until it succeeds or [`OP_TIMEOUT`]
+/// passes. With several endpoints, a call that went to a member that is
+/// down fails at once where the next try goes to one that is up, and a
+/// call made during an election fails until a leader is chosen: neither
+/// should break the session. Every call retried here is idempotent.
+pub(crate) async fn retry<T, F, Fut>(what: &str, client: &Client, mut f: F) -> Result<T, Error>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match timeout(left, f(client.clone())).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if tokio::time::Instant::now() + RETRY_GAP < deadline => {
+                log::debug!("{what}: {e}; trying again");
+                tokio::time::sleep(RETRY_GAP).await;
+            }
+            Ok(Err(e)) => return Err(format!("{what}: {e}")),
+            Err(_) => return Err(format!("{what}: timed out after {OP_TIMEOUT:?}")),
+        }
+    }
+}
+
+/// Runs sessions for ever (until aborted).
+pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    let mut backoff = BACKOFF.0;
+    let overlay = shared.provider.overlay().to_string();
+    loop {
+        let Err(e) = session(&shared, &mut cmds, &mut backoff).await;
+        let reason = format!("etcd {}: {e}", shared.cfg.endpoints.join(","));
+        let report = {
+            let mut st = shared.state();
+            st.client = None;
+            let new = st.error.as_deref() != Some(reason.as_str());
+            st.error = Some(reason.clone());
+            new
+        };
+        if report {
+            log::warn!("overlay {overlay}: {reason}; serving what is known, retrying");
+            overlay_probes::varpd::plugin_error("etcd", &overlay, &reason);
+            shared.provider.degraded_serving(reason);
+        }
+        // What was asked meanwhile is in the local sets, published again
+        // by the next session.
+        tokio::time::sleep(backoff).await;
+        while cmds.try_recv().is_ok() {}
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+async fn connect(shared: &Shared) -> Result<Client, Error> {
+    let cfg = &shared.cfg;
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(OP_TIMEOUT)
+        .with_timeout(OP_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true);
+    if cfg.tls() {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &cfg.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(c), Some(k)) = (&cfg.cert, &cfg.key) {
+            tls = tls.identity(Identity::from_pem(read(c)?, read(k)?));
+        }
+        opts = opts.with_tls(tls);
+    }
+    if let (Some(user), Some(pf)) = (&cfg.user, &cfg.password_file) {
+        let pw = std::fs::read_to_string(pf)
+            .map_err(|e| format!("{}: cannot read: {e}", pf.display()))?;
+        opts = opts.with_user(user.clone(), pw.trim_end_matches(['\r', '\n']).to_string());
+    }
+    op("connect", Client::connect(&cfg.endpoints, Some(opts))).await
+}
+
+/// One session; returns only on failure.
+async fn session(
+    shared: &Arc<Shared>,
+    cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    backoff: &mut Duration,
+) -> Result<std::convert::Infallible, Error> {
+    let mut client = connect(shared).await?;
+    let ttl = shared.cfg.ttl();
+    let lease = retry("lease grant", &client, |mut c| async move {
+        c.lease_grant(ttl, None).await
+    })
+    .await?
+    .id();
+    let (mut keeper, mut alive) = retry("lease keep-alive", &client, |mut c| async move {
+        c.lease_keep_alive(lease).await
+    })
+    .await?;
+    let (macs, ips) = {
+        let st = shared.state();
+        let macs: Vec<Mac> = st.local_macs.iter().copied().collect();
+        let ips: Vec<(IpAddr, Mac)> = st.local_ips.iter().map(|(i, m)| (*i, *m)).collect();
+        (macs, ips)
+    };
+    for m in macs {
+        republish(shared, &client, lease, m).await?;
+    }
+    for (ip, m) in ips {
+        write(shared, &mut client, lease, Cmd::Ip(ip, m)).await?;
+    }
+    let mut rev = resync(shared, &mut client).await?;
+    let mut watch = watch_from(shared, &mut client, rev + 1).await?;
+    let was_degraded = {
+        let mut st = shared.state();
+        st.client = Some(client.clone());
+        st.error.take().is_some()
+    };
+    *backoff = BACKOFF.0;
+    let overlay = shared.provider.overlay();
+    log::info!("overlay {overlay}: etcd session up (lease {lease:x}, ttl {ttl} s, revision {rev})");
+    if was_degraded || shared.provider.is_degraded() {
+        shared.provider.ready(None);
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            msg = watch.message() => {
+                let restart = match msg {
+                    Ok(Some(resp)) if resp.canceled() || resp.compact_revision() > 0 => {
+                        log::info!(
+                            "overlay {overlay}: watch cancelled at revision {rev} (compacted to {}: {}); reading again",
+                            resp.compact_revision(), resp.cancel_reason()
+                        );
+                        true
+                    }
+                    Ok(Some(resp)) => {
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            rev = rev.max(kv.mod_revision());
+                            let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+                            event(shared, kv.key(), value, true);
+                        }
+                        if let Some(h) = resp.header() {
+                            rev = rev.max(h.revision());
+                        }
+                        false
+                    }
+                    Ok(None) => {
+                        log::info!("overlay {overlay}: watch stream ended; reading again");
+                        true
+                    }
+                    Err(e) => {
+                        log::info!("overlay {overlay}: watch: {e}; reading again");
+                        true
+                    }
+                };
+                if restart {
+                    rev = resync(shared, &mut client).await?;
+                    watch = watch_from(shared, &mut client, rev + 1).await?;
+                }
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { return Err("instance gone".into()) };
+                write(shared, &mut client, lease, cmd).await?;
+            }
+            _ = tick.tick() => {
+                if let Err(e) = keep_alive(&mut keeper, &mut alive, lease).await {
+                    // Its stream may have gone with one member: another
+                    // stream, through whichever member answers.
+                    log::info!("overlay {overlay}: {e}; reopening the keep-alive stream");
+                    (keeper, alive) = retry("lease keep-alive", &client, |mut c| async move {
+                        c.lease_keep_alive(lease).await
+                    })
+                    .await?;
+                    keep_alive(&mut keeper, &mut alive, lease).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Writes a mapping set by hand: no lease, so it stays until removed.
+pub(crate) async fn hand(shared: &Shared, m: crate::plugin::HandMapping) -> Result<(), Error> {
+    use crate::plugin::HandMapping as H;
+    let (client, error) = {
+        let st = shared.state();
+        (st.client.clone(), st.error.clone())
+    };
+    let Some(client) = client else {
+        return Err(format!(
+            "etcd is unreachable: {}",
+            error.unwrap_or_else(|| "not connected yet".into())
+        ));
+    };
+    let (key, value) = match m {
+        H::SetVl2(mac, dest) => (
+            shared.schema.key(Key::Vl2(mac)),
+            Some(schema::vl2_value(dest)),
+        ),
+        H::SetVl3(ip, mac) => (
+            shared.schema.key(Key::Vl3(ip)),
+            Some(schema::vl3_value(mac)),
+        ),
+        H::RemoveVl2(mac) => (shared.schema.key(Key::Vl2(mac)), None),
+        H::RemoveVl3(ip) => (shared.schema.key(Key::Vl3(ip)), None),
+    };
+    match value {
+        Some(v) => retry(&format!("put {key}"), &client, |mut c| {
+            let (k, v) = (key.clone(), v.clone());
+            async move { c.put(k, v, None).await }
+        })
+        .await
+        .map(drop),
+        None => {
+            let resp = retry(&format!("delete {key}"), &client, |mut c| {
+                let k = key.clone();
+                async move { c.delete(k, None).await }
+            })
+            .await?;
+            if resp.deleted() == 0 {
+                return Err(format!("no etcd key {key}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Renews the lease once.
+async fn keep_alive(
+    keeper: &mut etcd_client::LeaseKeeper,
+    alive: &mut etcd_client::LeaseKeepAliveStream,
+    lease: i64,
+) -> Result<(), Error> {
+    op("lease keep-alive", keeper.keep_alive()).await?;
+    match op("lease keep-alive", alive.message()).await? {
+        Some(r) if r.ttl() > 0 => Ok(()),
+        Some(_) => Err(format!("lease {lease:x} expired")),
+        None => Err("lease keep-alive: stream ended".into()),
+    }
+}
+
+/// Publishes or withdraws one local mapping.
+async fn write(shared: &Shared, client: &mut Client, lease: i64, cmd: Cmd) -> Result<(), Error> {
+    let put = |key: String, value: String| {
+        retry("put", client, move |mut c| {
+            let (k, v) = (key.clone(), value.clone());
+            async move { c.put(k, v, Some(PutOptions::new().with_lease(lease))).await }
+        })
+    };
+    match cmd {
+        Cmd::Mac(mac, present) => {
+            let Some(listen) = shared.listen else {
+                return Ok(());
+            };
+            let key = shared.schema.key(Key::Vl2(mac));
+            let value = schema::vl2_value(listen);
+            if present {
+                put(key, value).await?;
+            } else {
+                // Only if it still says here: the MAC may have moved on.
+                retry("delete", client, |mut c| {
+                    let txn = Txn::new()
+                        .when([Compare::value(key.clone(), CompareOp::Equal, value.clone())])
+                        .and_then([TxnOp::delete(key.clone(), None)]);
+                    async move { c.txn(txn).await }
+                })
+                .await?;
+            }
+        }
+        Cmd::Ip(ip, mac) => {
+            let key = shared.schema.key(Key::Vl3(ip));
+            put(key, schema::vl3_value(mac)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Publishes a local MAC again under a new lease (a new session) — unless
+/// another host registered it meanwhile (it moved while this host could
+/// not reach etcd): then it is forgotten, as when the watch reports a move.
+async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<(), Error> {
+    let Some(listen) = shared.listen else {
+        return Ok(());
+    };
+    let key = shared.schema.key(Key::Vl2(mac));
+    let value = schema::vl2_value(listen);
+    let resp = retry("put", client, |mut c| {
+        // A missing key fails `version > 0`, our own value fails `!=`:
+        // both put. Only a key naming another host is left alone.
+        let txn = Txn::new()
+            .when([
+                Compare::version(key.clone(), CompareOp::Greater, 0),
+                Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
+            ])
+            .or_else([TxnOp::put(
+                key.clone(),
+                value.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        async move { c.txn(txn).await }
+    })
+    .await?;
+    if resp.succeeded() {
+        shared.state().local_macs.remove(&mac);
+        shared.state().local_ips.retain(|_, m| *m != mac);
+        log::info!(
+            "overlay {}: {mac} moved to another host while etcd was unreachable",
+            shared.provider.overlay()
+        );
+        shared.provider.forget_local_mac(mac);
+    }
+    Ok(())
+}
+
+/// Reads all of `PREFIX/VNI/`, replaces the mirror with it, reports the
+/// differences, and returns the revision it was read at.
+async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
+    let base = shared.schema.base().to_string();
+    let resp = retry("get", client, |mut c| {
+        let base = base.clone();
+        async move { c.get(base, Some(GetOptions::new().with_prefix())).await }
+    })
+    .await?;
+    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+    let mut new = Mirror::default();
+    for kv in resp.kvs() {
+        match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
+            Ok(e) => {
+                new.set(e);
+            }
+            Err(e) => log::warn!("overlay {}: ignoring {e}", shared.provider.overlay()),
+        }
+    }
+    let (changes, first) = {
+        let mut st = shared.state();
+        let first = !st.synced;
+        st.synced = true;
+        (st.mirror.replace(new), first)
+    };
+    let (l2, l3) = shared.state().mirror.len();
+    log::info!(
+        "overlay {}: read {} at revision {rev}: {l2} vl2 and {l3} vl3 keys, {} changed",
+        shared.provider.overlay(),
+        shared.schema.base(),
+        changes.len()
+    );
+    let mut announced = 0;
+    for c in changes {
+        let announce = !first && announced < MAX_ANNOUNCE;
+        if matches!(c, Change::Vl3 { now: Some(_), .. }) && announce {
+            announced += 1;
+        }
+        changed(shared, c, announce);
+    }
+    Ok(rev)
+}
+
+async fn watch_from(
+    shared: &Shared,
+    client: &mut Client,
+    rev: i64,
+) -> Result<etcd_client::WatchStream, Error> {
+    let base = shared.schema.base().to_string();
+    retry("watch", client, |mut c| {
+        let base = base.clone();
+        let opts = WatchOptions::new().with_prefix().with_start_revision(rev);
+        async move { c.watch(base, Some(opts)).await }
+    })
+    .await
+}
+
+/// One watch event: a put (`value`) or a delete of `key`. A value that does
+/// not parse removes the key from the mirror, so that nothing stale is
+/// served for it.
+pub(crate) fn event(shared: &Shared, key: &[u8], value: Option<&[u8]>, announce: bool) {
+    let k = match shared.schema.parse_key(key) {
+        Ok(k) => k,
+        Err(e) => {
+            log::debug!("overlay {}: ignoring {e}", shared.provider.overlay());
+            return;
+        }
+    };
+    let change = match value.map(|v| schema::parse_entry(&shared.schema, key, v)) {
+        Some(Ok(e)) => shared.state().mirror.set(e),
+        Some(Err(e)) => {
+            log::warn!("overlay {}: ignoring {e}", shared.provider.overlay());
+            shared.state().mirror.remove(k)
+        }
+        None => shared.state().mirror.remove(k),
+    };
+    if let Some(c) = change {
+        changed(shared, c, announce);
+    }
+}
+
+/// Tells overlayd about one change: invalidate the target entry, and for a
+/// new owner of a VL3 address (not one of this host's own guests, which
+/// know their addresses) announce it to the guests.
+pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
+    let p = &shared.provider;
+    match c {
+        Change::Vl2 { mac, now } => {
+            log::debug!("overlay {}: vl2 {mac} now {now:?}", p.overlay());
+            p.invalidate(Some(mac));
+            // One of ours, registered by another host: it moved away.
+            if now.is_some() && now != shared.listen {
+                let moved = {
+                    let mut st = shared.state();
+                    st.local_ips.retain(|_, m| *m != mac);
+                    st.local_macs.remove(&mac)
+                };
+                if moved {
+                    log::info!("overlay {}: {mac} moved to {now:?}", p.overlay());
+                    p.forget_local_mac(mac);
+                }
+            }
+        }
+        Change::Vl3 { ip, was, now } => {
+            log::debug!("overlay {}: vl3 {ip} was {was:?} now {now:?}", p.overlay());
+            if let Some(m) = was {
+                p.invalidate(Some(m));
+            }
+            let Some(mac) = now else { return };
+            p.invalidate(Some(mac));
+            if !announce || shared.state().local_macs.contains(&mac) {
+                return;
+            }
+            let frame = match ip {
+                IpAddr::V4(v4) => overlay_wire::arp::gratuitous(mac, v4),
+                IpAddr::V6(v6) => overlay_wire::ndp::unsolicited_advertisement(mac, v6),
+            };
+            p.inject(frame);
+        }
+    }
+}
+
+/// Revokes the current lease in the background, so that a deleted overlay's
+/// registrations go at once rather than after the TTL.
+pub(crate) fn revoke(shared: &Arc<Shared>) {
+    let Some(mut client) = shared.state().client.take() else {
+        return;
+    };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (macs, ips): (Vec<Mac>, Vec<IpAddr>) = {
+        let st = shared.state();
+        (
+            st.local_macs.iter().copied().collect(),
+            st.local_ips.keys().copied().collect(),
+        )
+    };
+    let shared = shared.clone();
+    rt.spawn(async move {
+        // The lease id is the session's; deleting our own keys (if they
+        // still say here) is as good and needs no id.
+        for m in macs {
+            if let Some(listen) = shared.listen {
+                let key = shared.schema.key(Key::Vl2(m));
+                let txn = Txn::new()
+                    .when([Compare::value(
+                        key.clone(),
+                        CompareOp::Equal,
+                        schema::vl2_value(listen),
+                    )])
+                    .and_then([TxnOp::delete(key, None)]);
+                let _ = op("delete", client.txn(txn)).await;
+            }
+        }
+        for ip in ips {
+            let _ = op(
+                "delete",
+                client.delete(shared.schema.key(Key::Vl3(ip)), None),
+            )
+            .await;
+        }
+    });
+    let _ = Entry::Vl2;
+}
