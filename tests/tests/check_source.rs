@@ -30,7 +30,18 @@ fn only_sources_the_table_places_at_the_sender_are_taken() {
     let vni = p.vni.to_string();
     lab.ovadm_ok(
         p.a,
-        ["create-overlay", "-e", "vxlan", "-s", "files", "-v", &vni, "-p", &props, "ov0"],
+        [
+            "create-overlay",
+            "-e",
+            "vxlan",
+            "-s",
+            "files",
+            "-v",
+            &vni,
+            "-p",
+            &props,
+            "ov0",
+        ],
     );
     lab.addr(
         p.a,
@@ -65,13 +76,18 @@ fn only_sources_the_table_places_at_the_sender_are_taken() {
             std::thread::sleep(Duration::from_millis(300));
         }
     });
-    let s = lab.wait_stats(p.a, Duration::from_secs(5), "the spoofs to be counted", |s| {
-        let o = overlay(s, "ov0");
-        // Host 2's MAC from the rogue address twice; the unknown MAC once
-        // while varpd is asked, then once as the drop varpd answered.
-        o.drops.get("spoofed-source").copied().unwrap_or(0) >= spoofed_before + 3
-            && o.drops.get("unknown-peer").copied().unwrap_or(0) >= 1
-    });
+    let s = lab.wait_stats(
+        p.a,
+        Duration::from_secs(5),
+        "the spoofs to be counted",
+        |s| {
+            let o = overlay(s, "ov0");
+            // Host 2's MAC from the rogue address twice; the unknown MAC once
+            // while varpd is asked, then once as the drop varpd answered.
+            o.drops.get("spoofed-source").copied().unwrap_or(0) >= spoofed_before + 3
+                && o.drops.get("unknown-peer").copied().unwrap_or(0) >= 1
+        },
+    );
     let o = overlay(&s, "ov0");
     assert_eq!(
         o.rx_frames, rx_before,
