@@ -8,6 +8,8 @@
 //! type and length, ARP opcode, ICMP/ICMPv6 type) must equal what
 //! `tshark -T fields` decodes from the same file.
 
+mod oracle;
+
 use overlay_api::Mac;
 use overlay_tests::{eth_frame, geneve_datagram, Lab, GENEVE_PROTO_TEB};
 use serde_json::Value;
@@ -201,91 +203,16 @@ fn every_field_matches_tshark_on_geneve_traffic() {
         assert!(p.all_answered(), "Geneve with OVS does not work:\n{p}");
     }
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ovsnoop"))
-        .arg("-r")
-        .arg(&file)
-        .args(["--json", "--run-dir", "/nonexistent"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let objs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let verbose = Command::new(env!("CARGO_BIN_EXE_ovsnoop"))
-        .arg("-r")
-        .arg(&file)
-        .args(["-v", "--run-dir", "/nonexistent"])
-        .output()
-        .unwrap();
-    let verbose = String::from_utf8_lossy(&verbose.stdout);
+    let objs = oracle::ovsnoop_json(&file, &[]);
+    let verbose = oracle::ovsnoop(&file, &["-v"]);
     assert!(
         verbose.contains("GENEVE:  Option 2 = class 0xffff type 0x7f length 0 bytes")
             && verbose.contains("type 0x81 (critical) length 8 bytes"),
         "{verbose}"
     );
 
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(&file)
-        .args(["-T", "fields", "-E", "separator=/t"]);
-    for f in FIELDS {
-        cmd.args(["-e", f]);
-    }
-    let t = cmd.output().expect("tshark runs");
-    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let rows: Vec<Vec<Vec<String>>> = String::from_utf8_lossy(&t.stdout)
-        .lines()
-        .map(|l| {
-            l.split('\t')
-                .map(|v| {
-                    v.split(',')
-                        .filter(|x| !x.is_empty())
-                        .map(|x| match x {
-                            "True" => "1".to_string(),
-                            "False" => "0".to_string(),
-                            x => x.to_string(),
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    assert_eq!(
-        objs.len(),
-        rows.len(),
-        "ovsnoop and tshark disagree on the number of frames"
-    );
-    let mut seen = std::collections::BTreeSet::new();
-    let mut errors = Vec::new();
-    for (i, (o, row)) in objs.iter().zip(&rows).enumerate() {
-        if let Some(e) = o.get("error") {
-            errors.push(e.as_str().unwrap_or_default().to_string());
-        }
-        let want = expected(o);
-        for (k, name) in FIELDS.iter().enumerate() {
-            let got = &row[k];
-            assert!(
-                got.len() >= want[k].len() && got[..want[k].len()] == want[k][..],
-                "frame {}: {name}: ovsnoop {:?}, tshark {:?}\n{o}",
-                i + 1,
-                want[k],
-                got
-            );
-            if !want[k].is_empty() {
-                seen.insert(*name);
-            }
-        }
-    }
-    assert_eq!(
-        seen.len(),
-        FIELDS.len(),
-        "some fields never occurred: {seen:?}"
-    );
+    let rows = oracle::tshark_fields(&file, &[], &FIELDS);
+    let errors = oracle::compare(&objs, &rows, &FIELDS, expected);
     // The critical option and the control message are errors, and only they.
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
