@@ -21,6 +21,8 @@
 //!   then on overlayd sends [`proto::DriverMsg`] and varpd answers with
 //!   [`proto::VarpdMsg`], in any order, for as long as the link lives.
 //! - [`client`]: a small blocking client for the request/reply sockets.
+//! - [`statefile`]: the daemons' state files, written atomically, read
+//!   back, set aside when unusable.
 //! - [`access`]: who may use the sockets (file mode, group, and the peer's
 //!   credentials checked on every connection).
 //!
@@ -33,6 +35,7 @@ pub mod drop;
 pub mod hexbytes;
 pub mod mac;
 pub mod proto;
+pub mod statefile;
 pub mod types;
 
 pub use client::{Client, ClientError};

@@ -19,18 +19,19 @@
 //! [`Instance::save`]: crate::plugin::Instance::save
 //! [`Plugin::restore`]: crate::plugin::Plugin::restore
 
+use overlay_api::statefile::StateFile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The state file's name in the state directory.
 pub const STATE_FILE: &str = "varpd.json";
 /// The temporary file a save writes before renaming it.
-pub const TEMP_FILE: &str = "varpd.json.tmp";
+#[cfg(test)]
+const TEMP_FILE: &str = "varpd.json.tmp";
 /// The format version this varpd writes and reads.
 pub const VERSION: u32 = 1;
 
@@ -49,7 +50,7 @@ pub type Saved = BTreeMap<String, SavedInstance>;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateFile {
+struct FileContents {
     version: u32,
     instances: Saved,
 }
@@ -99,7 +100,7 @@ pub fn parse(text: &str) -> Result<Saved, LoadError> {
     if v.version != Some(VERSION) {
         return Err(LoadError::Version { found: v.version });
     }
-    let file: StateFile = serde_json::from_str(text).map_err(LoadError::Parse)?;
+    let file: FileContents = serde_json::from_str(text).map_err(LoadError::Parse)?;
     for (name, i) in &file.instances {
         let field = format!("instances.{name}");
         if !valid_link_name(name) {
@@ -118,59 +119,43 @@ pub fn parse(text: &str) -> Result<Saved, LoadError> {
     Ok(file.instances)
 }
 
+/// The state file in `dir`.
+fn file(dir: &Path) -> StateFile<'_> {
+    StateFile {
+        dir,
+        name: STATE_FILE,
+    }
+}
+
 /// Reads `dir/varpd.json` (none: nothing saved), after removing a temp
 /// file a crashed save left.
 pub fn load(dir: &Path) -> Result<Saved, LoadError> {
-    let tmp = dir.join(TEMP_FILE);
-    match fs::remove_file(&tmp) {
-        Ok(()) => log::warn!("removed {} (a save interrupted by a crash)", tmp.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("cannot remove {}: {e}", tmp.display()),
+    let read = file(dir).read().map_err(LoadError::Io)?;
+    match read.stale_temp {
+        Some((tmp, Ok(()))) => {
+            log::warn!("removed {} (a save interrupted by a crash)", tmp.display())
+        }
+        Some((tmp, Err(e))) => log::warn!("cannot remove {}: {e}", tmp.display()),
+        None => {}
     }
-    match fs::read_to_string(dir.join(STATE_FILE)) {
-        Ok(text) => parse(&text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Saved::new()),
-        Err(e) => Err(LoadError::Io(e)),
-    }
+    read.text.map_or_else(|| Ok(Saved::new()), |t| parse(&t))
 }
 
 /// Renames an unusable state file aside (never over an earlier one) and
 /// returns where it went.
 pub fn set_aside(dir: &Path) -> io::Result<PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut to = dir.join(format!("{STATE_FILE}.corrupt-{secs}"));
-    let mut n = 0;
-    while to.exists() {
-        n += 1;
-        to = dir.join(format!("{STATE_FILE}.corrupt-{secs}.{n}"));
-    }
-    fs::rename(dir.join(STATE_FILE), &to)?;
-    File::open(dir)?.sync_all()?;
-    Ok(to)
+    file(dir).set_aside()
 }
 
 /// Writes `saved` atomically and durably.
 pub fn save(dir: &Path, saved: &Saved) -> io::Result<()> {
-    let file = StateFile {
+    let contents = FileContents {
         version: VERSION,
         instances: saved.clone(),
     };
-    let mut text = serde_json::to_string_pretty(&file).map_err(io::Error::other)?;
+    let mut text = serde_json::to_string_pretty(&contents).map_err(io::Error::other)?;
     text.push('\n');
-    let tmp = dir.join(TEMP_FILE);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(STATE_FILE))?;
-    File::open(dir)?.sync_all()
+    file(dir).write(&text)
 }
 
 /// The saved state of every instance, in memory and on disk.
@@ -270,6 +255,7 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fs;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("varpd-persist-{}-{name}", std::process::id()));
@@ -340,6 +326,7 @@ mod engine_tests {
     use crate::engine::{Engine, InstanceSpec};
     use overlay_api::proto::VarpdMsg;
     use serde_json::json;
+    use std::fs;
 
     fn direct(dest: &str) -> InstanceSpec {
         InstanceSpec {

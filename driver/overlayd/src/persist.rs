@@ -23,20 +23,21 @@
 use crate::daemon::Daemon;
 use crate::vnic::{self, Vnic, VnicCounters};
 use overlay_api::proto::Reply;
+use overlay_api::statefile::StateFile;
 use overlay_api::{Mac, MacAddrType, OverlaySpec};
 use overlay_core::OverlayConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The state file's name in the state directory.
 pub const STATE_FILE: &str = "overlays.json";
 /// The temporary file a save writes before renaming it.
-pub const TEMP_FILE: &str = "overlays.json.tmp";
+#[cfg(test)]
+const TEMP_FILE: &str = "overlays.json.tmp";
 /// The format version this overlayd writes and reads.
 pub const VERSION: u32 = 1;
 
@@ -90,7 +91,7 @@ impl SavedOverlay {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateFile {
+struct FileContents {
     version: u32,
     overlays: Vec<SavedOverlay>,
 }
@@ -148,7 +149,7 @@ pub fn parse(text: &str) -> Result<Vec<SavedOverlay>, LoadError> {
     if v.version != Some(VERSION) {
         return Err(LoadError::Version { found: v.version });
     }
-    let file: StateFile = serde_json::from_str(text).map_err(LoadError::Parse)?;
+    let file: FileContents = serde_json::from_str(text).map_err(LoadError::Parse)?;
     validate(&file.overlays)?;
     Ok(file.overlays)
 }
@@ -201,48 +202,39 @@ pub fn validate(overlays: &[SavedOverlay]) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The state file in `dir`.
+fn file(dir: &Path) -> StateFile<'_> {
+    StateFile {
+        dir,
+        name: STATE_FILE,
+    }
+}
+
 /// Reads `dir/overlays.json`: no file is no overlays. A leftover temporary
 /// file from a crashed save is removed first.
 pub fn load(dir: &Path) -> Result<Vec<SavedOverlay>, LoadError> {
-    let tmp = dir.join(TEMP_FILE);
-    match fs::remove_file(&tmp) {
-        Ok(()) => log::warn!(
+    let read = file(dir).read().map_err(LoadError::Io)?;
+    match read.stale_temp {
+        Some((tmp, Ok(()))) => log::warn!(
             "removed {} (a save interrupted by a crash; {} is the last complete state)",
             tmp.display(),
             STATE_FILE
         ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("cannot remove {}: {e}", tmp.display()),
+        Some((tmp, Err(e))) => log::warn!("cannot remove {}: {e}", tmp.display()),
+        None => {}
     }
-    match fs::read_to_string(dir.join(STATE_FILE)) {
-        Ok(text) => parse(&text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(LoadError::Io(e)),
-    }
+    read.text.map_or(Ok(Vec::new()), |t| parse(&t))
 }
 
 /// Renames a state file that cannot be used to
 /// `overlays.json.corrupt-UNIXTIME`, and returns the new path.
 pub fn set_aside(dir: &Path) -> io::Result<PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut to = dir.join(format!("{STATE_FILE}.corrupt-{secs}"));
-    // Never over an earlier one (two bad starts in one second).
-    let mut n = 0;
-    while to.exists() {
-        n += 1;
-        to = dir.join(format!("{STATE_FILE}.corrupt-{secs}.{n}"));
-    }
-    fs::rename(dir.join(STATE_FILE), &to)?;
-    sync_dir(dir)?;
-    Ok(to)
+    file(dir).set_aside()
 }
 
 /// The file's text for `overlays`.
 pub fn render(overlays: &[SavedOverlay]) -> String {
-    let file = StateFile {
+    let file = FileContents {
         version: VERSION,
         overlays: overlays.to_vec(),
     };
@@ -254,21 +246,7 @@ pub fn render(overlays: &[SavedOverlay]) -> String {
 /// Writes `overlays` to `dir/overlays.json` atomically and durably: temp
 /// file, fsync, rename, fsync of the directory.
 pub fn save(dir: &Path, overlays: &[SavedOverlay]) -> io::Result<()> {
-    let tmp = dir.join(TEMP_FILE);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    f.write_all(render(overlays).as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(STATE_FILE))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    file(dir).write(&render(overlays))
 }
 
 /// How often overlays that could not be restored are tried again (their
@@ -497,6 +475,7 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d =
