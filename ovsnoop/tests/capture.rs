@@ -34,27 +34,7 @@ fn ovsnoop_decodes_a_real_overlay_capture() {
     let p = lab.files_pair(77, 4242);
     let file = lab.dir().join("ul0.pcap");
 
-    // tcpdump says "listening on" once its socket is open.
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.ns(p.a),
-            "tcpdump",
-            "-i",
-            "ul0",
-            "-U",
-            "-w",
-        ])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump runs (apt-get install tcpdump)");
-    let mut stderr = BufReader::new(tcpdump.stderr.take().expect("piped"));
-    let mut first = String::new();
-    let _ = stderr.read_line(&mut first);
+    let capture = lab.capture(p.a, "ul0", &file, &[]);
     let pings: Vec<_> = [p.ip4(2), p.ip6(2)]
         .iter()
         .map(|dest| lab.ping(p.a, dest, &[]))
@@ -64,14 +44,10 @@ fn ovsnoop_decodes_a_real_overlay_capture() {
                 .map(|dest| lab.ping(p.b, dest, &[])),
         )
         .collect();
-    // Let the last frames reach the file before tcpdump stops.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let _ = Command::new("kill").arg(tcpdump.id().to_string()).status();
-    let _ = tcpdump.wait();
+    capture.stop();
     for r in &pings {
         assert!(r.all_answered(), "the overlay does not work:\n{r}");
     }
-    assert!(first.contains("listening on"), "tcpdump: {first}");
 
     let run_dir = lab.run_dir(p.a);
     let lines = ovsnoop(&file, &run_dir, &[]);

@@ -11,11 +11,9 @@
 mod oracle;
 
 use overlay_api::Mac;
-use overlay_tests::{eth_frame, geneve_datagram, Lab, GENEVE_PROTO_TEB};
+use overlay_tests::{eth_frame, geneve_datagram, require_tools, Lab, GENEVE_PROTO_TEB};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// tshark fields, in the order they are compared.
@@ -100,14 +98,7 @@ fn expected(o: &Value) -> Vec<Vec<String>> {
 #[test]
 #[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
 fn every_field_matches_tshark_on_geneve_traffic() {
-    for t in ["tshark", "tcpdump"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
-        assert!(
-            found,
-            "missing tool '{t}': apt-get install {t} (`make deps` does)"
-        );
-    }
+    require_tools(&["tshark", "tcpdump"]);
     let mut lab = Lab::new("ovsnoop_geneve");
     let a = lab.add_host("a");
     let b = lab.add_host("b");
@@ -145,27 +136,7 @@ fn every_field_matches_tshark_on_geneve_traffic() {
     );
 
     let file = lab.dir().join("geneve.pcap");
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.ns(a),
-            "tcpdump",
-            "-i",
-            "ul0",
-            "-U",
-            "-w",
-        ])
-        .arg(&file)
-        .arg("udp")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump runs");
-    let mut first = String::new();
-    let _ = BufReader::new(tcpdump.stderr.take().unwrap()).read_line(&mut first);
-    assert!(first.contains("listening on"), "tcpdump: {first}");
+    let capture = lab.capture(a, "ul0", &file, &["udp"]);
 
     let mut pings = Vec::new();
     for (h, dest) in [
@@ -196,9 +167,7 @@ fn every_field_matches_tshark_on_geneve_traffic() {
             s.send_to(&d, "10.82.0.1:6081").expect("send to a");
         }
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").arg(tcpdump.id().to_string()).status();
-    let _ = tcpdump.wait();
+    capture.stop();
     for p in &pings {
         assert!(p.all_answered(), "Geneve with OVS does not work:\n{p}");
     }

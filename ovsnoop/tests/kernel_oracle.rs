@@ -10,11 +10,10 @@
 
 mod oracle;
 
-use overlay_tests::Lab;
+use overlay_tests::{require_tools, Lab};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// tshark fields, in the order they are compared.
@@ -83,14 +82,7 @@ fn expected(o: &Value) -> Vec<Vec<String>> {
 #[test]
 #[ignore = "needs root and network namespaces: run `sudo make test`"]
 fn every_field_matches_tshark_on_kernel_vxlan_traffic() {
-    for t in ["tshark", "tcpdump"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
-        assert!(
-            found,
-            "missing tool '{t}': apt-get install {t} (`make deps` does)"
-        );
-    }
+    require_tools(&["tshark", "tcpdump"]);
     let mut lab = Lab::new("ovsnoop_oracle");
     let a = lab.add_host("a");
     let b = lab.add_host("b");
@@ -148,26 +140,7 @@ fn every_field_matches_tshark_on_kernel_vxlan_traffic() {
         );
     }
     let file = lab.dir().join("kernel.pcap");
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.ns(a),
-            "tcpdump",
-            "-i",
-            "ul0",
-            "-U",
-            "-w",
-        ])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump runs");
-    let mut first = String::new();
-    let _ = BufReader::new(tcpdump.stderr.take().unwrap()).read_line(&mut first);
-    assert!(first.contains("listening on"), "tcpdump: {first}");
+    let capture = lab.capture(a, "ul0", &file, &[]);
 
     let mut pings = Vec::new();
     for dest in ["192.168.80.2", "fd80::2", "192.168.81.2", "fd81::2"] {
@@ -194,9 +167,7 @@ fn every_field_matches_tshark_on_kernel_vxlan_traffic() {
         let s6 = UdpSocket::bind("[fd81::1]:0").unwrap();
         s6.send_to(b"anyone?", "[fd81::2]:9").unwrap();
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").arg(tcpdump.id().to_string()).status();
-    let _ = tcpdump.wait();
+    capture.stop();
     for p in &pings {
         assert!(p.all_answered(), "kernel VXLAN does not work:\n{p}");
     }

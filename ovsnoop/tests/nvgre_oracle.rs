@@ -11,10 +11,8 @@
 mod oracle;
 
 use overlay_api::Mac;
-use overlay_tests::{eth_frame, Lab};
+use overlay_tests::{eth_frame, require_tools, Lab};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// tshark fields, in the order they are compared.
@@ -143,14 +141,7 @@ fn send_gre(lab: &Lab, h: overlay_tests::Host, to: std::net::Ipv4Addr, packets: 
 #[test]
 #[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
 fn every_field_matches_tshark_on_nvgre_traffic() {
-    for t in ["tshark", "tcpdump"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
-        assert!(
-            found,
-            "missing tool '{t}': apt-get install {t} (`make deps` does)"
-        );
-    }
+    require_tools(&["tshark", "tcpdump"]);
     let mut lab = Lab::new("ovsnoop_nvgre");
     let a = lab.add_host("a");
     let b = lab.add_host("b");
@@ -188,27 +179,7 @@ fn every_field_matches_tshark_on_nvgre_traffic() {
     );
 
     let file = lab.dir().join("nvgre.pcap");
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.ns(a),
-            "tcpdump",
-            "-i",
-            "ul0",
-            "-U",
-            "-w",
-        ])
-        .arg(&file)
-        .args(["ip", "proto", "47"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump runs");
-    let mut first = String::new();
-    let _ = BufReader::new(tcpdump.stderr.take().unwrap()).read_line(&mut first);
-    assert!(first.contains("listening on"), "tcpdump: {first}");
+    let capture = lab.capture(a, "ul0", &file, &["ip", "proto", "47"]);
 
     let mut pings = Vec::new();
     for (h, dest) in [
@@ -232,9 +203,7 @@ fn every_field_matches_tshark_on_nvgre_traffic() {
             gre(0x00, 0, &frame),          // no key: an error
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").arg(tcpdump.id().to_string()).status();
-    let _ = tcpdump.wait();
+    capture.stop();
     for p in &pings {
         assert!(p.all_answered(), "NVGRE with OVS does not work:\n{p}");
     }

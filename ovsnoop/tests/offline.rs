@@ -2,6 +2,7 @@
 //! each printed with their error and counted; `-w` keeps exactly what
 //! passed the filters, as a pcap tshark reads back.
 
+use overlay_tests::require_tools;
 use ovsnoop::decode::LinkType;
 use ovsnoop::read::Record;
 use ovsnoop::write::PcapWriter;
@@ -95,15 +96,6 @@ fn ovsnoop(args: &[&str]) -> (String, String) {
     (o, e)
 }
 
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    assert!(
-        found,
-        "missing tool '{tool}': install it (Debian: apt-get install {tool}; as root `make deps` does)"
-    );
-}
-
 #[test]
 fn malformed_frames_are_printed_with_their_error_and_counted() {
     let full = vxlan_frame(9, 1, 1000, 2000);
@@ -184,7 +176,7 @@ fn malformed_frames_are_printed_with_their_error_and_counted() {
 
 #[test]
 fn filters_combine_and_w_keeps_what_passed() {
-    require("tshark");
+    require_tools(&["tshark"]);
     // VNIs 1, 2, 3; inner hosts .1->.2, .3->.4, .5->.6; ports vary.
     let mut frames = Vec::new();
     for i in 0..30u32 {

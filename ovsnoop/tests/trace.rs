@@ -7,7 +7,7 @@
 //! one on SIGINT and one on SIGTERM, taking their bpftrace with them.
 
 use overlay_api::Mac;
-use overlay_tests::{eth_frame, vxlan_datagram, wait_for, Lab, VXLAN_FLAG_I};
+use overlay_tests::{eth_frame, require_tools, vxlan_datagram, wait_for, Lab, VXLAN_FLAG_I};
 use std::fs::File;
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -108,12 +108,7 @@ impl Drop for Snoop {
 #[test]
 #[ignore = "needs root, network namespaces and bpftrace: run `sudo make test`"]
 fn trace_shows_decisions_and_drops_with_reasons() {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("bpftrace").is_file()));
-    assert!(
-        found,
-        "missing tool 'bpftrace': apt-get install bpftrace (`make deps` does)"
-    );
+    require_tools(&["bpftrace"]);
     let mut lab = Lab::new("ovsnoop_trace");
     let p = lab.files_pair(79, 4949);
     let run_dir = lab.run_dir(p.a);

@@ -57,6 +57,7 @@
 //!   as ignored with the reason.
 
 mod bpftrace;
+mod capture;
 mod craft;
 mod daemon;
 mod etcd;
@@ -69,10 +70,11 @@ pub mod snapshot;
 mod tools;
 
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
+pub use capture::Capture;
 pub use craft::{eth_frame, geneve_datagram, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I};
 pub use daemon::Daemon;
 pub use etcd::{EtcdCluster, EtcdTls};
 pub use lab::{Host, Lab};
 pub use packet::PacketSocket;
 pub use scenario::{FilesEntry, Pair};
-pub use tools::{env_num, find_mac_line, median, wait_for, BackgroundPing, Ping};
+pub use tools::{env_num, find_mac_line, median, require_tools, wait_for, BackgroundPing, Ping};

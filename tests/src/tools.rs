@@ -7,10 +7,10 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 /// Debian packages that provide the tools the harness and the tests use.
-const PACKAGES: &str = "iproute2 iputils-ping iperf3 ethtool tshark";
+const PACKAGES: &str = "iproute2 iputils-ping iperf3 ethtool tshark tcpdump bpftrace";
 
 /// Panics unless every tool is on `PATH`, saying how to install it.
-pub(crate) fn require_tools(tools: &[&str]) {
+pub fn require_tools(tools: &[&str]) {
     for t in tools {
         if !on_path(t) {
             panic!("missing tool '{t}': install it (as root, `make deps` installs {PACKAGES})");

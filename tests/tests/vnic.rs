@@ -18,9 +18,9 @@
 
 use overlay_api::proto::{Reply, Request};
 use overlay_api::{StatsSnapshot, VnicSpec, VnicStats};
-use overlay_tests::{find_mac_line, wait_for, Daemon, FilesEntry, Host, Lab};
+use overlay_tests::{find_mac_line, Daemon, FilesEntry, Host, Lab};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const N: u8 = 51;
@@ -146,56 +146,6 @@ fn vnic_stats<'a>(s: &'a StatsSnapshot, name: &str) -> Option<&'a VnicStats> {
         .find(|v| v.name == name)
 }
 
-/// tcpdump on a host's `ul0`, VXLAN only, into a pcap file.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(lab: &Lab, h: Host, file: &Path) -> Capture {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                lab.ns(h),
-                "tcpdump",
-                "--immediate-mode",
-                "-i",
-                "ul0",
-                "-U",
-                "-n",
-                "-w",
-            ])
-            .arg(file)
-            .args(["udp", "port", "4789"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tcpdump (apt-get install tcpdump)");
-        assert!(
-            wait_for(Duration::from_secs(5), || file.exists()),
-            "tcpdump did not start"
-        );
-        // The file exists once the capture is open; give it a moment to attach.
-        std::thread::sleep(Duration::from_millis(300));
-        Capture {
-            child,
-            file: file.to_path_buf(),
-        }
-    }
-
-    /// Stops the capture (SIGINT, so the file is complete).
-    fn stop(mut self) -> PathBuf {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: kill(2) of the child we started, by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        self.file.clone()
-    }
-}
-
 /// VXLAN datagrams in a capture whose inner packet matches `filter` (a
 /// tshark display filter).
 fn count(pcap: &Path, filter: &str) -> usize {
@@ -258,7 +208,12 @@ fn three_hosts_three_guests_each() {
     // Same-host guests talk through the kernel's macvlan bridge: nothing of
     // theirs crosses the underlay. A cross-host ping in the same capture
     // shows that the capture sees what does cross.
-    let cap = Capture::start(&lab, h1, &lab.dir().join("h1-ul0.pcap"));
+    let cap = lab.capture(
+        h1,
+        "ul0",
+        &lab.dir().join("h1-ul0.pcap"),
+        &["udp", "port", "4789"],
+    );
     for (k, l) in [(1, 2), (2, 3), (3, 1)] {
         for dest in [ip4(1, l), ip6(1, l)] {
             let p = lab.ping(g.guest(1, k), &dest, &["-c", "5", "-i", "0.1"]);
