@@ -75,6 +75,7 @@ pub use craft::{eth_frame, geneve_datagram, vxlan_datagram, GENEVE_PROTO_TEB, VX
 pub use daemon::Daemon;
 pub use etcd::{EtcdCluster, EtcdTls};
 pub use lab::{Host, Lab};
+pub use ovs::underlay_cidr;
 pub use packet::PacketSocket;
 pub use scenario::{FilesEntry, Pair};
 pub use tools::{env_num, find_mac_line, median, require_tools, wait_for, BackgroundPing, Ping};

@@ -18,7 +18,37 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+/// `host/len` for an underlay address: /64 for IPv6, /24 for IPv4.
+pub fn underlay_cidr(ul: &str) -> String {
+    format!("{ul}/{}", if ul.contains(':') { 64 } else { 24 })
+}
+
 impl Lab {
+    /// Two hosts on a veth pair with underlay addresses `ul1` and `ul2`
+    /// (CIDRs): overlayd and varpd on `a`, which computes its checksums for
+    /// OVS, and Open vSwitch on `b`.
+    pub fn overlayd_and_ovs(&mut self, ul1: &str, ul2: &str) -> (Host, Host) {
+        let a = self.add_host("a");
+        let b = self.add_host("b");
+        self.link(a, ul1, b, ul2);
+        self.tx_csum_off(a, "ul0");
+        self.overlay_host(a);
+        self.ovs_host(b);
+        (a, b)
+    }
+
+    /// Pings both ways over IPv4 and IPv6 between `a` (192.168.N.1,
+    /// fdN::1) and `b` (.2, ::2) of the overlay numbered `n`, each until
+    /// it answers (10 s); `peer` names `b`'s side in the failure.
+    pub fn ping_four_ways(&self, a: Host, b: Host, n: u8, peer: &str) {
+        for (from, h, to) in [("overlayd", a, 2), (peer, b, 1)] {
+            for dest in [format!("192.168.{n}.{to}"), format!("fd{n}::{to}")] {
+                let r = self.wait_ping(h, &dest, Duration::from_secs(10));
+                assert!(r.all_answered(), "{from} side cannot reach {dest}:\n{r}");
+            }
+        }
+    }
+
     fn ovs_dir(&self, h: Host) -> PathBuf {
         self.run_dir(h)
             .parent()

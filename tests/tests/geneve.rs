@@ -6,37 +6,11 @@
 
 use overlay_api::{DropReason, Mac};
 use overlay_tests::snapshot::{mux_drops, overlay};
-use overlay_tests::{eth_frame, geneve_datagram, Daemon, FilesEntry, Host, Lab, GENEVE_PROTO_TEB};
+use overlay_tests::{
+    eth_frame, geneve_datagram, underlay_cidr, Daemon, FilesEntry, Lab, GENEVE_PROTO_TEB,
+};
 use std::net::UdpSocket;
 use std::time::Duration;
-
-/// Pings both ways over IPv4 and IPv6 between `a` (1) and `b` (2) of the
-/// overlay numbered `n`.
-fn ping_four_ways(lab: &Lab, a: Host, b: Host, n: u8, peer: &str) {
-    for (from, h, to) in [("overlayd", a, 2), (peer, b, 1)] {
-        for dest in [format!("192.168.{n}.{to}"), format!("fd{n}::{to}")] {
-            let r = lab.wait_ping(h, &dest, Duration::from_secs(10));
-            assert!(r.all_answered(), "{from} side cannot reach {dest}:\n{r}");
-        }
-    }
-}
-
-/// Two hosts on a veth pair with underlay addresses `ul1` and `ul2`;
-/// overlayd and varpd on `a`, Open vSwitch on `b`.
-fn setup(lab: &mut Lab, ul1: &str, ul2: &str) -> (Host, Host) {
-    let a = lab.add_host("a");
-    let b = lab.add_host("b");
-    lab.link(a, ul1, b, ul2);
-    lab.tx_csum_off(a, "ul0");
-    lab.overlay_host(a);
-    lab.ovs_host(b);
-    (a, b)
-}
-
-/// `host/len` for an underlay address.
-fn cidr(ul: &str) -> String {
-    format!("{ul}/{}", if ul.contains(':') { 64 } else { 24 })
-}
 
 /// `[ip]:port` or `ip:port`.
 fn sockaddr(ul: &str, port: u16) -> String {
@@ -55,7 +29,7 @@ fn point_mode_direct_plugin_with_ovs_geneve() {
         (56, "fd00:56::1", "fd00:56::2"),
     ] {
         let mut lab = Lab::new("geneve_ovs_direct");
-        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2));
+        let (a, b) = lab.overlayd_and_ovs(&underlay_cidr(ul1), &underlay_cidr(ul2));
         let vni = 101 * u32::from(n);
         lab.ovadm_ok(
             a,
@@ -85,7 +59,7 @@ fn point_mode_direct_plugin_with_ovs_geneve() {
             &format!("02:{n}:00:00:00:02"),
             &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
         );
-        ping_four_ways(&lab, a, b, n, "OVS");
+        lab.ping_four_ways(a, b, n, "OVS");
         let r = lab.ping(a, &format!("192.168.{n}.2"), &["-M", "do", "-s", "1372"]);
         assert!(r.all_answered(), "full-MTU (1400) frames do not pass:\n{r}");
         let show = lab.ovadm_ok(a, ["show-overlay", "-p", "-o", "property,value", "ov0"]);
@@ -115,7 +89,7 @@ fn dynamic_mode_files_plugin_with_ovs_geneve() {
         (57, "10.57.0.1", "10.57.0.2"),
     ] {
         let mut lab = Lab::new("geneve_ovs_files");
-        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2));
+        let (a, b) = lab.overlayd_and_ovs(&underlay_cidr(ul1), &underlay_cidr(ul2));
         let vni = 101 * u32::from(n);
         let peer = FilesEntry {
             mac: format!("02:{n}:00:00:00:02"),
@@ -139,7 +113,7 @@ fn dynamic_mode_files_plugin_with_ovs_geneve() {
             &format!("02:{n}:00:00:00:02"),
             &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
         );
-        ping_four_ways(&lab, a, b, n, "OVS");
+        lab.ping_four_ways(a, b, n, "OVS");
         let t = lab.ovadm_ok(a, ["show-overlay", "-t", "ov0"]);
         assert!(
             t.contains(&sockaddr(ul2, 6081)),
@@ -190,7 +164,7 @@ fn overlayd_pair_over_geneve_point_mode_ipv6_underlay() {
             &[&format!("192.168.55.{i}/24"), &format!("fd55::{i}/64")],
         );
     }
-    ping_four_ways(&lab, a, b, 55, "overlayd");
+    lab.ping_four_ways(a, b, 55, "overlayd");
     for h in [a, b] {
         let s = lab.stats(h);
         assert!(
@@ -205,7 +179,7 @@ fn overlayd_pair_over_geneve_point_mode_ipv6_underlay() {
 fn overlayd_pair_over_geneve_shares_the_mux_rules() {
     let mut lab = Lab::new("geneve_pair");
     let p = lab.files_pair_encap(53, 5353, "geneve");
-    ping_four_ways(&lab, p.a, p.b, 53, "overlayd");
+    lab.ping_four_ways(p.a, p.b, 53, "overlayd");
     // Same VNI and module on the same address: refused, as with VXLAN.
     let config = p.config.display().to_string();
     let out = lab.ovadm(

@@ -7,34 +7,18 @@
 
 use overlay_api::{DropReason, Mac};
 use overlay_tests::snapshot::{mux_drops, overlay};
-use overlay_tests::{eth_frame, Daemon, FilesEntry, Host, Lab};
+use overlay_tests::{eth_frame, underlay_cidr, Daemon, FilesEntry, Host, Lab};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Pings both ways over IPv4 and IPv6 between `a` (1) and `b` (2) of the
-/// overlay numbered `n`.
-fn ping_four_ways(lab: &Lab, a: Host, b: Host, n: u8, peer: &str) {
-    for (from, h, to) in [("overlayd", a, 2), (peer, b, 1)] {
-        for dest in [format!("192.168.{n}.{to}"), format!("fd{n}::{to}")] {
-            let r = lab.wait_ping(h, &dest, Duration::from_secs(10));
-            assert!(r.all_answered(), "{from} side cannot reach {dest}:\n{r}");
-        }
-    }
-}
-
-/// Two hosts on a veth pair with underlay addresses `ul1` and `ul2`;
-/// overlayd and varpd on `a`, and on `b` too unless `ovs` (then Open vSwitch).
-fn setup(lab: &mut Lab, ul1: &str, ul2: &str, ovs: bool) -> (Host, Host) {
+/// Two overlayd hosts on a veth pair with underlay addresses `ul1` and
+/// `ul2` (CIDRs).
+fn overlayd_pair(lab: &mut Lab, ul1: &str, ul2: &str) -> (Host, Host) {
     let a = lab.add_host("a");
     let b = lab.add_host("b");
     lab.link(a, ul1, b, ul2);
     lab.overlay_host(a);
-    if ovs {
-        lab.tx_csum_off(a, "ul0");
-        lab.ovs_host(b);
-    } else {
-        lab.overlay_host(b);
-    }
+    lab.overlay_host(b);
     (a, b)
 }
 
@@ -61,11 +45,6 @@ fn files_overlay(lab: &Lab, h: Host, n: u8, i: u8, vsid: u32, ul: &str, config: 
     );
 }
 
-/// `host/len` for an underlay address.
-fn cidr(ul: &str) -> String {
-    format!("{ul}/{}", if ul.contains(':') { 64 } else { 24 })
-}
-
 #[test]
 #[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
 fn point_mode_direct_plugin_with_ovs_gre() {
@@ -74,7 +53,7 @@ fn point_mode_direct_plugin_with_ovs_gre() {
         (76, "fd00:76::1", "fd00:76::2"),
     ] {
         let mut lab = Lab::new("nvgre_ovs_direct");
-        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2), true);
+        let (a, b) = lab.overlayd_and_ovs(&underlay_cidr(ul1), &underlay_cidr(ul2));
         let vsid = 101 * u32::from(n);
         lab.ovadm_ok(
             a,
@@ -105,7 +84,7 @@ fn point_mode_direct_plugin_with_ovs_gre() {
             &format!("02:{n}:00:00:00:02"),
             &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
         );
-        ping_four_ways(&lab, a, b, n, "OVS");
+        lab.ping_four_ways(a, b, n, "OVS");
         let r = lab.ping(a, &format!("192.168.{n}.2"), &["-M", "do", "-s", "1372"]);
         assert!(r.all_answered(), "full-MTU (1400) frames do not pass:\n{r}");
         let show = lab.ovadm_ok(a, ["show-overlay", "-p", "-o", "property,value", "ov0"]);
@@ -136,7 +115,7 @@ fn dynamic_mode_files_plugin_with_ovs_gre() {
         (78, "10.78.0.1", "10.78.0.2"),
     ] {
         let mut lab = Lab::new("nvgre_ovs_files");
-        let (a, b) = setup(&mut lab, &cidr(ul1), &cidr(ul2), true);
+        let (a, b) = lab.overlayd_and_ovs(&underlay_cidr(ul1), &underlay_cidr(ul2));
         let vsid = 101 * u32::from(n);
         let config = lab.write_file("files.json", &FilesEntry::json(&[entry(n, 2, ul2)]));
         files_overlay(&lab, a, n, 1, vsid, ul1, &config);
@@ -147,7 +126,7 @@ fn dynamic_mode_files_plugin_with_ovs_gre() {
             &format!("02:{n}:00:00:00:02"),
             &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
         );
-        ping_four_ways(&lab, a, b, n, "OVS");
+        lab.ping_four_ways(a, b, n, "OVS");
         let s = lab.stats(a);
         assert!(overlay(&s, "ov0").injected >= 2, "{s:#?}");
         assert!(
@@ -165,13 +144,7 @@ fn overlayd_pairs_over_nvgre_ipv4_and_ipv6() {
         (74, "fd00:74::1", "fd00:74::2"),
     ] {
         let mut lab = Lab::new("nvgre_pair");
-        let len = if ul1.contains(':') { 64 } else { 24 };
-        let (a, b) = setup(
-            &mut lab,
-            &format!("{ul1}/{len}"),
-            &format!("{ul2}/{len}"),
-            false,
-        );
+        let (a, b) = overlayd_pair(&mut lab, &underlay_cidr(ul1), &underlay_cidr(ul2));
         let config = lab.write_file(
             "files.json",
             &FilesEntry::json(&[entry(n, 1, ul1), entry(n, 2, ul2)]),
@@ -179,7 +152,7 @@ fn overlayd_pairs_over_nvgre_ipv4_and_ipv6() {
         let vsid = 100 * u32::from(n) + u32::from(n);
         files_overlay(&lab, a, n, 1, vsid, ul1, &config);
         files_overlay(&lab, b, n, 2, vsid, ul2, &config);
-        ping_four_ways(&lab, a, b, n, "overlayd");
+        lab.ping_four_ways(a, b, n, "overlayd");
         let r = lab.ping(
             a,
             &format!("192.168.{n}.2"),
@@ -269,7 +242,7 @@ fn gre(flags: u8, ver: u8, proto: u16, key: u32, frame: &[u8]) -> Vec<u8> {
 #[ignore = "needs root and network namespaces: run `sudo make test`"]
 fn malformed_gre_is_counted_by_reason() {
     let mut lab = Lab::new("nvgre_malformed");
-    let (a, b) = setup(&mut lab, "10.75.0.1/24", "10.75.0.2/24", false);
+    let (a, b) = overlayd_pair(&mut lab, "10.75.0.1/24", "10.75.0.2/24");
     let config = lab.write_file(
         "files.json",
         &FilesEntry::json(&[entry(75, 1, "10.75.0.1"), entry(75, 2, "10.75.0.2")]),
