@@ -105,39 +105,6 @@ fn gre(flags: u8, key: u32, frame: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Sends `packets` as IP protocol 47 payloads from inside a host's
-/// namespace to `to`, through a raw socket.
-fn send_gre(lab: &Lab, h: overlay_tests::Host, to: std::net::Ipv4Addr, packets: &[Vec<u8>]) {
-    lab.in_ns(h, || {
-        // SAFETY: plain system calls on a descriptor we own, with a
-        // sockaddr_in and buffers that outlive them.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 47);
-            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-            let sa = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(to).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            for p in packets {
-                let n = libc::sendto(
-                    fd,
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                );
-                assert!(n >= 0, "sendto: {}", std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-        }
-    });
-}
-
 #[test]
 #[ignore = "needs root, network namespaces and Open vSwitch: run `sudo make test`"]
 fn every_field_matches_tshark_on_nvgre_traffic() {
@@ -193,9 +160,9 @@ fn every_field_matches_tshark_on_nvgre_traffic() {
     let src: Mac = "02:83:00:00:00:99".parse().unwrap();
     let frame = eth_frame(Mac::BROADCAST, src, 0x88b5, &[0; 46]);
     let key = 8383 << 8;
-    send_gre(
-        &lab,
+    lab.send_raw_ipv4(
         b,
+        47,
         "10.83.0.1".parse().unwrap(),
         &[
             gre(0xa0, key, &frame),        // checksum and key: delivered

@@ -1,9 +1,12 @@
 //! Raw Ethernet frames in and out of a device (AF_PACKET): how tests play a
 //! guest that sends what no tool sends (a DHCP request, a MAC flood) and
-//! watch what arrives on a TAP device.
+//! watch what arrives on a TAP device; and raw IPv4 payloads (hand-made GRE)
+//! sent from a host.
 
+use crate::lab::{Host, Lab};
 use std::ffi::CString;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
@@ -103,5 +106,41 @@ impl PacketSocket {
             }
         }
         out
+    }
+}
+
+impl Lab {
+    /// Sends `packets` as the payloads of IPv4 protocol `proto` (47: GRE)
+    /// from inside host `h`'s namespace to `to`, through a raw socket:
+    /// the kernel writes the IP header. Panics if a send fails.
+    pub fn send_raw_ipv4(&self, h: Host, proto: u8, to: Ipv4Addr, packets: &[Vec<u8>]) {
+        self.in_ns(h, || {
+            // SAFETY: plain system calls on a descriptor we own, with a
+            // sockaddr_in and buffers that outlive them.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, i32::from(proto));
+                assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+                let fd = OwnedFd::from_raw_fd(fd);
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: 0,
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(to).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                for p in packets {
+                    let n = libc::sendto(
+                        fd.as_raw_fd(),
+                        p.as_ptr().cast(),
+                        p.len(),
+                        0,
+                        (&sa as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as u32,
+                    );
+                    assert!(n >= 0, "sendto: {}", io::Error::last_os_error());
+                }
+            }
+        });
     }
 }

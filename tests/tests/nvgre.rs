@@ -8,7 +8,6 @@
 use overlay_api::{DropReason, Mac};
 use overlay_tests::snapshot::{mux_drops, overlay};
 use overlay_tests::{eth_frame, underlay_cidr, Daemon, FilesEntry, Host, Lab};
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// Two overlayd hosts on a veth pair with underlay addresses `ul1` and
@@ -188,42 +187,6 @@ fn overlayd_pairs_over_nvgre_ipv4_and_ipv6() {
     }
 }
 
-/// Sends `packets` as IP protocol 47 payloads from inside a host's
-/// namespace to `to`, through a raw socket.
-fn send_gre(lab: &Lab, h: Host, to: IpAddr, packets: &[Vec<u8>]) {
-    lab.in_ns(h, || {
-        let IpAddr::V4(dst) = to else {
-            panic!("IPv4 only")
-        };
-        // SAFETY: plain system calls on a descriptor we own, with a
-        // sockaddr_in and buffers that outlive them.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 47);
-            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-            let sa = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(dst).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            for p in packets {
-                let n = libc::sendto(
-                    fd,
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                );
-                assert!(n >= 0, "sendto: {}", std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-        }
-    });
-}
-
 /// A GRE header (flags byte, version, protocol, then the key if K) in front of `frame`.
 fn gre(flags: u8, ver: u8, proto: u16, key: u32, frame: &[u8]) -> Vec<u8> {
     let mut b = vec![flags, ver];
@@ -258,9 +221,9 @@ fn malformed_gre_is_counted_by_reason() {
     let src: Mac = "02:75:00:00:00:99".parse().unwrap();
     let frame = eth_frame(Mac::BROADCAST, src, 0x88b5, &[0; 46]);
     let key = 7575 << 8;
-    send_gre(
-        &lab,
+    lab.send_raw_ipv4(
         b,
+        47,
         "10.75.0.1".parse().unwrap(),
         &[
             gre(0x00, 0, 0x6558, 0, &frame),                  // no-key
