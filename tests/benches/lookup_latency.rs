@@ -136,22 +136,7 @@ fn main() {
     // Migration.
     let g = lab.add_host("guest");
     let gmac = "02:67:00:00:00:50";
-    let attach = |lab: &Lab, h: Host| {
-        lab.ovadm_ok(
-            h,
-            [
-                "create-vnic",
-                "-l",
-                "ov0",
-                "-m",
-                gmac,
-                "--netns",
-                lab.ns(g),
-                "vnicg",
-            ],
-        );
-        lab.guest_addr(g, "vnicg", gmac, &["192.168.67.50/24"]);
-    };
+    let attach = |lab: &Lab, h: Host| lab.attach_guest(h, g, "vnicg", gmac, &["192.168.67.50/24"]);
     attach(&lab, hosts[1]);
     assert!(lab
         .wait_ping(hosts[0], "192.168.67.50", Duration::from_secs(15))

@@ -400,4 +400,24 @@ impl Lab {
         }
         self.ip(h, &["link", "set", dev, "up"]);
     }
+
+    /// Gives guest namespace `guest` a VNIC named `vnic` over host `host`'s
+    /// `ov0`, with MAC `mac` and addresses `cidrs`, announced as by
+    /// [`Lab::guest_addr`]: a guest (re)appearing on that host.
+    pub fn attach_guest(&self, host: Host, guest: Host, vnic: &str, mac: &str, cidrs: &[&str]) {
+        self.ovadm_ok(
+            host,
+            [
+                "create-vnic",
+                "-l",
+                "ov0",
+                "-m",
+                mac,
+                "--netns",
+                self.ns(guest),
+                vnic,
+            ],
+        );
+        self.guest_addr(guest, vnic, mac, cidrs);
+    }
 }

@@ -236,25 +236,9 @@ fn a_guest_that_moves_is_followed_within_two_seconds() {
     let g = s.lab.add_host("guest");
     let (gmac, g4, g6) = ("02:62:00:00:00:50", "192.168.62.50", "fd62::50");
     let attach = |s: &Setup, host: usize| {
-        s.lab.ovadm_ok(
-            s.h(host),
-            [
-                "create-vnic",
-                "-l",
-                "ov0",
-                "-m",
-                gmac,
-                "--netns",
-                s.lab.ns(g),
-                "vnicg",
-            ],
-        );
-        s.lab.guest_addr(
-            g,
-            "vnicg",
-            gmac,
-            &[&format!("{g4}/24"), &format!("{g6}/64")],
-        );
+        let cidrs = [format!("{g4}/24"), format!("{g6}/64")];
+        s.lab
+            .attach_guest(s.h(host), g, "vnicg", gmac, &[&cidrs[0], &cidrs[1]]);
     };
     attach(&s, 2);
     for dest in [g4, g6] {
@@ -526,20 +510,8 @@ fn a_cluster_member_restart_costs_no_more_than_an_election() {
     // New registrations still land: a new guest on host 2 is found.
     let g = s.lab.add_host("guest");
     let gmac = "02:65:00:00:00:20";
-    s.lab.ovadm_ok(
-        s.h(2),
-        [
-            "create-vnic",
-            "-l",
-            "ov0",
-            "-m",
-            gmac,
-            "--netns",
-            s.lab.ns(g),
-            "vnicg",
-        ],
-    );
-    s.lab.guest_addr(g, "vnicg", gmac, &["192.168.65.20/24"]);
+    s.lab
+        .attach_guest(s.h(2), g, "vnicg", gmac, &["192.168.65.20/24"]);
     let r = s
         .lab
         .wait_ping(s.h(1), "192.168.65.20", Duration::from_secs(10));
@@ -613,20 +585,8 @@ fn a_host_cut_off_from_etcd_does_not_reclaim_a_guest_that_moved_meanwhile() {
     let gmac = "02:69:00:00:00:50";
     let g4 = "192.168.69.50";
     let attach = |s: &Setup, host: usize| {
-        s.lab.ovadm_ok(
-            s.h(host),
-            [
-                "create-vnic",
-                "-l",
-                "ov0",
-                "-m",
-                gmac,
-                "--netns",
-                s.lab.ns(g),
-                "vnicg",
-            ],
-        );
-        s.lab.guest_addr(g, "vnicg", gmac, &[&format!("{g4}/24")]);
+        s.lab
+            .attach_guest(s.h(host), g, "vnicg", gmac, &[&format!("{g4}/24")]);
     };
     attach(&s, 2);
     let r = s.lab.wait_ping(s.h(1), g4, Duration::from_secs(15));
