@@ -43,6 +43,53 @@ impl Counters {
         }
     }
 
+    /// Moves everything `other` counted into these counters, leaving
+    /// `other` at zero: how a forwarding thread's counts reach the
+    /// overlay's (no allocation either way).
+    pub fn take_from(&mut self, other: &mut Counters) {
+        // Destructured whole, so that a counter added later cannot be missed.
+        let Counters {
+            rx_frames,
+            rx_bytes,
+            tx_frames,
+            tx_bytes,
+            lookups,
+            misses,
+            queue_overflows,
+            injected,
+            offload,
+            options_skipped,
+            drops,
+        } = std::mem::take(other);
+        let OffloadStats {
+            tso_frames,
+            tso_segments,
+            gro_frames,
+            gro_segments,
+            gso_sends,
+            gso_datagrams,
+        } = offload;
+        self.rx_frames += rx_frames;
+        self.rx_bytes += rx_bytes;
+        self.tx_frames += tx_frames;
+        self.tx_bytes += tx_bytes;
+        self.lookups += lookups;
+        self.misses += misses;
+        self.queue_overflows += queue_overflows;
+        self.injected += injected;
+        let a = &mut self.offload;
+        a.tso_frames += tso_frames;
+        a.tso_segments += tso_segments;
+        a.gro_frames += gro_frames;
+        a.gro_segments += gro_segments;
+        a.gso_sends += gso_sends;
+        a.gso_datagrams += gso_datagrams;
+        self.options_skipped += options_skipped;
+        for (d, n) in self.drops.iter_mut().zip(drops) {
+            *d += n;
+        }
+    }
+
     /// Drops counted for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
@@ -145,6 +192,23 @@ impl Peers {
         c.rx_bytes += len as u64;
     }
 
+    /// Moves everything `other` counted into these counters, leaving
+    /// `other`'s peers in place at zero (so that counting them again
+    /// allocates nothing).
+    pub fn take_from(&mut self, other: &mut Peers) {
+        for (ip, o) in other.0.iter_mut() {
+            let o = std::mem::take(o);
+            if o.tx_frames == 0 && o.rx_frames == 0 {
+                continue;
+            }
+            let c = self.0.entry(*ip).or_default();
+            c.tx_frames += o.tx_frames;
+            c.tx_bytes += o.tx_bytes;
+            c.rx_frames += o.rx_frames;
+            c.rx_bytes += o.rx_bytes;
+        }
+    }
+
     /// Snapshot form, busiest (by bytes both ways) first.
     pub fn stats(&self) -> Vec<PeerStats> {
         let mut v: Vec<PeerStats> = self
@@ -233,6 +297,45 @@ mod tests {
             ]
         );
         assert_eq!(h.count(), 9);
+    }
+
+    #[test]
+    fn take_from_moves_every_count() {
+        let mut w = Counters {
+            rx_frames: 1,
+            tx_bytes: 2,
+            options_skipped: 3,
+            ..Default::default()
+        };
+        w.offload.gso_sends = 4;
+        w.drop(DropReason::QueueOverflow, 5);
+        let mut c = Counters::default();
+        c.drop(DropReason::QueueOverflow, 1);
+        c.take_from(&mut w);
+        assert_eq!(
+            (
+                c.rx_frames,
+                c.tx_bytes,
+                c.options_skipped,
+                c.offload.gso_sends
+            ),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(
+            (c.drops(DropReason::QueueOverflow), c.queue_overflows),
+            (6, 6)
+        );
+        assert_eq!(w.drops(DropReason::QueueOverflow) + w.rx_frames, 0);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (mut p, mut q) = (Peers::default(), Peers::default());
+        q.tx(a, 100);
+        q.rx(b, 50);
+        p.tx(a, 10);
+        p.take_from(&mut q);
+        p.take_from(&mut q);
+        let s = p.stats();
+        assert_eq!(s.len(), 2);
+        assert!(q.stats().iter().all(|s| s.tx_bytes + s.rx_bytes == 0));
     }
 
     #[test]

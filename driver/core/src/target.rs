@@ -137,6 +137,40 @@ pub struct DumpEntry {
     pub bytes: u64,
 }
 
+/// A handle on a table's index that another forwarding thread can take
+/// and read through ([`TableHandle::view`]): overlayd's workers forward
+/// valid hits themselves and hand every other frame to the thread that
+/// owns the [`TargetTable`].
+#[derive(Clone, Debug)]
+pub struct TableHandle(overlay_table::TargetTable);
+
+impl TableHandle {
+    /// The calling thread's view (make it on the thread that reads, and keep it).
+    pub fn view(&self) -> TableView {
+        TableView {
+            reader: self.0.reader(),
+            clock: self.0.clock(),
+        }
+    }
+}
+
+/// A forwarding thread's read-only view of a table: valid hits only.
+#[derive(Debug)]
+pub struct TableView {
+    reader: Reader,
+    clock: overlay_table::Clock,
+}
+
+impl TableView {
+    /// Where a unicast frame of `len` bytes for `dst` goes, if `dst` has a
+    /// valid entry (counted against it); `None` for anything else (no
+    /// entry, pending, drop), which the table's owner must decide.
+    #[inline]
+    pub fn valid(&self, dst: Mac, len: usize, now: Instant) -> Option<SocketAddr> {
+        self.reader.hit_valid(dst, len as u64, self.clock.at(now))
+    }
+}
+
 /// A target table.
 pub struct TargetTable {
     index: overlay_table::TargetTable,
@@ -195,6 +229,11 @@ impl TargetTable {
             pending_cost: 0,
             negative: HashMap::new(),
         })
+    }
+
+    /// A handle for other forwarding threads ([`TableHandle::view`]).
+    pub fn handle(&self) -> TableHandle {
+        TableHandle(self.index.clone())
     }
 
     /// Number of entries (pending ones included).

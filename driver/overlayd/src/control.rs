@@ -14,6 +14,7 @@ use crate::daemon::{token, Daemon, Parked, CREATE_WAIT, KIND_MUX, KIND_TAP};
 use crate::link::release;
 use crate::mux::Mux;
 use crate::overlay::{Overlay, ResizeProbe};
+use crate::port::Port;
 use crate::tap::Tap;
 use crate::vnic::{self, Vnic, VnicCounters};
 use mio::unix::SourceFd;
@@ -413,21 +414,22 @@ impl Daemon {
         let (mid, new_mux) = match self.mux_by_addr.get(&key) {
             Some(m) => (*m, None),
             None => {
-                let mut m = Mux::bind(cfg.module, cfg.listen).map_err(|e| {
-                    err(
-                        ErrorKind::System,
-                        format!(
-                            "cannot listen on {} ({}): {e}",
-                            cfg.listen,
-                            cfg.module
-                                .props
-                                .iter()
-                                .map(|p| p.name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                })?;
+                let mut m =
+                    Mux::bind(cfg.module, cfg.listen, self.workers.is_some()).map_err(|e| {
+                        err(
+                            ErrorKind::System,
+                            format!(
+                                "cannot listen on {} ({}): {e}",
+                                cfg.listen,
+                                cfg.module
+                                    .props
+                                    .iter()
+                                    .map(|p| p.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?;
                 let mid = self.next_id();
                 self.poll
                     .registry()
@@ -463,7 +465,25 @@ impl Daemon {
                 .table
                 .leave(vni),
         };
-        let tap = match Tap::create(&cfg.name, cfg.mtu, !cfg.temporary) {
+        // The workers' copies of a new mux, made before anything is kept.
+        let worker_muxes = match (&new_mux, &self.workers) {
+            (Some(m), Some(w)) => match (0..w.len()).map(|_| m.for_worker()).collect() {
+                Ok(v) => v,
+                Err(e) => {
+                    undo(self, new_mux);
+                    return Err(err(
+                        ErrorKind::System,
+                        format!(
+                            "cannot share {} with the forwarding threads: {e}",
+                            cfg.listen
+                        ),
+                    ));
+                }
+            },
+            _ => Vec::new(),
+        };
+        let queues = self.workers.as_ref().map_or(1, |w| w.len() + 1);
+        let (tap, mut more) = match Tap::create(&cfg.name, cfg.mtu, !cfg.temporary, queues) {
             Ok(t) => t,
             Err(e) => {
                 undo(self, new_mux);
@@ -493,6 +513,46 @@ impl Daemon {
                 .expect("a new mux has no VNI yet");
             self.mux_by_addr.insert(key, mid);
             self.muxes.insert(mid, m);
+        }
+        if let Some(w) = &self.workers {
+            let mut worker_muxes = worker_muxes.into_iter();
+            let handle = table.handle();
+            // A device adopted with one queue: the workers write through
+            // duplicates of ours and read nothing.
+            more.reverse();
+            w.each(|_| {
+                worker_muxes
+                    .next()
+                    .map(|(mux, receives)| crate::worker::Command::Mux {
+                        mid,
+                        mux: Box::new(mux),
+                        receives,
+                    })
+            });
+            w.each(|k| {
+                let (tap, reads) = match more.pop() {
+                    Some(q) => (q, true),
+                    None => match tap.try_clone() {
+                        Ok(d) => (d, false),
+                        Err(e) => {
+                            log::warn!(
+                                "{}: worker-{} cannot write to the TAP device: {e}",
+                                cfg.name,
+                                k + 1
+                            );
+                            return None;
+                        }
+                    },
+                };
+                Some(crate::worker::Command::Port {
+                    cfg: cfg.clone(),
+                    oid,
+                    mux: mid,
+                    tap,
+                    reads,
+                    table: handle.clone(),
+                })
+            });
         }
         log::info!(
             "{}: {} (vnetid {}, {} on {}, search {}{})",
@@ -556,6 +616,10 @@ impl Daemon {
         let Some(ov) = self.overlays.remove(&oid) else {
             return;
         };
+        // The workers close their queues of its TAP device first.
+        if let Some(w) = &self.workers {
+            w.each(|_| Some(crate::worker::Command::Unport { oid }));
+        }
         // The kernel would remove them with the TAP device anyway; deleting
         // them first says so in the log and leaves nothing to chance.
         for v in &ov.vnics {
@@ -574,6 +638,9 @@ impl Daemon {
             if m.table.is_empty() {
                 let mut m = self.muxes.remove(&ov.mux).expect("just looked up");
                 self.mux_by_addr.remove(&m.key());
+                if let Some(w) = &self.workers {
+                    w.each(|_| Some(crate::worker::Command::Unmux { mid: ov.mux }));
+                }
                 let _ = self.poll.registry().deregister(&mut m.sock);
             }
         }
@@ -737,7 +804,9 @@ impl Daemon {
         let row = v.row(&over, mtu);
         let ov = self.overlays.get_mut(&oid).expect("looked up above");
         ov.vnics.push(v);
-        if !ov.cfg.temporary {
+        let keep = !ov.cfg.temporary;
+        self.sync_workers(oid);
+        if keep {
             self.save_state();
         }
         Reply::Vnics { rows: vec![row] }
@@ -771,7 +840,9 @@ impl Daemon {
             }
         }
         ov.vnics.remove(i);
-        if !ov.cfg.temporary {
+        let keep = !ov.cfg.temporary;
+        self.sync_workers(oid);
+        if keep {
             self.save_state();
         }
         ok()

@@ -4,6 +4,11 @@
 //! without waiting for anything, and control requests are served between
 //! frames from the same state, so every snapshot is consistent.
 //!
+//! With more than one forwarding thread, [`crate::worker`]s beside it
+//! forward what needs nothing of this state but the target table (which
+//! they read lock-free) and hand the rest to it; their counts are moved
+//! into the overlays' here ([`Daemon::collect_workers`]).
+//!
 //! Tokens carry their kind in the low two bits and an id above them.
 
 use crate::conn::Conn;
@@ -12,9 +17,10 @@ use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
+use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use overlay_api::access::Access;
 use overlay_api::proto::{DriverMsg, Reply};
 use overlay_api::{Mac, PluginInfo};
@@ -30,6 +36,11 @@ pub(crate) const KIND_LISTENER: usize = 0;
 pub(crate) const KIND_TAP: usize = 1;
 pub(crate) const KIND_MUX: usize = 2;
 pub(crate) const KIND_CONN: usize = 3;
+
+/// The token of the waker the workers wake the event loop with.
+const WAKE: Token = Token((1 << 2) | KIND_LISTENER);
+/// Hand-overs taken per wake-up before other events get a turn.
+const HANDOVER_BATCH: usize = 256;
 
 /// Builds a token from a kind and an id.
 pub(crate) fn token(kind: usize, id: u64) -> Token {
@@ -112,13 +123,21 @@ pub struct Daemon {
     /// Persistent overlays the state file holds that could not be set up
     /// at start (kept in the file, tried again now and then).
     pub(crate) unrestored: crate::persist::Unrestored,
+    /// The other forwarding threads, if there are any.
+    pub(crate) workers: Option<Workers>,
 }
 
 impl Daemon {
     /// Binds the control socket in `run_dir`, with `access`'s owner and
     /// mode (0600, or 0660 with an operators' group); persistent overlays
-    /// live in `state_dir` (see [`Daemon::restore`]).
-    pub fn new(run_dir: &Path, state_dir: &Path, access: Access) -> anyhow::Result<Daemon> {
+    /// live in `state_dir` (see [`Daemon::restore`]). `threads` forwarding
+    /// threads in all: this event loop and `threads - 1` workers.
+    pub fn new(
+        run_dir: &Path,
+        state_dir: &Path,
+        access: Access,
+        threads: usize,
+    ) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
         let sock_path = run_dir.join(overlay_api::OVERLAYD_SOCKET);
@@ -139,10 +158,18 @@ impl Daemon {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
         }
+        let workers = match threads {
+            0 | 1 => None,
+            n => Some(
+                Workers::start(n - 1, Waker::new(poll.registry(), WAKE)?)
+                    .context("cannot start the forwarding threads")?,
+            ),
+        };
         log::info!(
-            "overlayd listening on {} ({})",
+            "overlayd listening on {} ({}); {} forwarding thread(s)",
             sock_path.display(),
-            access.describe()
+            access.describe(),
+            threads.max(1)
         );
         Ok(Daemon {
             poll,
@@ -169,6 +196,7 @@ impl Daemon {
             shutdown,
             state_dir: state_dir.to_path_buf(),
             unrestored: Default::default(),
+            workers,
         })
     }
 
@@ -192,12 +220,14 @@ impl Daemon {
                 let t = ev.token().0;
                 let id = (t >> 2) as u64;
                 match t & 3 {
+                    KIND_LISTENER if ev.token() == WAKE => self.take_handovers(),
                     KIND_LISTENER => self.accept(),
                     KIND_TAP => self.tap_readable(id),
                     KIND_MUX => self.mux_readable(id),
                     _ => {
                         // Control requests see counters of everything sent so far.
                         self.flush_tx();
+                        self.collect_workers();
                         self.conn_event(id)
                     }
                 }
@@ -214,6 +244,78 @@ impl Daemon {
             self.overlays.len() - kept
         );
         Ok(())
+    }
+
+    /// Takes what the workers handed over, as if read here.
+    fn take_handovers(&mut self) {
+        for _ in 0..HANDOVER_BATCH {
+            let h = match self.workers.as_ref().map(|w| w.handover.try_recv()) {
+                Some(Ok(h)) => h,
+                _ => return,
+            };
+            match h {
+                Handover::Tx { oid, frame } => {
+                    let n = frame.len().min(self.tapbuf.len());
+                    self.tapbuf[..n].copy_from_slice(&frame[..n]);
+                    self.tx_frame(oid, n);
+                    if self.txq.len() >= crate::datapath::FLUSH_MSGS {
+                        self.flush_tx();
+                    }
+                }
+                Handover::Rx {
+                    mid,
+                    mut data,
+                    from,
+                    seg,
+                } => self.rx_deferred(mid, &mut data, from, seg),
+            }
+        }
+        // More may wait: come back after the other events.
+        if let Some(w) = &self.workers {
+            w.wake_loop();
+        }
+    }
+
+    /// Moves what the workers counted into the overlays' and muxes' counters.
+    pub(crate) fn collect_workers(&mut self) {
+        let Some(w) = &self.workers else {
+            return;
+        };
+        let (overlays, muxes) = (&mut self.overlays, &mut self.muxes);
+        w.collect(
+            |oid, c| {
+                if let Some(ov) = overlays.get_mut(&oid) {
+                    ov.counters.take_from(&mut c.counters);
+                    ov.peers.take_from(&mut c.peers);
+                    for (mac, v) in c.vnics.iter_mut() {
+                        match crate::vnic::counters_of(&mut ov.vnics, *mac) {
+                            Some(t) => t.take_from(v),
+                            None => *v = Default::default(),
+                        }
+                    }
+                }
+            },
+            |mid, c| {
+                if let Some(m) = muxes.get_mut(&mid) {
+                    m.counters.take_from(c);
+                }
+            },
+        );
+    }
+
+    /// Tells the workers overlay `oid`'s destination and VNICs.
+    pub(crate) fn sync_workers(&self, oid: u64) {
+        let (Some(w), Some(ov)) = (&self.workers, self.overlays.get(&oid)) else {
+            return;
+        };
+        w.each(|_| {
+            Some(crate::worker::Command::Update {
+                oid,
+                mode: ov.mode,
+                point: ov.point,
+                vnics: ov.vnics.iter().map(|v| v.mac).collect(),
+            })
+        });
     }
 
     fn accept(&mut self) {
@@ -299,6 +401,7 @@ impl Daemon {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.collect_workers();
         let expired: Vec<Parked> = {
             let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
                 .into_iter()

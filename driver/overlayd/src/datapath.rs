@@ -22,11 +22,12 @@
 use crate::daemon::{Daemon, LookupCtx};
 use crate::mux::Mux;
 use crate::overlay::Overlay;
+use crate::port::Port;
+use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
-use crate::vnic;
 use overlay_api::proto::DriverMsg;
 use overlay_api::{DestMode, DropReason, Mac};
-use overlay_core::{SourceCheck, TxDecision};
+use overlay_core::TxDecision;
 use overlay_probes::overlay as probe;
 use overlay_wire::eth::{self, GroupKind};
 use overlay_wire::offload::{
@@ -41,7 +42,7 @@ use std::time::Instant;
 /// Most broadcast/multicast frames an overlay may have waiting on varpd.
 const BCAST_INFLIGHT_MAX: u32 = 256;
 /// Messages queued before the TAP read loop flushes the send queue.
-const FLUSH_MSGS: usize = 32;
+pub(crate) const FLUSH_MSGS: usize = 32;
 /// Received buffers up to this size are plain datagrams for any overlay
 /// (the smallest MTU, 576, with the Ethernet header and the smallest
 /// encapsulation header, VXLAN's or Geneve's 8 bytes): only larger ones are
@@ -53,9 +54,9 @@ const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 /// Queues `frame` (checksums complete, or a TSO super-frame described by
 /// `tso`) for `dst`, encapsulated, to be sent to `dest` from the flow's
 /// socket. Counters are counted when the queue is flushed.
-pub(crate) fn encap(
+pub(crate) fn encap<P: Port>(
     txq: &mut TxQueue,
-    ov: &Overlay,
+    ov: &P,
     mux: &Mux,
     frame: &[u8],
     tso: Option<&Tso>,
@@ -64,7 +65,8 @@ pub(crate) fn encap(
 ) {
     let hash = eth::flow_hash(frame);
     let fd = mux.sender(hash).as_raw_fd();
-    let vni = ov.cfg.vnetid;
+    let (oid, cfg) = (ov.oid(), ov.cfg());
+    let vni = cfg.vnetid;
     let (hlen, emit, gso) = (mux.encap.header_len, mux.encap.encap, mux.gso);
     // A raw IP socket has no port; an IPv6 one refuses any but 0 (or its
     // protocol), whatever port the plugin gave.
@@ -75,14 +77,14 @@ pub(crate) fn encap(
     };
     let mut put = |len: usize, fill: &mut dyn FnMut(&mut [u8])| {
         let out = if gso {
-            txq.datagram(fd, dest, ov.oid, hlen + len, len)
+            txq.datagram(fd, dest, oid, hlen + len, len)
         } else {
-            txq.datagram_alone(fd, dest, ov.oid, hlen + len, len)
+            txq.datagram_alone(fd, dest, oid, hlen + len, len)
         };
         let (hdr, inner) = out.split_at_mut(hlen);
         emit(vni, hash, hdr);
         fill(inner);
-        probe::encap(&ov.cfg.name, vni, dst, dest, len);
+        probe::encap(&cfg.name, vni, dst, dest, len);
     };
     match tso {
         None => put(frame.len(), &mut |out| out.copy_from_slice(frame)),
@@ -129,48 +131,121 @@ pub(crate) struct Gro {
 
 impl Gro {
     /// Writes the held super-frame (if any) to its overlay's TAP device.
-    pub(crate) fn flush(&mut self, overlays: &mut HashMap<u64, Overlay>) {
+    pub(crate) fn flush<P: Port>(&mut self, ports: &mut HashMap<u64, P>) {
         let (oid, frames, bytes) = (self.oid, self.frames, self.bytes);
         let Some((hdr, frame)) = self.c.finish() else {
             return;
         };
-        if let (Some(ov), Some(from)) = (overlays.get_mut(&oid), self.from) {
+        if let (Some(ov), Some(from)) = (ports.get_mut(&oid), self.from) {
             ov.deliver(&hdr.emit(), frame, from, frames, bytes);
         }
     }
 }
 
+/// Sends what `txq` holds and counts what became of it in `ports`.
+pub(crate) fn flush_tx<P: Port>(txq: &mut TxQueue, ports: &mut HashMap<u64, P>) {
+    if txq.is_empty() {
+        return;
+    }
+    txq.flush();
+    for o in txq.outcomes.drain(..) {
+        let Some(ov) = ports.get_mut(&o.oid) else {
+            continue;
+        };
+        match o.error {
+            None => {
+                let c = ov.counters();
+                c.tx_frames += o.frames;
+                c.tx_bytes += o.bytes;
+                if o.gso {
+                    c.offload.gso_sends += 1;
+                    c.offload.gso_datagrams += o.frames;
+                }
+                ov.peers().tx_many(o.dest.ip(), o.frames, o.bytes);
+            }
+            Some(e) => {
+                log::debug!("{}: send to {}: {e}", ov.cfg().name, o.dest);
+                ov.drop_many(
+                    DropReason::SendError,
+                    o.frames,
+                    (o.bytes / o.frames) as usize,
+                );
+            }
+        }
+    }
+}
+
+/// A frame was dropped (and counted).
+pub(crate) struct Dropped;
+
+/// Readies a frame read from a TAP queue for encapsulation, given its
+/// virtio-net header `h` (and `src`, its source MAC): a TCP super-frame
+/// (TSO) is checked and described for cutting, a partial checksum is
+/// completed (and the header made plain), a frame larger than the MTU
+/// allows is dropped; what goes is counted against the VNIC of `src`,
+/// as the segments that will cross the underlay.
+pub(crate) fn offloads<P: Port>(
+    ov: &mut P,
+    h: &mut [u8; VNET_HDR_LEN],
+    frame: &mut [u8],
+    src: Mac,
+) -> Result<Option<Tso>, Dropped> {
+    let hdr = VnetHdr::parse(h);
+    let len = frame.len();
+    let max = ov.cfg().mtu as usize + eth::HEADER_LEN + 4;
+    let drop = |ov: &mut P, reason: DropReason| {
+        ov.drop(reason, len);
+        Err(Dropped)
+    };
+    let tso = if hdr.is_tso() {
+        match Tso::new(frame, &hdr) {
+            Ok(t) if t.header_len() + hdr.gso_size as usize <= max => {
+                let c = ov.counters();
+                c.offload.tso_frames += 1;
+                c.offload.tso_segments += t.count() as u64;
+                Some(t)
+            }
+            Ok(_) => return drop(ov, DropReason::TooBig),
+            Err(e) => {
+                log::debug!("{}: {e}", ov.cfg().name);
+                return drop(ov, DropReason::BadOffload);
+            }
+        }
+    } else {
+        if len > max {
+            return drop(ov, DropReason::TooBig);
+        }
+        if hdr.gso_type != GSO_NONE {
+            return drop(ov, DropReason::BadOffload);
+        }
+        if hdr.flags & F_NEEDS_CSUM != 0 {
+            if let Err(e) = offload::complete_checksum(frame, hdr.csum_start, hdr.csum_offset) {
+                log::debug!("{}: {e}", ov.cfg().name);
+                return drop(ov, DropReason::BadOffload);
+            }
+            *h = PLAIN;
+        }
+        None
+    };
+    if let Some(c) = ov.vnic(src) {
+        // Segments and their bytes, as they will cross the underlay.
+        let (n, bytes) = match &tso {
+            None => (1, len as u64),
+            Some(t) => {
+                let n = t.count() as u64;
+                (n, len as u64 + t.header_len() as u64 * n.saturating_sub(1))
+            }
+        };
+        c.tx_frames += n;
+        c.tx_bytes += bytes;
+    }
+    Ok(tso)
+}
+
 impl Daemon {
     /// Sends what the send queue holds and counts what became of it.
     pub(crate) fn flush_tx(&mut self) {
-        if self.txq.is_empty() {
-            return;
-        }
-        self.txq.flush();
-        for o in self.txq.outcomes.drain(..) {
-            let Some(ov) = self.overlays.get_mut(&o.oid) else {
-                continue;
-            };
-            match o.error {
-                None => {
-                    ov.counters.tx_frames += o.frames;
-                    ov.counters.tx_bytes += o.bytes;
-                    if o.gso {
-                        ov.counters.offload.gso_sends += 1;
-                        ov.counters.offload.gso_datagrams += o.frames;
-                    }
-                    ov.peers.tx_many(o.dest.ip(), o.frames, o.bytes);
-                }
-                Some(e) => {
-                    log::debug!("{}: send to {}: {e}", ov.cfg.name, o.dest);
-                    ov.drop_many(
-                        DropReason::SendError,
-                        o.frames,
-                        (o.bytes / o.frames) as usize,
-                    );
-                }
-            }
-        }
+        flush_tx(&mut self.txq, &mut self.overlays);
     }
 
     /// Reads every frame the TAP device of overlay `oid` has.
@@ -223,7 +298,7 @@ impl Daemon {
         self.tx_frame(oid, n);
     }
 
-    fn tx_frame(&mut self, oid: u64, n: usize) {
+    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) {
         let now = Instant::now();
         let Some(ov) = self.overlays.get_mut(&oid) else {
             return;
@@ -234,7 +309,6 @@ impl Daemon {
         let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
             return ov.drop(DropReason::RuntFrame, n);
         };
-        let hdr = VnetHdr::parse(h);
         let Some(info) = eth::classify(frame) else {
             return ov.drop(DropReason::RuntFrame, frame.len());
         };
@@ -249,50 +323,9 @@ impl Daemon {
                 });
             }
         }
-        let max = ov.cfg.mtu as usize + eth::HEADER_LEN + 4;
-        let tso = if hdr.is_tso() {
-            match Tso::new(frame, &hdr) {
-                Ok(t) if t.header_len() + hdr.gso_size as usize <= max => {
-                    ov.counters.offload.tso_frames += 1;
-                    ov.counters.offload.tso_segments += t.count() as u64;
-                    Some(t)
-                }
-                Ok(_) => return ov.drop(DropReason::TooBig, len),
-                Err(e) => {
-                    log::debug!("{}: {e}", ov.cfg.name);
-                    return ov.drop(DropReason::BadOffload, len);
-                }
-            }
-        } else {
-            if len > max {
-                return ov.drop(DropReason::TooBig, len);
-            }
-            if hdr.gso_type != GSO_NONE {
-                return ov.drop(DropReason::BadOffload, len);
-            }
-            if hdr.flags & F_NEEDS_CSUM != 0 {
-                if let Err(e) = offload::complete_checksum(frame, hdr.csum_start, hdr.csum_offset) {
-                    log::debug!("{}: {e}", ov.cfg.name);
-                    return ov.drop(DropReason::BadOffload, len);
-                }
-                *h = PLAIN;
-            }
-            None
+        let Ok(tso) = offloads(ov, h, frame, info.src) else {
+            return;
         };
-        if !ov.vnics.is_empty() {
-            if let Some(c) = vnic::counters_of(&mut ov.vnics, info.src) {
-                // Segments and their bytes, as they will cross the underlay.
-                let (n, bytes) = match &tso {
-                    None => (1, len as u64),
-                    Some(t) => {
-                        let n = t.count() as u64;
-                        (n, len as u64 + t.header_len() as u64 * n.saturating_sub(1))
-                    }
-                };
-                c.tx_frames += n;
-                c.tx_bytes += bytes;
-            }
-        }
         let frame = &*frame;
         match (ov.mode, ov.point) {
             (Some(DestMode::Point), Some(dest)) => {
@@ -391,60 +424,104 @@ impl Daemon {
             let Some(mux) = self.muxes.get_mut(&mid) else {
                 return;
             };
-            let n = match self.rxq.recv(mux.sock.as_raw_fd()) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ICMP errors surface here on some kernels; they are not fatal.
-                    log::debug!("mux {}: recv: {e}", mux.listen);
-                    continue;
-                }
-            };
-            for i in 0..n {
-                let Some((data, from, seg)) = self.rxq.get(i) else {
-                    // Truncated (cannot happen with 64 KiB buffers) or no sender.
-                    mux.counters.rx_frames += 1;
-                    mux.counters.drop(DropReason::ShortHeader, 1);
-                    continue;
-                };
-                // An IPv4 raw socket delivers the IP header too; skip it.
-                let (data, seg) = if mux.ip_header {
-                    let ihl = usize::from(data.first().map_or(0, |b| b & 0x0f)) * 4;
-                    let Some(d) = data.get_mut(ihl..).filter(|d| ihl >= 20 && !d.is_empty()) else {
-                        mux.counters.rx_frames += 1;
-                        mux.counters.drop(DropReason::ShortHeader, 1);
-                        continue;
-                    };
-                    let n = d.len().max(1);
-                    (d, n)
-                } else {
-                    (data, seg)
-                };
-                let asks = &mut self.rx_asks;
-                if data.len() > SUPER_MIN
-                    && rx_super(
-                        mux,
-                        &mut self.overlays,
-                        &mut self.gro,
-                        asks,
-                        data,
-                        from,
-                        seg,
-                    )
-                {
-                    continue;
-                }
-                for d in data.chunks(seg) {
-                    rx_datagram(mux, &mut self.overlays, &mut self.gro, asks, d, from);
-                }
+            let more = rx_batch(
+                mux,
+                &mut self.overlays,
+                &mut self.rxq,
+                &mut self.gro,
+                &mut self.rx_asks,
+                |_, _, _| false,
+            );
+            if !more {
+                break;
             }
-            // Coalesce only within what one system call brought.
-            self.gro.flush(&mut self.overlays);
         }
         if !self.rx_asks.is_empty() {
             self.ask_rx_sources(Instant::now());
         }
+    }
+
+    /// Takes a buffer a worker received on mux `mid` and left to the event
+    /// loop (for an overlay with `target/check_source`, which asks varpd).
+    pub(crate) fn rx_deferred(&mut self, mid: u64, data: &mut [u8], from: SocketAddr, seg: usize) {
+        let Some(mux) = self.muxes.get_mut(&mid) else {
+            return;
+        };
+        let (ports, gro, asks) = (&mut self.overlays, &mut self.gro, &mut self.rx_asks);
+        rx_buffer(mux, ports, gro, asks, data, from, seg);
+        gro.flush(ports);
+        if !self.rx_asks.is_empty() {
+            self.ask_rx_sources(Instant::now());
+        }
+    }
+}
+
+/// Receives one batch of datagrams on `mux` into `rxq` and takes each
+/// buffer, except those `defer` takes instead (a worker's hand-over to the
+/// event loop). False when there was nothing (more) to receive.
+pub(crate) fn rx_batch<P: Port>(
+    mux: &mut Mux,
+    ports: &mut HashMap<u64, P>,
+    rxq: &mut RxBatch,
+    gro: &mut Gro,
+    asks: &mut Vec<(u64, Mac)>,
+    mut defer: impl FnMut(&Mux, &HashMap<u64, P>, (&[u8], SocketAddr, usize)) -> bool,
+) -> bool {
+    let n = match rxq.recv(mux.sock.as_raw_fd()) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
+        Err(e) => {
+            // ICMP errors surface here on some kernels; they are not fatal.
+            log::debug!("mux {}: recv: {e}", mux.listen);
+            return true;
+        }
+    };
+    for i in 0..n {
+        let Some((data, from, seg)) = rxq.get(i) else {
+            // Truncated (cannot happen with 64 KiB buffers) or no sender.
+            mux.counters.rx_frames += 1;
+            mux.counters.drop(DropReason::ShortHeader, 1);
+            continue;
+        };
+        if !defer(mux, ports, (data, from, seg)) {
+            rx_buffer(mux, ports, gro, asks, data, from, seg);
+        }
+    }
+    // Coalesce only within what one system call brought.
+    gro.flush(ports);
+    true
+}
+
+/// Takes one received buffer: a datagram, a GRO batch of datagrams `seg`
+/// bytes apart, or one datagram around a TCP super-frame.
+fn rx_buffer<P: Port>(
+    mux: &mut Mux,
+    ports: &mut HashMap<u64, P>,
+    gro: &mut Gro,
+    asks: &mut Vec<(u64, Mac)>,
+    data: &mut [u8],
+    from: SocketAddr,
+    seg: usize,
+) {
+    // An IPv4 raw socket delivers the IP header too; skip it.
+    let (data, seg) = if mux.ip_header {
+        let ihl = usize::from(data.first().map_or(0, |b| b & 0x0f)) * 4;
+        let Some(d) = data.get_mut(ihl..).filter(|d| ihl >= 20 && !d.is_empty()) else {
+            mux.counters.rx_frames += 1;
+            mux.counters.drop(DropReason::ShortHeader, 1);
+            return;
+        };
+        let n = d.len().max(1);
+        (d, n)
+    } else {
+        (data, seg)
+    };
+    if data.len() > SUPER_MIN && rx_super(mux, ports, gro, asks, data, from, seg) {
+        return;
+    }
+    for d in data.chunks(seg) {
+        rx_datagram(mux, ports, gro, asks, d, from);
     }
 }
 
@@ -458,9 +535,9 @@ impl Daemon {
 /// on a device of the same MTU, used. False, having touched nothing, if
 /// the buffer is something else (a batch of datagrams, or a frame that is
 /// not TCP: the caller handles, or drops, those).
-fn rx_super(
+fn rx_super<P: Port>(
     mux: &mut Mux,
-    overlays: &mut HashMap<u64, Overlay>,
+    overlays: &mut HashMap<u64, P>,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
     data: &mut [u8],
@@ -476,7 +553,7 @@ fn rx_super(
         return false;
     };
     let inner = &mut data[at..];
-    let max = overlays[&oid].cfg.mtu as usize + eth::HEADER_LEN + 4;
+    let max = overlays[&oid].cfg().mtu as usize + eth::HEADER_LEN + 4;
     if inner.len() <= max && seg >= len {
         return false;
     }
@@ -512,12 +589,13 @@ fn rx_super(
         return true;
     }
     let mac = |at: usize| Mac(inner[at..at + 6].try_into().expect("a TCP frame"));
-    if !source_ok(ov, oid, mac(6), from.ip(), inner.len(), asks) {
+    if !ov.source_ok(mac(6), from.ip(), inner.len(), asks) {
         return true;
     }
+    let cfg = ov.cfg();
     for i in 0..tso.count() {
         let len = tso.segment_len(inner, i);
-        probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, from.ip());
+        probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, from.ip());
     }
     let hdr = tso.to_tap(inner);
     ov.deliver(&hdr.emit(), inner, from.ip(), frames, bytes);
@@ -525,9 +603,9 @@ fn rx_super(
 }
 
 /// Takes one datagram from the underlay.
-fn rx_datagram(
+fn rx_datagram<P: Port>(
     mux: &mut Mux,
-    overlays: &mut HashMap<u64, Overlay>,
+    overlays: &mut HashMap<u64, P>,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
     d: &[u8],
@@ -555,31 +633,29 @@ fn rx_datagram(
             .expect("parse() checked the length"))
     };
     let ip = from.ip();
-    if !source_ok(
-        overlays.get_mut(&oid).expect("checked above"),
-        oid,
-        mac(6),
-        ip,
-        len,
-        asks,
-    ) {
+    if !overlays
+        .get_mut(&oid)
+        .expect("checked above")
+        .source_ok(mac(6), ip, len, asks)
+    {
         return;
     }
     if !gro.c.is_empty() {
         if gro.oid == oid && gro.from == Some(ip) && gro.c.append(inner) {
             gro.frames += 1;
             gro.bytes += len as u64;
-            let ov = &overlays[&oid];
-            probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, ip);
+            let cfg = overlays[&oid].cfg();
+            probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, ip);
             return;
         }
         gro.flush(overlays);
     }
     let ov = overlays.get_mut(&oid).expect("checked above");
-    if len > ov.cfg.mtu as usize + eth::HEADER_LEN + 4 {
+    let cfg = ov.cfg();
+    if len > cfg.mtu as usize + eth::HEADER_LEN + 4 {
         return ov.drop(DropReason::TooBig, len);
     }
-    probe::rx(&ov.cfg.name, ov.cfg.vnetid, mac(6), mac(0), len, ip);
+    probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, ip);
     if gro.c.start(inner) {
         (gro.oid, gro.from, gro.frames, gro.bytes) = (oid, Some(ip), 1, len as u64);
         return;
@@ -587,52 +663,4 @@ fn rx_datagram(
     // A kernel peer over a veth leaves checksums partial: keep them so.
     let hdr = offload::partial_checksum(inner).map_or(PLAIN, |h| h.emit());
     ov.deliver(&hdr, inner, ip, 1, len as u64);
-}
-
-/// `target/check_source`: whether overlay `oid` takes a frame whose inner
-/// source is `src` from underlay address `from`. In point mode the sender
-/// must be the destination; in dynamic mode the target table must map
-/// `src` there. A source not known yet is queued in `asks` for varpd (once)
-/// and its frame dropped as `unknown-peer`; a source known elsewhere, or
-/// to be dropped, is `spoofed-source`.
-fn source_ok(
-    ov: &mut Overlay,
-    oid: u64,
-    src: Mac,
-    from: IpAddr,
-    len: usize,
-    asks: &mut Vec<(u64, Mac)>,
-) -> bool {
-    if !ov.cfg.check_source {
-        return true;
-    }
-    let verdict = if src.is_multicast() {
-        Err(DropReason::SpoofedSource)
-    } else {
-        match (ov.mode, ov.point) {
-            (Some(DestMode::Point), Some(p)) if p.ip() == from => Ok(()),
-            (Some(DestMode::Point), _) => Err(DropReason::SpoofedSource),
-            // Not configured by varpd yet: nothing is known.
-            (None, _) => Err(DropReason::UnknownPeer),
-            (Some(DestMode::Dynamic), _) => {
-                match ov.table.check_source(src, from, Instant::now()) {
-                    SourceCheck::Known => Ok(()),
-                    SourceCheck::Elsewhere => Err(DropReason::SpoofedSource),
-                    SourceCheck::Unknown { ask } => {
-                        if ask {
-                            asks.push((oid, src));
-                        }
-                        Err(DropReason::UnknownPeer)
-                    }
-                }
-            }
-        }
-    };
-    match verdict {
-        Ok(()) => true,
-        Err(reason) => {
-            ov.drop(reason, len);
-            false
-        }
-    }
 }

@@ -11,6 +11,7 @@
 use crate::daemon::{Daemon, Link, LookupCtx};
 use crate::datapath::{encap, send_queued};
 use crate::overlay::Overlay;
+use crate::port::Port;
 use crate::txq::TxQueue;
 use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
 use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, Mac, PluginInfo};
@@ -220,6 +221,7 @@ impl Daemon {
                         point.map(|p| format!(" to {p}")).unwrap_or_default()
                     );
                 }
+                self.sync_workers(oid);
                 self.send_local_macs(oid);
                 self.unpark(oid, None);
                 self.report_all();

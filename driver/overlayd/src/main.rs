@@ -44,10 +44,12 @@ mod local;
 mod mux;
 mod overlay;
 mod persist;
+mod port;
 mod rxq;
 mod tap;
 mod txq;
 mod vnic;
+mod worker;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -67,6 +69,11 @@ struct Args {
     /// its members may connect (otherwise 0600: root and overlayd's user).
     #[arg(long, value_name = "GROUP", env = "OVERLAY_GROUP")]
     group: Option<String>,
+    /// Forwarding threads: the event loop (which also serves the control
+    /// socket and varpd) and N-1 workers, each with its own queue of every
+    /// overlay's TAP device and its own underlay socket. Default: one per CPU.
+    #[arg(long, value_name = "N", env = "OVERLAY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -83,7 +90,11 @@ fn main() -> ExitCode {
             )
         })?;
         let access = overlay_api::access::Access::from_option(args.group.as_deref())?;
-        let mut d = daemon::Daemon::new(&args.run_dir, &args.state_dir, access)?;
+        let threads = args.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        );
+        let mut d = daemon::Daemon::new(&args.run_dir, &args.state_dir, access, threads)?;
         d.restore();
         d.run()
     };

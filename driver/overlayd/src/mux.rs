@@ -19,6 +19,15 @@
 //! IP header, which the receive path skips ([`Mux::ip_header`]); an IPv6
 //! one does not. All sockets get large buffers so that a burst of 64 KiB
 //! super-frames does not overflow them.
+//!
+//! Workers: with more than one forwarding thread, a UDP mux's receiving
+//! socket is one of a `SO_REUSEPORT` group, one socket per thread
+//! ([`Mux::for_worker`]); the kernel gives each peer flow (its addresses
+//! and ports) to one of them. The group is open to any process of the same
+//! user that sets the option too, as `SO_REUSEPORT` always is. A worker
+//! sends through duplicates of the same sending sockets, so a flow's source
+//! port does not depend on the thread. A raw socket receives a copy of
+//! every packet, so a raw mux receives on the event loop alone.
 
 use crate::rxq::{set_int, UDP_GRO};
 use mio::event::Source;
@@ -47,6 +56,27 @@ fn buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, size: libc::c_int) 
 
 /// What tells muxes apart: the encapsulation module's name and the address.
 pub type MuxKey = (&'static str, SocketAddr);
+
+/// A non-blocking UDP socket bound to `listen` with a large receive buffer
+/// and UDP GRO; `shared` sets `SO_REUSEPORT` first.
+fn udp_receiver(listen: SocketAddr, shared: bool) -> io::Result<OwnedFd> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if shared {
+        set_int(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    s.bind(&listen.into())?;
+    s.set_nonblocking(true)?;
+    let fd = s.as_raw_fd();
+    buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
+    if let Err(e) = set_int(fd, libc::SOL_UDP, UDP_GRO, 1) {
+        log::warn!("mux {listen}: no UDP GRO ({e}); receiving one datagram at a time");
+    }
+    Ok(OwnedFd::from(s))
+}
 
 /// A mux's receiving socket, UDP or raw IP, as the event loop watches it.
 #[derive(Debug)]
@@ -92,18 +122,14 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// Binds the receiving and sending sockets of a mux for `encap`.
-    pub fn bind(encap: &'static Encap, listen: SocketAddr) -> io::Result<Mux> {
+    /// Binds the receiving and sending sockets of a mux for `encap`;
+    /// `shared` makes the receiving socket (of a UDP module) the first of a
+    /// `SO_REUSEPORT` group for workers to join ([`Mux::for_worker`]).
+    pub fn bind(encap: &'static Encap, listen: SocketAddr, shared: bool) -> io::Result<Mux> {
         if let Socket::RawIp(proto) = encap.socket {
             return Mux::bind_raw(encap, listen, proto);
         }
-        let sock = StdUdp::bind(listen)?;
-        sock.set_nonblocking(true)?;
-        let fd = sock.as_raw_fd();
-        buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF);
-        if let Err(e) = set_int(fd, libc::SOL_UDP, UDP_GRO, 1) {
-            log::warn!("mux {listen}: no UDP GRO ({e}); receiving one datagram at a time");
-        }
+        let sock = udp_receiver(listen, shared)?;
         let senders = (0..SENDERS)
             .map(|_| {
                 let s = StdUdp::bind(SocketAddr::new(listen.ip(), 0))?;
@@ -115,13 +141,40 @@ impl Mux {
         Ok(Mux {
             encap,
             listen,
-            sock: MuxSocket(OwnedFd::from(sock)),
+            sock: MuxSocket(sock),
             senders,
             gso: true,
             ip_header: false,
             table: MuxTable::new(),
             counters: Counters::default(),
         })
+    }
+
+    /// This mux as a worker holds it: a receiving socket of its own in the
+    /// `SO_REUSEPORT` group (UDP; `None` for a raw mux, which receives on
+    /// the event loop alone), duplicates of the sending sockets, no VNIs yet
+    /// and counters of its own.
+    pub fn for_worker(&self) -> io::Result<(Mux, bool)> {
+        let (sock, receives) = match self.encap.socket {
+            Socket::Udp => (udp_receiver(self.listen, true)?, true),
+            Socket::RawIp(_) => (self.sock.0.try_clone()?, false),
+        };
+        let senders = self
+            .senders
+            .iter()
+            .map(|s| s.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
+        let mux = Mux {
+            encap: self.encap,
+            listen: self.listen,
+            sock: MuxSocket(sock),
+            senders,
+            gso: self.gso,
+            ip_header: self.ip_header,
+            table: MuxTable::new(),
+            counters: Counters::default(),
+        };
+        Ok((mux, receives))
     }
 
     /// One raw socket of IP protocol `proto` on the listen address, for

@@ -2,14 +2,15 @@
 //! mode, target table, counters and health.
 
 use crate::local::LocalMacs;
+use crate::port::Port;
 use crate::tap::Tap;
-use crate::vnic::{self, Vnic};
+use crate::vnic::{self, Vnic, VnicCounters};
 use overlay_api::{DestMode, DropReason, Mac, OverlayState};
 use overlay_core::stats::{Histogram, Peers};
-use overlay_core::{Counters, OverlayConfig, TargetTable};
+use overlay_core::{Counters, OverlayConfig, SourceCheck, TargetTable};
 use overlay_probes::overlay as probe;
-use overlay_wire::offload::VNET_HDR_LEN;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// An overlay.
 #[derive(Debug)]
@@ -86,59 +87,82 @@ impl overlay_core::target::ResizeObserver for ResizeProbe {
     }
 }
 
-impl Overlay {
-    /// Counts a dropped frame of `len` bytes and fires `overlay:drop`.
+impl Port for Overlay {
+    fn oid(&self) -> u64 {
+        self.oid
+    }
+
+    fn cfg(&self) -> &OverlayConfig {
+        &self.cfg
+    }
+
+    fn tap(&self) -> &Tap {
+        &self.tap
+    }
+
     #[inline]
-    pub fn drop(&mut self, reason: DropReason, len: usize) {
-        self.counters.drop(reason, 1);
-        probe::drop(&self.cfg.name, self.cfg.vnetid, reason, len);
+    fn counters(&mut self) -> &mut Counters {
+        &mut self.counters
     }
 
-    /// Counts `n` frames of `len` bytes each discarded in bulk (0 when
-    /// their lengths are unknown).
-    pub fn drop_many(&mut self, reason: DropReason, n: u64, len: usize) {
-        for _ in 0..n {
-            self.drop(reason, len);
-        }
+    #[inline]
+    fn peers(&mut self) -> &mut Peers {
+        &mut self.peers
     }
 
-    /// Writes `frame` to the TAP device behind its virtio-net header and
-    /// counts it: `frames` frames of `bytes` bytes in all as they crossed
-    /// the underlay from `from` (several when the frame is a super-frame,
-    /// which also counts as coalesced), or as many dropped.
-    pub fn deliver(
+    #[inline]
+    fn vnic(&mut self, mac: Mac) -> Option<&mut VnicCounters> {
+        vnic::counters_of(&mut self.vnics, mac)
+    }
+
+    /// In point mode the sender must be the destination; in dynamic mode
+    /// the target table must map `src` there. A source not known yet is
+    /// queued in `asks` for varpd (once) and its frame dropped as
+    /// `unknown-peer`; a source known elsewhere, or to be dropped, is
+    /// `spoofed-source`.
+    fn source_ok(
         &mut self,
-        hdr: &[u8; VNET_HDR_LEN],
-        frame: &[u8],
+        src: Mac,
         from: IpAddr,
-        frames: u64,
-        bytes: u64,
-    ) {
-        match self.tap.write(hdr, frame) {
-            Ok(_) => {
-                self.counters.rx_frames += frames;
-                self.counters.rx_bytes += bytes;
-                if !self.vnics.is_empty() {
-                    if let Some(dst) = frame.first_chunk::<6>() {
-                        if let Some(c) = vnic::counters_of(&mut self.vnics, Mac(*dst)) {
-                            c.rx_frames += frames;
-                            c.rx_bytes += bytes;
+        len: usize,
+        asks: &mut Vec<(u64, Mac)>,
+    ) -> bool {
+        if !self.cfg.check_source {
+            return true;
+        }
+        let verdict = if src.is_multicast() {
+            Err(DropReason::SpoofedSource)
+        } else {
+            match (self.mode, self.point) {
+                (Some(DestMode::Point), Some(p)) if p.ip() == from => Ok(()),
+                (Some(DestMode::Point), _) => Err(DropReason::SpoofedSource),
+                // Not configured by varpd yet: nothing is known.
+                (None, _) => Err(DropReason::UnknownPeer),
+                (Some(DestMode::Dynamic), _) => {
+                    match self.table.check_source(src, from, Instant::now()) {
+                        SourceCheck::Known => Ok(()),
+                        SourceCheck::Elsewhere => Err(DropReason::SpoofedSource),
+                        SourceCheck::Unknown { ask } => {
+                            if ask {
+                                asks.push((self.oid, src));
+                            }
+                            Err(DropReason::UnknownPeer)
                         }
                     }
                 }
-                if frames > 1 {
-                    self.counters.offload.gro_frames += 1;
-                    self.counters.offload.gro_segments += frames;
-                }
-                self.peers.rx_many(from, frames, bytes);
             }
-            Err(e) => {
-                log::debug!("{}: TAP write: {e}", self.cfg.name);
-                self.drop_many(DropReason::TapWriteError, frames, (bytes / frames) as usize);
+        };
+        match verdict {
+            Ok(()) => true,
+            Err(reason) => {
+                self.drop(reason, len);
+                false
             }
         }
     }
+}
 
+impl Overlay {
     /// Fires `overlay:degrade` / `overlay:restore` if health changed since
     /// it was last reported.
     pub fn report(&mut self, linked: bool) {

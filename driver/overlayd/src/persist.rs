@@ -438,6 +438,7 @@ impl Daemon {
             netns: v.netns.clone(),
             counters: VnicCounters::default(),
         });
+        self.sync_workers(oid);
         true
     }
 

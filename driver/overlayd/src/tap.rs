@@ -16,6 +16,15 @@
 //! only for an existing *TAP* device that no other descriptor holds, and
 //! refuses anything else of that name with `EINVAL` or `EBUSY`).
 //! `delete-overlay` clears the mark before closing, and the device goes.
+//!
+//! Queues: with more than one forwarding thread the device is made
+//! `IFF_MULTI_QUEUE` and opened once per thread, each descriptor a queue of
+//! its own. The kernel picks the queue of a frame the guest sends by its
+//! flow (the queue that last wrote that flow to it, else a hash), so each
+//! flow stays with one thread both ways. A persistent device left by an
+//! overlayd with one queue keeps one: the kernel attaches only with the
+//! flags the device was made with, and the other threads then write to it
+//! through a duplicate of the one descriptor.
 
 use overlay_wire::offload::VNET_HDR_LEN;
 use std::ffi::CStr;
@@ -27,6 +36,7 @@ const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_VNET_HDR: libc::c_int = 0x4000;
 const IFF_PERSIST: u32 = 0x0800;
+const IFF_MULTI_QUEUE: libc::c_int = 0x0100;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -59,52 +69,68 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 impl Tap {
     /// Creates (or attaches to) TAP device `name`, non-blocking, with `mtu`,
     /// virtio-net headers and checksum and TCP segmentation offloads;
-    /// `persist` says whether the device outlives this descriptor.
-    pub fn create(name: &str, mtu: u32, persist: bool) -> io::Result<Tap> {
-        let path: &CStr = c"/dev/net/tun";
-        // SAFETY: plain open(2) of a NUL-terminated path.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut ifr = ifreq(name)?;
+    /// `persist` says whether the device outlives this descriptor. With
+    /// `queues` > 1 the device is multi-queue and the other queues come
+    /// back beside it (fewer when an adopted device has one queue: see the
+    /// module's text).
+    pub fn create(
+        name: &str,
+        mtu: u32,
+        persist: bool,
+        queues: usize,
+    ) -> io::Result<(Tap, Vec<Tap>)> {
         let adopted = ifindex(name).is_some();
-        if adopted {
-            check_ours(name)?;
-        }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as libc::c_short;
-        // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
-        // SAFETY: TUNSETOFFLOAD takes its flags as the argument itself.
-        if unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                TUNSETOFFLOAD as _,
-                offloads as libc::c_ulong,
-            )
-        } < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        let tap = Tap {
+        // An adopted device keeps the flags it was made with; where sysfs
+        // does not show them, the kernel's refusal (EINVAL) says so.
+        let mut multi = match adopted {
+            true => match check_ours(name)? {
+                Some(f) => f & IFF_MULTI_QUEUE as u32 != 0,
+                None => queues > 1,
+            },
+            false => queues > 1,
+        };
+        let base = libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR;
+        let flags = |multi: bool| base | if multi { IFF_MULTI_QUEUE } else { 0 };
+        let first = match open_queue(name, flags(multi)) {
+            Err(e) if adopted && multi && e.raw_os_error() == Some(libc::EINVAL) => {
+                multi = false;
+                open_queue(name, flags(false))
+            }
+            r => r,
+        }?;
+        let open = |fd: OwnedFd| Tap {
             fd,
             name: name.to_string(),
             adopted,
         };
+        let tap = open(first);
         // MTU first: a failure then leaves no new persistent device behind.
         tap.set_mtu(mtu)?;
         tap.set_persist(persist)?;
-        Ok(tap)
+        let more = match multi {
+            true => (1..queues)
+                .map(|_| open_queue(name, flags(true)).map(open))
+                .collect::<io::Result<Vec<_>>>(),
+            false => Ok(Vec::new()),
+        };
+        match more {
+            Ok(more) => Ok((tap, more)),
+            Err(e) => {
+                if !adopted {
+                    let _ = tap.set_persist(false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A second descriptor of the same queue (for a thread that only writes).
+    pub fn try_clone(&self) -> io::Result<Tap> {
+        Ok(Tap {
+            fd: self.fd.try_clone()?,
+            name: self.name.clone(),
+            adopted: self.adopted,
+        })
     }
 
     /// Marks the device persistent (it outlives the descriptor) or not (it
@@ -178,15 +204,52 @@ impl Tap {
     }
 }
 
+/// Opens one queue of TAP device `name` with `flags`: `TUNSETIFF` (which
+/// creates the device, or attaches to it) and `TUNSETOFFLOAD`.
+fn open_queue(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let path: &CStr = c"/dev/net/tun";
+    // SAFETY: plain open(2) of a NUL-terminated path.
+    let raw = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut ifr = ifreq(name)?;
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    // SAFETY: TUNSETOFFLOAD takes its flags as the argument itself.
+    if unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            offloads as libc::c_ulong,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 /// Checks that the existing device `name` is one a persistent overlay
 /// leaves behind: a TAP device with our flags and `IFF_PERSIST`, as sysfs
 /// shows them (`tun_flags`). Where sysfs does not show our namespace's
-/// devices the check is skipped, and `TUNSETIFF` still refuses anything
-/// that is not a free TAP device.
-fn check_ours(name: &str) -> io::Result<()> {
+/// devices the check is skipped (`None`), and `TUNSETIFF` still refuses
+/// anything that is not a free TAP device. The device's flags otherwise.
+fn check_ours(name: &str) -> io::Result<Option<u32>> {
     let dir = std::path::Path::new("/sys/class/net").join(name);
     if !dir.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let not_ours = |what: String| {
         io::Error::new(
@@ -203,7 +266,7 @@ fn check_ours(name: &str) -> io::Result<()> {
     if flags & want != want {
         return Err(not_ours(format!("tun_flags {flags:#x}, not {want:#x}")));
     }
-    Ok(())
+    Ok(Some(flags))
 }
 
 /// The ifindex of network device `name` in our namespace, if there is one.

@@ -71,6 +71,17 @@ pub struct VnicCounters {
     pub tx_bytes: u64,
 }
 
+impl VnicCounters {
+    /// Moves what `other` counted into these, leaving `other` at zero.
+    pub fn take_from(&mut self, other: &mut VnicCounters) {
+        let o = std::mem::take(other);
+        self.rx_frames += o.rx_frames;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_frames += o.tx_frames;
+        self.tx_bytes += o.tx_bytes;
+    }
+}
+
 impl Vnic {
     /// Its `show-vnic` row, over overlay `over` of MTU `mtu`.
     pub fn row(&self, over: &str, mtu: u32) -> VnicRow {

@@ -68,6 +68,12 @@ impl Reader {
         self.pin().hit(mac, bytes, now)
     }
 
+    /// One valid hit, pinning for it alone (see [`ReadGuard::hit_valid`]).
+    #[inline]
+    pub fn hit_valid(&self, mac: Mac, bytes: u64, now: Tick) -> Option<SocketAddr> {
+        self.pin().hit_valid(mac, bytes, now)
+    }
+
     /// Streams every entry (see [`Dump`]).
     pub fn dump(&self) -> Dump<'_> {
         Dump::new(&self.shared, self.handle.pin(), 0)
@@ -103,12 +109,33 @@ impl ReadGuard<'_> {
     pub fn hit(&self, mac: Mac, bytes: u64, now: Tick) -> Option<TargetState> {
         let (k, s) = self.find(mac)?;
         let state = decode(self.shared, s, &self.guard);
+        self.count(k, s, bytes, now);
+        Some(state)
+    }
+
+    /// The destination of `mac`'s entry if it is valid, counting one frame
+    /// of `bytes` bytes against it at `now`; nothing is counted otherwise.
+    /// For a forwarding thread that hands every other frame on to the
+    /// thread that owns the writer (which then counts it with
+    /// [`hit`](Self::hit)), so that each frame is counted once.
+    #[inline]
+    pub fn hit_valid(&self, mac: Mac, bytes: u64, now: Tick) -> Option<SocketAddr> {
+        let (k, s) = self.find(mac)?;
+        let TargetState::Valid(a) = decode(self.shared, s, &self.guard) else {
+            return None;
+        };
+        self.count(k, s, bytes, now);
+        Some(a)
+    }
+
+    /// Counts one frame against the slot a bucket names.
+    #[inline(always)]
+    fn count(&self, k: u64, s: u64, bytes: u64, now: Tick) {
         if let Some(slot) = self.shared.slots.get(slot_of(k, s), &self.guard) {
             slot.frames.fetch_add(1, Relaxed);
             slot.bytes.fetch_add(bytes, Relaxed);
             slot.last_used.store(now.0, Relaxed);
         }
-        Some(state)
     }
 
     /// The key word and state word of `mac`'s live bucket, if any.

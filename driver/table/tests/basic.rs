@@ -89,6 +89,42 @@ fn hits_count_and_updates_keep_statistics() {
 }
 
 #[test]
+fn valid_hits_count_only_valid_entries() {
+    let t = TargetTable::new(Config::default()).unwrap();
+    let mut w = t.writer();
+    let r = t.reader();
+    let t0 = t.clock().now();
+    w.insert(mac(1), TargetState::Pending).unwrap();
+    w.insert(mac(2), TargetState::Drop).unwrap();
+    w.insert(mac(3), dest(3)).unwrap();
+    w.insert(mac(4), dest(4)).unwrap();
+    let g = r.pin();
+    assert_eq!(g.hit_valid(mac(1), 100, t0), None);
+    assert_eq!(g.hit_valid(mac(2), 100, t0), None);
+    assert_eq!(g.hit_valid(mac(9), 100, t0), None);
+    let TargetState::Valid(d3) = dest(3) else {
+        unreachable!()
+    };
+    let TargetState::Valid(d4) = dest(4) else {
+        unreachable!()
+    };
+    assert_eq!(g.hit_valid(mac(3), 70, t0), Some(d3));
+    assert_eq!(r.hit_valid(mac(4), 30, t0), Some(d4));
+    drop(g);
+    let mut e: Vec<_> = r.dump().map(|e| (e.mac, e.frames, e.bytes)).collect();
+    e.sort();
+    assert_eq!(
+        e,
+        vec![
+            (mac(1), 0, 0),
+            (mac(2), 0, 0),
+            (mac(3), 1, 70),
+            (mac(4), 1, 30)
+        ]
+    );
+}
+
+#[test]
 fn max_entries_bounds_new_entries_only() {
     let t = TargetTable::new(Config::default().max_entries(100)).unwrap();
     let mut w = t.writer();

@@ -1,0 +1,703 @@
+//! Workers: the forwarding threads beside the event loop, one per core.
+//!
+//! Each worker owns one queue of every overlay's multi-queue TAP device,
+//! one receiving socket in each UDP mux's `SO_REUSEPORT` group, its own
+//! send queue, receive batch and coalescer, and a [`WorkerPort`] per
+//! overlay. It forwards what needs nobody else, with the same code as the
+//! event loop (`datapath.rs`, through [`Port`]):
+//!
+//! - a frame from its TAP queue whose destination is the overlay's point,
+//!   or a unicast MAC with a *valid* target-table entry (read through the
+//!   lock-free [`TableView`]), from a source MAC the event loop has seen
+//!   lately;
+//! - datagrams from the underlay for overlays without `target/check_source`.
+//!
+//! Everything else — misses, pending and drop entries, broadcasts and
+//! multicasts for varpd, a guest MAC to learn, a source to check — is
+//! *handed over* ([`Handover`]) to the event loop, which owns the target
+//! table, the varpd link and the pending queues, and decides it exactly as
+//! if it had read it itself. The hand-over queue is bounded; a frame it
+//! cannot take is dropped as `queue-overflow`.
+//!
+//! ```text
+//!             event loop (control, varpd link, table writer, queue 0)
+//!              ▲ hand-over (bounded)   │ commands (acknowledged)
+//!   worker k ──┘                      ▼
+//!     TAP queue k ──► valid hit ──► encap ──► mux senders (shared)
+//!     mux socket k (SO_REUSEPORT) ──► decap ──► TAP queue k
+//! ```
+//!
+//! Nothing on the way is locked or allocated. A worker's counts live in
+//! its ports and muxes and are moved, once per wake-up and only for ports
+//! that counted something, into its [`Shard`] under a mutex no frame
+//! waits on; the event loop moves them into the overlays' own counters on
+//! its timer and before it answers a request ([`Workers::collect`]), so
+//! every snapshot includes them.
+//!
+//! Commands (an overlay or mux added or removed, a destination or the
+//! VNICs changed) are applied between batches and acknowledged: when the
+//! event loop has removed an overlay, no worker holds its TAP queue any
+//! more.
+
+use crate::datapath::{self, Gro};
+use crate::mux::Mux;
+use crate::port::Port;
+use crate::rxq::RxBatch;
+use crate::tap::Tap;
+use crate::txq::TxQueue;
+use crate::vnic::VnicCounters;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use overlay_api::{DestMode, DropReason, Mac};
+use overlay_core::stats::Peers;
+use overlay_core::target::{TableHandle, TableView};
+use overlay_core::{Counters, OverlayConfig};
+use overlay_probes::overlay as probe;
+use overlay_wire::eth;
+use overlay_wire::offload::VNET_HDR_LEN;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Frames and buffers waiting for the event loop, from all workers.
+const HANDOVER_LIMIT: usize = 4096;
+/// A source MAC the event loop has not seen from this worker for this long
+/// is handed over once more, so that the event loop's own guests table
+/// (`local.rs`, idle after 30 s) keeps it and varpd hears of new ones.
+const LOCAL_REFRESH: Duration = Duration::from_secs(10);
+/// Source MACs a worker remembers per overlay (beyond, frames go over).
+const LOCAL_MAX: usize = crate::local::MAX_LOCAL_MACS;
+/// How long the event loop waits for a worker to apply a command.
+const COMMAND_WAIT: Duration = Duration::from_secs(5);
+use crate::datapath::FLUSH_MSGS;
+
+const TOKEN_WAKE: Token = Token(0);
+
+fn token(kind: usize, id: u64) -> Token {
+    crate::daemon::token(kind, id)
+}
+
+/// What a worker leaves to the event loop.
+#[derive(Debug)]
+pub(crate) enum Handover {
+    /// A frame read from overlay `oid`'s TAP queue, behind its virtio-net header.
+    Tx {
+        /// The overlay.
+        oid: u64,
+        /// Virtio-net header and frame.
+        frame: Vec<u8>,
+    },
+    /// A buffer received on mux `mid` (one datagram, or a GRO batch of
+    /// datagrams `seg` bytes apart).
+    Rx {
+        /// The mux.
+        mid: u64,
+        /// What was received.
+        data: Vec<u8>,
+        /// The sender.
+        from: SocketAddr,
+        /// Datagram size within `data`.
+        seg: usize,
+    },
+}
+
+/// A change for the workers, applied between batches and acknowledged.
+pub(crate) enum Command {
+    /// A mux to receive on (if `receives`) and send through.
+    Mux {
+        /// The mux's id.
+        mid: u64,
+        /// The worker's own copy ([`Mux::for_worker`]).
+        mux: Box<Mux>,
+        /// Whether the worker receives on its socket (UDP).
+        receives: bool,
+    },
+    /// A mux closed.
+    Unmux {
+        /// The mux's id.
+        mid: u64,
+    },
+    /// An overlay to forward for.
+    Port {
+        /// Its configuration.
+        cfg: OverlayConfig,
+        /// Its id.
+        oid: u64,
+        /// Its mux.
+        mux: u64,
+        /// The worker's TAP queue (read when `reads`; otherwise a duplicate
+        /// of the event loop's, only written to).
+        tap: Tap,
+        /// Whether the queue is the worker's own.
+        reads: bool,
+        /// The target table, to read valid entries from.
+        table: TableHandle,
+    },
+    /// An overlay's destination and VNICs changed.
+    Update {
+        /// The overlay.
+        oid: u64,
+        /// Its destination mode, once varpd configured it.
+        mode: Option<DestMode>,
+        /// Its point-mode destination.
+        point: Option<SocketAddr>,
+        /// The MACs of its VNICs.
+        vnics: Vec<Mac>,
+    },
+    /// An overlay removed.
+    Unport {
+        /// The overlay.
+        oid: u64,
+    },
+}
+
+/// What a worker counted of one overlay, waiting for the event loop.
+#[derive(Debug, Default)]
+pub(crate) struct PortCounts {
+    /// Overlay counters.
+    pub counters: Counters,
+    /// Per underlay peer.
+    pub peers: Peers,
+    /// Per VNIC MAC.
+    pub vnics: Vec<(Mac, VnicCounters)>,
+}
+
+/// A worker's counts, moved in after each wake-up and out by the event loop.
+#[derive(Debug, Default)]
+pub(crate) struct Shard {
+    /// By overlay.
+    pub ports: HashMap<u64, PortCounts>,
+    /// By mux.
+    pub muxes: HashMap<u64, Counters>,
+}
+
+/// One overlay as a worker forwards for it.
+pub(crate) struct WorkerPort {
+    oid: u64,
+    cfg: OverlayConfig,
+    tap: Tap,
+    mux: u64,
+    mode: Option<DestMode>,
+    point: Option<SocketAddr>,
+    table: TableView,
+    counts: PortCounts,
+    /// Counted something since the last move into the shard.
+    dirty: bool,
+    /// Source MACs handed over lately, and when.
+    local: HashMap<Mac, Instant>,
+}
+
+impl Port for WorkerPort {
+    fn oid(&self) -> u64 {
+        self.oid
+    }
+
+    fn cfg(&self) -> &OverlayConfig {
+        &self.cfg
+    }
+
+    fn tap(&self) -> &Tap {
+        &self.tap
+    }
+
+    #[inline]
+    fn counters(&mut self) -> &mut Counters {
+        self.dirty = true;
+        &mut self.counts.counters
+    }
+
+    #[inline]
+    fn peers(&mut self) -> &mut Peers {
+        self.dirty = true;
+        &mut self.counts.peers
+    }
+
+    #[inline]
+    fn vnic(&mut self, mac: Mac) -> Option<&mut VnicCounters> {
+        self.dirty = true;
+        self.counts
+            .vnics
+            .iter_mut()
+            .find(|(m, _)| *m == mac)
+            .map(|(_, c)| c)
+    }
+
+    /// Datagrams for overlays that check sources are handed over before
+    /// they get here (see `WorkerState::needs_event_loop`).
+    fn source_ok(&mut self, _: Mac, _: IpAddr, _: usize, _: &mut Vec<(u64, Mac)>) -> bool {
+        debug_assert!(!self.cfg.check_source, "handed over, never checked here");
+        true
+    }
+}
+
+/// The event loop's side of the workers.
+pub(crate) struct Workers {
+    workers: Vec<Handle>,
+    /// What the workers handed over.
+    pub handover: Receiver<Handover>,
+    /// Wakes the event loop when something was handed over.
+    waker: Arc<Waker>,
+}
+
+struct Handle {
+    commands: Sender<Command>,
+    acks: Receiver<()>,
+    waker: Arc<Waker>,
+    shard: Arc<Mutex<Shard>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `n` workers; `waker` wakes the event loop.
+    pub fn start(n: usize, waker: Waker) -> io::Result<Workers> {
+        let (handover_tx, handover) = mpsc::sync_channel(HANDOVER_LIMIT);
+        let waker = Arc::new(waker);
+        let workers = (1..=n)
+            .map(|k| {
+                let poll = Poll::new()?;
+                let own = Arc::new(Waker::new(poll.registry(), TOKEN_WAKE)?);
+                let (commands, rx) = mpsc::channel();
+                let (ack_tx, acks) = mpsc::channel();
+                let shard = Arc::new(Mutex::new(Shard::default()));
+                let (shard_w, handover, wake_loop) =
+                    (Arc::clone(&shard), handover_tx.clone(), Arc::clone(&waker));
+                let thread = std::thread::Builder::new()
+                    .name(format!("worker-{k}"))
+                    .spawn(move || {
+                        WorkerState {
+                            poll,
+                            commands: rx,
+                            acks: ack_tx,
+                            shard: shard_w,
+                            handover,
+                            wake_loop,
+                            ports: HashMap::new(),
+                            muxes: HashMap::new(),
+                            checking: 0,
+                            tapbuf: vec![0u8; crate::daemon::TAPBUF].into_boxed_slice(),
+                            txq: TxQueue::new(),
+                            rxq: RxBatch::new(),
+                            gro: Gro::default(),
+                            handed: false,
+                        }
+                        .run()
+                    })?;
+                Ok(Handle {
+                    commands,
+                    acks,
+                    waker: own,
+                    shard,
+                    thread: Some(thread),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Workers {
+            workers,
+            handover,
+            waker,
+        })
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Gives worker `k` (0-based) `cmd` and waits until it has applied it.
+    fn command(&self, k: usize, cmd: Command) {
+        let w = &self.workers[k];
+        if w.commands.send(cmd).is_err() {
+            log::error!("worker-{} is gone", k + 1);
+            return;
+        }
+        let _ = w.waker.wake();
+        match w.acks.recv_timeout(COMMAND_WAIT) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                log::error!("worker-{} did not apply a command within 5 s", k + 1)
+            }
+            Err(RecvTimeoutError::Disconnected) => log::error!("worker-{} is gone", k + 1),
+        }
+    }
+
+    /// Gives every worker the command `make` builds for it.
+    pub fn each(&self, mut make: impl FnMut(usize) -> Option<Command>) {
+        for k in 0..self.workers.len() {
+            if let Some(cmd) = make(k) {
+                self.command(k, cmd);
+            }
+        }
+    }
+
+    /// Moves every worker's counts into `add` (by overlay) and `add_mux`.
+    pub fn collect(
+        &self,
+        mut add: impl FnMut(u64, &mut PortCounts),
+        mut add_mux: impl FnMut(u64, &mut Counters),
+    ) {
+        for w in &self.workers {
+            let mut shard = w.shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (oid, c) in shard.ports.iter_mut() {
+                add(*oid, c);
+            }
+            for (mid, c) in shard.muxes.iter_mut() {
+                add_mux(*mid, c);
+            }
+        }
+    }
+
+    /// Wakes the event loop (after a hand-over).
+    pub fn wake_loop(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            // A closed command channel is the signal to stop.
+            let (dead, _) = mpsc::channel();
+            drop(std::mem::replace(&mut w.commands, dead));
+            let _ = w.waker.wake();
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A worker thread's state.
+struct WorkerState {
+    poll: Poll,
+    commands: Receiver<Command>,
+    acks: Sender<()>,
+    shard: Arc<Mutex<Shard>>,
+    handover: SyncSender<Handover>,
+    wake_loop: Arc<Waker>,
+    ports: HashMap<u64, WorkerPort>,
+    muxes: HashMap<u64, Mux>,
+    /// Ports with `target/check_source` (their datagrams are handed over).
+    checking: usize,
+    tapbuf: Box<[u8]>,
+    txq: TxQueue,
+    rxq: RxBatch,
+    gro: Gro,
+    /// Something was handed over since the event loop was last woken.
+    handed: bool,
+}
+
+impl WorkerState {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            match self.poll.poll(&mut events, None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("worker: poll: {e}");
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == TOKEN_WAKE {
+                    if !self.apply_commands() {
+                        return;
+                    }
+                    continue;
+                }
+                let id = (t.0 >> 2) as u64;
+                match t.0 & 3 {
+                    crate::daemon::KIND_TAP => self.tap_readable(id),
+                    crate::daemon::KIND_MUX => self.mux_readable(id),
+                    _ => {}
+                }
+            }
+            datapath::flush_tx(&mut self.txq, &mut self.ports);
+            if std::mem::take(&mut self.handed) {
+                let _ = self.wake_loop.wake();
+            }
+            self.publish();
+        }
+    }
+
+    /// Applies the queued commands; false when the event loop is gone.
+    fn apply_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => {
+                    self.apply(cmd);
+                    let _ = self.acks.send(());
+                }
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        let registry = self.poll.registry();
+        match cmd {
+            Command::Mux { mid, mux, receives } => {
+                if receives {
+                    let fd = mux.sock.as_raw_fd();
+                    if let Err(e) = registry.register(
+                        &mut SourceFd(&fd),
+                        token(crate::daemon::KIND_MUX, mid),
+                        Interest::READABLE,
+                    ) {
+                        log::warn!("worker: cannot watch mux {}: {e}", mux.listen);
+                    }
+                }
+                self.muxes.insert(mid, *mux);
+            }
+            Command::Unmux { mid } => {
+                if let Some(m) = self.muxes.remove(&mid) {
+                    let _ = registry.deregister(&mut SourceFd(&m.sock.as_raw_fd()));
+                }
+                self.lock().muxes.remove(&mid);
+            }
+            Command::Port {
+                cfg,
+                oid,
+                mux,
+                tap,
+                reads,
+                table,
+            } => {
+                if reads {
+                    if let Err(e) = registry.register(
+                        &mut SourceFd(&tap.as_raw_fd()),
+                        token(crate::daemon::KIND_TAP, oid),
+                        Interest::READABLE,
+                    ) {
+                        log::warn!("worker: cannot watch TAP queue of {}: {e}", cfg.name);
+                    }
+                }
+                if let Some(m) = self.muxes.get_mut(&mux) {
+                    let _ = m.table.join(cfg.listen, cfg.vnetid, oid, &cfg.name);
+                }
+                self.checking += usize::from(cfg.check_source);
+                self.ports.insert(
+                    oid,
+                    WorkerPort {
+                        oid,
+                        cfg,
+                        tap,
+                        mux,
+                        mode: None,
+                        point: None,
+                        table: table.view(),
+                        counts: PortCounts::default(),
+                        dirty: false,
+                        local: HashMap::new(),
+                    },
+                );
+            }
+            Command::Update {
+                oid,
+                mode,
+                point,
+                vnics,
+            } => {
+                if let Some(p) = self.ports.get_mut(&oid) {
+                    (p.mode, p.point) = (mode, point);
+                    let old = std::mem::take(&mut p.counts.vnics);
+                    p.counts.vnics = vnics
+                        .into_iter()
+                        .map(|m| {
+                            let c = old.iter().find(|(o, _)| *o == m).map(|(_, c)| *c);
+                            (m, c.unwrap_or_default())
+                        })
+                        .collect();
+                    p.dirty = true;
+                }
+            }
+            Command::Unport { oid } => {
+                if let Some(p) = self.ports.remove(&oid) {
+                    let _ = registry.deregister(&mut SourceFd(&p.tap.as_raw_fd()));
+                    if let Some(m) = self.muxes.get_mut(&p.mux) {
+                        m.table.leave(p.cfg.vnetid);
+                    }
+                    self.checking -= usize::from(p.cfg.check_source);
+                    // Dropping the port closes the worker's TAP queue.
+                }
+                self.lock().ports.remove(&oid);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shard> {
+        self.shard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves what the ports and muxes counted into the shard.
+    fn publish(&mut self) {
+        let mut shard = self.shard.lock().unwrap_or_else(|e| e.into_inner());
+        for p in self.ports.values_mut().filter(|p| p.dirty) {
+            p.dirty = false;
+            let s = shard.ports.entry(p.oid).or_default();
+            s.counters.take_from(&mut p.counts.counters);
+            s.peers.take_from(&mut p.counts.peers);
+            for (mac, c) in p.counts.vnics.iter_mut() {
+                match s.vnics.iter_mut().find(|(m, _)| m == mac) {
+                    Some((_, t)) => t.take_from(c),
+                    None => s.vnics.push((*mac, std::mem::take(c))),
+                }
+            }
+        }
+        for (mid, m) in self.muxes.iter_mut() {
+            shard
+                .muxes
+                .entry(*mid)
+                .or_default()
+                .take_from(&mut m.counters);
+        }
+    }
+
+    /// Hands `h` over to the event loop, or drops its frame(s) if the
+    /// hand-over queue is full.
+    fn hand_over(&mut self, h: Handover) {
+        match self.handover.try_send(h) {
+            Ok(()) => self.handed = true,
+            Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => match h {
+                Handover::Tx { oid, frame } => {
+                    if let Some(p) = self.ports.get_mut(&oid) {
+                        p.drop(DropReason::QueueOverflow, frame.len() - VNET_HDR_LEN);
+                    }
+                }
+                Handover::Rx { mid, data, seg, .. } => {
+                    if let Some(m) = self.muxes.get_mut(&mid) {
+                        let n = data.len().div_ceil(seg.max(1)) as u64;
+                        m.counters.rx_frames += n;
+                        m.counters.drop(DropReason::QueueOverflow, n);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Reads every frame the worker's queue of overlay `oid` has.
+    fn tap_readable(&mut self, oid: u64) {
+        loop {
+            let Some(p) = self.ports.get(&oid) else {
+                return;
+            };
+            let n = match p.tap.read(&mut self.tapbuf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("{}: TAP read: {e}", p.cfg.name);
+                    return;
+                }
+            };
+            self.tx_frame(oid, n);
+            if self.txq.len() >= FLUSH_MSGS {
+                datapath::flush_tx(&mut self.txq, &mut self.ports);
+            }
+        }
+    }
+
+    /// Forwards a frame read into `tapbuf` if it needs nobody else, or
+    /// hands it over.
+    fn tx_frame(&mut self, oid: u64, n: usize) {
+        let now = Instant::now();
+        let Some(p) = self.ports.get_mut(&oid) else {
+            return;
+        };
+        let Some(mux) = self.muxes.get(&p.mux) else {
+            return;
+        };
+        let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
+            return p.drop(DropReason::RuntFrame, n);
+        };
+        let Some(info) = eth::classify(frame) else {
+            return p.drop(DropReason::RuntFrame, frame.len());
+        };
+        // A source the event loop has not seen lately goes to it, to learn.
+        let fresh = match p.local.get_mut(&info.src) {
+            Some(t) if now.duration_since(*t) < LOCAL_REFRESH => true,
+            Some(t) => {
+                *t = now;
+                false
+            }
+            None => {
+                if p.local.len() < LOCAL_MAX {
+                    p.local.insert(info.src, now);
+                }
+                false
+            }
+        };
+        let dest = match (fresh, p.mode, p.point, info.group) {
+            (false, ..) => None,
+            (true, Some(DestMode::Point), Some(d), _) => Some(d),
+            (true, Some(DestMode::Dynamic), _, None) => p.table.valid(info.dst, frame.len(), now),
+            _ => None,
+        };
+        let Some(dest) = dest else {
+            let frame = self.tapbuf[..n].to_vec();
+            return self.hand_over(Handover::Tx { oid, frame });
+        };
+        probe::tx(&p.cfg.name, p.cfg.vnetid, info.src, info.dst, frame.len());
+        let Ok(tso) = datapath::offloads(p, h, frame, info.src) else {
+            return;
+        };
+        if p.mode == Some(DestMode::Dynamic) {
+            probe::target_hit(&p.cfg.name, info.dst, dest);
+        }
+        datapath::encap(&mut self.txq, p, mux, frame, tso.as_ref(), info.dst, dest);
+    }
+
+    /// Receives every datagram the worker's socket of mux `mid` has.
+    fn mux_readable(&mut self, mid: u64) {
+        let mut handed = Vec::new();
+        while let Some(mux) = self.muxes.get_mut(&mid) {
+            let checking = self.checking > 0;
+            let more = datapath::rx_batch(
+                mux,
+                &mut self.ports,
+                &mut self.rxq,
+                &mut self.gro,
+                &mut Vec::new(),
+                |mux, ports, (data, from, seg)| {
+                    if checking && needs_event_loop(mux, ports, data, seg) {
+                        handed.push(Handover::Rx {
+                            mid,
+                            data: data.to_vec(),
+                            from,
+                            seg,
+                        });
+                        return true;
+                    }
+                    false
+                },
+            );
+            for h in handed.drain(..) {
+                self.hand_over(h);
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+}
+
+/// Whether a received buffer holds a datagram for an overlay that checks
+/// sources (`target/check_source`: the event loop asks varpd about new
+/// ones), which only the event loop may take. Looks at each datagram's
+/// header only.
+fn needs_event_loop(mux: &Mux, ports: &HashMap<u64, WorkerPort>, data: &[u8], seg: usize) -> bool {
+    data.chunks(seg.max(1)).any(|d| {
+        (mux.encap.decap)(d)
+            .ok()
+            .and_then(|p| mux.table.demux(p.vni))
+            .and_then(|oid| ports.get(&oid))
+            .is_some_and(|p| p.cfg.check_source)
+    })
+}
