@@ -53,6 +53,8 @@ pub(crate) struct Paths<'a> {
     pub run_dir: &'a Path,
     pub state_dir: &'a Path,
     pub log: &'a Path,
+    /// More arguments for the daemon.
+    pub args: &'a [String],
 }
 
 /// A daemon the lab started and has not stopped yet.
@@ -79,6 +81,7 @@ pub(crate) fn start(daemon: Daemon, p: &Paths<'_>) -> Child {
         .arg(p.run_dir)
         .arg("--state-dir")
         .arg(p.state_dir)
+        .args(p.args)
         .stdin(Stdio::null())
         .stdout(log2)
         .stderr(log)

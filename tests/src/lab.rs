@@ -44,6 +44,7 @@ pub struct Lab {
     hosts: Vec<HostInfo>,
     switches: Vec<String>,
     running: Vec<Running>,
+    overlayd_args: Vec<String>,
 }
 
 impl Lab {
@@ -73,6 +74,7 @@ impl Lab {
             hosts: Vec::new(),
             switches: Vec::new(),
             running: Vec::new(),
+            overlayd_args: Vec::new(),
         }
     }
 
@@ -317,6 +319,12 @@ impl Lab {
         last.expect("wait_for tries at least once")
     }
 
+    /// Gives every overlayd the lab starts from now on these arguments too
+    /// (such as `--workers 3`).
+    pub fn overlayd_args(&mut self, args: &[&str]) {
+        self.overlayd_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Starts overlayd on a host and waits for its control socket.
     pub fn start_overlayd(&mut self, h: Host) {
         self.start(h, Daemon::Overlayd);
@@ -346,6 +354,10 @@ impl Lab {
                 run_dir: &run_dir,
                 state_dir: &state_dir,
                 log: &log,
+                args: match d {
+                    Daemon::Overlayd => &self.overlayd_args,
+                    Daemon::Varpd => &[],
+                },
             },
         );
         self.running.push(Running {

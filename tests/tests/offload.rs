@@ -7,11 +7,12 @@
 //! kernels counted no checksum error, and that the offloads were really
 //! used — between two overlayd hosts, over IPv4 and IPv6, in VXLAN and
 //! in Geneve (whose datagrams are batched the same way), and between
-//! overlayd and a kernel VXLAN peer with and without offloads.
+//! overlayd and a kernel VXLAN peer with and without offloads — and spread
+//! over overlayd's forwarding threads (multi-queue TAP, `SO_REUSEPORT`).
 
 use overlay_api::{DropReason, OverlayStats};
 use overlay_tests::snapshot::overlay;
-use overlay_tests::{FilesEntry, Host, Lab, Pair};
+use overlay_tests::{Daemon, FilesEntry, Host, Lab, Pair};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -270,4 +271,92 @@ fn tcp_streams_with_a_kernel_vxlan_peer_with_and_without_offloads() {
         assert_eq!(csum_errors(&lab, h), 0, "TCP checksum errors on {h:?}");
     }
     assert_no_data_drops(overlay(&lab.stats(a), "ov0"));
+}
+
+/// Counts, per thread name, the frames each thread encapsulated and
+/// received (one per segment, as the counters count them).
+const PER_THREAD: &str = r#"
+BEGIN { printf("counting; Hit Ctrl-C to end.\n"); }
+usdt:@OVERLAYD@:overlay:encap { @encap[comm] = count(); }
+usdt:@OVERLAYD@:overlay:rx { @rx[comm] = count(); }
+"#;
+
+/// `@MAP[thread]: N` lines of a finished trace, as (thread, N).
+fn per_thread(out: &str, map: &str) -> Vec<(String, u64)> {
+    let open = format!("@{map}[");
+    out.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().strip_prefix(&open)?.split_once("]: ")?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and bpftrace: run `sudo make test`"]
+fn streams_spread_over_the_forwarding_threads() {
+    let mut lab = Lab::new("offload_workers");
+    lab.overlayd_args(&["--workers", "3"]);
+    let p = lab.files_pair(57, 5757);
+    for h in [p.a, p.b] {
+        let out = lab.exec(h, "ls", ["/sys/class/net/ov0/queues"]);
+        let queues = String::from_utf8_lossy(&out.stdout).into_owned();
+        let tx = queues.split_whitespace().filter(|q| q.starts_with("tx-"));
+        assert_eq!(tx.count(), 3, "{h:?}: ov0 should have 3 queues:\n{queues}");
+        let pid = lab.pid(h, Daemon::Overlayd).expect("overlayd runs");
+        let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("overlayd's threads")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|c| c.trim().to_string())
+            .collect();
+        threads.sort();
+        for w in ["worker-1", "worker-2"] {
+            assert!(threads.iter().any(|t| t == w), "{h:?}: no {w}: {threads:?}");
+        }
+    }
+    let r = lab.wait_ping(p.a, &p.ip4(2), Duration::from_secs(10));
+    assert!(r.all_answered(), "no path before the streams:\n{r}");
+    let ta = lab.bpftrace(p.a, Daemon::Overlayd, "threads-a", PER_THREAD);
+    let tb = lab.bpftrace(p.b, Daemon::Overlayd, "threads-b", PER_THREAD);
+    let before = [lab.stats(p.a), lab.stats(p.b)];
+    // Eight flows (one after the other): the kernel spreads them over the
+    // TAP queues on host a and over the mux sockets on host b.
+    for i in 0..8u16 {
+        let addr = SocketAddr::new(p.ip4(2).parse().unwrap(), 5100 + i);
+        stream(&lab, p.a, p.b, addr, 10 + u64::from(i));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = [lab.stats(p.a), lab.stats(p.b)];
+    let (ta, tb) = (ta.finish(), tb.finish());
+    eprintln!("---- host a ----\n{ta}\n---- host b ----\n{tb}");
+    assert_eq!(csum_errors(&lab, p.b), 0, "TCP checksum errors on host b");
+    for s in &after {
+        assert_no_data_drops(overlay(s, "ov0"));
+    }
+    let (a0, a1) = (overlay(&before[0], "ov0"), overlay(&after[0], "ov0"));
+    let (b0, b1) = (overlay(&before[1], "ov0"), overlay(&after[1], "ov0"));
+    for (what, counts, delta) in [
+        (
+            "host a encapsulated",
+            per_thread(&ta, "encap"),
+            a1.tx_frames - a0.tx_frames,
+        ),
+        (
+            "host b received",
+            per_thread(&tb, "rx"),
+            b1.rx_frames - b0.rx_frames,
+        ),
+    ] {
+        let busy: Vec<_> = counts.iter().filter(|(_, n)| *n > 1000).collect();
+        assert!(
+            busy.len() >= 2,
+            "{what} on one thread only: {counts:?} (the streams were not spread)"
+        );
+        // Every frame a thread counted reached the overlay's counters.
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            total, delta,
+            "{what} {total} frames by the probes, {delta} by the counters: {counts:?}"
+        );
+    }
 }
