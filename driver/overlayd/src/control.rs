@@ -105,6 +105,8 @@ impl Daemon {
             Request::DeleteVnic { name } => self.delete_vnic(&name),
             Request::ShowVnics { name } => self.show_vnics(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
+            Request::InjectFrame { name, frame } => self.operator_inject(&name, &frame),
+            Request::ResendFrame { name, frame } => self.operator_resend(&name, &frame),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
                 Ok(oid) => {
