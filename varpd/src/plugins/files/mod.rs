@@ -122,7 +122,8 @@ impl Instance for FilesInstance {
             .path
             .as_ref()
             .ok_or_else(|| PluginError::Unset(PROP_CONFIG.into()))?;
-        let map = Mapping::load(path).map_err(|e| PluginError::Config(Box::new(e)))?;
+        let map = Mapping::load(path, self.provider.dest())
+            .map_err(|e| PluginError::Config(Box::new(e)))?;
         log::info!(
             "overlay {}: {} entries from {}",
             self.provider.overlay(),
@@ -178,7 +179,7 @@ impl Instance for FilesInstance {
     fn refresh(&self) {
         let Some(path) = &self.path else { return };
         let overlay = self.provider.overlay();
-        match Mapping::load(path) {
+        match Mapping::load(path, self.provider.dest()) {
             Ok(new) => {
                 let changed = {
                     let mut cur = self.map.write().unwrap_or_else(|p| p.into_inner());
