@@ -1,7 +1,8 @@
 //! The `files` plugin (dynamic): a static mapping from VL2 MAC to UL3
 //! destination read from a JSON file (`files/config`, illumos
 //! `overlay_files(5)`, see [`mapping`]), with proxy ARP and NDP for the
-//! addresses the file lists. Proxy DHCP is not implemented yet.
+//! addresses the file lists, and proxy DHCP for the guests whose entry
+//! names their DHCP server (`dhcp-proxy`).
 //!
 //! The mapping is read at `start`. On `refresh` (varpd got SIGHUP) the file
 //! is read again: if it parses, the new mapping replaces the old and every
