@@ -103,6 +103,28 @@ pub enum Request {
         /// VNIC name; all when absent.
         name: Option<String>,
     },
+    /// Write a frame into an overlay's TAP device as if it had come from
+    /// the underlay (`ovadm inject-frame`, illumos `OVERLAY_TARG_INJECT`).
+    /// The frame must hold an Ethernet header, fit the overlay's MTU and
+    /// come from a unicast MAC; overlayd counts it as injected.
+    InjectFrame {
+        /// Overlay name.
+        name: String,
+        /// The whole Ethernet frame.
+        #[serde(with = "hexbytes")]
+        frame: Vec<u8>,
+    },
+    /// Send a frame out of an overlay as if its TAP device had sent it:
+    /// through the target table and the mux like any other (`ovadm
+    /// resend-frame`, illumos `OVERLAY_TARG_RESEND`). Checked as
+    /// [`Request::InjectFrame`], and its destination must be unicast.
+    ResendFrame {
+        /// Overlay name.
+        name: String,
+        /// The whole Ethernet frame.
+        #[serde(with = "hexbytes")]
+        frame: Vec<u8>,
+    },
     /// varpd introduces itself; the connection becomes the varpd link.
     VarpdHello {
         /// Protocol version, [`crate::PROTOCOL_VERSION`].

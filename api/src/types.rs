@@ -138,6 +138,8 @@ impl fmt::Display for TargetDest {
         match self {
             TargetDest::Pending => f.write_str("pending"),
             TargetDest::Drop => f.write_str("drop"),
+            // Port 0: an encapsulation without ports (NVGRE), so the address alone.
+            TargetDest::Valid(a) if a.port() == 0 => write!(f, "{}", a.ip()),
             TargetDest::Valid(a) => write!(f, "{a}"),
         }
     }

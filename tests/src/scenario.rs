@@ -18,7 +18,8 @@ pub struct FilesEntry {
     pub mac: String,
     /// Underlay (UL3) address.
     pub ip: String,
-    /// Underlay UDP port.
+    /// Underlay UDP port; 0 for none (left out of the entry: an
+    /// encapsulation without ports, NVGRE).
     pub port: u16,
     /// IPv4 address that proxy ARP answers for, if any.
     pub arp: Option<String>,
@@ -31,7 +32,10 @@ impl FilesEntry {
     pub fn json(entries: &[FilesEntry]) -> String {
         let mut m = Map::new();
         for e in entries {
-            let mut v = json!({ "ip": e.ip, "port": e.port });
+            let mut v = json!({ "ip": e.ip });
+            if e.port != 0 {
+                v["port"] = Value::from(e.port);
+            }
             if let Some(a) = &e.arp {
                 v["arp"] = Value::from(a.as_str());
             }

@@ -12,7 +12,8 @@
 //!   is gone and not restored;
 //! - "reboot": overlayd stopped and `ov0` deleted by hand (the VNIC goes
 //!   with it), and the underlay address removed: the next overlayd keeps
-//!   `ov0` in its state file and, once the address is back, makes `ov0`
+//!   `ov0` in its state file, shows it (`show-overlay -f`: DEGRADED, not
+//!   restored, with the reason) and, once the address is back, makes `ov0`
 //!   and `g1` anew; once the overlay addresses are back (the host's job)
 //!   traffic flows;
 //! - varpd saves ov0's files instance and a new varpd restores it;
@@ -315,11 +316,32 @@ fn reboot_recreates_overlays_and_vnics_from_state() {
     let ul_cidr = format!("{}/24", ul(1));
     lab.ip(s.a, &["addr", "del", &ul_cidr, "dev", "ul0"]);
     lab.start_overlayd(s.a);
+    // It is not hidden: show-overlay -f has it DEGRADED with the reason,
+    // and show-overlay its saved properties.
     let shown = lab.ovadm_ok(s.a, ["show-overlay", "-f"]);
+    eprintln!("$ ovadm show-overlay -f\n{shown}");
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("ov0 "))
+        .unwrap_or_else(|| panic!("ov0 without its listen address is not shown:\n{shown}"));
+    for words in [
+        "DEGRADED",
+        "not restored from the state file: cannot listen on 10.61.0.1:4789",
+        "tried again every 5 s",
+    ] {
+        assert!(row.contains(words), "expected '{words}' in:\n{shown}");
+    }
+    assert_eq!(
+        props(&lab, s.a),
+        before,
+        "show-overlay of ov0 unrestored: its saved properties"
+    );
+    let out = lab.ovadm(s.a, ["show-overlay", "-t", "ov0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !shown.contains("ov0"),
-        "ov0 without its listen address:
-{shown}"
+        said.contains("overlay ov0 is persistent but could not be restored yet (cannot listen on"),
+        "{said}"
     );
     assert_eq!(state_names(&lab, s.a), ["ov0"], "ov0 left the state file");
     let log = std::fs::read_to_string(lab.log(s.a, Daemon::Overlayd)).expect("overlayd log");
@@ -338,6 +360,15 @@ fn reboot_recreates_overlays_and_vnics_from_state() {
         t.elapsed()
     );
     assert!(link_exists(&lab, s.a, "ov0"), "ov0 was not recreated");
+    // A normal overlay again: its status is its own, not the restore's.
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let shown = lab.ovadm_ok(s.a, ["show-overlay", "-f", "ov0"]);
+            !shown.contains("not restored") && shown.contains("ONLINE")
+        }),
+        "ov0 is not ONLINE after its restore:\n{}",
+        lab.ovadm_ok(s.a, ["show-overlay", "-f", "ov0"])
+    );
     assert!(link_exists(&lab, s.g, "g1"), "g1 was not recreated");
     let (_, mac, _) = link_identity(&lab, s.g, "g1");
     assert_eq!(mac, GUEST_MAC);

@@ -11,7 +11,7 @@
 
 use crate::persist::Store;
 use crate::plugin::{BoxFuture, Instance, LookupQuery, Plugin, PluginError};
-use crate::provider::{InstanceStatus, Outbox, Provider};
+use crate::provider::{DestType, InstanceStatus, Outbox, Provider};
 use crate::proxy;
 use overlay_api::proto::LookupResult;
 use overlay_api::proto::{DriverMsg, VarpdMsg, VarpdReply};
@@ -177,7 +177,8 @@ impl Engine {
             .plugin(&spec.search)
             .map(|p| p.mode())
             .unwrap_or(DestMode::Dynamic);
-        let provider = Provider::new(oid, &spec.overlay, spec.vnetid, mode, outbox.clone());
+        let provider = Provider::new(oid, &spec.overlay, spec.vnetid, mode, outbox.clone())
+            .with_dest(encap_of(&spec.props).map_or(DestType::IpPort, |m| m.dest()));
         let instance = self.start(&spec, &provider);
         let mut slots = self.slots();
         if let Some(old) = slots.remove(&oid) {
@@ -531,8 +532,19 @@ fn setup(
     Ok(instance)
 }
 
+/// The overlay's encapsulation module, named by the prefix of its
+/// `MODULE/listen_ip` property (every module has one; overlayd sends every
+/// property of the overlay).
+fn encap_of(props: &BTreeMap<String, String>) -> Option<&'static overlay_wire::encap::Encap> {
+    props
+        .keys()
+        .find_map(|k| k.strip_suffix("/listen_ip"))
+        .and_then(overlay_wire::encap::module)
+}
+
 /// The overlay's listen address from its encapsulation's `*/listen_ip` and
-/// `*/listen_port` (default 4789) properties.
+/// `*/listen_port` (default: the module's port; 0 for a module without
+/// ports, such as NVGRE) properties.
 fn underlay(props: &BTreeMap<String, String>) -> Option<std::net::SocketAddr> {
     let find = |suffix: &str| {
         props
@@ -541,7 +553,8 @@ fn underlay(props: &BTreeMap<String, String>) -> Option<std::net::SocketAddr> {
             .map(|(_, v)| v.as_str())
     };
     let ip: std::net::IpAddr = find("/listen_ip")?.parse().ok()?;
-    let port = find("/listen_port").map_or(Some(4789), |p| p.parse().ok())?;
+    let default = encap_of(props).map_or(Some(4789), |m| m.default_port().or(Some(0)));
+    let port = find("/listen_port").map_or(default, |p| p.parse().ok())?;
     Some(std::net::SocketAddr::new(ip, port))
 }
 

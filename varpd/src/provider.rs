@@ -10,6 +10,7 @@
 
 use overlay_api::proto::VarpdMsg;
 use overlay_api::{DestMode, Mac, OverlayState};
+pub use overlay_wire::encap::DestType;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,7 @@ pub struct Provider {
     overlay: Arc<str>,
     vnetid: u32,
     mode: DestMode,
+    dest: DestType,
     outbox: Outbox,
     status: Arc<InstanceStatus>,
 }
@@ -86,9 +88,25 @@ impl Provider {
             overlay: overlay.into(),
             vnetid,
             mode,
+            dest: DestType::IpPort,
             outbox,
             status: Arc::new(InstanceStatus::new()),
         }
+    }
+
+    /// The same handle for an overlay whose encapsulation's destinations
+    /// are `dest` (an IP address and port unless told otherwise).
+    pub fn with_dest(mut self, dest: DestType) -> Provider {
+        self.dest = dest;
+        self
+    }
+
+    /// What the overlay's encapsulation sends to: an IP address and a
+    /// port, or an IP address only (NVGRE). Plugins ask for a port only
+    /// when there is one (illumos passes `overlay_plugin_dest_t` to
+    /// `create`).
+    pub fn dest(&self) -> DestType {
+        self.dest
     }
 
     /// overlayd's id of the overlay.

@@ -25,6 +25,19 @@ pub enum Socket {
     RawIp(u8),
 }
 
+/// What a module's underlay destinations are made of: what a search plugin
+/// must say of each VL2 MAC (illumos' `overlay_plugin_dest_t`, which each
+/// encapsulation module declares: `OVERLAY_PLUGIN_D_IP`, with
+/// `OVERLAY_PLUGIN_D_PORT` for the UDP ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DestType {
+    /// An IP address only (NVGRE: raw IP, no port).
+    Ip,
+    /// An IP address and a UDP port (VXLAN, Geneve).
+    #[default]
+    IpPort,
+}
+
 /// One property a module adds to an overlay (`show-overlay`'s row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PropDesc {
@@ -154,6 +167,14 @@ impl Encap {
         })
     }
 
+    /// What its destinations are made of: a port only if it travels in UDP.
+    pub const fn dest(&self) -> DestType {
+        match self.socket {
+            Socket::Udp => DestType::IpPort,
+            Socket::RawIp(_) => DestType::Ip,
+        }
+    }
+
     /// Default UDP port (from `<name>/listen_port`), or None for raw-IP modules.
     pub fn default_port(&self) -> Option<u16> {
         self.prop("listen_port")?.default?.parse().ok()
@@ -188,8 +209,14 @@ mod tests {
             let ip = m.prop("listen_ip").expect("listen_ip");
             assert!(ip.required && ip.perm == Perm::Rw);
             match m.socket {
-                Socket::Udp => assert!(m.default_port().is_some(), "{}", m.name),
-                Socket::RawIp(_) => assert!(m.prop("listen_port").is_none()),
+                Socket::Udp => {
+                    assert!(m.default_port().is_some(), "{}", m.name);
+                    assert_eq!(m.dest(), DestType::IpPort, "{}", m.name);
+                }
+                Socket::RawIp(_) => {
+                    assert!(m.prop("listen_port").is_none());
+                    assert_eq!(m.dest(), DestType::Ip, "{}", m.name);
+                }
             }
             assert_eq!(m.vni_max(), 0x00ff_ffff);
             // What encap writes, decap reads back.

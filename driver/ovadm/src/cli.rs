@@ -64,6 +64,43 @@ pub enum Command {
     /// Remove a mapping set by hand: where a MAC lives (-m) and/or who owns
     /// an address (-a).
     RemoveMapping(RemoveMappingArgs),
+    /// Write an Ethernet frame into the overlay's TAP device as if it had
+    /// come from the underlay (illumos OVERLAY_TARG_INJECT).
+    InjectFrame(FrameArgs),
+    /// Send an Ethernet frame out of the overlay as if its TAP device had
+    /// sent it: through the target table, encapsulated (illumos
+    /// OVERLAY_TARG_RESEND).
+    ResendFrame(FrameArgs),
+}
+
+/// `inject-frame -l OVERLAY {-x HEX | FILE}` and `resend-frame` alike.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("frame").required(true).multiple(false).args(["hex", "file"])))]
+pub struct FrameArgs {
+    /// The overlay.
+    #[arg(short = 'l', long = "link", value_name = "OVERLAY")]
+    pub link: String,
+    /// The frame in hexadecimal, from the destination MAC on (no FCS);
+    /// spaces and ':' between bytes are allowed.
+    #[arg(short = 'x', long = "hex", value_name = "HEX", value_parser = parse_hex_frame)]
+    pub hex: Option<HexFrame>,
+    /// A file holding the frame's bytes as they are, from the destination
+    /// MAC on (no FCS); `-` for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// A frame given with `-x`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HexFrame(pub Vec<u8>);
+
+/// Where a frame to inject or resend comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameSource {
+    /// `-x HEX`.
+    Bytes(Vec<u8>),
+    /// `FILE` (`-` for standard input), read when the command runs.
+    File(PathBuf),
 }
 
 /// `set-mapping -m MAC [-d IP:PORT] [-a IP] NAME`.
@@ -317,6 +354,16 @@ pub enum Action {
     },
     /// A change asked of varpd (set-mapping, remove-mapping); it answers `Done`.
     Varpd(VarpdRequest),
+    /// `inject-frame` or `resend-frame`: the frame is read, then sent as
+    /// [`Request::InjectFrame`] or [`Request::ResendFrame`].
+    Frame {
+        /// The overlay.
+        name: String,
+        /// The frame.
+        source: FrameSource,
+        /// Resend (through the target table) rather than inject.
+        resend: bool,
+    },
     /// `show-stats`.
     Stats {
         /// Overlay name; all when absent.
@@ -435,6 +482,8 @@ impl Cli {
                 mac: a.mac,
                 ip: a.addr,
             }),
+            Command::InjectFrame(a) => frame_action(a, false),
+            Command::ResendFrame(a) => frame_action(a, true),
             Command::ShowVnic(a) => {
                 let table = if a.stats {
                     ShowTable::VnicStats
@@ -475,6 +524,48 @@ impl Cli {
             action,
         })
     }
+}
+
+/// The action of `inject-frame` / `resend-frame`; clap's group guarantees
+/// exactly one of `-x` and `FILE`.
+fn frame_action(a: FrameArgs, resend: bool) -> Action {
+    let source = match (a.hex, a.file) {
+        (Some(HexFrame(b)), _) => FrameSource::Bytes(b),
+        (None, Some(f)) => FrameSource::File(f),
+        (None, None) => FrameSource::Bytes(Vec::new()),
+    };
+    Action::Frame {
+        name: a.link,
+        source,
+        resend,
+    }
+}
+
+/// Parses `-x`: pairs of hexadecimal digits, optionally separated by spaces
+/// or ':'. Its length is overlayd's to check (it knows the MTU).
+pub fn parse_hex_frame(s: &str) -> Result<HexFrame, String> {
+    let digits: Vec<char> = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if let Some(bad) = digits.iter().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{bad}' is not a hexadecimal digit: expected the frame as hex bytes, like 02:00:00:00:00:02:02:00:00:00:00:01:88:b5:..."
+        ));
+    }
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!(
+            "{} hexadecimal digits: a frame is whole bytes, two digits each",
+            digits.len()
+        ));
+    }
+    let nibble = |c: char| c.to_digit(16).unwrap_or(0) as u8;
+    Ok(HexFrame(
+        digits
+            .chunks(2)
+            .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+            .collect(),
+    ))
 }
 
 /// A usage error found after clap's parse, printed with the subcommand's usage.
@@ -685,6 +776,43 @@ mod tests {
             merge_props(&[pl(&[("vnetid", "7")])]),
             Err("property 'vnetid' is set with -v, not with -p".to_string())
         );
+    }
+
+    #[test]
+    fn frame_commands_take_hex_or_a_file() {
+        let i = ok(&[
+            "inject-frame",
+            "-l",
+            "ov0",
+            "-x",
+            "02:00:00:00:00:02 0200000000 01 88b5",
+        ]);
+        assert_eq!(
+            i.action,
+            Action::Frame {
+                name: "ov0".into(),
+                source: FrameSource::Bytes(vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5]),
+                resend: false,
+            }
+        );
+        let i = ok(&["resend-frame", "-l", "ov0", "/tmp/frame.bin"]);
+        assert_eq!(
+            i.action,
+            Action::Frame {
+                name: "ov0".into(),
+                source: FrameSource::File("/tmp/frame.bin".into()),
+                resend: true,
+            }
+        );
+        usage(&["inject-frame", "-l", "ov0"]);
+        usage(&["inject-frame", "-l", "ov0", "-x", "0102", "/tmp/f"]);
+        usage(&["resend-frame", "ov0", "-x", "0102"]);
+        assert!(usage(&["inject-frame", "-l", "ov0", "-x", "01zz"])
+            .to_string()
+            .contains("'z' is not a hexadecimal digit"));
+        assert!(usage(&["inject-frame", "-l", "ov0", "-x", "010"])
+            .to_string()
+            .contains("3 hexadecimal digits: a frame is whole bytes"));
     }
 
     #[test]

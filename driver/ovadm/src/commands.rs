@@ -5,11 +5,11 @@
 //! what to print, so it is tested with a canned daemon; [`run`] connects the
 //! real client and prints.
 
-use crate::cli::{Action, Invocation, ShowTable};
+use crate::cli::{Action, FrameSource, Invocation, ShowTable};
 use crate::output;
 use overlay_api::proto::{Reply, Request, VarpdReply};
 use overlay_api::{Client, ClientError};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// Something that answers overlayd's requests.
 pub trait Overlayd {
@@ -132,6 +132,31 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
                 warning: None,
             })
         }
+        Action::Frame {
+            name,
+            source,
+            resend,
+        } => {
+            let frame = read_frame(source)?;
+            let req = if *resend {
+                Request::ResendFrame {
+                    name: name.clone(),
+                    frame,
+                }
+            } else {
+                Request::InjectFrame {
+                    name: name.clone(),
+                    frame,
+                }
+            };
+            match daemon.call(&req)? {
+                Reply::Ok { warning } => Ok(Outcome {
+                    stdout: String::new(),
+                    warning,
+                }),
+                other => Err(daemon.unexpected(&other)),
+            }
+        }
         Action::Stats { name, json } => {
             match daemon.call(&Request::Stats {
                 name: name.clone(),
@@ -149,6 +174,27 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
             }
         }
     }
+}
+
+/// The bytes of a frame to inject or resend: as given, or read from a file
+/// (`-`: standard input).
+fn read_frame(source: &FrameSource) -> Result<Vec<u8>, ClientError> {
+    let path = match source {
+        FrameSource::Bytes(b) => return Ok(b.clone()),
+        FrameSource::File(p) => p,
+    };
+    let read = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        io::stdin().read_to_end(&mut b).map(|_| b)
+    } else {
+        std::fs::read(path)
+    };
+    read.map_err(|e| {
+        ClientError::Api(overlay_api::ApiError::new(
+            overlay_api::ErrorKind::NotFound,
+            format!("cannot read the frame from {}: {e}", path.display()),
+        ))
+    })
 }
 
 /// Connects to overlayd under the invocation's run directory, carries out
@@ -306,6 +352,46 @@ mod tests {
         assert!(matches!(e, ClientError::Protocol { .. }), "{e}");
         let mut d = canned(Reply::Linked);
         assert!(execute(&mut d, &action(&["delete-overlay", "ov0"])).is_err());
+    }
+
+    #[test]
+    fn frames_are_read_and_sent_as_requests() {
+        let path = std::env::temp_dir().join(format!("ovadm-frame-{}", std::process::id()));
+        std::fs::write(&path, [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5]).expect("write");
+        let mut d = canned(Reply::Ok {
+            warning: Some("waits for varpd".into()),
+        });
+        let out = execute(
+            &mut d,
+            &action(&["resend-frame", "-l", "ov0", path.to_str().expect("utf-8")]),
+        )
+        .expect("ok");
+        assert_eq!(out.warning.as_deref(), Some("waits for varpd"));
+        assert_eq!(
+            d.seen,
+            [Request::ResendFrame {
+                name: "ov0".into(),
+                frame: vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5],
+            }]
+        );
+        let _ = std::fs::remove_file(&path);
+        let mut d = canned(Reply::Ok { warning: None });
+        let e = execute(
+            &mut d,
+            &action(&["inject-frame", "-l", "ov0", path.to_str().expect("utf-8")]),
+        )
+        .expect_err("no file");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "cannot read the frame from {}: No such file",
+                path.display()
+            )),
+            "{e}"
+        );
+        assert!(
+            d.seen.is_empty(),
+            "nothing is sent when the file cannot be read"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! (`create-overlay`, `delete-overlay`, `modify-overlay`, `show-overlay`)
 //! rebuilt over overlayd's control socket, plus `show-stats` for the
 //! counters and the vnic subcommands (`create-vnic`, `delete-vnic`,
-//! `show-vnic`) for guests on an overlay. It holds no state and links only `overlay-api`: each run is one
+//! `show-vnic`) for guests on an overlay, and `inject-frame` / `resend-frame`
+//! (illumos' `OVERLAY_TARG_INJECT` and `OVERLAY_TARG_RESEND`) to put a
+//! frame into an overlay from either side. It holds no state and links only `overlay-api`: each run is one
 //! request to `RUN_DIR/overlayd.sock` and one reply.
 //!
 //! Data flows in three steps, one module each:

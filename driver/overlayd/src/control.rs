@@ -89,11 +89,19 @@ impl Daemon {
             },
             Request::DeleteOverlay { name } => self.delete(&name),
             Request::ShowProps { name } => self
-                .with_overlays(name.as_deref(), |d, ov| d.props(ov))
+                .with_unrestored(
+                    name.as_deref(),
+                    |d, ov| d.props(ov),
+                    |d, n| d.unrestored_props(n),
+                )
                 .map(|rows| Reply::Props { rows })
                 .unwrap_or_else(|e| e),
             Request::ShowStatus { name } => self
-                .with_overlays(name.as_deref(), |d, ov| d.status(ov))
+                .with_unrestored(
+                    name.as_deref(),
+                    |d, ov| d.status(ov),
+                    |d, n| d.unrestored_status(n),
+                )
                 .map(|rows| Reply::Status { rows })
                 .unwrap_or_else(|e| e),
             Request::ShowTargets {
@@ -106,6 +114,8 @@ impl Daemon {
             Request::DeleteVnic { name } => self.delete_vnic(&name),
             Request::ShowVnics { name } => self.show_vnics(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
+            Request::InjectFrame { name, frame } => self.operator_inject(&name, &frame),
+            Request::ResendFrame { name, frame } => self.operator_resend(&name, &frame),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
                 Ok(oid) => {
@@ -140,10 +150,13 @@ impl Daemon {
     }
 
     fn lookup_name(&self, name: &str) -> Result<u64, Reply> {
-        self.by_name
-            .get(name)
-            .copied()
-            .ok_or_else(|| err(ErrorKind::NotFound, format!("no such overlay: {name}")))
+        self.by_name.get(name).copied().ok_or_else(|| match self.unrestored.get(name) {
+            Some((_, why)) => err(
+                ErrorKind::NotFound,
+                format!("overlay {name} is persistent but could not be restored yet ({why}): it has no TAP device; see show-overlay -f"),
+            ),
+            None => err(ErrorKind::NotFound, format!("no such overlay: {name}")),
+        })
     }
 
     /// The overlay, which must use the target table (dynamic mode).
@@ -169,6 +182,28 @@ impl Daemon {
             .iter()
             .flat_map(|o| f(self, &self.overlays[o]))
             .collect())
+    }
+
+    /// As [`Daemon::with_overlays`], with the rows `g` gives of the
+    /// persistent overlays that could not be restored, in name order: an
+    /// operator sees them (DEGRADED, with the reason) instead of nothing.
+    fn with_unrestored<T: HasLink>(
+        &self,
+        name: Option<&str>,
+        f: impl Fn(&Daemon, &Overlay) -> Vec<T>,
+        g: impl Fn(&Daemon, Option<&str>) -> Vec<T>,
+    ) -> Result<Vec<T>, Reply> {
+        if let Some(n) = name.filter(|n| !self.by_name.contains_key(*n)) {
+            if self.unrestored.get(n).is_some() {
+                return Ok(g(self, Some(n)));
+            }
+        }
+        let mut rows = self.with_overlays(name, f)?;
+        if name.is_none() {
+            rows.extend(g(self, None));
+            rows.sort_by(|a, b| a.link().cmp(b.link())); // stable: keeps each overlay's order
+        }
+        Ok(rows)
     }
 
     fn plugin_props(&self, search: &str) -> Option<&[overlay_api::PropSpec]> {
@@ -861,6 +896,23 @@ impl Daemon {
         }
         rows.sort_by(|a, b| a.link.cmp(&b.link));
         Reply::Vnics { rows }
+    }
+}
+
+/// A show-overlay row, which names its overlay.
+trait HasLink {
+    fn link(&self) -> &str;
+}
+
+impl HasLink for PropRow {
+    fn link(&self) -> &str {
+        &self.link
+    }
+}
+
+impl HasLink for StatusRow {
+    fn link(&self) -> &str {
+        &self.link
     }
 }
 

@@ -245,24 +245,8 @@ impl Daemon {
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
             VarpdMsg::Resend { oid, frame } => self.resend(oid, &frame),
             VarpdMsg::Inject { oid, frame } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
-                    return;
-                };
-                match ov
-                    .tap
-                    .write(&[0; overlay_wire::offload::VNET_HDR_LEN], &frame)
-                {
-                    Ok(_) => {
-                        ov.counters.injected += 1;
-                        if let Some(i) = overlay_wire::eth::classify(&frame) {
-                            probe::inject(&ov.cfg.name, ov.cfg.vnetid, i.src, i.dst, frame.len());
-                        }
-                    }
-                    Err(e) => {
-                        log::debug!("{}: inject: {e}", ov.cfg.name);
-                        ov.drop(DropReason::TapWriteError, frame.len());
-                    }
-                }
+                // Counted (injected, or a tap-write-error drop) either way.
+                let _ = self.inject(oid, &frame);
             }
             VarpdMsg::ForgetLocalMac { oid, mac } => {
                 if let Some(ov) = self.overlays.get_mut(&oid) {

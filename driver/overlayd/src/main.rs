@@ -22,7 +22,7 @@
 //! Parts: [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
 //! (line-framed control connections), [`daemon`] (the event loop and its
 //! state), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
-//! varpd link), [`vnic`] (VNICs: macvlans over a TAP device, one per
+//! varpd link), [`frames`] (inject and resend, for varpd and the operator), [`vnic`] (VNICs: macvlans over a TAP device, one per
 //! guest, and their counters), [`persist`] (the state file: persistent
 //! overlays and their VNICs, restored at start). Decisions that need no I/O (properties, the table, the VNI
 //! map, counters) live in `overlay-core`.
@@ -39,6 +39,7 @@ mod conn;
 mod control;
 mod daemon;
 mod datapath;
+mod frames;
 mod link;
 mod local;
 mod mux;

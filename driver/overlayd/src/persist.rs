@@ -19,15 +19,19 @@
 //! contents intact, and the error (with line:column or the field at fault)
 //! is logged; overlayd then starts with no overlays, and the operator
 //! decides what to do with the kept file.
+//!
+//! A valid overlay that cannot be set up (its listen address is not on the
+//! host yet) stays in the file and is tried again every 5 s; until then
+//! `show-overlay` lists it, DEGRADED with the reason ([`Unrestored`]).
 
 use crate::daemon::Daemon;
 use crate::vnic::{self, Vnic, VnicCounters};
 use overlay_api::proto::Reply;
 use overlay_api::statefile::StateFile;
-use overlay_api::{Mac, MacAddrType, OverlaySpec};
+use overlay_api::{Mac, MacAddrType, OverlaySpec, OverlayState, PropRow, StatusRow};
 use overlay_core::OverlayConfig;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -258,8 +262,31 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Unrestored {
     /// Them, as saved; they stay in the state file.
     pub list: Vec<SavedOverlay>,
+    /// Why each (by name) could not be set up the last time it was tried:
+    /// `show-overlay -f` shows it.
+    why: HashMap<String, String>,
     /// When to try them again.
     next: Option<Instant>,
+}
+
+impl Unrestored {
+    /// The one called `name`, and why it is not restored.
+    pub fn get(&self, name: &str) -> Option<(&SavedOverlay, &str)> {
+        let o = self.list.iter().find(|u| u.name == name)?;
+        Some((o, self.why.get(name).map_or("", String::as_str)))
+    }
+
+    /// Every one, by name.
+    fn sorted(&self) -> Vec<&SavedOverlay> {
+        let mut v: Vec<_> = self.list.iter().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn failed(&mut self, o: SavedOverlay, why: String) {
+        self.why.insert(o.name.clone(), why);
+        self.list.push(o);
+    }
 }
 
 fn reply_text(r: Reply) -> String {
@@ -376,7 +403,7 @@ impl Daemon {
                         path.display(),
                         RETRY.as_secs()
                     );
-                    self.unrestored.list.push(o);
+                    self.unrestored.failed(o, e);
                 }
             }
         }
@@ -442,6 +469,55 @@ impl Daemon {
         true
     }
 
+    /// `show-overlay -f` rows of the persistent overlays that could not be
+    /// restored (`name`'s only, if given): DEGRADED, with why and when it
+    /// is tried again. They have no TAP device yet, so they forward nothing.
+    pub(crate) fn unrestored_status(&self, name: Option<&str>) -> Vec<StatusRow> {
+        self.unrestored
+            .sorted()
+            .into_iter()
+            .filter(|o| name.is_none_or(|n| o.name == n))
+            .map(|o| StatusRow {
+                link: o.name.clone(),
+                status: OverlayState::Degraded,
+                details: Some(format!(
+                    "not restored from the state file: {}; tried again every {} s",
+                    self.unrestored.get(&o.name).map_or("", |(_, why)| why),
+                    RETRY.as_secs()
+                )),
+            })
+            .collect()
+    }
+
+    /// `show-overlay` property rows of the persistent overlays that could
+    /// not be restored (`name`'s only, if given), as saved; `varpd/id` is
+    /// unset, for no varpd instance exists.
+    pub(crate) fn unrestored_props(&self, name: Option<&str>) -> Vec<PropRow> {
+        self.unrestored
+            .sorted()
+            .into_iter()
+            .filter(|o| name.is_none_or(|n| o.name == n))
+            .flat_map(|o| {
+                let spec = o.spec();
+                let plugin = self
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == o.search)
+                    .map(|p| p.props.as_slice());
+                let cfg = OverlayConfig::from_spec(&spec, plugin)
+                    .or_else(|_| OverlayConfig::from_spec(&spec, None));
+                let mut rows = match cfg {
+                    Ok(c) => c.prop_rows(0, plugin),
+                    Err(_) => Vec::new(),
+                };
+                for r in rows.iter_mut().filter(|r| r.property == "varpd/id") {
+                    r.value = None;
+                }
+                rows
+            })
+            .collect()
+    }
+
     /// Tries the overlays that could not be restored again, every [`RETRY`].
     pub(crate) fn retry_restore(&mut self, now: Instant) {
         if self.unrestored.list.is_empty() || self.unrestored.next.is_some_and(|t| t > now) {
@@ -456,6 +532,7 @@ impl Daemon {
             match self.restore_one(&o) {
                 Ok(forgot) => {
                     log::info!("{}: persistent overlay restored", o.name);
+                    self.unrestored.why.remove(&o.name);
                     changed |= forgot;
                     if let Some(oid) = self.by_name.get(&o.name).copied() {
                         self.send_instance(oid);
@@ -463,7 +540,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     log::debug!("{}: still cannot restore: {e}", o.name);
-                    self.unrestored.list.push(o);
+                    self.unrestored.failed(o, e);
                 }
             }
         }

@@ -7,9 +7,17 @@
 //! As in illumos, the destination must be a usable unicast address: not
 //! unspecified, multicast, broadcast or an IPv4-compatible IPv6 address.
 //! An IPv4-mapped IPv6 address is taken as the IPv4 address it maps.
+//!
+//! `direct/dest_port` is required only when the overlay's encapsulation
+//! sends to a port (VXLAN, Geneve: [`DestType::IpPort`]). NVGRE has none
+//! ([`DestType::Ip`]): there the port may be left out, and one that is given
+//! (as configurations written before had to) is checked and ignored.
+//! illumos' direct plugin does not even list the property for an IP-only
+//! destination, so dladm would refuse it as unknown; it is kept here so
+//! that saved overlays and scripts that set it still work.
 
 use crate::plugin::{ready, BoxFuture, Instance, LookupQuery, Plugin, PluginError};
-use crate::provider::Provider;
+use crate::provider::{DestType, Provider};
 use overlay_api::proto::LookupResult;
 use overlay_api::{DestMode, Perm, PropSpec};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -45,20 +53,23 @@ impl Plugin for Direct {
                 default: None,
                 possible: None,
             },
+            // Required by UDP encapsulations only, which start() checks:
+            // the list is the plugin's, not the overlay's.
             PropSpec {
                 name: PROP_DEST_PORT.into(),
                 perm: Perm::Rw,
-                required: true,
+                required: false,
                 default: None,
                 possible: Some("1-65535".into()),
             },
         ]
     }
 
-    fn create(&self, _provider: Provider) -> Box<dyn Instance> {
+    fn create(&self, provider: Provider) -> Box<dyn Instance> {
         Box::new(DirectInstance {
             ip: None,
             port: None,
+            dest: provider.dest(),
         })
     }
 
@@ -80,6 +91,7 @@ impl Plugin for Direct {
 struct DirectInstance {
     ip: Option<IpAddr>,
     port: Option<u16>,
+    dest: DestType,
 }
 
 /// The destination as a usable unicast address, or `None`.
@@ -132,14 +144,18 @@ impl Instance for DirectInstance {
         if self.ip.is_none() {
             return Err(PluginError::Unset(PROP_DEST_IP.into()));
         }
-        if self.port.is_none() {
+        if self.port.is_none() && self.dest == DestType::IpPort {
             return Err(PluginError::Unset(PROP_DEST_PORT.into()));
         }
         Ok(())
     }
 
     fn default(&self) -> Option<SocketAddr> {
-        Some(SocketAddr::new(self.ip?, self.port?))
+        match self.dest {
+            DestType::IpPort => Some(SocketAddr::new(self.ip?, self.port?)),
+            // No port on the wire: a given one is ignored.
+            DestType::Ip => Some(SocketAddr::new(self.ip?, 0)),
+        }
     }
 
     fn lookup(&self, _q: LookupQuery) -> BoxFuture<LookupResult> {
@@ -206,6 +222,41 @@ mod tests {
             .unwrap();
         back.start().unwrap();
         assert_eq!(back.default(), Some(dest));
+    }
+
+    #[tokio::test]
+    async fn no_port_for_an_ip_only_encapsulation() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let provider =
+            || Provider::new(1, "ov1", 1, DestMode::Point, tx.clone()).with_dest(DestType::Ip);
+        let mut i = Direct.create(provider());
+        i.setprop(PROP_DEST_IP, "10.0.0.2").unwrap();
+        i.start().unwrap();
+        assert_eq!(i.default(), Some("10.0.0.2:0".parse().unwrap()));
+        // A port is accepted (checked) and ignored.
+        let mut i = Direct.create(provider());
+        i.setprop(PROP_DEST_IP, "10.0.0.2").unwrap();
+        i.setprop(PROP_DEST_PORT, "4789").unwrap();
+        i.start().unwrap();
+        assert_eq!(i.default(), Some("10.0.0.2:0".parse().unwrap()));
+        assert_eq!(
+            Direct
+                .create(provider())
+                .setprop(PROP_DEST_PORT, "0")
+                .unwrap_err()
+                .to_string(),
+            "direct/dest_port: '0' is not in 1-65535"
+        );
+        let q = LookupQuery {
+            src: Mac([2, 0, 0, 0, 0, 1]),
+            dst: Mac([2, 0, 0, 0, 0, 2]),
+        };
+        assert_eq!(
+            i.lookup(q).await,
+            LookupResult::Target {
+                dest: "10.0.0.2:0".parse().unwrap()
+            }
+        );
     }
 
     #[test]

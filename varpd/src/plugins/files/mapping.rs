@@ -10,7 +10,10 @@
 //! }
 //! ```
 //!
-//! `ip` (IPv4 or IPv6, the UL3 address) and `port` (1-65535) are required;
+//! `ip` (IPv4 or IPv6, the UL3 address) and `port` (1-65535) are required,
+//! except that an overlay whose encapsulation has no port (NVGRE,
+//! [`DestType::Ip`]) may leave `port` out, and ignores one that is given
+//! (it is still checked, so that a typo is not silent);
 //! `arp` (IPv4), `ndp` (IPv6) and `dhcp-proxy` (the MAC of the DHCP server
 //! this guest's requests go to) are optional. No two entries may claim the
 //! same MAC, `arp` or `ndp` address. Unknown fields are refused, so that a
@@ -19,6 +22,7 @@
 //! Errors name the file, and either the line:column of a JSON syntax error
 //! (as serde_json reports it) or the entry and field at fault.
 
+use crate::provider::DestType;
 use overlay_api::Mac;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -147,17 +151,25 @@ fn describe(v: &Value) -> String {
 }
 
 impl Mapping {
-    /// Reads and parses the file at `path`.
-    pub fn load(path: &Path) -> Result<Mapping, ConfigError> {
+    /// Reads and parses the file at `path`, for an overlay whose
+    /// destinations are `dest`.
+    pub fn load(path: &Path, dest: DestType) -> Result<Mapping, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Mapping::parse(path, &text)
+        Mapping::parse_for(path, &text, dest)
     }
 
-    /// Parses `text`, the contents of the file at `path` (named in errors).
+    /// Parses `text`, the contents of the file at `path` (named in errors),
+    /// for an overlay that sends to an IP address and port (VXLAN, Geneve).
     pub fn parse(path: &Path, text: &str) -> Result<Mapping, ConfigError> {
+        Mapping::parse_for(path, text, DestType::IpPort)
+    }
+
+    /// As [`Mapping::parse`], for an overlay whose destinations are `dest`:
+    /// with [`DestType::Ip`] every destination's port is 0.
+    pub fn parse_for(path: &Path, text: &str, dest: DestType) -> Result<Mapping, ConfigError> {
         let p = path.display().to_string();
         let raw: RawEntries = serde_json::from_str(text).map_err(|e| {
             let (line, column) = (e.line(), e.column());
@@ -188,7 +200,7 @@ impl Mapping {
                     problem: format!("duplicate of entry \"{first}\" (both are {mac})"),
                 });
             }
-            let entry = parse_entry(&p, key, value)?;
+            let entry = parse_entry(&p, key, value, dest)?;
             let dup = |field, first: &Mac, value: String| ConfigError::Duplicate {
                 path: p.clone(),
                 first: keys
@@ -258,7 +270,7 @@ impl Mapping {
     }
 }
 
-fn parse_entry(path: &str, key: &str, value: &Value) -> Result<Entry, ConfigError> {
+fn parse_entry(path: &str, key: &str, value: &Value, dest: DestType) -> Result<Entry, ConfigError> {
     let obj = value.as_object().ok_or_else(|| ConfigError::Entry {
         path: path.into(),
         key: key.into(),
@@ -304,6 +316,7 @@ fn parse_entry(path: &str, key: &str, value: &Value) -> Result<Entry, ConfigErro
     }
 
     let port = match obj.get("port") {
+        None if dest == DestType::Ip => 0,
         None => return Err(err("port", "missing (required)".into())),
         Some(v) => v
             .as_u64()
@@ -352,6 +365,8 @@ fn parse_entry(path: &str, key: &str, value: &Value) -> Result<Entry, ConfigErro
             Some(m)
         }
     };
+    // Checked above, but not on the wire: a port-less encapsulation ignores it.
+    let port = if dest == DestType::Ip { 0 } else { port };
     Ok(Entry {
         dest: SocketAddr::new(ip, port),
         arp,
@@ -410,6 +425,35 @@ mod tests {
             Some(mac("02:31:00:00:00:04"))
         );
         assert!(parse("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_port_is_optional_and_ignored_without_ports() {
+        let text = r#"{"02:00:00:00:00:01": {"ip": "10.0.0.1"},
+                       "02:00:00:00:00:02": {"ip": "fd00::2", "port": 4789}}"#;
+        let path = Path::new("/x/files.json");
+        let m = Mapping::parse_for(path, text, DestType::Ip).unwrap();
+        assert_eq!(
+            m.get(&mac("02:00:00:00:00:01")).unwrap().dest,
+            "10.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(
+            m.get(&mac("02:00:00:00:00:02")).unwrap().dest,
+            "[fd00::2]:0".parse().unwrap()
+        );
+        // A given port is still checked.
+        let bad = r#"{"02:00:00:00:00:01": {"ip": "10.0.0.1", "port": 0}}"#;
+        assert_eq!(
+            Mapping::parse_for(path, bad, DestType::Ip)
+                .unwrap_err()
+                .to_string(),
+            r#"/x/files.json: entry "02:00:00:00:00:01": field "port": expected an integer in 1-65535, found 0"#
+        );
+        // An encapsulation with ports needs it.
+        assert_eq!(
+            err(text),
+            r#"/x/files.json: entry "02:00:00:00:00:01": field "port": missing (required)"#
+        );
     }
 
     #[test]
@@ -523,7 +567,11 @@ mod tests {
 
     #[test]
     fn read_errors_name_the_path() {
-        let e = Mapping::load(Path::new("/nonexistent/varpd-test/files.json")).unwrap_err();
+        let e = Mapping::load(
+            Path::new("/nonexistent/varpd-test/files.json"),
+            DestType::IpPort,
+        )
+        .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("/nonexistent/varpd-test/files.json: cannot read: "),

@@ -1,7 +1,8 @@
 //! The `files` plugin (dynamic): a static mapping from VL2 MAC to UL3
 //! destination read from a JSON file (`files/config`, illumos
 //! `overlay_files(5)`, see [`mapping`]), with proxy ARP and NDP for the
-//! addresses the file lists. Proxy DHCP is not implemented yet.
+//! addresses the file lists, and proxy DHCP for the guests whose entry
+//! names their DHCP server (`dhcp-proxy`).
 //!
 //! The mapping is read at `start`. On `refresh` (varpd got SIGHUP) the file
 //! is read again: if it parses, the new mapping replaces the old and every
@@ -122,7 +123,8 @@ impl Instance for FilesInstance {
             .path
             .as_ref()
             .ok_or_else(|| PluginError::Unset(PROP_CONFIG.into()))?;
-        let map = Mapping::load(path).map_err(|e| PluginError::Config(Box::new(e)))?;
+        let map = Mapping::load(path, self.provider.dest())
+            .map_err(|e| PluginError::Config(Box::new(e)))?;
         log::info!(
             "overlay {}: {} entries from {}",
             self.provider.overlay(),
@@ -178,7 +180,7 @@ impl Instance for FilesInstance {
     fn refresh(&self) {
         let Some(path) = &self.path else { return };
         let overlay = self.provider.overlay();
-        match Mapping::load(path) {
+        match Mapping::load(path, self.provider.dest()) {
             Ok(new) => {
                 let changed = {
                     let mut cur = self.map.write().unwrap_or_else(|p| p.into_inner());
