@@ -17,6 +17,7 @@
 //! or a drop with its reason).
 
 use crate::daemon::Daemon;
+use crate::port::Port;
 use overlay_api::proto::Reply;
 use overlay_api::{ApiError, DropReason, ErrorKind};
 use overlay_probes::overlay as probe;
