@@ -250,19 +250,11 @@ impl Daemon {
 
     /// Reads every frame the TAP device of overlay `oid` has.
     pub(crate) fn tap_readable(&mut self, oid: u64) {
-        loop {
-            let Some(ov) = self.overlays.get(&oid) else {
-                return;
-            };
-            let n = match ov.tap.read(&mut self.tapbuf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("{}: TAP read: {e}", ov.cfg.name);
-                    return;
-                }
-            };
+        while let Some(n) = self
+            .overlays
+            .get(&oid)
+            .and_then(|ov| ov.read_frame(&mut self.tapbuf))
+        {
             self.tx_frame(oid, n);
             if self.txq.len() >= FLUSH_MSGS {
                 self.flush_tx();

@@ -35,6 +35,23 @@ pub(crate) trait Port {
     fn source_ok(&mut self, src: Mac, from: IpAddr, len: usize, asks: &mut Vec<(u64, Mac)>)
         -> bool;
 
+    /// Reads one frame (behind its virtio-net header) from this thread's
+    /// TAP queue into `buf`: its length, or `None` when none waits (or the
+    /// read failed, which is logged).
+    fn read_frame(&self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            match self.tap().read(buf) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    log::warn!("{}: TAP read: {e}", self.cfg().name);
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Counts a dropped frame of `len` bytes and fires `overlay:drop`.
     #[inline]
     fn drop(&mut self, reason: DropReason, len: usize) {

@@ -584,19 +584,11 @@ impl WorkerState {
 
     /// Reads every frame the worker's queue of overlay `oid` has.
     fn tap_readable(&mut self, oid: u64) {
-        loop {
-            let Some(p) = self.ports.get(&oid) else {
-                return;
-            };
-            let n = match p.tap.read(&mut self.tapbuf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("{}: TAP read: {e}", p.cfg.name);
-                    return;
-                }
-            };
+        while let Some(n) = self
+            .ports
+            .get(&oid)
+            .and_then(|p| p.read_frame(&mut self.tapbuf))
+        {
             self.tx_frame(oid, n);
             if self.txq.len() >= FLUSH_MSGS {
                 datapath::flush_tx(&mut self.txq, &mut self.ports);
