@@ -72,7 +72,10 @@ struct Args {
     group: Option<String>,
     /// Forwarding threads: the event loop (which also serves the control
     /// socket and varpd) and N-1 workers, each with its own queue of every
-    /// overlay's TAP device and its own underlay socket. Default: one per CPU.
+    /// overlay's TAP device and its own underlay socket. Default: one per
+    /// CPU but one, at least one (the guests and the kernel's softirq need a
+    /// core too: on two cores a second thread costs one TCP flow some 10%
+    /// and gives four flows some 30%; see the README's benchmarks).
     #[arg(long, value_name = "N", env = "OVERLAY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
 }
@@ -92,7 +95,7 @@ fn main() -> ExitCode {
         })?;
         let access = overlay_api::access::Access::from_option(args.group.as_deref())?;
         let threads = args.workers.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            || std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             usize::from,
         );
         let mut d = daemon::Daemon::new(&args.run_dir, &args.state_dir, access, threads)?;
