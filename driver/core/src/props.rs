@@ -149,7 +149,17 @@ pub fn valid_link_name(name: &str) -> bool {
         && name != ".."
 }
 
+/// Bytes a frame may have beyond the MTU: an Ethernet header and one
+/// 802.1Q tag (what a guest may send).
+pub const L2_OVERHEAD: usize = overlay_wire::eth::HEADER_LEN + 4;
+
 impl OverlayConfig {
+    /// The longest frame the overlay carries: its MTU and [`L2_OVERHEAD`].
+    #[inline]
+    pub fn max_frame(&self) -> usize {
+        self.mtu as usize + L2_OVERHEAD
+    }
+
     /// Validates a create request. `plugin` is the search plugin's property
     /// list when varpd has announced it; without it plugin properties are
     /// taken on trust and checked by varpd when it configures the instance.

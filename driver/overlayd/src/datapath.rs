@@ -192,7 +192,7 @@ pub(crate) fn offloads<P: Port>(
 ) -> Result<Option<Tso>, Dropped> {
     let hdr = VnetHdr::parse(h);
     let len = frame.len();
-    let max = ov.cfg().mtu as usize + eth::HEADER_LEN + 4;
+    let max = ov.cfg().max_frame();
     let drop = |ov: &mut P, reason: DropReason| {
         ov.drop(reason, len);
         Err(Dropped)
@@ -545,7 +545,7 @@ fn rx_super<P: Port>(
         return false;
     };
     let inner = &mut data[at..];
-    let max = overlays[&oid].cfg().mtu as usize + eth::HEADER_LEN + 4;
+    let max = overlays[&oid].cfg().max_frame();
     if inner.len() <= max && seg >= len {
         return false;
     }
@@ -644,7 +644,7 @@ fn rx_datagram<P: Port>(
     }
     let ov = overlays.get_mut(&oid).expect("checked above");
     let cfg = ov.cfg();
-    if len > cfg.mtu as usize + eth::HEADER_LEN + 4 {
+    if len > cfg.max_frame() {
         return ov.drop(DropReason::TooBig, len);
     }
     probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, ip);

@@ -20,13 +20,10 @@ use crate::daemon::Daemon;
 use crate::port::Port;
 use overlay_api::proto::Reply;
 use overlay_api::{ApiError, DropReason, ErrorKind};
+use overlay_core::props::L2_OVERHEAD;
 use overlay_probes::overlay as probe;
 use overlay_wire::eth;
 use std::io;
-
-/// Bytes a frame may have beyond the MTU: an Ethernet header and one
-/// 802.1Q tag.
-const L2_OVERHEAD: usize = eth::HEADER_LEN + 4;
 
 fn error(kind: ErrorKind, msg: String) -> Reply {
     Reply::Error {
@@ -169,16 +166,12 @@ impl Daemon {
             "{name}: operator resent a frame of {} bytes to {dst}",
             frame.len()
         );
-        if after.0 > before.0 {
-            Reply::Ok { warning: None }
-        } else if after.1 > before.1 {
-            Reply::Ok {
-                warning: Some(format!(
-                    "{name} has no target entry for {dst} yet: the frame waits for varpd's answer (see show-overlay -t)"
-                )),
-            }
-        } else {
-            Reply::Ok { warning: None }
+        // Not sent but missed: it waits behind a lookup.
+        let waits = after.0 == before.0 && after.1 > before.1;
+        Reply::Ok {
+            warning: waits.then(|| format!(
+                "{name} has no target entry for {dst} yet: the frame waits for varpd's answer (see show-overlay -t)"
+            )),
         }
     }
 }

@@ -39,7 +39,8 @@
 //! event loop has removed an overlay, no worker holds its TAP queue any
 //! more.
 
-use crate::datapath::{self, Gro};
+use crate::daemon::{token, KIND_MUX, KIND_TAP, TAPBUF};
+use crate::datapath::{self, Gro, FLUSH_MSGS};
 use crate::mux::Mux;
 use crate::port::Port;
 use crate::rxq::RxBatch;
@@ -74,13 +75,8 @@ const LOCAL_REFRESH: Duration = Duration::from_secs(10);
 const LOCAL_MAX: usize = crate::local::MAX_LOCAL_MACS;
 /// How long the event loop waits for a worker to apply a command.
 const COMMAND_WAIT: Duration = Duration::from_secs(5);
-use crate::datapath::FLUSH_MSGS;
 
 const TOKEN_WAKE: Token = Token(0);
-
-fn token(kind: usize, id: u64) -> Token {
-    crate::daemon::token(kind, id)
-}
 
 /// What a worker leaves to the event loop.
 #[derive(Debug)]
@@ -279,7 +275,7 @@ impl Workers {
                             ports: HashMap::new(),
                             muxes: HashMap::new(),
                             checking: 0,
-                            tapbuf: vec![0u8; crate::daemon::TAPBUF].into_boxed_slice(),
+                            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
                             txq: TxQueue::new(),
                             rxq: RxBatch::new(),
                             gro: Gro::default(),
@@ -413,8 +409,8 @@ impl WorkerState {
                 }
                 let id = (t.0 >> 2) as u64;
                 match t.0 & 3 {
-                    crate::daemon::KIND_TAP => self.tap_readable(id),
-                    crate::daemon::KIND_MUX => self.mux_readable(id),
+                    KIND_TAP => self.tap_readable(id),
+                    KIND_MUX => self.mux_readable(id),
                     _ => {}
                 }
             }
@@ -448,7 +444,7 @@ impl WorkerState {
                     let fd = mux.sock.as_raw_fd();
                     if let Err(e) = registry.register(
                         &mut SourceFd(&fd),
-                        token(crate::daemon::KIND_MUX, mid),
+                        token(KIND_MUX, mid),
                         Interest::READABLE,
                     ) {
                         log::warn!("worker: cannot watch mux {}: {e}", mux.listen);
@@ -473,7 +469,7 @@ impl WorkerState {
                 if reads {
                     if let Err(e) = registry.register(
                         &mut SourceFd(&tap.as_raw_fd()),
-                        token(crate::daemon::KIND_TAP, oid),
+                        token(KIND_TAP, oid),
                         Interest::READABLE,
                     ) {
                         log::warn!("worker: cannot watch TAP queue of {}: {e}", cfg.name);
