@@ -162,12 +162,9 @@ pub enum VnicMac {
     Fixed(Mac),
 }
 
-/// `show-vnic [-s] [-p] [-o FIELD,...|all] [--json] [NAME]`.
+/// `[-p] [-o FIELD,...|all] [--json]`: how a `show-*` table is printed.
 #[derive(Debug, Args)]
-pub struct ShowVnicArgs {
-    /// Show counters (LINK IPACKETS RBYTES OPACKETS OBYTES) instead.
-    #[arg(short = 's', long = "statistics")]
-    pub stats: bool,
+pub struct OutputArgs {
     /// Parseable output: no header, fields joined by ':'. Needs -o.
     #[arg(
         short = 'p',
@@ -182,6 +179,42 @@ pub struct ShowVnicArgs {
     /// One line of JSON: an array with an object per row, keyed by field name.
     #[arg(long, conflicts_with = "parsable")]
     pub json: bool,
+}
+
+impl OutputArgs {
+    /// The fields (by `-o`, else the table's defaults) and the format, or
+    /// a usage error of `subcommand` naming a bad field.
+    fn select(
+        &self,
+        subcommand: &str,
+        table: ShowTable,
+    ) -> Result<(Vec<usize>, Format), clap::Error> {
+        let fields = output::select_fields_default(
+            self.output.as_deref(),
+            table.fields(),
+            table.default_len(),
+        )
+        .map_err(|m| usage_error(subcommand, m))?;
+        let format = if self.json {
+            Format::Json
+        } else if self.parsable {
+            Format::Parseable
+        } else {
+            Format::Human
+        };
+        Ok((fields, format))
+    }
+}
+
+/// `show-vnic [-s] [-p] [-o FIELD,...|all] [--json] [NAME]`.
+#[derive(Debug, Args)]
+pub struct ShowVnicArgs {
+    /// Show counters (LINK IPACKETS RBYTES OPACKETS OBYTES) instead.
+    #[arg(short = 's', long = "statistics")]
+    pub stats: bool,
+    /// How to print the table.
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// VNIC name; every VNIC when absent.
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
@@ -245,20 +278,9 @@ pub struct ShowArgs {
     /// Show target tables (LINK TARGET DESTINATION) instead of properties.
     #[arg(short = 't', long = "target")]
     pub target: bool,
-    /// Parseable output: no header, fields joined by ':'. Needs -o.
-    #[arg(
-        short = 'p',
-        long = "parsable",
-        visible_alias = "parseable",
-        requires = "output"
-    )]
-    pub parsable: bool,
-    /// Fields to print, comma-separated, or all.
-    #[arg(short = 'o', long = "output", value_name = "FIELD,...|all")]
-    pub output: Option<String>,
-    /// One line of JSON: an array with an object per row, keyed by field name.
-    #[arg(long, conflicts_with = "parsable")]
-    pub json: bool,
+    /// How to print the table.
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Overlay name; every overlay when absent.
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
@@ -435,19 +457,7 @@ impl Cli {
                 } else {
                     (ShowTable::Props, Request::ShowProps { name })
                 };
-                let fields = output::select_fields_default(
-                    a.output.as_deref(),
-                    table.fields(),
-                    table.default_len(),
-                )
-                .map_err(|m| usage_error("show-overlay", m))?;
-                let format = if a.json {
-                    Format::Json
-                } else if a.parsable {
-                    Format::Parseable
-                } else {
-                    Format::Human
-                };
+                let (fields, format) = a.out.select("show-overlay", table)?;
                 Action::Show {
                     request,
                     table,
@@ -490,19 +500,7 @@ impl Cli {
                 } else {
                     ShowTable::Vnics
                 };
-                let fields = output::select_fields_default(
-                    a.output.as_deref(),
-                    table.fields(),
-                    table.default_len(),
-                )
-                .map_err(|m| usage_error("show-vnic", m))?;
-                let format = if a.json {
-                    Format::Json
-                } else if a.parsable {
-                    Format::Parseable
-                } else {
-                    Format::Human
-                };
+                let (fields, format) = a.out.select("show-vnic", table)?;
                 if a.stats {
                     Action::VnicStats {
                         name: a.name,
