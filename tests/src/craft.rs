@@ -2,6 +2,8 @@
 //! for tests that feed overlayd's underlay socket directly.
 
 use overlay_api::Mac;
+use overlay_wire::offload::{fold, sum};
+use std::net::Ipv4Addr;
 
 /// The I flag: "the VNI is valid". Receivers must drop datagrams without it.
 pub const VXLAN_FLAG_I: u8 = 0x08;
@@ -55,6 +57,41 @@ pub fn eth_frame(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> 
     f.extend_from_slice(payload);
     f.resize(f.len().max(60), 0);
     f
+}
+
+/// An IPv4 packet (no options, DF) carrying a TCP segment (no options,
+/// ACK and PSH) from `src:sport` to `dst:dport` at sequence number `seq`,
+/// with `payload`; both checksums correct.
+pub fn tcp4_packet(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let tcp_len = 20 + payload.len();
+    let total = 20 + tcp_len;
+    assert!(total <= 65535, "an IPv4 packet of {total} bytes");
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let c = !fold(sum(0, &p[..20]));
+    p[10..12].copy_from_slice(&c.to_ne_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    let pseudo = sum(
+        sum(sum(0, &src.octets()), &dst.octets()),
+        &[0, 6, (tcp_len >> 8) as u8, tcp_len as u8],
+    );
+    let c = !fold(sum(pseudo, &p[20..]));
+    p[36..38].copy_from_slice(&c.to_ne_bytes());
+    p
 }
 
 #[cfg(test)]

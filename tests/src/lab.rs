@@ -153,16 +153,22 @@ impl Lab {
     /// directly inside the two namespaces, so no name ever appears in the
     /// root namespace.
     pub fn link(&mut self, a: Host, a_cidr: &str, b: Host, b_cidr: &str) {
+        self.link_dev("ul0", a, a_cidr, b, b_cidr);
+    }
+
+    /// As [`Lab::link`], with both ends named `dev` (a second link of a
+    /// host, such as a routed guest's next hop).
+    pub fn link_dev(&mut self, dev: &str, a: Host, a_cidr: &str, b: Host, b_cidr: &str) {
         let (na, nb) = (self.ns(a).to_string(), self.ns(b).to_string());
         run_ok(Command::new("ip").args([
-            "link", "add", "ul0", "netns", &na, "type", "veth", "peer", "name", "ul0", "netns", &nb,
+            "link", "add", dev, "netns", &na, "type", "veth", "peer", "name", dev, "netns", &nb,
         ]));
         for (h, cidr) in [(a, a_cidr), (b, b_cidr)] {
-            // IPv6 without DAD, so that the underlay is usable at once.
+            // IPv6 without DAD, so that the link is usable at once.
             let nodad = if cidr.contains(':') { "nodad" } else { "" };
-            let args = ["addr", "add", cidr, "dev", "ul0", nodad];
+            let args = ["addr", "add", cidr, "dev", dev, nodad];
             self.ip(h, &args[..if nodad.is_empty() { 5 } else { 6 }]);
-            self.ip(h, &["link", "set", "ul0", "up"]);
+            self.ip(h, &["link", "set", dev, "up"]);
         }
     }
 

@@ -32,6 +32,8 @@
 //!   lab namespaces ([`Lab::etcd`]), the etcd-plugin overlay and the guest
 //!   set-up that announces itself.
 //! - `craft.rs`: VXLAN and Geneve datagrams built by hand, well formed or not.
+//! - [`stream`]: TCP streams of known content checked byte by byte, and a
+//!   host kernel's TCP counters (checksum errors, retransmissions, reordering).
 //! - `ovs.rs`: Open vSwitch's userspace datapath as an independent peer
 //!   ([`Lab::ovs_host`], [`Lab::ovs_tunnel`]): VXLAN, Geneve and GRE.
 //! - `bpftrace.rs`: [`Trace`], bpftrace attached to a daemon's pid
@@ -67,11 +69,14 @@ mod ovs;
 mod packet;
 mod scenario;
 pub mod snapshot;
+pub mod stream;
 mod tools;
 
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
 pub use capture::Capture;
-pub use craft::{eth_frame, geneve_datagram, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I};
+pub use craft::{
+    eth_frame, geneve_datagram, tcp4_packet, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I,
+};
 pub use daemon::Daemon;
 pub use etcd::{EtcdCluster, EtcdTls};
 pub use lab::{Host, Lab};

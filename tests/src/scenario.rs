@@ -8,6 +8,7 @@
 use crate::lab::{Host, Lab};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// One entry of a files-plugin configuration (illumos `overlay_files(5)`):
 /// the VL2 MAC, where it lives on the underlay, and the VL3 addresses that
@@ -160,6 +161,48 @@ impl Lab {
                 name,
             ],
         );
+    }
+
+    /// Two hosts joined by a veth: overlayd on `a` (files plugin, `ov0`,
+    /// `192.168.N.1`, `fdN::1`), Linux kernel VXLAN on `b` (`vx0`,
+    /// `192.168.N.2`, `fdN::2`, MTU 1400), the path checked by a ping.
+    pub fn kernel_vxlan_pair(&mut self, n: u8) -> (Host, Host) {
+        let a = self.add_host("a");
+        let b = self.add_host("b");
+        self.link(a, &format!("10.{n}.0.1/24"), b, &format!("10.{n}.0.2/24"));
+        self.overlay_host(a);
+        let peer = FilesEntry {
+            mac: format!("02:{n}:00:00:00:02"),
+            ip: format!("10.{n}.0.2"),
+            port: 4789,
+            arp: Some(format!("192.168.{n}.2")),
+            ndp: Some(format!("fd{n}::2")),
+        };
+        let config = self.write_file("files.json", &FilesEntry::json(&[peer]));
+        let vni = 100 * n as u32 + n as u32;
+        self.create_files_overlay(a, "ov0", vni, &format!("10.{n}.0.1"), &config);
+        self.addr(
+            a,
+            "ov0",
+            &format!("02:{n}:00:00:00:01"),
+            &[&format!("192.168.{n}.1/24"), &format!("fd{n}::1/64")],
+        );
+        self.kernel_vxlan(
+            b,
+            "vx0",
+            vni,
+            &format!("10.{n}.0.2"),
+            &format!("10.{n}.0.1"),
+        );
+        self.addr(
+            b,
+            "vx0",
+            &format!("02:{n}:00:00:00:02"),
+            &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
+        );
+        let r = self.wait_ping(a, &format!("192.168.{n}.2"), Duration::from_secs(10));
+        assert!(r.all_answered(), "overlayd cannot reach kernel VXLAN:\n{r}");
+        (a, b)
     }
 
     /// The two-host files setup (see the module docs for addresses): hosts

@@ -12,81 +12,18 @@
 
 use overlay_api::{DropReason, OverlayStats};
 use overlay_tests::snapshot::overlay;
-use overlay_tests::{Daemon, FilesEntry, Host, Lab, Pair};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use overlay_tests::stream::{self, csum_errors, Amount};
+use overlay_tests::{Daemon, Host, Lab, Pair};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Bytes each stream carries.
 const STREAM: usize = 48 << 20;
 
-/// The byte at position `i` of a stream seeded with `seed`.
-fn pattern(seed: u64, i: u64) -> u8 {
-    let mut x = (i / 8)
-        .wrapping_add(seed)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    (x >> ((i % 8) * 8)) as u8
-}
-
 /// Sends STREAM bytes from `client` to a listener on `server` at `addr`
 /// and checks every byte on arrival.
 fn stream(lab: &Lab, client: Host, server: Host, addr: SocketAddr, seed: u64) {
-    let t0 = std::time::Instant::now();
-    let listener = lab.in_ns(server, || TcpListener::bind(addr).expect("bind the server"));
-    let reader = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut at = 0u64;
-        loop {
-            let n = s.read(&mut buf).expect("read the stream");
-            if n == 0 {
-                break;
-            }
-            for (k, b) in buf[..n].iter().enumerate() {
-                let i = at + k as u64;
-                assert_eq!(*b, pattern(seed, i), "byte {i} of stream {seed} differs");
-            }
-            at += n as u64;
-        }
-        at
-    });
-    let mut s = lab.in_ns(client, || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect")
-    });
-    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut chunk = vec![0u8; 1 << 20];
-    for start in (0..STREAM).step_by(chunk.len()) {
-        for (k, b) in chunk.iter_mut().enumerate() {
-            *b = pattern(seed, (start + k) as u64);
-        }
-        s.write_all(&chunk).expect("write the stream");
-    }
-    drop(s);
-    let got = reader.join().expect("the reader checked every byte");
-    assert_eq!(got, STREAM as u64, "stream {seed} arrived short");
-    eprintln!(
-        "stream {seed}: {} MiB to {addr} in {:.2?}",
-        STREAM >> 20,
-        t0.elapsed()
-    );
-}
-
-/// TCP checksum errors the kernel of host `h` counted (`/proc/net/snmp`).
-fn csum_errors(lab: &Lab, h: Host) -> u64 {
-    let out = lab.exec(h, "cat", ["/proc/net/snmp"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
-    assert_eq!(tcp.len(), 2, "no Tcp lines in /proc/net/snmp:\n{text}");
-    let names: Vec<&str> = tcp[0].split_whitespace().collect();
-    let values: Vec<&str> = tcp[1].split_whitespace().collect();
-    let at = names
-        .iter()
-        .position(|n| *n == "InCsumErrors")
-        .expect("InCsumErrors in /proc/net/snmp");
-    values[at].parse().expect("a number")
+    stream::stream(lab, client, server, addr, seed, Amount::Bytes(STREAM));
 }
 
 /// No frame of the streams was lost inside overlayd (the hosts' own
@@ -176,52 +113,12 @@ fn pair_streams(lab: &Lab, p: &Pair, gso: bool) {
     }
 }
 
-/// overlayd on host `a` (files plugin), kernel VXLAN on host `b`.
-fn kernel_pair(lab: &mut Lab, n: u8) -> (Host, Host) {
-    let a = lab.add_host("a");
-    let b = lab.add_host("b");
-    lab.link(a, &format!("10.{n}.0.1/24"), b, &format!("10.{n}.0.2/24"));
-    lab.overlay_host(a);
-    let peer = FilesEntry {
-        mac: format!("02:{n}:00:00:00:02"),
-        ip: format!("10.{n}.0.2"),
-        port: 4789,
-        arp: Some(format!("192.168.{n}.2")),
-        ndp: Some(format!("fd{n}::2")),
-    };
-    let config = lab.write_file("files.json", &FilesEntry::json(&[peer]));
-    let vni = 100 * n as u32 + n as u32;
-    lab.create_files_overlay(a, "ov0", vni, &format!("10.{n}.0.1"), &config);
-    lab.addr(
-        a,
-        "ov0",
-        &format!("02:{n}:00:00:00:01"),
-        &[&format!("192.168.{n}.1/24"), &format!("fd{n}::1/64")],
-    );
-    lab.kernel_vxlan(
-        b,
-        "vx0",
-        vni,
-        &format!("10.{n}.0.2"),
-        &format!("10.{n}.0.1"),
-    );
-    lab.addr(
-        b,
-        "vx0",
-        &format!("02:{n}:00:00:00:02"),
-        &[&format!("192.168.{n}.2/24"), &format!("fd{n}::2/64")],
-    );
-    let r = lab.wait_ping(a, &format!("192.168.{n}.2"), Duration::from_secs(10));
-    assert!(r.all_answered(), "overlayd cannot reach kernel VXLAN:\n{r}");
-    (a, b)
-}
-
 #[test]
 #[ignore = "needs root and network namespaces: run `sudo make test`"]
 fn tcp_streams_with_a_kernel_vxlan_peer_with_and_without_offloads() {
     let mut lab = Lab::new("offload_kernel");
     let n = 62;
-    let (a, b) = kernel_pair(&mut lab, n);
+    let (a, b) = lab.kernel_vxlan_pair(n);
     let at = |i: u8, port: u16| SocketAddr::new(format!("192.168.{n}.{i}").parse().unwrap(), port);
     stream(&lab, a, b, at(2, 5001), 5);
     stream(&lab, b, a, at(1, 5002), 6);

@@ -170,9 +170,20 @@ pub fn complete_checksum(frame: &mut [u8], start: u16, offset: u16) -> Result<()
     Ok(())
 }
 
-/// Where the IP header of an Ethernet frame (at most one 802.1Q tag) is,
-/// and what it says: an unfragmented IPv4 packet or an IPv6 packet whose
-/// transport header follows the fixed header directly.
+/// `ETHERTYPE_QINQ`: an 802.1ad service tag, before an 802.1Q one.
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+/// IPv6 extension headers a TCP segment may carry and that segmentation
+/// copies unchanged: hop-by-hop options, routing, destination options.
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_DEST_OPTS: u8 = 60;
+/// Most extension headers walked before the frame is taken as something else.
+const IPV6_EXT_MAX: usize = 8;
+
+/// Where the IP header of an Ethernet frame (no tag, one 802.1Q tag, or an
+/// 802.1ad/QinQ pair) is, and what it says: an unfragmented IPv4 packet or
+/// an IPv6 packet, past its hop-by-hop, routing and destination-options
+/// extension headers.
 struct Ip {
     /// Offset of the IP header.
     l3: usize,
@@ -184,15 +195,22 @@ struct Ip {
     proto: u8,
     /// Where the IP packet ends by its own length (may lie past the frame).
     end: usize,
+    /// An IPv6 routing header with segments left: the transport
+    /// pseudo-header holds the final destination, not the header's.
+    routed: bool,
 }
 
 impl Ip {
     fn of(f: &[u8]) -> Option<Ip> {
         let be16 = |at: usize| Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]));
         let (mut et, mut l3) = (be16(12)?, 14);
-        if et == crate::eth::ETHERTYPE_VLAN {
+        if et == ETHERTYPE_QINQ || et == crate::eth::ETHERTYPE_VLAN {
             et = be16(16)?;
             l3 = 18;
+            if et == crate::eth::ETHERTYPE_VLAN {
+                et = be16(20)?;
+                l3 = 22;
+            }
         }
         let version = *f.get(l3)? >> 4;
         match et {
@@ -207,15 +225,32 @@ impl Ip {
                     v6: false,
                     proto: *f.get(l3 + 9)?,
                     end: l3 + be16(l3 + 2)? as usize,
+                    routed: false,
                 })
             }
-            crate::eth::ETHERTYPE_IPV6 if version == 6 => Some(Ip {
-                l3,
-                l4: l3 + 40,
-                v6: true,
-                proto: *f.get(l3 + 6)?,
-                end: l3 + 40 + be16(l3 + 4)? as usize,
-            }),
+            crate::eth::ETHERTYPE_IPV6 if version == 6 => {
+                let (mut next, mut at, mut routed) = (*f.get(l3 + 6)?, l3 + 40, false);
+                for _ in 0..IPV6_EXT_MAX {
+                    match next {
+                        IPV6_HOP_BY_HOP | IPV6_DEST_OPTS => {}
+                        IPV6_ROUTING => routed |= *f.get(at + 3)? != 0,
+                        _ => break,
+                    }
+                    next = *f.get(at)?;
+                    at += (*f.get(at + 1)? as usize + 1) * 8;
+                }
+                if matches!(next, IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS) {
+                    return None;
+                }
+                Some(Ip {
+                    l3,
+                    l4: at,
+                    v6: true,
+                    proto: next,
+                    end: l3 + 40 + be16(l3 + 4)? as usize,
+                    routed,
+                })
+            }
             _ => None,
         }
     }
@@ -242,7 +277,12 @@ pub fn partial_checksum(f: &[u8]) -> Option<VnetHdr> {
         v6,
         proto,
         end,
+        routed,
     } = Ip::of(f)?;
+    if routed {
+        // The pseudo-header's destination is not in the IP header.
+        return None;
+    }
     let offset = match proto {
         PROTO_TCP => 16,
         17 => 6,
@@ -267,20 +307,37 @@ pub fn partial_checksum(f: &[u8]) -> Option<VnetHdr> {
 /// Where the headers of an Ethernet/IP/TCP frame are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpLayout {
-    /// Offset of the IP header (14, or 18 past an 802.1Q tag).
+    /// Offset of the IP header (14, 18 past an 802.1Q tag, 22 past a QinQ pair).
     pub l3: usize,
-    /// Offset of the TCP header.
+    /// Offset of the TCP header (past any IPv6 extension headers).
     pub l4: usize,
     /// Offset of the TCP payload.
     pub payload: usize,
     /// IPv6 (else IPv4).
     pub v6: bool,
+    /// An IPv6 routing header with segments left: the TCP pseudo-header's
+    /// destination is the final one, not the IP header's, so the checksum
+    /// cannot be computed from the headers alone.
+    pub routed: bool,
+}
+
+/// What a frame's TCP checksum field holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumState {
+    /// The full, correct checksum.
+    Correct,
+    /// Exactly the pseudo-header sum a sender with checksum offload leaves
+    /// (see [`partial_checksum`]).
+    Partial,
+    /// Neither: the frame is corrupt.
+    Wrong,
 }
 
 impl TcpLayout {
-    /// Reads the layout of an Ethernet (at most one 802.1Q tag) + IPv4
-    /// (unfragmented) or IPv6 (no extension header) + TCP frame whose IP
-    /// length matches the frame; `None` for anything else.
+    /// Reads the layout of an Ethernet (no tag, one 802.1Q tag or an
+    /// 802.1ad/QinQ pair) + IPv4 (unfragmented) or IPv6 (past hop-by-hop,
+    /// routing and destination-options headers) + TCP frame whose IP length
+    /// matches the frame; `None` for anything else.
     pub fn of(f: &[u8]) -> Option<TcpLayout> {
         let Ip {
             l3,
@@ -288,6 +345,7 @@ impl TcpLayout {
             v6,
             proto,
             end,
+            routed,
         } = Ip::of(f)?;
         if proto != PROTO_TCP || end != f.len() {
             return None;
@@ -301,7 +359,25 @@ impl TcpLayout {
             l4,
             payload: l4 + doff,
             v6,
+            routed,
         })
+    }
+
+    /// Bytes of IP and TCP headers (with IPv6 extension headers) each
+    /// segment carries: what an IP packet has besides its TCP payload.
+    pub fn ip_header_len(&self) -> usize {
+        self.payload - self.l3
+    }
+
+    /// The largest TCP payload of a segment whose IP packet fits `mtu`
+    /// (link-layer header and tags are not part of the MTU), at least 1.
+    pub fn mss_for_mtu(&self, mtu: usize) -> usize {
+        mtu.saturating_sub(self.ip_header_len()).max(1)
+    }
+
+    /// Whether IPv6 extension headers sit between the IP and TCP headers.
+    pub fn has_extensions(&self) -> bool {
+        self.v6 && self.l4 != self.l3 + 40
     }
 
     fn pseudo(&self, f: &[u8], l4_len: usize) -> u64 {
@@ -310,22 +386,33 @@ impl TcpLayout {
 
     /// Whether the TCP checksum of `f` (laid out by `self`) is correct.
     pub fn checksum_ok(&self, f: &[u8]) -> bool {
-        let acc = self.pseudo(f, f.len() - self.l4);
-        fold(sum(acc, &f[self.l4..])) == 0xffff
+        self.checksum_state(f) == ChecksumState::Correct
     }
 
-    /// The state of the TCP checksum of `f`: `Some(false)` correct,
-    /// `Some(true)` partial (see [`partial_checksum`]), `None` wrong.
-    fn checksum_state(&self, f: &[u8]) -> Option<bool> {
+    /// What the TCP checksum field of `f` (laid out by `self`) holds. A
+    /// routed frame's pseudo-header cannot be known from its headers: its
+    /// checksum is never taken as correct or partial.
+    pub fn checksum_state(&self, f: &[u8]) -> ChecksumState {
+        if self.routed {
+            return ChecksumState::Wrong;
+        }
         let p = self.pseudo(f, f.len() - self.l4);
         let full_ok = fold(sum(p, &f[self.l4..])) == 0xffff;
         let field = u16::from_ne_bytes([f[self.l4 + 16], f[self.l4 + 17]]);
         match (full_ok, field == fold(p)) {
-            (true, _) => Some(false),
-            (false, true) => Some(true),
-            (false, false) => None,
+            (true, _) => ChecksumState::Correct,
+            (false, true) => ChecksumState::Partial,
+            (false, false) => ChecksumState::Wrong,
         }
     }
+}
+
+/// The length and protocol words of an IPv6 TCP pseudo-header.
+fn pseudo_len_v6(l4_len: usize) -> u64 {
+    sum(
+        sum(0, &(l4_len as u32).to_be_bytes()),
+        &[0, 0, 0, PROTO_TCP],
+    )
 }
 
 /// A TCP super-frame read from a TAP device, ready to be cut into segments.
@@ -334,6 +421,10 @@ pub struct Tso {
     layout: TcpLayout,
     mss: usize,
     count: usize,
+    /// For a routed IPv6 frame: the sum of the pseudo-header's addresses,
+    /// recovered from the partial checksum the kernel left in the field
+    /// (which it computed with the final destination).
+    addrs: Option<u64>,
 }
 
 impl Tso {
@@ -350,30 +441,63 @@ impl Tso {
         if mss == 0 {
             return Err(OffloadError::ZeroSegment);
         }
+        // The field holds fold(addresses + length + protocol): take the
+        // length and protocol back out (ones'-complement subtraction).
+        let addrs = layout.routed.then(|| {
+            let l4 = layout.l4;
+            let field = u16::from_ne_bytes([frame[l4 + 16], frame[l4 + 17]]);
+            let rest = fold(pseudo_len_v6(frame.len() - l4));
+            u64::from(field) + u64::from(!rest)
+        });
         let payload = frame.len() - layout.payload;
         Ok(Tso {
             layout,
             mss,
             count: payload.div_ceil(mss).max(1),
+            addrs,
         })
     }
 
     /// The virtio-net header that hands `frame` to a TAP device whole, for
-    /// the kernel to cut (a super-frame received from the underlay). The
-    /// TCP checksum field of `frame` is set to the pseudo-header sum that
-    /// `NEEDS_CSUM` asks for.
-    pub fn to_tap(&self, frame: &mut [u8]) -> VnetHdr {
+    /// the kernel to cut (a super-frame received from the underlay), or
+    /// `None` if the frame's TCP checksum is neither correct nor exactly
+    /// partial (nor verifiable, for a routed frame): such a frame is
+    /// corrupt and must be dropped, never marked for the kernel to
+    /// complete over bad data. The TCP checksum field of a frame that
+    /// passes is set to the pseudo-header sum that `NEEDS_CSUM` asks for;
+    /// a frame that carries CWR is marked `GSO_ECN`, so the kernel keeps
+    /// CWR on the first segment only.
+    pub fn to_tap(&self, frame: &mut [u8]) -> Option<VnetHdr> {
         let l = self.layout;
+        if l.checksum_state(frame) == ChecksumState::Wrong {
+            return None;
+        }
         let c = fold(l.pseudo(frame, frame.len() - l.l4));
         frame[l.l4 + 16..l.l4 + 18].copy_from_slice(&c.to_ne_bytes());
-        VnetHdr {
+        let ecn = if frame[l.l4 + 13] & TCP_CWR != 0 {
+            GSO_ECN
+        } else {
+            0
+        };
+        Some(VnetHdr {
             flags: F_NEEDS_CSUM,
-            gso_type: if l.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            gso_type: if l.v6 { GSO_TCPV6 } else { GSO_TCPV4 } | ecn,
             hdr_len: l.payload as u16,
             gso_size: self.mss as u16,
             csum_start: l.l4 as u16,
             csum_offset: 16,
-        }
+        })
+    }
+
+    /// The layout of the frame's headers.
+    pub fn layout(&self) -> &TcpLayout {
+        &self.layout
+    }
+
+    /// The size of the largest segment's IP packet (headers and `mss`
+    /// bytes of payload), to be held against the next hop's MTU.
+    pub fn ip_segment_max(&self) -> usize {
+        self.layout.ip_header_len() + self.mss
     }
 
     /// Total bytes of the segments (each repeats the headers).
@@ -407,6 +531,7 @@ impl Tso {
             l4,
             payload,
             v6,
+            ..
         } = self.layout;
         let len = self.segment_len(frame, i);
         let out = &mut out[..len];
@@ -434,7 +559,10 @@ impl Tso {
             out[l4 + 13] &= !TCP_CWR;
         }
         out[l4 + 16..l4 + 18].fill(0);
-        let acc = self.layout.pseudo(out, len - l4);
+        let acc = match self.addrs {
+            Some(a) => a + pseudo_len_v6(len - l4),
+            None => self.layout.pseudo(out, len - l4),
+        };
         let c = !fold(sum(acc, &out[l4..]));
         out[l4 + 16..l4 + 18].copy_from_slice(&c.to_ne_bytes());
     }
@@ -498,15 +626,19 @@ impl Coalescer {
     fn candidate(f: &[u8]) -> Option<(TcpLayout, bool)> {
         let l = TcpLayout::of(f)?;
         let flags = f[l.l4 + 13];
-        let plain_v4 = l.v6 || l.l4 - l.l3 == 20;
-        let ok = plain_v4
+        // Plain headers only: no IPv4 options, no IPv6 extension headers.
+        let plain = l.l4 - l.l3 == if l.v6 { 40 } else { 20 };
+        let ok = plain
             && f.len() > l.payload
             && flags & TCP_ACK != 0
             && flags & !(TCP_ACK | TCP_PSH) == 0;
         if !ok {
             return None;
         }
-        Some((l, l.checksum_state(f)?))
+        match l.checksum_state(f) {
+            ChecksumState::Wrong => None,
+            state => Some((l, state == ChecksumState::Partial)),
+        }
     }
 
     /// Starts a super-frame with `f`; false (and nothing held) if `f` is not
@@ -559,10 +691,10 @@ impl Coalescer {
         if flags & !(TCP_ACK | TCP_PSH) != 0 {
             return false;
         }
-        let Some(partial) = h.checksum_state(f) else {
-            return false;
-        };
-        self.partial |= partial;
+        match h.checksum_state(f) {
+            ChecksumState::Wrong => return false,
+            state => self.partial |= state == ChecksumState::Partial,
+        }
         self.buf.extend_from_slice(&f[h.payload..]);
         self.segs += 1;
         self.next_seq = self.next_seq.wrapping_add(plen as u32);
@@ -845,13 +977,187 @@ mod tests {
         let mut big = tcp_frame(false, true, 7, TCP_ACK, &[3; 5000]);
         let tso = Tso::new(&big, &tso_hdr(false, 1000)).unwrap();
         assert_eq!(tso.segments_len(&big), big.len() + 4 * tso.header_len());
-        let h = tso.to_tap(&mut big);
+        let h = tso.to_tap(&mut big).expect("a correct checksum");
         assert_eq!(
             (h.gso_type, h.gso_size, h.csum_start, h.hdr_len),
             (GSO_TCPV4, 1000, 38, 70)
         );
         complete_checksum(&mut big, h.csum_start, h.csum_offset).unwrap();
         assert!(TcpLayout::of(&big).unwrap().checksum_ok(&big));
+    }
+
+    /// An IPv6 TCP frame behind `tags` (ethertype, TCI pairs) with the
+    /// extension headers `ext` (each `(type, body)`, body padded to 8-byte
+    /// units by the caller) and `payload`; checksum correct for the
+    /// pseudo-header destination `final_dst` (the header's unless routed).
+    fn v6_ext_frame(
+        tags: &[u16],
+        ext: &[(u8, Vec<u8>)],
+        final_dst: [u8; 16],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        for t in tags {
+            f.extend_from_slice(&t.to_be_bytes());
+            f.extend_from_slice(&[0x00, 0x05]);
+        }
+        f.extend_from_slice(&[0x86, 0xdd]);
+        let l3 = f.len();
+        let ext_len: usize = ext.iter().map(|(_, b)| b.len() + 2).sum();
+        let tcp_len = 32 + payload.len();
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&((ext_len + tcp_len) as u16).to_be_bytes());
+        f.push(ext.first().map_or(6, |e| e.0));
+        f.push(64);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        for (i, (_, body)) in ext.iter().enumerate() {
+            assert_eq!(
+                (body.len() + 2) % 8,
+                0,
+                "extension headers are 8-byte units"
+            );
+            f.push(ext.get(i + 1).map_or(6, |e| e.0));
+            f.push(((body.len() + 2) / 8 - 1) as u8);
+            f.extend_from_slice(body);
+        }
+        let l4 = f.len();
+        f.extend_from_slice(&[0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0, 0, 0, 7, 0x80, TCP_ACK, 0x01, 0xf5, 0, 0, 0, 0]);
+        f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3]);
+        f.extend_from_slice(payload);
+        let c = !fold(sum(
+            final_pseudo(&f[l3..], final_dst, f.len() - l4),
+            &f[l4..],
+        ));
+        f[l4 + 16..l4 + 18].copy_from_slice(&c.to_ne_bytes());
+        f
+    }
+
+    /// The IPv6 TCP pseudo-header sum with destination `dst`.
+    fn final_pseudo(ip: &[u8], dst: [u8; 16], l4_len: usize) -> u64 {
+        sum(sum(0, &ip[8..24]), &dst) + pseudo_len_v6(l4_len)
+    }
+
+    const DST: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    const FINAL: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+
+    /// Cuts `big` as a TAP's TSO frame (checksum field left partial, as the
+    /// kernel hands it over) and checks every segment against `dst`.
+    fn cut_and_check(big: &[u8], dst: [u8; 16], mss: u16) -> usize {
+        let l = TcpLayout::of(big).expect("a TCP frame");
+        let mut tap = big.to_vec();
+        let p = fold(final_pseudo(&tap[l.l3..], dst, tap.len() - l.l4));
+        tap[l.l4 + 16..l.l4 + 18].copy_from_slice(&p.to_ne_bytes());
+        let tso = Tso::new(&tap, &tso_hdr(true, mss)).expect("a TSO frame we can cut");
+        let segs = segments(&tap, &tso);
+        let mut payload = Vec::new();
+        for s in &segs {
+            let sl = TcpLayout::of(s).expect("each segment is a TCP frame");
+            let acc = final_pseudo(&s[sl.l3..], dst, s.len() - sl.l4);
+            assert_eq!(fold(sum(acc, &s[sl.l4..])), 0xffff, "segment checksum");
+            assert!(s.len() - sl.l3 <= sl.ip_header_len() + mss as usize);
+            payload.extend_from_slice(&s[sl.payload..]);
+        }
+        assert_eq!(&payload[..], &big[l.payload..]);
+        segs.len()
+    }
+
+    #[test]
+    fn tso_with_ipv6_extension_headers_is_cut() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 13) as u8).collect();
+        let hbh = (IPV6_HOP_BY_HOP, vec![1, 4, 0, 0, 0, 0]);
+        let dopt = (
+            IPV6_DEST_OPTS,
+            vec![1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        let big = v6_ext_frame(&[], &[hbh.clone(), dopt.clone()], DST, &data);
+        let l = TcpLayout::of(&big).unwrap();
+        assert_eq!((l.l4, l.routed), (14 + 40 + 8 + 16, false));
+        assert_eq!(cut_and_check(&big, DST, 1000), 5);
+        // A routing header with no segments left: the header's destination.
+        let rh0 = (IPV6_ROUTING, vec![4, 0, 0, 0, 0, 0]);
+        let big = v6_ext_frame(&[], &[rh0], DST, &data);
+        assert!(!TcpLayout::of(&big).unwrap().routed);
+        assert_eq!(cut_and_check(&big, DST, 1000), 5);
+        // A segment routing header with one segment left: the checksum is
+        // over the final destination, which only the kernel's partial sum
+        // tells.
+        let mut srh = vec![4, 1, 0, 0, 0, 0];
+        srh.extend_from_slice(&FINAL);
+        srh.extend_from_slice(&DST);
+        let big = v6_ext_frame(&[], &[hbh, (IPV6_ROUTING, srh), dopt], FINAL, &data);
+        assert!(TcpLayout::of(&big).unwrap().routed);
+        assert_eq!(cut_and_check(&big, FINAL, 1400), 4);
+        // A fragment header is never TSO.
+        let frag = v6_ext_frame(&[], &[(44, vec![0, 0, 0, 0, 0, 0])], DST, &data);
+        assert_eq!(
+            Tso::new(&frag, &tso_hdr(true, 1000)).unwrap_err(),
+            OffloadError::NotTcp
+        );
+    }
+
+    #[test]
+    fn tso_under_a_qinq_pair_is_cut() {
+        let data: Vec<u8> = (0..4000u32).map(|i| (i * 5) as u8).collect();
+        for tags in [&[0x88a8, 0x8100][..], &[0x8100, 0x8100], &[0x88a8]] {
+            let big = v6_ext_frame(tags, &[], DST, &data);
+            let l = TcpLayout::of(&big).expect("a tagged TCP frame");
+            assert_eq!(l.l3, 14 + 4 * tags.len());
+            assert_eq!(cut_and_check(&big, DST, 1400), 3);
+        }
+    }
+
+    #[test]
+    fn resegmented_super_frames_fit_the_mtu() {
+        // IPv4 + TCP with timestamps (20 + 32 header bytes), MTU 1400: the
+        // segments' IP packets are exactly 1400 bytes, tagged or not.
+        for (v6, vlan) in [(false, false), (false, true), (true, false), (true, true)] {
+            let big = tcp_frame(v6, vlan, 1, TCP_ACK, &[7; 30_000]);
+            let l = TcpLayout::of(&big).unwrap();
+            let mss = l.mss_for_mtu(1400);
+            assert_eq!(mss, if v6 { 1400 - 72 } else { 1400 - 52 });
+            let tso = Tso::new(&big, &tso_hdr(v6, mss as u16)).unwrap();
+            assert_eq!(tso.ip_segment_max(), 1400);
+            for s in segments(&big, &tso) {
+                assert!(
+                    s.len() - l.l3 <= 1400,
+                    "segment of {} bytes",
+                    s.len() - l.l3
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_corrupt_super_frame_is_refused_not_marked() {
+        let good = tcp_frame(false, false, 1, TCP_ACK, &[4; 6000]);
+        let hint = tso_hdr(false, 1348);
+        let tso = Tso::new(&good, &hint).unwrap();
+        assert!(tso.to_tap(&mut good.clone()).is_some(), "correct");
+        let mut part = good.clone();
+        make_partial(&mut part);
+        assert!(tso.to_tap(&mut part).is_some(), "partial");
+        let mut bad = good.clone();
+        bad[3000] ^= 0x40;
+        let before = bad.clone();
+        assert_eq!(tso.to_tap(&mut bad), None, "corrupt payload");
+        assert_eq!(bad, before, "a refused frame is left as it came");
+        // A field that is neither the checksum nor the pseudo-header sum.
+        let mut bad = good.clone();
+        let l = TcpLayout::of(&bad).unwrap();
+        bad[l.l4 + 16] ^= 0x10;
+        assert_eq!(tso.to_tap(&mut bad), None);
+    }
+
+    #[test]
+    fn a_cwr_super_frame_is_marked_ecn() {
+        let mut big = tcp_frame(false, false, 1, TCP_ACK | TCP_CWR, &[4; 6000]);
+        let tso = Tso::new(&big, &tso_hdr(false, 1000)).unwrap();
+        let h = tso.to_tap(&mut big).unwrap();
+        assert_eq!(h.gso_type, GSO_TCPV4 | GSO_ECN);
+        let mut plain = tcp_frame(false, false, 1, TCP_ACK, &[4; 6000]);
+        assert_eq!(tso.to_tap(&mut plain).unwrap().gso_type, GSO_TCPV4);
     }
 
     #[test]

@@ -162,12 +162,24 @@ pub struct TableView {
 }
 
 impl TableView {
-    /// Where a unicast frame of `len` bytes for `dst` goes, if `dst` has a
-    /// valid entry (counted against it); `None` for anything else (no
-    /// entry, pending, drop), which the table's owner must decide.
+    /// Where a unicast frame for `dst` goes, if `dst` has a valid entry;
+    /// `None` for anything else (no entry, pending, drop), which the
+    /// table's owner must decide. Nothing is counted: a frame that is then
+    /// sent is counted with [`hit`](Self::hit), so that one dropped on the
+    /// way (too big, a bad offload) never counts as a use of the entry.
     #[inline]
-    pub fn valid(&self, dst: Mac, len: usize, now: Instant) -> Option<SocketAddr> {
-        self.reader.hit_valid(dst, len as u64, self.clock.at(now))
+    pub fn valid(&self, dst: Mac) -> Option<SocketAddr> {
+        match self.reader.lookup(dst)? {
+            TargetState::Valid(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Counts a frame of `len` bytes sent to `dst`'s valid entry at `now`
+    /// (nothing if the entry is no longer valid).
+    #[inline]
+    pub fn hit(&self, dst: Mac, len: usize, now: Instant) {
+        let _ = self.reader.hit_valid(dst, len as u64, self.clock.at(now));
     }
 }
 

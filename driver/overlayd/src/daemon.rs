@@ -262,6 +262,7 @@ impl Daemon {
                         self.flush_tx();
                     }
                 }
+                Handover::Learn { oid, mac } => self.learn(oid, mac, Instant::now()),
                 Handover::Rx {
                     mid,
                     mut data,

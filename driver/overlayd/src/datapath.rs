@@ -19,7 +19,7 @@
 //! the `overlay:drop` probe with the same reason. Counters count frames as
 //! they cross the underlay: one per segment, not per super-frame.
 
-use crate::daemon::{Daemon, LookupCtx};
+use crate::daemon::{Daemon, Link, LookupCtx};
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::port::Port;
@@ -64,7 +64,7 @@ pub(crate) fn encap<P: Port>(
     dest: SocketAddr,
 ) {
     let hash = eth::flow_hash(frame);
-    let fd = mux.sender(hash).as_raw_fd();
+    let fd = mux.sender(hash);
     let (oid, cfg) = (ov.oid(), ov.cfg());
     let vni = cfg.vnetid;
     let (hlen, emit, gso) = (mux.encap.header_len, mux.encap.encap, mux.gso);
@@ -199,7 +199,7 @@ pub(crate) fn offloads<P: Port>(
     };
     let tso = if hdr.is_tso() {
         match Tso::new(frame, &hdr) {
-            Ok(t) if t.header_len() + hdr.gso_size as usize <= max => {
+            Ok(t) if t.ip_segment_max() <= ov.cfg().mtu as usize => {
                 let c = ov.counters();
                 c.offload.tso_frames += 1;
                 c.offload.tso_segments += t.count() as u64;
@@ -290,6 +290,14 @@ impl Daemon {
         self.tx_frame(oid, n);
     }
 
+    /// Guest MAC `mac` sent a frame on overlay `oid` at `now` (forwarded by
+    /// a worker that told us).
+    pub(crate) fn learn(&mut self, oid: u64, mac: Mac, now: Instant) {
+        if let Some(ov) = self.overlays.get_mut(&oid) {
+            learn(ov, self.link.as_mut(), mac, now);
+        }
+    }
+
     pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) {
         let now = Instant::now();
         let Some(ov) = self.overlays.get_mut(&oid) else {
@@ -306,15 +314,7 @@ impl Daemon {
         };
         let len = frame.len();
         probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, len);
-        if ov.local.touch(info.src, now) && ov.configured {
-            if let Some(link) = self.link.as_mut() {
-                link.conn.send(&DriverMsg::LocalMac {
-                    oid,
-                    mac: info.src,
-                    present: true,
-                });
-            }
-        }
+        learn(ov, self.link.as_mut(), info.src, now);
         let Ok(tso) = offloads(ov, h, frame, info.src) else {
             return;
         };
@@ -448,6 +448,20 @@ impl Daemon {
     }
 }
 
+/// Guest MAC `mac` sent a frame on `ov` at `now`: varpd hears of new ones
+/// (the etcd plugin publishes them).
+fn learn(ov: &mut Overlay, link: Option<&mut Link>, mac: Mac, now: Instant) {
+    if ov.local.touch(mac, now) && ov.configured {
+        if let Some(link) = link {
+            link.conn.send(&DriverMsg::LocalMac {
+                oid: ov.oid,
+                mac,
+                present: true,
+            });
+        }
+    }
+}
+
 /// Receives one batch of datagrams on `mux` into `rxq` and takes each
 /// buffer, except those `defer` takes instead (a worker's hand-over to the
 /// event loop). False when there was nothing (more) to receive.
@@ -523,8 +537,14 @@ fn rx_buffer<P: Port>(
 /// the socket's UDP GRO takes it as it is. The frame goes to the TAP device
 /// whole, for the kernel to cut if it must, in segments of the size the
 /// kernel reported (`seg`, when smaller than the buffer) or else of the
-/// largest size the overlay's MTU allows, which is what the peer's TCP,
-/// on a device of the same MTU, used. False, having touched nothing, if
+/// largest size the overlay's MTU allows (the segment's IP packet, IP and
+/// TCP headers included, at most the MTU: link-layer header and tags are
+/// not part of it), which is what the peer's TCP, on a device of the same
+/// MTU, used — so a guest that forwards the segments finds each fits a
+/// next hop of the overlay's MTU. The TCP checksum is verified first: only
+/// a correct or an exactly partial one passes, anything else is dropped as
+/// `bad-checksum`, never marked for the kernel to complete over bad data.
+/// False, having touched nothing, if
 /// the buffer is something else (a batch of datagrams, or a frame that is
 /// not TCP: the caller handles, or drops, those).
 fn rx_super<P: Port>(
@@ -550,14 +570,17 @@ fn rx_super<P: Port>(
         return false;
     }
     // A batch's first datagram is `seg` long, so its inner frame cannot
-    // fill the buffer: only a single super-frame has a layout here.
-    let Some(layout) = TcpLayout::of(inner) else {
+    // fill the buffer: only a single super-frame has a layout here. A
+    // routed IPv6 frame's checksum cannot be verified from its headers: it
+    // is not taken whole.
+    let Some(layout) = TcpLayout::of(inner).filter(|l| !l.routed) else {
         return false;
     };
+    let mtu = overlays[&oid].cfg().mtu as usize;
     let mss = if seg < len {
         seg
     } else {
-        max.saturating_sub(layout.payload)
+        layout.mss_for_mtu(mtu)
     };
     let hint = VnetHdr {
         gso_type: if layout.v6 {
@@ -576,20 +599,26 @@ fn rx_super<P: Port>(
     mux.counters.options_skipped += u64::from(options);
     let ov = overlays.get_mut(&oid).expect("checked above");
     let (frames, bytes) = (tso.count() as u64, tso.segments_len(inner) as u64);
-    if tso.header_len() + mss > max {
+    if tso.ip_segment_max() > mtu {
         ov.drop(DropReason::TooBig, inner.len());
         return true;
     }
     let mac = |at: usize| Mac(inner[at..at + 6].try_into().expect("a TCP frame"));
-    if !ov.source_ok(mac(6), from.ip(), inner.len(), asks) {
+    let (src, dst) = (mac(6), mac(0));
+    if !ov.source_ok(src, from.ip(), inner.len(), asks) {
         return true;
     }
+    // The checksum is verified before the frame is trusted: a corrupt
+    // super-frame is dropped, never marked for the kernel to complete.
+    let Some(hdr) = tso.to_tap(inner) else {
+        ov.drop(DropReason::BadChecksum, inner.len());
+        return true;
+    };
     let cfg = ov.cfg();
     for i in 0..tso.count() {
         let len = tso.segment_len(inner, i);
-        probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, from.ip());
+        probe::rx(&cfg.name, cfg.vnetid, src, dst, len, from.ip());
     }
-    let hdr = tso.to_tap(inner);
     ov.deliver(&hdr.emit(), inner, from.ip(), frames, bytes);
     true
 }

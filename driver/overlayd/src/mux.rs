@@ -25,7 +25,7 @@
 //! ([`Mux::for_worker`]); the kernel gives each peer flow (its addresses
 //! and ports) to one of them. The group is open to any process of the same
 //! user that sets the option too, as `SO_REUSEPORT` always is. A worker
-//! sends through duplicates of the same sending sockets, so a flow's source
+//! sends through the same sending sockets, so a flow's source
 //! port does not depend on the thread. A raw socket receives a copy of
 //! every packet, so a raw mux receives on the event loop alone.
 
@@ -38,6 +38,7 @@ use overlay_wire::encap::{Encap, Socket};
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 /// Sending sockets per mux.
 pub const SENDERS: usize = 16;
@@ -109,8 +110,10 @@ pub struct Mux {
     pub listen: SocketAddr,
     /// The receiving socket.
     pub sock: MuxSocket,
-    /// Sending sockets.
-    pub senders: Vec<OwnedFd>,
+    /// Sending sockets, shared with the workers' copies of the mux and with
+    /// every queued message that will leave through one ([`crate::txq`]):
+    /// a socket closes only when nothing can send on it any more.
+    pub senders: Vec<Arc<OwnedFd>>,
     /// Whether sends may be batched with UDP GSO (UDP modules).
     pub gso: bool,
     /// Whether received buffers start with an IPv4 header (raw IPv4).
@@ -135,7 +138,7 @@ impl Mux {
                 let s = StdUdp::bind(SocketAddr::new(listen.ip(), 0))?;
                 s.set_nonblocking(true)?;
                 buffer(s.as_raw_fd(), libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF);
-                Ok(OwnedFd::from(s))
+                Ok(Arc::new(OwnedFd::from(s)))
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Mux {
@@ -151,19 +154,15 @@ impl Mux {
     }
 
     /// This mux as a worker holds it: a receiving socket of its own in the
-    /// `SO_REUSEPORT` group (UDP; `None` for a raw mux, which receives on
-    /// the event loop alone), duplicates of the sending sockets, no VNIs yet
+    /// `SO_REUSEPORT` group (UDP; a raw mux receives on the event loop
+    /// alone), the same sending sockets, no VNIs yet
     /// and counters of its own.
     pub fn for_worker(&self) -> io::Result<(Mux, bool)> {
         let (sock, receives) = match self.encap.socket {
             Socket::Udp => (udp_receiver(self.listen, true)?, true),
             Socket::RawIp(_) => (self.sock.0.try_clone()?, false),
         };
-        let senders = self
-            .senders
-            .iter()
-            .map(|s| s.try_clone())
-            .collect::<io::Result<Vec<_>>>()?;
+        let senders = self.senders.clone();
         let mux = Mux {
             encap: self.encap,
             listen: self.listen,
@@ -206,7 +205,7 @@ impl Mux {
             encap,
             listen,
             sock: MuxSocket(sock),
-            senders: vec![sender],
+            senders: vec![Arc::new(sender)],
             gso: false,
             ip_header: listen.is_ipv4(),
             table: MuxTable::new(),
@@ -221,7 +220,7 @@ impl Mux {
 
     /// The sending socket for a flow hash.
     #[inline]
-    pub fn sender(&self, hash: u32) -> &OwnedFd {
+    pub fn sender(&self, hash: u32) -> &Arc<OwnedFd> {
         &self.senders[(hash ^ (hash >> 16)) as usize % self.senders.len()]
     }
 }

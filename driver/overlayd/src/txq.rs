@@ -16,10 +16,17 @@
 //! The queue is flushed by the event loop before it waits, and whenever it
 //! fills. What happened to each message is kept as an [`Outcome`] for the
 //! loop to count, so counters only ever count datagrams the kernel took.
+//!
+//! A queued message holds its sending socket (an `Arc` of the mux's
+//! descriptor), so a mux or a worker's copy of it that goes away while
+//! frames wait cannot close the socket under them: each frame leaves on
+//! the socket it was queued for, never on a descriptor number that the
+//! kernel has since handed to something else.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 /// Most datagrams in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64
 /// on older kernels, 128 on newer ones).
@@ -36,7 +43,7 @@ const UDP_SEGMENT: libc::c_int = 103;
 
 #[derive(Debug)]
 struct Msg {
-    fd: RawFd,
+    fd: Arc<OwnedFd>,
     dest: SocketAddr,
     start: usize,
     len: usize,
@@ -45,11 +52,15 @@ struct Msg {
     oid: u64,
     /// Inner-frame bytes (what the overlay's counters count).
     bytes: u64,
+    /// Encapsulation bytes before each inner frame.
+    hlen: usize,
     /// Never joined by another datagram (a raw socket has no GSO).
     alone: bool,
 }
 
-/// What became of one queued message.
+/// What became of one queued message (or of the part of it that shared a
+/// fate: a GSO send refused and resent one datagram at a time may leave in
+/// part, and then has one outcome for what left and one for the rest).
 #[derive(Debug)]
 pub struct Outcome {
     /// The overlay whose frames these were.
@@ -108,7 +119,7 @@ impl TxQueue {
     /// bytes. The caller fills all of it.
     pub fn datagram(
         &mut self,
-        fd: RawFd,
+        fd: &Arc<OwnedFd>,
         dest: SocketAddr,
         oid: u64,
         len: usize,
@@ -121,7 +132,7 @@ impl TxQueue {
     /// datagram is sent by a `sendmsg` of its own.
     pub fn datagram_alone(
         &mut self,
-        fd: RawFd,
+        fd: &Arc<OwnedFd>,
         dest: SocketAddr,
         oid: u64,
         len: usize,
@@ -132,7 +143,7 @@ impl TxQueue {
 
     fn put(
         &mut self,
-        fd: RawFd,
+        fd: &Arc<OwnedFd>,
         dest: SocketAddr,
         oid: u64,
         len: usize,
@@ -147,7 +158,7 @@ impl TxQueue {
         let joins = !alone
             && self.msgs.last().is_some_and(|m| {
                 !m.alone
-                    && m.fd == fd
+                    && Arc::ptr_eq(&m.fd, fd)
                     && m.dest == dest
                     && m.oid == oid
                     && m.start + m.len == start
@@ -163,7 +174,7 @@ impl TxQueue {
             m.bytes += inner as u64;
         } else {
             self.msgs.push(Msg {
-                fd,
+                fd: Arc::clone(fd),
                 dest,
                 start,
                 len,
@@ -171,6 +182,7 @@ impl TxQueue {
                 segs: 1,
                 oid,
                 bytes: inner as u64,
+                hlen: len - inner,
                 alone,
             });
         }
@@ -181,33 +193,62 @@ impl TxQueue {
     pub fn flush(&mut self) {
         for m in self.msgs.drain(..) {
             let data = &self.buf[m.start..m.start + m.len];
-            let mut r = send(m.fd, m.dest, data, (m.segs > 1).then_some(m.seg));
-            let mut gso = m.segs > 1;
-            if gso {
-                match &r {
-                    Ok(()) => {}
-                    // EIO: no checksum offload on the route; EINVAL: a segment
-                    // larger than the path MTU. Send them one by one.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                        gso = false;
-                        r = data
-                            .chunks(m.seg)
-                            .try_for_each(|d| send(m.fd, m.dest, d, None));
-                    }
-                    Err(_) => {}
-                }
-            }
-            self.outcomes.push(Outcome {
+            let fd = m.fd.as_raw_fd();
+            let outcome = |frames: usize, bytes: u64, error, gso| Outcome {
                 oid: m.oid,
                 dest: m.dest,
-                frames: m.segs as u64,
-                bytes: m.bytes,
-                error: r.err(),
+                frames: frames as u64,
+                bytes,
+                error,
                 gso,
-            });
+            };
+            if m.segs == 1 {
+                let r = send(fd, m.dest, data, None);
+                self.outcomes.push(outcome(1, m.bytes, r.err(), false));
+                continue;
+            }
+            match send(fd, m.dest, data, Some(m.seg)) {
+                Ok(()) => self.outcomes.push(outcome(m.segs, m.bytes, None, true)),
+                // EIO: no checksum offload on the route; EINVAL: a segment
+                // larger than the path MTU. Send them one by one, and count
+                // exactly what left and what did not.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                    let (sent, sent_bytes, error) =
+                        one_by_one(data, m.seg, m.hlen, |d| send(fd, m.dest, d, None));
+                    if sent > 0 {
+                        self.outcomes.push(outcome(sent, sent_bytes, None, false));
+                    }
+                    if let Some(e) = error {
+                        let rest = m.segs - sent;
+                        self.outcomes
+                            .push(outcome(rest, m.bytes - sent_bytes, Some(e), false));
+                    }
+                }
+                Err(e) => self.outcomes.push(outcome(m.segs, m.bytes, Some(e), true)),
+            }
         }
         self.used = 0;
     }
+}
+
+/// Sends the datagrams of `data` (`seg` bytes apart, each with `hlen`
+/// bytes of encapsulation) one at a time through `send`, stopping at the
+/// first refusal: how many left, their inner bytes, and the refusal.
+fn one_by_one(
+    data: &[u8],
+    seg: usize,
+    hlen: usize,
+    mut send: impl FnMut(&[u8]) -> io::Result<()>,
+) -> (usize, u64, Option<io::Error>) {
+    let (mut sent, mut bytes) = (0, 0);
+    for d in data.chunks(seg) {
+        if let Err(e) = send(d) {
+            return (sent, bytes, Some(e));
+        }
+        sent += 1;
+        bytes += (d.len() - hlen) as u64;
+    }
+    (sent, bytes, None)
 }
 
 /// One `sendmsg(2)` of `data` to `dest`, with a GSO segment size if given.
@@ -258,22 +299,21 @@ fn send(fd: RawFd, dest: SocketAddr, data: &[u8], seg: Option<usize>) -> io::Res
 mod tests {
     use super::*;
     use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn runs_of_one_size_become_one_gso_send() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = Arc::new(OwnedFd::from(UdpSocket::bind("127.0.0.1:0").unwrap()));
         let dest = rx.local_addr().unwrap();
         let mut q = TxQueue::new();
         for i in 0..10u8 {
-            q.datagram(tx.as_raw_fd(), dest, 1, 100, 92).fill(i);
+            q.datagram(&tx, dest, 1, 100, 92).fill(i);
         }
-        q.datagram(tx.as_raw_fd(), dest, 1, 40, 32).fill(10);
+        q.datagram(&tx, dest, 1, 40, 32).fill(10);
         // A longer one starts a new message.
-        q.datagram(tx.as_raw_fd(), dest, 1, 200, 192).fill(11);
+        q.datagram(&tx, dest, 1, 200, 192).fill(11);
         assert_eq!(q.msgs.len(), 2);
         q.flush();
         let sent: Vec<(u64, u64, bool)> = q
@@ -294,5 +334,55 @@ mod tests {
             };
             assert_eq!((n, buf[0]), (want, i));
         }
+    }
+
+    #[test]
+    fn a_queued_frame_leaves_on_its_own_socket_after_the_mux_let_go() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let dest = rx.local_addr().unwrap();
+        let old = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let old_port = old.local_addr().unwrap().port();
+        let old_fd = old.as_raw_fd();
+        let sender = Arc::new(OwnedFd::from(old));
+        let mut q = TxQueue::new();
+        q.datagram(&sender, dest, 1, 64, 56).fill(7);
+        // The mux (or a worker's copy of it) goes away while the frame waits,
+        // and a new socket is opened: it must not take over the old number.
+        drop(sender);
+        let new = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_ne!(new.as_raw_fd(), old_fd, "the queued socket is still open");
+        q.flush();
+        assert!(q.outcomes.iter().all(|o| o.error.is_none()));
+        let mut buf = [0u8; 100];
+        let (n, from) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (n, from.port()),
+            (64, old_port),
+            "sent from the socket it was queued for"
+        );
+        assert!(q.msgs.is_empty(), "flushed, the queue holds no socket");
+        drop(new);
+    }
+
+    #[test]
+    fn a_gso_send_resent_one_by_one_counts_exactly_what_left() {
+        // Five datagrams of 100 bytes (8 of them encapsulation), the last 40;
+        // the kernel refuses the fourth.
+        let data = vec![0u8; 440];
+        let mut calls = 0;
+        let (sent, bytes, err) = one_by_one(&data, 100, 8, |_| {
+            calls += 1;
+            if calls == 4 {
+                Err(io::Error::from_raw_os_error(libc::ENOBUFS))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((sent, bytes), (3, 3 * 92));
+        assert_eq!(err.unwrap().raw_os_error(), Some(libc::ENOBUFS));
+        let (sent, bytes, err) = one_by_one(&data, 100, 8, |_| Ok(()));
+        assert_eq!((sent, bytes, err.is_none()), (5, 4 * 92 + 32, true));
     }
 }

@@ -8,12 +8,17 @@
 //!
 //! - a frame from its TAP queue whose destination is the overlay's point,
 //!   or a unicast MAC with a *valid* target-table entry (read through the
-//!   lock-free [`TableView`]), from a source MAC the event loop has seen
-//!   lately;
+//!   lock-free [`TableView`]; counted against the entry only once the
+//!   frame passed its offload checks);
 //! - datagrams from the underlay for overlays without `target/check_source`.
 //!
+//! A guest MAC new to the worker, or not told for [`LOCAL_REFRESH`], is
+//! told to the event loop out of band ([`Handover::Learn`]) while its frame
+//! goes on from the worker: learning never takes a frame out of its flow,
+//! so a flow's frames keep their order.
+//!
 //! Everything else — misses, pending and drop entries, broadcasts and
-//! multicasts for varpd, a guest MAC to learn, a source to check — is
+//! multicasts for varpd, a source to check — is
 //! *handed over* ([`Handover`]) to the event loop, which owns the target
 //! table, the varpd link and the pending queues, and decides it exactly as
 //! if it had read it itself. The hand-over queue is bounded; a frame it
@@ -67,11 +72,13 @@ use std::time::{Duration, Instant};
 
 /// Frames and buffers waiting for the event loop, from all workers.
 const HANDOVER_LIMIT: usize = 4096;
-/// A source MAC the event loop has not seen from this worker for this long
-/// is handed over once more, so that the event loop's own guests table
-/// (`local.rs`, idle after 30 s) keeps it and varpd hears of new ones.
+/// A source MAC the event loop has not heard of from this worker for this
+/// long is told again ([`Handover::Learn`]), so that the event loop's own
+/// guests table (`local.rs`, idle after 30 s) keeps it and varpd hears of
+/// new ones.
 const LOCAL_REFRESH: Duration = Duration::from_secs(10);
-/// Source MACs a worker remembers per overlay (beyond, frames go over).
+/// Source MACs a worker remembers per overlay (beyond, each of their frames
+/// tells the event loop).
 const LOCAL_MAX: usize = crate::local::MAX_LOCAL_MACS;
 /// How long the event loop waits for a worker to apply a command.
 const COMMAND_WAIT: Duration = Duration::from_secs(5);
@@ -87,6 +94,15 @@ pub(crate) enum Handover {
         oid: u64,
         /// Virtio-net header and frame.
         frame: Vec<u8>,
+    },
+    /// A guest MAC that sent on overlay `oid` (new to the worker, or not
+    /// told for [`LOCAL_REFRESH`]): its frames went on from the worker, in
+    /// order; the event loop only learns it (and tells varpd of new ones).
+    Learn {
+        /// The overlay.
+        oid: u64,
+        /// The source MAC.
+        mac: Mac,
     },
     /// A buffer received on mux `mid` (one datagram, or a GRO batch of
     /// datagrams `seg` bytes apart).
@@ -567,6 +583,8 @@ impl WorkerState {
                         p.drop(DropReason::QueueOverflow, frame.len() - VNET_HDR_LEN);
                     }
                 }
+                // Told again after the next LOCAL_REFRESH.
+                Handover::Learn { .. } => {}
                 Handover::Rx { mid, data, seg, .. } => {
                     if let Some(m) = self.muxes.get_mut(&mid) {
                         let n = data.len().div_ceil(seg.max(1)) as u64;
@@ -608,35 +626,46 @@ impl WorkerState {
         let Some(info) = eth::classify(frame) else {
             return p.drop(DropReason::RuntFrame, frame.len());
         };
-        // A source the event loop has not seen lately goes to it, to learn.
-        let fresh = match p.local.get_mut(&info.src) {
-            Some(t) if now.duration_since(*t) < LOCAL_REFRESH => true,
+        // A source the event loop has not heard of lately is told to it out
+        // of band; the frame itself goes on here, in its flow's order.
+        let learn = match p.local.get_mut(&info.src) {
+            Some(t) if now.duration_since(*t) < LOCAL_REFRESH => false,
             Some(t) => {
                 *t = now;
-                false
+                true
             }
             None => {
                 if p.local.len() < LOCAL_MAX {
                     p.local.insert(info.src, now);
                 }
-                false
+                true
             }
         };
-        let dest = match (fresh, p.mode, p.point, info.group) {
-            (false, ..) => None,
-            (true, Some(DestMode::Point), Some(d), _) => Some(d),
-            (true, Some(DestMode::Dynamic), _, None) => p.table.valid(info.dst, frame.len(), now),
+        let dest = match (p.mode, p.point, info.group) {
+            (Some(DestMode::Point), Some(d), _) => Some(d),
+            (Some(DestMode::Dynamic), _, None) => p.table.valid(info.dst),
             _ => None,
         };
         let Some(dest) = dest else {
+            // The event loop learns the source from the frame itself.
             let frame = self.tapbuf[..n].to_vec();
             return self.hand_over(Handover::Tx { oid, frame });
         };
+        // A full hand-over queue loses the news; it is told again later.
+        if learn
+            && self
+                .handover
+                .try_send(Handover::Learn { oid, mac: info.src })
+                .is_ok()
+        {
+            self.handed = true;
+        }
         probe::tx(&p.cfg.name, p.cfg.vnetid, info.src, info.dst, frame.len());
         let Ok(tso) = datapath::offloads(p, h, frame, info.src) else {
             return;
         };
         if p.mode == Some(DestMode::Dynamic) {
+            p.table.hit(info.dst, frame.len(), now);
             probe::target_hit(&p.cfg.name, info.dst, dest);
         }
         datapath::encap(&mut self.txq, p, mux, frame, tso.as_ref(), info.dst, dest);
