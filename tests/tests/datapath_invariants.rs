@@ -215,3 +215,77 @@ fn flows_keep_their_order_while_workers_learn_source_macs() {
         }
     }
 }
+
+/// Frames a target entry counted (`show-overlay -t`), by its MAC.
+fn entry_frames(lab: &Lab, h: overlay_tests::Host, mac: &str) -> u64 {
+    let out = lab.ovadm_ok(
+        h,
+        ["show-overlay", "-t", "-p", "-o", "target,frames", "ov0"],
+    );
+    let escaped = mac.replace(':', "\\:");
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{escaped}:")))
+        .unwrap_or_else(|| panic!("no entry for {mac} in:\n{out}"))
+        .parse()
+        .expect("a frame count")
+}
+
+/// A frame a worker reads for a valid entry and then drops (here: larger
+/// than the overlay's MTU allows, the TAP device's MTU raised behind
+/// overlayd's back) is counted as `too-big`, never as a use of the entry:
+/// an entry's frames are frames that went to its destination.
+#[test]
+#[ignore = "needs root and network namespaces: run `sudo make test`"]
+fn a_frame_dropped_on_a_worker_is_not_counted_on_its_target_entry() {
+    let mut lab = Lab::new("worker_hits");
+    lab.overlayd_args(&["--workers", "2"]);
+    let p = lab.files_pair(67, 6767);
+    let r = lab.wait_ping(p.a, &p.ip4(2), Duration::from_secs(10));
+    assert!(r.all_answered(), "no path to begin with:\n{r}");
+    // Only the datagrams below go to host b's MAC from now on.
+    lab.ip(
+        p.a,
+        &[
+            "neigh",
+            "replace",
+            &p.ip4(2),
+            "lladdr",
+            &p.mac(2),
+            "dev",
+            "ov0",
+            "nud",
+            "permanent",
+        ],
+    );
+    lab.ip(p.a, &["link", "set", "ov0", "mtu", "1500"]);
+    let too_big = |s: &overlay_api::StatsSnapshot| {
+        overlay(s, "ov0")
+            .drops
+            .get(DropReason::TooBig.as_str())
+            .copied()
+            .unwrap_or(0)
+    };
+    let (frames0, big0) = (entry_frames(&lab, p.a, &p.mac(2)), too_big(&lab.stats(p.a)));
+    // 32 flows (ports), so the TAP device spreads them over both queues.
+    let n = 32u64;
+    lab.in_ns(p.a, || {
+        let s = UdpSocket::bind(format!("{}:0", p.ip4(1))).expect("bind in host a");
+        for port in 0..n as u16 {
+            s.send_to(&[7u8; 1450], (p.ip4(2).as_str(), 7000 + port))
+                .expect("send a large datagram");
+        }
+    });
+    let s = lab.wait_stats(p.a, Duration::from_secs(5), "32 more too-big drops", |s| {
+        too_big(s) >= big0 + n
+    });
+    assert_eq!(
+        too_big(&s),
+        big0 + n,
+        "every large datagram is one too-big drop"
+    );
+    assert_eq!(
+        entry_frames(&lab, p.a, &p.mac(2)),
+        frames0,
+        "frames dropped as too big were counted on the target entry"
+    );
+}
