@@ -87,7 +87,10 @@ drop_reasons! {
     BadProtocol => "bad-protocol",
     /// Received GRE header without a key (K bit): an NVGRE packet needs its VSID.
     NoKey => "no-key",
-    /// Received GRE header whose checksum does not match the packet.
+    /// Received GRE header whose checksum does not match the packet, or a
+    /// received TCP super-frame (one datagram larger than the overlay's
+    /// longest frame) whose TCP checksum is neither correct nor exactly
+    /// the partial sum a kernel peer leaves.
     BadChecksum => "bad-checksum",
     /// Received frame whose inner source MAC has no valid target entry yet,
     /// on an overlay with `target/check_source=yes`: dropped while varpd is

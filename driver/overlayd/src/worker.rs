@@ -583,7 +583,7 @@ impl WorkerState {
                         p.drop(DropReason::QueueOverflow, frame.len() - VNET_HDR_LEN);
                     }
                 }
-                // Told again after the next LOCAL_REFRESH.
+                // Learning is told with `try_send` directly (`tx_frame`).
                 Handover::Learn { .. } => {}
                 Handover::Rx { mid, data, seg, .. } => {
                     if let Some(m) = self.muxes.get_mut(&mid) {
@@ -651,14 +651,14 @@ impl WorkerState {
             let frame = self.tapbuf[..n].to_vec();
             return self.hand_over(Handover::Tx { oid, frame });
         };
-        // A full hand-over queue loses the news; it is told again later.
-        if learn
-            && self
-                .handover
-                .try_send(Handover::Learn { oid, mac: info.src })
-                .is_ok()
-        {
-            self.handed = true;
+        if learn {
+            match self.handover.try_send(Handover::Learn { oid, mac: info.src }) {
+                Ok(()) => self.handed = true,
+                // A full hand-over queue: tell it with the source's next frame.
+                Err(_) => {
+                    p.local.remove(&info.src);
+                }
+            }
         }
         probe::tx(&p.cfg.name, p.cfg.vnetid, info.src, info.dst, frame.len());
         let Ok(tso) = datapath::offloads(p, h, frame, info.src) else {
