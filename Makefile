@@ -128,7 +128,7 @@ bench-ovsnoop: deps
 
 # One /metrics scrape with 1,000 overlays and 100,000 target entries (stand-in daemons on real
 # Unix sockets, the real exporter binary over HTTP): median and p99 against the 50 ms budget.
-bench-exporter: deps build-deps
+bench-exporter: build-deps
 	$(CARGO) bench -p overlay-exporter --bench scrape
 
 fmt:
