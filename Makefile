@@ -8,7 +8,10 @@
 #                        with M guests each (default 1; VNICs in namespaces ovlab-hN-gK), mappings
 #                        from a files config (default) or a real etcd: see lab/lab.sh
 #   make lab-down        remove the lab whole; make lab-status: what runs in it
-#   make deps            install the system tools the tests use (as root, only what is missing)
+#   make deps            install the system tools the build, tests and lab use (as root, only what
+#                        is missing; as another user: say what is missing, fail if the build needs it)
+#   make build-deps      the same for the build's own tools only (protoc, cc): every cargo step runs
+#                        it first; it prints nothing and costs nothing when all is there
 #   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
 #   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
@@ -44,16 +47,17 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-exporter bench-ovsnoop
+.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-exporter bench-ovsnoop
 
 all: build
 
-build:
+build: build-deps
 	$(CARGO) build --release --workspace --bins
 
 # Both halves run even if the first fails, so one run reports everything; `test` fails if either did.
 test: deps build
 	@rc=0; \
+	$(MAKE) --no-print-directory deps-test || rc=1; \
 	$(MAKE) --no-print-directory unit-test || rc=1; \
 	$(MAKE) --no-print-directory fuzz FUZZ_SECS=$(FUZZ_SMOKE_SECS) || rc=1; \
 	$(MAKE) --no-print-directory acceptance || rc=1; \
@@ -61,7 +65,7 @@ test: deps build
 
 # Root-only tests are #[ignore = "needs root ..."]: as root they run too; otherwise cargo lists
 # them as ignored, with the reason.
-unit-test: build
+unit-test: build-deps build
 	$(CARGO) test --release --workspace $(if $(ROOT),-- --include-ignored)
 
 # Each acceptance script runs even if an earlier one failed, so one run reports them all.
@@ -83,7 +87,7 @@ FUZZ_SMOKE_SECS ?= 15
 fuzz:
 	bash fuzz/run.sh $(FUZZ_SECS)
 
-lab: build
+lab: deps build
 	GUESTS=$(GUESTS) BACKEND=$(BACKEND) bash lab/lab.sh up $(HOSTS)
 
 lab-down:
@@ -95,14 +99,21 @@ lab-status:
 deps:
 	@bash lab/deps.sh
 
+build-deps:
+	@bash lab/deps.sh build
+
+# Every cargo step installs (or, not as root, demands) the build's system tools before it compiles.
+deps-test:
+	bash lab/deps_test.sh
+
 # What the USDT probes cost: overlayd with probes (disabled, then traced by bpftrace) against
 # overlayd built without them, alternating in one run. Prints ratios; writes target/bench/probe-cost.json.
 # The data path against Linux kernel VXLAN in the same namespaces, alternating, in one run; prints
 # every figure and the ratio overlayd/kernel, writes target/bench/datapath.json (root).
-bench: build
+bench: deps build
 	$(CARGO) bench -p overlay-tests --bench datapath
 
-bench-probes: build
+bench-probes: deps build
 	$(CARGO) build --release -p overlayd --no-default-features --target-dir target/noprobes
 	mkdir -p target/noprobes/bin
 	cp target/noprobes/release/overlayd target/noprobes/bin/overlayd
@@ -112,18 +123,18 @@ bench-probes: build
 # ovsnoop's one-line output against tcpdump -n -r on the same generated capture, alternating,
 # ROUNDS times; prints both medians and their ratio (ovsnoop/bench/bench.sh).
 ROUNDS ?= 5
-bench-ovsnoop:
+bench-ovsnoop: deps
 	bash ovsnoop/bench/bench.sh $(ROUNDS)
 
 # One /metrics scrape with 1,000 overlays and 100,000 target entries (stand-in daemons on real
 # Unix sockets, the real exporter binary over HTTP): median and p99 against the 50 ms budget.
-bench-exporter:
+bench-exporter: build-deps
 	$(CARGO) bench -p overlay-exporter --bench scrape
 
 fmt:
 	$(CARGO) fmt --all
 
-clippy:
+clippy: build-deps
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 clean:

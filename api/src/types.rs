@@ -497,3 +497,27 @@ impl ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_carries_overlayds_start_and_an_older_one_still_parses() {
+        let s = StatsSnapshot {
+            time_ns: 1,
+            mono_ns: 100_000_000_000,
+            started_mono_ns: 70_000_000_000,
+            ..StatsSnapshot::default()
+        };
+        let back: StatsSnapshot =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        // What an overlayd from before the start time sent: no mono_ns, no
+        // started_mono_ns. Both read as 0 ("not said").
+        let old = r#"{"time_ns":5,"varpd_linked":true,"overlays":[],"muxes":[]}"#;
+        let s: StatsSnapshot = serde_json::from_str(old).unwrap();
+        assert_eq!((s.time_ns, s.mono_ns, s.started_mono_ns), (5, 0, 0));
+        assert!(s.varpd_linked);
+    }
+}

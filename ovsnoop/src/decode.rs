@@ -602,9 +602,9 @@ fn decode_stack<'a>(
     s.link = Some(link);
     match et {
         ET_ARP => {
-            s.net = arp(rest);
-            if s.net.is_none() {
-                s.note = Some(format!("truncated ARP ({} bytes)", rest.len()));
+            match arp(rest) {
+                Ok(n) => s.net = Some(n),
+                Err(note) => s.note = Some(note),
             }
             None
         }
@@ -678,17 +678,42 @@ fn link(lt: LinkType, b: &[u8]) -> Result<(Link, &[u8]), String> {
     Ok((l, b.get(off..).unwrap_or_default()))
 }
 
-fn arp(b: &[u8]) -> Option<Net> {
-    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
-    if u16_at(b, 0)? != 1 || u16_at(b, 2)? != ET_IPV4 || u8_at(b, 4)? != 6 || u8_at(b, 5)? != 4 {
-        return None;
+/// ARP for IPv4 over Ethernet (htype 1, ptype 0x0800, hlen 6, plen 4). Anything else is named
+/// for what is wrong with it: too short for the fixed header or the addresses it announces, zero
+/// address lengths (malformed whatever the types), or another hardware/protocol pair.
+fn arp(b: &[u8]) -> Result<Net, String> {
+    let truncated = || format!("truncated ARP ({} bytes)", b.len());
+    let (Some(htype), Some(ptype), Some(hlen), Some(plen)) =
+        (u16_at(b, 0), u16_at(b, 2), u8_at(b, 4), u8_at(b, 5))
+    else {
+        return Err(truncated());
+    };
+    if hlen == 0 || plen == 0 {
+        return Err(format!(
+            "malformed ARP: hardware length {hlen}, protocol length {plen}"
+        ));
     }
-    Some(Net::Arp {
-        op: u16_at(b, 6)?,
-        sha: mac_at(b, 8)?,
-        spa: v4_at(b, 14)?,
-        tha: mac_at(b, 18)?,
-        tpa: v4_at(b, 24)?,
+    if (htype, ptype, hlen, plen) != (1, ET_IPV4, 6, 4) {
+        return Err(format!(
+            "ARP not for IPv4 over Ethernet: hardware type {htype} length {hlen}, \
+             protocol type {ptype:#06x} length {plen}"
+        ));
+    }
+    let (Some(op), Some(sha), Some(spa), Some(tha), Some(tpa)) = (
+        u16_at(b, 6),
+        mac_at(b, 8),
+        v4_at(b, 14),
+        mac_at(b, 18),
+        v4_at(b, 24),
+    ) else {
+        return Err(truncated());
+    };
+    Ok(Net::Arp {
+        op,
+        sha,
+        spa,
+        tha,
+        tpa,
     })
 }
 

@@ -3,12 +3,14 @@
 //!
 //! [`execute`] talks to anything that implements [`Overlayd`] and returns
 //! what to print, so it is tested with a canned daemon; [`run`] connects the
-//! real client and prints.
+//! real client and prints. A target-table dump comes a page at a time; in
+//! the parseable and JSON forms [`run`] writes each page to standard output
+//! as it arrives (`stream_targets`, which `execute` runs into memory).
 
 use crate::cli::{Action, FrameSource, Invocation, ShowTable};
-use crate::output;
+use crate::output::{self, RowStream};
 use overlay_api::proto::{Reply, Request, VarpdReply};
-use overlay_api::{Client, ClientError};
+use overlay_api::{Client, ClientError, TargetRow};
 use std::io::{self, Read, Write};
 
 /// Something that answers overlayd's requests.
@@ -58,6 +60,38 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
         },
         Action::Show {
             request,
+            table: ShowTable::Targets,
+            fields,
+            format,
+        } => {
+            let stdout = match RowStream::new::<TargetRow>(Vec::new(), fields, *format) {
+                // The same streaming that `run` does to standard output.
+                Some(stream) => {
+                    let bytes = stream_targets(daemon, request, stream).map_err(|e| match e {
+                        StreamError::Daemon(e) => e,
+                        StreamError::Write(e) => ClientError::Io {
+                            path: "memory".into(),
+                            source: e,
+                        },
+                    })?;
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+                None => {
+                    let mut rows = Vec::new();
+                    page_targets(daemon, request, |page| {
+                        rows.extend(page);
+                        Ok::<_, ClientError>(())
+                    })?;
+                    output::render(&rows, fields, *format)
+                }
+            };
+            Ok(Outcome {
+                stdout,
+                warning: None,
+            })
+        }
+        Action::Show {
+            request,
             table,
             fields,
             format,
@@ -68,33 +102,6 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
                     output::render(&rows, fields, *format)
                 }
                 (ShowTable::Vnics, Reply::Vnics { rows }) => output::render(&rows, fields, *format),
-                (ShowTable::Targets, Reply::Targets { mut rows, mut next }) => {
-                    // A large table comes a page at a time.
-                    while let Some(cursor) = next.take() {
-                        let Request::ShowTargets { name, limit, .. } = request else {
-                            return Err(daemon.unexpected(&Reply::Targets {
-                                rows: Vec::new(),
-                                next: Some(cursor),
-                            }));
-                        };
-                        let page = Request::ShowTargets {
-                            name: name.clone(),
-                            cursor: Some(cursor),
-                            limit: *limit,
-                        };
-                        match daemon.call(&page)? {
-                            Reply::Targets {
-                                rows: more,
-                                next: n,
-                            } => {
-                                rows.extend(more);
-                                next = n;
-                            }
-                            other => return Err(daemon.unexpected(&other)),
-                        }
-                    }
-                    output::render(&rows, fields, *format)
-                }
                 (_, other) => return Err(daemon.unexpected(&other)),
             };
             Ok(Outcome {
@@ -176,6 +183,68 @@ pub fn execute(daemon: &mut impl Overlayd, action: &Action) -> Result<Outcome, C
     }
 }
 
+/// Why a streamed dump stopped.
+#[derive(Debug)]
+enum StreamError {
+    /// overlayd failed (or answered something else) between pages.
+    Daemon(ClientError),
+    /// The output could not be written (a closed pipe, a full disk).
+    Write(io::Error),
+}
+
+impl From<ClientError> for StreamError {
+    fn from(e: ClientError) -> Self {
+        StreamError::Daemon(e)
+    }
+}
+
+/// Asks for a target-table dump and hands each page's rows to `page` as it
+/// arrives, following the cursors to the last page. Only one page is held
+/// at a time.
+fn page_targets<E: From<ClientError>>(
+    daemon: &mut impl Overlayd,
+    request: &Request,
+    mut page: impl FnMut(Vec<TargetRow>) -> Result<(), E>,
+) -> Result<(), E> {
+    let Request::ShowTargets { name, limit, .. } = request else {
+        return Err(ClientError::Protocol {
+            path: "overlayd.sock".into(),
+            detail: format!("{request:?} is not a target-table dump"),
+        }
+        .into());
+    };
+    let mut req = request.clone();
+    loop {
+        let (rows, next) = match daemon.call(&req)? {
+            Reply::Targets { rows, next } => (rows, next),
+            other => return Err(daemon.unexpected(&other).into()),
+        };
+        page(rows)?;
+        let Some(cursor) = next else {
+            return Ok(());
+        };
+        req = Request::ShowTargets {
+            name: name.clone(),
+            cursor: Some(cursor),
+            limit: *limit,
+        };
+    }
+}
+
+/// `show-overlay -t -p` / `--json`: writes each page's rows to `stream` as it
+/// comes. If overlayd fails midway the output stops there (a JSON array is
+/// left open, so it does not parse as a whole dump) and the error is returned.
+fn stream_targets<W: Write>(
+    daemon: &mut impl Overlayd,
+    request: &Request,
+    mut stream: RowStream<W>,
+) -> Result<W, StreamError> {
+    page_targets(daemon, request, |rows| {
+        stream.rows(&rows).map_err(StreamError::Write)
+    })?;
+    stream.finish().map_err(StreamError::Write)
+}
+
 /// The bytes of a frame to inject or resend: as given, or read from a file
 /// (`-`: standard input).
 fn read_frame(source: &FrameSource) -> Result<Vec<u8>, ClientError> {
@@ -214,6 +283,22 @@ pub fn run(inv: &Invocation) -> Result<(), ClientError> {
                 }
             }
         }
+        Action::Show {
+            request,
+            table: ShowTable::Targets,
+            fields,
+            format,
+        } if *format != output::Format::Human => {
+            let mut daemon = Client::overlayd(&inv.run_dir)?;
+            let out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+            let stream = RowStream::new::<TargetRow>(out, fields, *format)
+                .expect("parseable and JSON rows stream");
+            return match stream_targets(&mut daemon, request, stream) {
+                Ok(_) => Ok(()),
+                Err(StreamError::Daemon(e)) => Err(e),
+                Err(StreamError::Write(e)) => stdout_error(e),
+            };
+        }
         action => execute(&mut Client::overlayd(&inv.run_dir)?, action)?,
     };
     if let Some(w) = &outcome.warning {
@@ -224,19 +309,30 @@ pub fn run(inv: &Invocation) -> Result<(), ClientError> {
         .write_all(outcome.stdout.as_bytes())
         .and_then(|()| out.flush())
     {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(ClientError::Io {
-            path: "standard output".into(),
-            source: e,
-        }),
-        _ => Ok(()),
+        Err(e) => stdout_error(e),
+        Ok(()) => Ok(()),
     }
+}
+
+/// A failed write to standard output: an error, unless the reader went away
+/// (`| head`).
+fn stdout_error(e: io::Error) -> Result<(), ClientError> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return Ok(());
+    }
+    Err(ClientError::Io {
+        path: "standard output".into(),
+        source: e,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::parse;
-    use overlay_api::{ApiError, ErrorKind, Mac, StatsSnapshot, TargetDest, TargetRow};
+    use overlay_api::{
+        ApiError, ErrorKind, Mac, StatsSnapshot, TargetCursor, TargetDest, TargetRow,
+    };
     use std::path::PathBuf;
 
     /// Answers with canned replies and remembers the requests.
@@ -340,6 +436,74 @@ mod tests {
                 limit: None
             }]
         );
+    }
+
+    #[test]
+    fn show_targets_follows_the_cursors_in_every_format() {
+        let row = |i: u8| TargetRow {
+            link: "ov0".into(),
+            target: Mac([2, 0, 0, 0, 0, i]),
+            destination: TargetDest::Drop,
+            age_ms: None,
+            idle_ms: None,
+            frames: None,
+            bytes: None,
+        };
+        let cursor = |pos| TargetCursor {
+            overlay: "ov0".into(),
+            pos,
+        };
+        let pages = || Canned {
+            replies: vec![
+                Reply::Targets {
+                    rows: vec![row(1), row(2)],
+                    next: Some(cursor(2)),
+                },
+                Reply::Targets {
+                    rows: vec![row(3)],
+                    next: Some(cursor(3)),
+                },
+                Reply::Targets {
+                    rows: vec![],
+                    next: None,
+                },
+            ],
+            seen: Vec::new(),
+        };
+        let mut d = pages();
+        let out = execute(
+            &mut d,
+            &action(&["show-overlay", "-t", "-p", "-o", "target"]),
+        )
+        .expect("ok");
+        assert_eq!(
+            out.stdout,
+            "02:00:00:00:00:01\n02:00:00:00:00:02\n02:00:00:00:00:03\n"
+        );
+        let asked: Vec<_> = d
+            .seen
+            .iter()
+            .map(|r| match r {
+                Request::ShowTargets { cursor, .. } => cursor.as_ref().map(|c| c.pos),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(asked, [None, Some(2), Some(3)]);
+        let mut d = pages();
+        let out = execute(&mut d, &action(&["show-overlay", "-t", "--json"])).expect("ok");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+        assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
+        assert_eq!(v[2]["target"], "02:00:00:00:00:03");
+        let mut d = pages();
+        let out = execute(&mut d, &action(&["show-overlay", "-t"])).expect("ok");
+        assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+        // overlayd failing between pages fails the command.
+        let mut d = pages();
+        d.replies[1] = Reply::Error {
+            error: ApiError::new(ErrorKind::NotFound, "no such overlay: ov0"),
+        };
+        let e = execute(&mut d, &action(&["show-overlay", "-t", "--json"])).expect_err("failed");
+        assert_eq!(e.to_string(), "no such overlay: ov0");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! `show-vnic`) for guests on an overlay, and `inject-frame` / `resend-frame`
 //! (illumos' `OVERLAY_TARG_INJECT` and `OVERLAY_TARG_RESEND`) to put a
 //! frame into an overlay from either side. It holds no state and links only `overlay-api`: each run is one
-//! request to `RUN_DIR/overlayd.sock` and one reply.
+//! request to `RUN_DIR/overlayd.sock` and one reply, except a target-table dump, which is one request
+//! per page (`-p` and `--json` print each page as it arrives).
 //!
 //! Data flows in three steps, one module each:
 //!
@@ -17,7 +18,8 @@
 //!    target entries parsed, `-o` fields checked against the chosen table.
 //! 2. [`commands`]: connects, sends the request, matches the reply.
 //! 3. [`output`]: turns rows into dladm-style columns, `-p` parseable lines
-//!    or one line of JSON (pure functions).
+//!    or one line of JSON (pure functions), or writes them a page at a time
+//!    (`output::RowStream`).
 //!
 //! Failure: a usage error prints clap's message and exits 2, before anything
 //! is sent. A failed operation — overlayd not reachable, an error reply, a

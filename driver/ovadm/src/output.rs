@@ -16,9 +16,17 @@
 //!   keyed by the selected field names in the order selected. Values are
 //!   what the table shows, except that an absent value is `null` and `req`
 //!   is a boolean.
+//!
+//! Parseable and JSON lines need nothing from later rows, so a paged dump
+//! (`show-overlay -t`) is written as it comes, a page at a time, by
+//! [`RowStream`]: ovadm's memory holds one page, not the whole table, and the
+//! bytes are the same as [`render`]'s for all the rows at once (the JSON
+//! array is opened before the first row and closed after the last). Human
+//! columns are as wide as their widest cell, so they wait for every row.
 
 use overlay_api::{PropRow, StatsSnapshot, StatusRow, TargetRow, VnicRow, VnicStats};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use std::io::{self, Write};
 
 /// How rows are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,22 +283,26 @@ pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
 pub fn parseable(rows: &[Vec<Cell>]) -> String {
     let mut out = String::new();
     for row in rows {
-        let escape = row.len() > 1;
-        let fields: Vec<String> = row
-            .iter()
-            .map(|c| {
-                let v = c.parseable();
-                if escape {
-                    escape_parseable(v)
-                } else {
-                    v.to_string()
-                }
-            })
-            .collect();
-        out.push_str(&fields.join(":"));
-        out.push('\n');
+        parseable_line(row, &mut out);
     }
     out
+}
+
+/// Appends one parseable line (see [`parseable`]).
+fn parseable_line(row: &[Cell], out: &mut String) {
+    let escape = row.len() > 1;
+    for (i, c) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let v = c.parseable();
+        if escape {
+            out.push_str(&escape_parseable(v));
+        } else {
+            out.push_str(v);
+        }
+    }
+    out.push('\n');
 }
 
 /// Escapes `:` and `\` with a backslash.
@@ -345,6 +357,69 @@ pub fn json(names: &[&str], rows: &[Vec<Cell>]) -> String {
         .unwrap_or_else(|e| format!("[] (cannot encode rows: {e})"));
     s.push('\n');
     s
+}
+
+/// Rows written as they come, for a dump that arrives a page at a time:
+/// parseable lines, or one JSON array opened before the first row and closed
+/// by [`RowStream::finish`]. The bytes are [`render`]'s for the same rows in
+/// the same format. Human columns cannot stream (their widths depend on every
+/// row): [`RowStream::new`] is for [`Format::Parseable`] and [`Format::Json`].
+pub struct RowStream<W: Write> {
+    out: W,
+    names: Vec<&'static str>,
+    fields: Vec<usize>,
+    json: bool,
+    written: u64,
+    line: String,
+}
+
+impl<W: Write> RowStream<W> {
+    /// A stream of rows of type `R` with the chosen fields; `None` for
+    /// [`Format::Human`].
+    pub fn new<R: Row>(out: W, fields: &[usize], format: Format) -> Option<RowStream<W>> {
+        (format != Format::Human).then(|| RowStream {
+            out,
+            names: fields.iter().map(|&i| R::FIELDS[i]).collect(),
+            fields: fields.to_vec(),
+            json: format == Format::Json,
+            written: 0,
+            line: String::new(),
+        })
+    }
+
+    /// Writes some rows (a page).
+    pub fn rows<R: Row>(&mut self, rows: &[R]) -> io::Result<()> {
+        for r in rows {
+            let all = r.cells();
+            let cells: Vec<Cell> = self.fields.iter().map(|&i| all[i].clone()).collect();
+            self.line.clear();
+            if self.json {
+                self.line.push(if self.written == 0 { '[' } else { ',' });
+                let row = JsonRow {
+                    names: &self.names,
+                    cells: &cells,
+                };
+                self.line
+                    .push_str(&serde_json::to_string(&row).map_err(io::Error::other)?);
+            } else {
+                parseable_line(&cells, &mut self.line);
+            }
+            self.out.write_all(self.line.as_bytes())?;
+            self.written += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends the output (closes the JSON array, `[]` if there were no rows),
+    /// flushes it and gives the writer back.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.json {
+            let end: &[u8] = if self.written == 0 { b"[]\n" } else { b"]\n" };
+            self.out.write_all(end)?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 /// A statistics snapshot for people: whether varpd is linked, a table of
@@ -748,6 +823,34 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
         assert_eq!(v[2]["destination"], "pending");
         assert_eq!(v[0]["target"], "02:08:20:aa:bb:01");
         assert_eq!(v[0].as_object().map(|o| o.len()), Some(2));
+    }
+
+    #[test]
+    fn streamed_pages_are_the_rendered_rows_byte_for_byte() {
+        let rows = targets();
+        for spec in [None, Some("target"), Some("destination,link")] {
+            let f = select_fields(spec, TargetRow::FIELDS).expect("fields");
+            for format in [Format::Parseable, Format::Json] {
+                // No rows, one page of one row, and pages of 1, 2 and 1 rows.
+                for pages in [&[][..], &[1][..], &[1, 2, 1][..]] {
+                    let mut stream =
+                        RowStream::new::<TargetRow>(Vec::new(), &f, format).expect("streams");
+                    let mut at = 0;
+                    for &n in pages {
+                        stream.rows(&rows[at..at + n]).expect("write");
+                        at += n;
+                    }
+                    let got = String::from_utf8(stream.finish().expect("finish")).expect("utf-8");
+                    assert_eq!(
+                        got,
+                        render(&rows[..at], &f, format),
+                        "{spec:?} {format:?} {pages:?}"
+                    );
+                }
+            }
+        }
+        let f = select_fields(None, TargetRow::FIELDS).expect("fields");
+        assert!(RowStream::new::<TargetRow>(Vec::new(), &f, Format::Human).is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use overlay_api::proto::{Reply, Request};
 use overlay_api::{
-    ApiError, ErrorKind, Mac, OverlayState, Perm, PropRow, StatusRow, TargetDest, TargetRow,
+    ApiError, ErrorKind, Mac, OverlayState, Perm, PropRow, StatusRow, TargetCursor, TargetDest,
+    TargetRow,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
@@ -206,6 +207,108 @@ fn show_overlay_targets_parseable() {
             limit: None
         }]
     );
+}
+
+/// A dump of `pages` pages of `per_page` entries each (entry i has MAC
+/// 02:00:00:HH:MM:LL and destination 10.0.HH.LL:4789 from i's bytes), each
+/// page but the last pointing at the next.
+fn paged_dump(pages: usize, per_page: usize) -> Vec<Reply> {
+    (0..pages)
+        .map(|p| Reply::Targets {
+            rows: (p * per_page..(p + 1) * per_page)
+                .map(|i| {
+                    let b = (i as u32).to_be_bytes();
+                    TargetRow {
+                        link: "ov0".into(),
+                        target: Mac([2, 0, 0, b[1], b[2], b[3]]),
+                        destination: TargetDest::Valid(
+                            format!("10.{}.{}.{}:4789", b[1], b[2], b[3])
+                                .parse()
+                                .expect("addr"),
+                        ),
+                        age_ms: None,
+                        idle_ms: None,
+                        frames: None,
+                        bytes: None,
+                    }
+                })
+                .collect(),
+            next: (p + 1 < pages).then(|| TargetCursor {
+                overlay: "ov0".into(),
+                pos: ((p + 1) * per_page) as u64,
+            }),
+        })
+        .collect()
+}
+
+/// ovadm asked for the first page, then for each page at the cursor the
+/// previous one returned.
+fn assert_followed_cursors(requests: &[Request], pages: usize, per_page: usize) {
+    let asked: Vec<Option<u64>> = requests
+        .iter()
+        .map(|r| match r {
+            Request::ShowTargets { cursor, .. } => cursor.as_ref().map(|c| c.pos),
+            other => panic!("not a dump request: {other:?}"),
+        })
+        .collect();
+    let want: Vec<Option<u64>> = (0..pages)
+        .map(|p| (p > 0).then_some((p * per_page) as u64))
+        .collect();
+    assert_eq!(asked, want);
+}
+
+#[test]
+fn show_overlay_targets_streams_many_pages() {
+    const PAGES: usize = 100;
+    const PER_PAGE: usize = 500;
+    let fake = FakeOverlayd::start(paged_dump(PAGES, PER_PAGE));
+    let out = ovadm(
+        fake.path(),
+        &["show-overlay", "-t", "-p", "-o", "target,destination"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), PAGES * PER_PAGE);
+    assert_eq!(lines[0], "02\\:00\\:00\\:00\\:00\\:00:10.0.0.0\\:4789");
+    assert_eq!(
+        lines[PAGES * PER_PAGE - 1],
+        "02\\:00\\:00\\:00\\:c3\\:4f:10.0.195.79\\:4789"
+    );
+    assert_followed_cursors(&fake.requests(), PAGES, PER_PAGE);
+
+    // --json: one valid document, every entry in order.
+    let fake = FakeOverlayd::start(paged_dump(PAGES, PER_PAGE));
+    let out = ovadm(fake.path(), &["show-overlay", "-t", "--json", "ov0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches('\n').count(), 1, "one line");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), PAGES * PER_PAGE);
+    for (i, r) in rows.iter().enumerate().step_by(997) {
+        let b = (i as u32).to_be_bytes();
+        assert_eq!(
+            r["target"],
+            format!("02:00:00:{:02x}:{:02x}:{:02x}", b[1], b[2], b[3]),
+            "{r}"
+        );
+        assert_eq!(r["link"], "ov0");
+    }
+    assert_followed_cursors(&fake.requests(), PAGES, PER_PAGE);
+
+    // overlayd failing midway: what came is printed, the array is left open
+    // (not a whole dump), and ovadm fails with overlayd's message.
+    let mut replies = paged_dump(3, 10);
+    replies[2] = Reply::Error {
+        error: ApiError::new(ErrorKind::NotFound, "no such overlay: ov0"),
+    };
+    let fake = FakeOverlayd::start(replies);
+    let out = ovadm(fake.path(), &["show-overlay", "-t", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "ovadm: no such overlay: ov0\n");
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_err());
+    assert_eq!(text(&out.stdout).matches("\"target\"").count(), 20);
+    drop(fake);
 }
 
 #[test]

@@ -183,6 +183,43 @@ fn inner_arp() {
 }
 
 #[test]
+fn arp_errors_name_what_is_wrong() {
+    let arp_note = |arp: &[u8]| {
+        let fr = d(&eth([0xff; 6], M1, ET_ARP, arp));
+        assert!(fr.outer.net.is_none(), "{fr:?}");
+        fr.outer.note.unwrap()
+    };
+    // Full length (28 bytes) but zero hardware and protocol lengths: malformed, not truncated.
+    let mut zero = vec![0, 1, 8, 0, 0, 0, 0, 1];
+    zero.resize(28, 0);
+    assert_eq!(
+        arp_note(&zero),
+        "malformed ARP: hardware length 0, protocol length 0"
+    );
+    let mut zero_plen = zero.clone();
+    zero_plen[4] = 6;
+    assert_eq!(
+        arp_note(&zero_plen),
+        "malformed ARP: hardware length 6, protocol length 0"
+    );
+    // Another pair of types is named, lengths and all.
+    let mut other = zero.clone();
+    other[1] = 6;
+    other[4] = 6;
+    other[5] = 4;
+    let note = arp_note(&other);
+    assert!(
+        note.contains("not for IPv4 over Ethernet: hardware type 6"),
+        "{note}"
+    );
+    // Too short for the fixed header, or for the addresses: truncated, with the length.
+    assert_eq!(arp_note(&[0, 1, 8]), "truncated ARP (3 bytes)");
+    let mut short = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    short.resize(20, 0);
+    assert_eq!(arp_note(&short), "truncated ARP (20 bytes)");
+}
+
+#[test]
 fn icmpv6_neighbor_solicitation() {
     let src: Ipv6Addr = "fd77::1".parse().unwrap();
     let target: Ipv6Addr = "fd77::2".parse().unwrap();
