@@ -133,6 +133,23 @@ fn a_million_new_macs_cost_bounded_memory_and_are_counted() {
     // and the overlay serves its real peer again.
     lab.start_varpd(p.a);
     lab.wait_linked(p.a, true);
+    // Relinked, overlayd asks again for every pending MAC, and again every
+    // 3 s while they stay unanswered: the event loop must keep answering
+    // requests meanwhile (the retry used to walk every outstanding lookup
+    // for each pending MAC: ~10^9 steps, seconds of silence).
+    let mut slowest = Duration::ZERO;
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(4) {
+        let t0 = std::time::Instant::now();
+        lab.stats(p.a);
+        slowest = slowest.max(t0.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("slowest stats request during the retries: {slowest:.2?}");
+    assert!(
+        slowest < Duration::from_millis(100),
+        "the event loop answered a request only after {slowest:.2?} during the retries"
+    );
     let r = lab.wait_ping(p.a, &p.ip4(2), Duration::from_secs(20));
     assert!(r.all_answered(), "no traffic after the flood:\n{r}");
 }

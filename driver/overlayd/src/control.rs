@@ -679,7 +679,7 @@ impl Daemon {
                 let _ = self.poll.registry().deregister(&mut m.sock);
             }
         }
-        self.lookups.retain(|_, c| c.oid != oid);
+        self.lookups.forget_overlay(oid);
         if let Some(link) = self.link.as_mut() {
             link.conn
                 .send(&overlay_api::proto::DriverMsg::InstanceDelete { oid });

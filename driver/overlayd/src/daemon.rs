@@ -13,6 +13,7 @@
 
 use crate::conn::Conn;
 use crate::datapath::Gro;
+use crate::lookups::Lookups;
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::rxq::RxBatch;
@@ -57,17 +58,6 @@ pub(crate) const LOOKUP_RETRY: Duration = Duration::from_secs(3);
 /// Housekeeping period.
 const TICK: Duration = Duration::from_millis(200);
 
-/// An outstanding lookup.
-#[derive(Debug)]
-pub(crate) struct LookupCtx {
-    pub oid: u64,
-    pub mac: Mac,
-    /// For broadcast/multicast lookups, the frame (sent on if varpd names a destination).
-    pub frame: Option<Box<[u8]>>,
-    /// When it was asked (for the latency histogram and probe).
-    pub asked: Instant,
-}
-
 /// The varpd link.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -100,7 +90,7 @@ pub struct Daemon {
     pub(crate) link: Option<Link>,
     /// Plugins varpd announced last (kept across links for show-overlay).
     pub(crate) plugins: Vec<PluginInfo>,
-    pub(crate) lookups: HashMap<u64, LookupCtx>,
+    pub(crate) lookups: Lookups,
     pub(crate) parked: Vec<Parked>,
     next_id: u64,
     pub(crate) next_lookup: u64,
@@ -183,7 +173,7 @@ impl Daemon {
             conns: HashMap::new(),
             link: None,
             plugins: Vec::new(),
-            lookups: HashMap::new(),
+            lookups: Lookups::default(),
             parked: Vec::new(),
             next_id: 1,
             next_lookup: 0,

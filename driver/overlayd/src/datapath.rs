@@ -19,7 +19,8 @@
 //! the `overlay:drop` probe with the same reason. Counters count frames as
 //! they cross the underlay: one per segment, not per super-frame.
 
-use crate::daemon::{Daemon, Link, LookupCtx};
+use crate::daemon::{Daemon, Link};
+use crate::lookups::LookupCtx;
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::port::Port;

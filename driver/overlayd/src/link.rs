@@ -8,8 +8,9 @@
 //! pending entries keep their queues, and broadcast frames waiting on varpd
 //! are dropped as `varpd-unavailable` (the guest will ask again).
 
-use crate::daemon::{Daemon, Link, LookupCtx};
+use crate::daemon::{Daemon, Link};
 use crate::datapath::{encap, send_queued};
+use crate::lookups::{LookupCtx, Lookups};
 use crate::overlay::Overlay;
 use crate::port::Port;
 use crate::txq::TxQueue;
@@ -18,7 +19,6 @@ use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, Mac, PluginInfo};
 use overlay_core::target::Released;
 use overlay_core::Answer;
 use overlay_probes::overlay as probe;
-use std::collections::HashMap;
 use std::time::Instant;
 
 impl Daemon {
@@ -72,7 +72,7 @@ impl Daemon {
             link.pid
         );
         probe::varpd_disconnect(link.pid);
-        for (_, ctx) in self.lookups.drain() {
+        for ctx in self.lookups.drain() {
             if let (Some(f), Some(ov)) = (&ctx.frame, self.overlays.get_mut(&ctx.oid)) {
                 ov.drop(DropReason::VarpdUnavailable, f.len());
             }
@@ -131,8 +131,7 @@ impl Daemon {
         };
         for (oid, ov) in self.overlays.iter_mut().filter(|(_, o)| o.configured) {
             for mac in ov.table.to_ask(stale) {
-                self.lookups
-                    .retain(|_, c| !(c.oid == *oid && c.mac == mac && c.frame.is_none()));
+                self.lookups.forget_unicast(*oid, mac);
                 if !ask(
                     link,
                     &mut self.next_lookup,
@@ -274,7 +273,7 @@ impl Daemon {
     }
 
     fn lookup_reply(&mut self, id: u64, oid: u64, result: LookupResult, now: Instant) {
-        let Some(ctx) = self.lookups.remove(&id) else {
+        let Some(ctx) = self.lookups.remove(id) else {
             return;
         };
         if ctx.oid != oid {
@@ -381,7 +380,7 @@ pub(crate) fn release(
 fn ask(
     link: &mut Link,
     next_lookup: &mut u64,
-    lookups: &mut HashMap<u64, LookupCtx>,
+    lookups: &mut Lookups,
     oid: u64,
     ov: &mut Overlay,
     mac: Mac,

@@ -21,7 +21,8 @@
 //!
 //! Parts: [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
 //! (line-framed control connections), [`daemon`] (the event loop and its
-//! state), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
+//! state), [`lookups`] (the lookups asked of varpd, by id and by
+//! overlay and MAC), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
 //! varpd link), [`frames`] (inject and resend, for varpd and the operator), [`vnic`] (VNICs: macvlans over a TAP device, one per
 //! guest, and their counters), [`persist`] (the state file: persistent
 //! overlays and their VNICs, restored at start). Decisions that need no I/O (properties, the table, the VNI
@@ -42,6 +43,7 @@ mod datapath;
 mod frames;
 mod link;
 mod local;
+mod lookups;
 mod mux;
 mod overlay;
 mod persist;

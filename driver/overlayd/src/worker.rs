@@ -652,7 +652,10 @@ impl WorkerState {
             return self.hand_over(Handover::Tx { oid, frame });
         };
         if learn {
-            match self.handover.try_send(Handover::Learn { oid, mac: info.src }) {
+            match self
+                .handover
+                .try_send(Handover::Learn { oid, mac: info.src })
+            {
                 Ok(()) => self.handed = true,
                 // A full hand-over queue: tell it with the source's next frame.
                 Err(_) => {
