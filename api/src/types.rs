@@ -259,6 +259,10 @@ pub struct OverlayStats {
     /// Latency of varpd lookups (request to answer), as a histogram.
     #[serde(default)]
     pub lookup_latency: Vec<HistBucket>,
+    /// The sum of every latency in `lookup_latency`, in nanoseconds
+    /// (saturating); 0 from an older overlayd that did not keep it.
+    #[serde(default)]
+    pub lookup_latency_sum_ns: u64,
     /// The target table.
     #[serde(default)]
     pub table: TableStats,

@@ -114,6 +114,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
                     count: k + b,
                 })
                 .collect(),
+            lookup_latency_sum_ns: 1_000_000 * k,
             table: TableStats {
                 entries,
                 max_entries: 1 << 20,

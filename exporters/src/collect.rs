@@ -173,16 +173,22 @@ fn flag(b: bool) -> f64 {
 /// Prometheus histogram in seconds: a fixed ladder of cumulative buckets
 /// 2^11, 2^13 ..= 2^35 ns (the `+Inf` bucket is implied by the count), so every
 /// scrape has the same `le` values. Bounds below the ladder fold into its
-/// first bucket, bounds above into `+Inf` only; both keep counts exact. The
-/// snapshot carries no sum, so `_sum` is estimated as each observation at
-/// 3/4 of its log2 bucket's bound (the middle of `(le/2, le]`).
-pub fn latency_histogram(buckets: &[overlay_api::HistBucket]) -> proto::Histogram {
+/// first bucket, bounds above into `+Inf` only; both keep counts exact.
+/// `_sum` is overlayd's own sum of the latencies (`sum_ns`); only a
+/// snapshot from an older overlayd, which kept none (0 with observations),
+/// has it estimated as each observation at 3/4 of its log2 bucket's bound.
+pub fn latency_histogram(buckets: &[overlay_api::HistBucket], sum_ns: u64) -> proto::Histogram {
     let mut out = Vec::new();
-    let (mut count, mut sum) = (0u64, 0f64);
+    let (mut count, mut estimate) = (0u64, 0f64);
     for b in buckets {
         count += b.count;
-        sum += b.count as f64 * b.le_ns as f64 * 0.75 / 1e9;
+        estimate += b.count as f64 * b.le_ns as f64 * 0.75 / 1e9;
     }
+    let sum = if sum_ns == 0 && count > 0 {
+        estimate
+    } else {
+        sum_ns as f64 / 1e9
+    };
     for k in (LATENCY_MIN_LOG2..=LATENCY_MAX_LOG2).step_by(LATENCY_STEP_LOG2) {
         let le_ns = 1u64 << k;
         let cum: u64 = buckets
@@ -529,10 +535,10 @@ fn overlay(
 
     f.histogram(
         "overlay_varpd_lookup_duration_seconds",
-        "Latency of varpd lookups, request to answer, as overlayd measures it (_sum estimated from log2 buckets).",
+        "Latency of varpd lookups, request to answer, as overlayd measures it.",
         host,
         l,
-        latency_histogram(&ov.lookup_latency),
+        latency_histogram(&ov.lookup_latency, ov.lookup_latency_sum_ns),
     );
 }
 
@@ -778,6 +784,7 @@ mod tests {
                             count: 4,
                         },
                     ],
+                    lookup_latency_sum_ns: 2_500_000_000,
                     table: TableStats {
                         entries: 7,
                         max_entries: 1000,
@@ -1018,12 +1025,28 @@ mod tests {
         assert_eq!(at(1 << 35), 6.0); // 2^40 is beyond the ladder: +Inf only
         assert_eq!(bounds[13].1, 10.0);
         assert_eq!(one(&s, &format!("{name}_count"), &l), 10.0);
-        assert!(one(&s, &format!("{name}_sum"), &l) > 0.0);
+        // The sum is overlayd's own, not an estimate from the buckets.
+        assert_eq!(one(&s, &format!("{name}_sum"), &l), 2.5);
         // An overlay with no lookups still has the whole ladder, at zero.
         let l1 = [("host", "a"), ("overlay", "ov1")];
         let z = find(&s, &format!("{name}_bucket"), &l1);
         assert_eq!(z.len(), 14);
         assert!(z.iter().all(|b| b.value == 0.0));
+    }
+
+    #[test]
+    fn latency_sum_is_overlayds_own_and_estimated_only_for_an_older_one() {
+        let b = [overlay_api::HistBucket {
+            le_ns: 1 << 20,
+            count: 2,
+        }];
+        assert_eq!(
+            latency_histogram(&b, 1_234_567).get_sample_sum(),
+            0.001_234_567
+        );
+        let est = latency_histogram(&b, 0).get_sample_sum();
+        assert_eq!(est, 2.0 * (1u64 << 20) as f64 * 0.75 / 1e9);
+        assert_eq!(latency_histogram(&[], 0).get_sample_sum(), 0.0);
     }
 
     #[test]

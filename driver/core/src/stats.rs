@@ -115,6 +115,7 @@ impl Counters {
             peers: Vec::new(),
             vnics: Vec::new(),
             lookup_latency: Vec::new(),
+            lookup_latency_sum_ns: 0,
             table: Default::default(),
             name: name.into(),
             vnetid,
@@ -232,13 +233,21 @@ impl Peers {
 }
 
 /// A log2 histogram of nanosecond durations: bucket `i` holds values in
-/// `(2^(i-1), 2^i]`; the last bucket holds everything above 2^62.
+/// `(2^(i-1), 2^i]`; the last bucket holds everything above 2^62. The sum
+/// of every duration is kept beside it, exactly (saturating at `u64::MAX`
+/// ns, some 584 years), for a Prometheus `_sum` and a true mean.
 #[derive(Clone, Debug)]
-pub struct Histogram([u64; 64]);
+pub struct Histogram {
+    buckets: [u64; 64],
+    sum_ns: u64,
+}
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram([0; 64])
+        Histogram {
+            buckets: [0; 64],
+            sum_ns: 0,
+        }
     }
 }
 
@@ -251,17 +260,23 @@ impl Histogram {
         } else {
             64 - (ns - 1).leading_zeros() as usize
         };
-        self.0[i.min(63)] += 1;
+        self.buckets[i.min(63)] += 1;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
     }
 
     /// Observations recorded.
     pub fn count(&self) -> u64 {
-        self.0.iter().sum()
+        self.buckets.iter().sum()
+    }
+
+    /// The sum of every recorded duration, in nanoseconds.
+    pub fn sum_ns(&self) -> u64 {
+        self.sum_ns
     }
 
     /// Non-empty buckets.
     pub fn buckets(&self) -> Vec<HistBucket> {
-        self.0
+        self.buckets
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
@@ -276,6 +291,17 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_keeps_the_exact_sum() {
+        let mut h = Histogram::default();
+        for ns in [1_500, 70_000, 3_000_000] {
+            h.record(ns);
+        }
+        assert_eq!((h.count(), h.sum_ns()), (3, 3_071_500));
+        h.record(u64::MAX);
+        assert_eq!(h.sum_ns(), u64::MAX, "saturates, never wraps");
+    }
 
     #[test]
     fn histogram_buckets_are_log2() {

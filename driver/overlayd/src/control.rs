@@ -311,6 +311,7 @@ impl Daemon {
                 s.peers.truncate(n as usize);
             }
             s.lookup_latency = ov.lookup_ns.buckets();
+            s.lookup_latency_sum_ns = ov.lookup_ns.sum_ns();
             s.vnics = ov.vnics.iter().map(|v| v.stats()).collect();
             let t = ov.table.counters();
             s.table = overlay_api::TableStats {
