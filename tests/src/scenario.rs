@@ -205,6 +205,25 @@ impl Lab {
         (a, b)
     }
 
+    /// A permanent neighbour entry on host `from` of pair `p` for host
+    /// `to`'s overlay address: frames go to its MAC without ARP, whatever
+    /// the table or varpd says.
+    pub fn pin_neighbour(&self, p: &Pair, from: u8, to: u8) {
+        let (ip, mac) = (p.ip4(to), p.mac(to));
+        let args = [
+            "neigh",
+            "replace",
+            &ip,
+            "lladdr",
+            &mac,
+            "dev",
+            "ov0",
+            "nud",
+            "permanent",
+        ];
+        self.ip(p.host(from), &args);
+    }
+
     /// The two-host files setup (see the module docs for addresses): hosts
     /// `a` and `b` on a veth pair, each with overlayd and varpd linked, and
     /// `ov0` up with its MAC and addresses. `n` is 10..=99 so that it can

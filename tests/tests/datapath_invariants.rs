@@ -243,20 +243,7 @@ fn a_frame_dropped_on_a_worker_is_not_counted_on_its_target_entry() {
     let r = lab.wait_ping(p.a, &p.ip4(2), Duration::from_secs(10));
     assert!(r.all_answered(), "no path to begin with:\n{r}");
     // Only the datagrams below go to host b's MAC from now on.
-    lab.ip(
-        p.a,
-        &[
-            "neigh",
-            "replace",
-            &p.ip4(2),
-            "lladdr",
-            &p.mac(2),
-            "dev",
-            "ov0",
-            "nud",
-            "permanent",
-        ],
-    );
+    lab.pin_neighbour(&p, 1, 2);
     lab.ip(p.a, &["link", "set", "ov0", "mtu", "1500"]);
     let too_big = |s: &overlay_api::StatsSnapshot| {
         overlay(s, "ov0")

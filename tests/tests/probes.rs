@@ -113,20 +113,7 @@ fn send_dhcp_discover(lab: &Lab, h: Host, mac: &str) {
 /// MAC's pending queue (128 KiB) overflows.
 fn flood_pending(lab: &Lab, p: &Pair) {
     lab.ovadm_ok(p.a, ["modify-overlay", "-f", "ov0"]);
-    lab.ip(
-        p.a,
-        &[
-            "neigh",
-            "replace",
-            &p.ip4(2),
-            "lladdr",
-            &p.mac(2),
-            "dev",
-            "ov0",
-            "nud",
-            "permanent",
-        ],
-    );
+    lab.pin_neighbour(p, 1, 2);
     let dest = format!("{}:9", p.ip4(2));
     lab.in_ns(p.a, || {
         let s = UdpSocket::bind(format!("{}:0", p.ip4(1))).expect("bind on ov0's address");
