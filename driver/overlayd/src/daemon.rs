@@ -228,12 +228,43 @@ impl Daemon {
                 self.tick(last_tick);
             }
         }
+        self.answer_parked_at_shutdown();
         let kept = self.overlays.values().filter(|o| !o.cfg.temporary).count();
         log::info!(
             "overlayd shutting down; {kept} persistent overlay(s) keep their TAP devices and VNICs for the next overlayd, {} temporary one(s) go",
             self.overlays.len() - kept
         );
         Ok(())
+    }
+
+    /// At shutdown: answers every `create-overlay` still waiting for varpd,
+    /// so that no client is left with a closed connection and a device it
+    /// cannot account for. A persistent overlay is already saved and its
+    /// TAP device persistent (both before the create parked): the next
+    /// overlayd restores it. A temporary one goes with this overlayd.
+    fn answer_parked_at_shutdown(&mut self) {
+        for p in std::mem::take(&mut self.parked) {
+            let Some(ov) = self.overlays.get(&p.oid) else {
+                continue;
+            };
+            let name = ov.cfg.name.clone();
+            let reply = if ov.cfg.temporary {
+                overlay_api::proto::Reply::Error {
+                    error: overlay_api::ApiError::new(
+                        overlay_api::ErrorKind::System,
+                        format!("overlayd is stopping before varpd configured the search plugin: the temporary overlay {name} goes with it"),
+                    ),
+                }
+            } else {
+                overlay_api::proto::Reply::Ok {
+                    warning: Some(format!("overlayd is stopping before varpd configured the search plugin: {name} is saved, and the next overlayd restores it")),
+                }
+            };
+            log::info!("{name}: create-overlay answered at shutdown (varpd had not configured it)");
+            if let Some(c) = self.conns.get_mut(&p.conn) {
+                c.send(&reply);
+            }
+        }
     }
 
     /// Takes what the workers handed over, as if read here.
