@@ -27,21 +27,17 @@ use crate::port::Port;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
 use overlay_api::proto::DriverMsg;
-use overlay_api::{DestMode, DropReason, Mac};
-use overlay_core::TxDecision;
+use overlay_api::{DropReason, Mac};
+use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
 use overlay_probes::overlay as probe;
-use overlay_wire::eth::{self, GroupKind};
-use overlay_wire::offload::{
-    self, Coalescer, TcpLayout, Tso, VnetHdr, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
-};
+use overlay_wire::eth;
+use overlay_wire::offload::{self, Coalescer, TcpLayout, Tso, VnetHdr, VNET_HDR_LEN};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-/// Most broadcast/multicast frames an overlay may have waiting on varpd.
-const BCAST_INFLIGHT_MAX: u32 = 256;
 /// Messages queued before the TAP read loop flushes the send queue.
 pub(crate) const FLUSH_MSGS: usize = 32;
 /// Received buffers up to this size are plain datagrams for any overlay
@@ -176,57 +172,36 @@ pub(crate) fn flush_tx<P: Port>(txq: &mut TxQueue, ports: &mut HashMap<u64, P>) 
     }
 }
 
-/// A frame was dropped (and counted).
-pub(crate) struct Dropped;
-
 /// Readies a frame read from a TAP queue for encapsulation, given its
 /// virtio-net header `h` (and `src`, its source MAC): a TCP super-frame
 /// (TSO) is checked and described for cutting, a partial checksum is
 /// completed (and the header made plain), a frame larger than the MTU
-/// allows is dropped; what goes is counted against the VNIC of `src`,
-/// as the segments that will cross the underlay.
+/// allows is dropped (counted, and its reason returned)
+/// ([`decide::prepare_tx`]); what goes is counted against the VNIC of
+/// `src`, as the segments that will cross the underlay.
 pub(crate) fn offloads<P: Port>(
     ov: &mut P,
     h: &mut [u8; VNET_HDR_LEN],
     frame: &mut [u8],
     src: Mac,
-) -> Result<Option<Tso>, Dropped> {
-    let hdr = VnetHdr::parse(h);
+) -> Result<Option<Tso>, DropReason> {
     let len = frame.len();
-    let max = ov.cfg().max_frame();
-    let drop = |ov: &mut P, reason: DropReason| {
-        ov.drop(reason, len);
-        Err(Dropped)
-    };
-    let tso = if hdr.is_tso() {
-        match Tso::new(frame, &hdr) {
-            Ok(t) if t.ip_segment_max() <= ov.cfg().mtu as usize => {
-                let c = ov.counters();
-                c.offload.tso_frames += 1;
-                c.offload.tso_segments += t.count() as u64;
-                Some(t)
-            }
-            Ok(_) => return drop(ov, DropReason::TooBig),
-            Err(e) => {
-                log::debug!("{}: {e}", ov.cfg().name);
-                return drop(ov, DropReason::BadOffload);
-            }
-        }
-    } else {
-        if len > max {
-            return drop(ov, DropReason::TooBig);
-        }
-        if hdr.gso_type != GSO_NONE {
-            return drop(ov, DropReason::BadOffload);
-        }
-        if hdr.flags & F_NEEDS_CSUM != 0 {
-            if let Err(e) = offload::complete_checksum(frame, hdr.csum_start, hdr.csum_offset) {
-                log::debug!("{}: {e}", ov.cfg().name);
-                return drop(ov, DropReason::BadOffload);
-            }
+    let tso = match decide::prepare_tx(ov.cfg(), &VnetHdr::parse(h), frame) {
+        Ok(TxPrepared::Plain) => None,
+        Ok(TxPrepared::Completed) => {
             *h = PLAIN;
+            None
         }
-        None
+        Ok(TxPrepared::Tso(t)) => {
+            let c = ov.counters();
+            c.offload.tso_frames += 1;
+            c.offload.tso_segments += t.count() as u64;
+            Some(t)
+        }
+        Err(reason) => {
+            ov.drop(reason, len);
+            return Err(reason);
+        }
     };
     if let Some(c) = ov.vnic(src) {
         // Segments and their bytes, as they will cross the underlay.
@@ -268,27 +243,29 @@ impl Daemon {
     /// target table and the mux like any frame, counted and traced as one.
     /// A frame to a group address is refused, for it would go back to varpd
     /// as one more broadcast lookup.
-    pub(crate) fn resend(&mut self, oid: u64, frame: &[u8]) {
-        let Some(ov) = self.overlays.get_mut(&oid) else {
-            return;
-        };
+    pub(crate) fn resend(&mut self, oid: u64, frame: &[u8]) -> Option<TxVerdict> {
+        let ov = self.overlays.get_mut(&oid)?;
         let n = VNET_HDR_LEN + frame.len();
+        let refuse = |ov: &mut Overlay, reason: DropReason| {
+            ov.drop(reason, frame.len());
+            Some(TxVerdict::Drop(reason))
+        };
         match eth::classify(frame) {
-            None => return ov.drop(DropReason::RuntFrame, frame.len()),
+            None => return refuse(ov, DropReason::RuntFrame),
             Some(i) if i.group.is_some() => {
                 log::warn!(
                     "{}: varpd asked to resend a frame to group address {}; dropped",
                     ov.cfg.name,
                     i.dst
                 );
-                return ov.drop(DropReason::MulticastUnsupported, frame.len());
+                return refuse(ov, DropReason::MulticastUnsupported);
             }
-            Some(_) if n > self.tapbuf.len() => return ov.drop(DropReason::TooBig, frame.len()),
+            Some(_) if n > self.tapbuf.len() => return refuse(ov, DropReason::TooBig),
             Some(_) => {}
         }
         self.tapbuf[..VNET_HDR_LEN].copy_from_slice(&PLAIN);
         self.tapbuf[VNET_HDR_LEN..n].copy_from_slice(frame);
-        self.tx_frame(oid, n);
+        self.tx_frame(oid, n)
     }
 
     /// Guest MAC `mac` sent a frame on overlay `oid` at `now` (forwarded by
@@ -299,86 +276,108 @@ impl Daemon {
         }
     }
 
-    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) {
+    /// Decides a frame read into `tapbuf` (virtio-net header and frame,
+    /// `n` bytes) from overlay `oid`'s TAP device, and performs the
+    /// verdict: sent, queued behind a lookup (and asked), sent to varpd,
+    /// or dropped (counted). Returns the verdict as performed (a frame the
+    /// table could not queue is a drop), `None` for an overlay that is gone.
+    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) -> Option<TxVerdict> {
         let now = Instant::now();
-        let Some(ov) = self.overlays.get_mut(&oid) else {
-            return;
-        };
-        let Some(mux) = self.muxes.get(&ov.mux) else {
-            return;
+        let ov = self.overlays.get_mut(&oid)?;
+        let mux = self.muxes.get(&ov.mux)?;
+        let drop = |ov: &mut Overlay, reason: DropReason, len: usize| {
+            ov.drop(reason, len);
+            Some(TxVerdict::Drop(reason))
         };
         let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
-            return ov.drop(DropReason::RuntFrame, n);
+            return drop(ov, DropReason::RuntFrame, n);
         };
         let Some(info) = eth::classify(frame) else {
-            return ov.drop(DropReason::RuntFrame, frame.len());
+            return drop(ov, DropReason::RuntFrame, frame.len());
         };
         let len = frame.len();
         probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, len);
         learn(ov, self.link.as_mut(), info.src, now);
-        let Ok(tso) = offloads(ov, h, frame, info.src) else {
-            return;
+        let tso = match offloads(ov, h, frame, info.src) {
+            Ok(t) => t,
+            Err(reason) => return Some(TxVerdict::Drop(reason)),
         };
         let frame = &*frame;
-        match (ov.mode, ov.point) {
-            (Some(DestMode::Point), Some(dest)) => {
-                return encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest)
-            }
-            (Some(DestMode::Dynamic), _) => {}
-            _ => return ov.drop(DropReason::NoDestination, len),
-        }
-        if let Some(kind) = info.group {
-            if kind == GroupKind::Other || tso.is_some() {
-                return ov.drop(DropReason::MulticastUnsupported, len);
-            }
-            let Some(link) = self.link.as_mut().filter(|_| ov.configured) else {
-                return ov.drop(DropReason::VarpdUnavailable, len);
-            };
-            if ov.bcast_inflight >= BCAST_INFLIGHT_MAX {
-                return ov.drop(DropReason::VarpdBusy, len);
-            }
-            self.next_lookup += 1;
-            let id = self.next_lookup;
-            let frame: Box<[u8]> = frame.into();
-            let msg = DriverMsg::Lookup {
-                id,
-                oid,
-                src: info.src,
-                dst: info.dst,
-                frame: Some(frame.to_vec()),
-            };
-            if !link.conn.send(&msg) {
-                return ov.drop(DropReason::VarpdBusy, len);
-            }
-            ov.counters.lookups += 1;
-            ov.bcast_inflight += 1;
-            probe::lookup_request(&ov.cfg.name, info.dst, id, true);
-            self.lookups.insert(
-                id,
-                LookupCtx {
-                    oid,
-                    mac: info.dst,
-                    frame: Some(frame),
-                    asked: now,
+        let port = TxPort {
+            mode: ov.mode,
+            point: ov.point,
+            varpd: match (&self.link, ov.configured) {
+                (Some(_), true) => Varpd::Ready {
+                    broadcasts_waiting: ov.bcast_inflight,
                 },
-            );
-            return;
+                _ => Varpd::Unavailable,
+            },
+        };
+        let facts = TxFacts {
+            dst: info.dst,
+            group: info.group,
+            tso: tso.is_some(),
+        };
+        let verdict = decide::decide_tx(&port, &facts, |dst| ov.table.entry(dst, now));
+        if matches!(
+            verdict,
+            TxVerdict::Encap { table: true, .. }
+                | TxVerdict::Queue { .. }
+                | TxVerdict::Drop(DropReason::TargetDrop)
+        ) {
+            ov.table.hit(info.dst, len, now);
         }
-        match ov.table.tx_with(info.dst, h, frame, now) {
-            TxDecision::Send(dest) => {
-                probe::target_hit(&ov.cfg.name, info.dst, dest);
-                encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest)
+        match verdict {
+            TxVerdict::Encap { dest, table } => {
+                if table {
+                    probe::target_hit(&ov.cfg.name, info.dst, dest);
+                }
+                encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest);
             }
-            TxDecision::Drop(DropReason::QueueOverflow) => {
-                probe::target_queue_overflow(
-                    &ov.cfg.name,
-                    info.dst,
-                    ov.table.queued_bytes(info.dst),
+            TxVerdict::Drop(reason) => return drop(ov, reason, len),
+            TxVerdict::AskBroadcast => {
+                let Some(link) = self.link.as_mut() else {
+                    return drop(ov, DropReason::VarpdUnavailable, len);
+                };
+                self.next_lookup += 1;
+                let id = self.next_lookup;
+                let frame: Box<[u8]> = frame.into();
+                let msg = DriverMsg::Lookup {
+                    id,
+                    oid,
+                    src: info.src,
+                    dst: info.dst,
+                    frame: Some(frame.to_vec()),
+                };
+                if !link.conn.send(&msg) {
+                    return drop(ov, DropReason::VarpdBusy, len);
+                }
+                ov.counters.lookups += 1;
+                ov.bcast_inflight += 1;
+                probe::lookup_request(&ov.cfg.name, info.dst, id, true);
+                self.lookups.insert(
+                    id,
+                    LookupCtx {
+                        oid,
+                        mac: info.dst,
+                        frame: Some(frame),
+                        asked: now,
+                    },
                 );
-                ov.drop(DropReason::QueueOverflow, len)
             }
-            TxDecision::Drop(r) => ov.drop(r, len),
-            TxDecision::Queued { ask } => {
+            TxVerdict::Queue { .. } => {
+                let ask = match ov.table.queue(info.dst, h, frame) {
+                    Ok(ask) => ask,
+                    Err(DropReason::QueueOverflow) => {
+                        probe::target_queue_overflow(
+                            &ov.cfg.name,
+                            info.dst,
+                            ov.table.queued_bytes(info.dst),
+                        );
+                        return drop(ov, DropReason::QueueOverflow, len);
+                    }
+                    Err(reason) => return drop(ov, reason, len),
+                };
                 ov.counters.misses += 1;
                 probe::target_miss(&ov.cfg.name, info.dst, ask);
                 if ask && ov.configured {
@@ -407,8 +406,10 @@ impl Daemon {
                         }
                     }
                 }
+                return Some(TxVerdict::Queue { ask });
             }
         }
+        Some(verdict)
     }
 
     /// Receives every datagram mux `mid` has, a batch at a time.
@@ -600,13 +601,14 @@ fn rx_super<P: Port>(
     mux.counters.options_skipped += u64::from(options);
     let ov = overlays.get_mut(&oid).expect("checked above");
     let (frames, bytes) = (tso.count() as u64, tso.segments_len(inner) as u64);
-    if tso.ip_segment_max() > mtu {
-        ov.drop(DropReason::TooBig, inner.len());
-        return true;
-    }
     let mac = |at: usize| Mac(inner[at..at + 6].try_into().expect("a TCP frame"));
     let (src, dst) = (mac(6), mac(0));
-    if !ov.source_ok(src, from.ip(), inner.len(), asks) {
+    let facts = RxFacts {
+        src,
+        from: from.ip(),
+        fits: tso.ip_segment_max() <= mtu,
+    };
+    if !ov.admit(&facts, inner.len(), asks) {
         return true;
     }
     // The checksum is verified before the frame is trusted: a corrupt
@@ -655,10 +657,15 @@ fn rx_datagram<P: Port>(
             .expect("parse() checked the length"))
     };
     let ip = from.ip();
+    let facts = RxFacts {
+        src: mac(6),
+        from: ip,
+        fits: len <= overlays[&oid].cfg().max_frame(),
+    };
     if !overlays
         .get_mut(&oid)
         .expect("checked above")
-        .source_ok(mac(6), ip, len, asks)
+        .admit(&facts, len, asks)
     {
         return;
     }
@@ -674,9 +681,6 @@ fn rx_datagram<P: Port>(
     }
     let ov = overlays.get_mut(&oid).expect("checked above");
     let cfg = ov.cfg();
-    if len > cfg.max_frame() {
-        return ov.drop(DropReason::TooBig, len);
-    }
     probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, ip);
     if gro.c.start(inner) {
         (gro.oid, gro.from, gro.frames, gro.bytes) = (oid, Some(ip), 1, len as u64);

@@ -20,6 +20,7 @@ use crate::daemon::Daemon;
 use crate::port::Port;
 use overlay_api::proto::Reply;
 use overlay_api::{ApiError, DropReason, ErrorKind};
+use overlay_core::decide::TxVerdict;
 use overlay_core::props::L2_OVERHEAD;
 use overlay_probes::overlay as probe;
 use overlay_wire::eth;
@@ -140,38 +141,36 @@ impl Daemon {
             Ok(o) => o,
             Err(r) => return r,
         };
-        let seen = |d: &Daemon| {
-            let c = &d.overlays[&oid].counters;
-            let drops: Vec<u64> = DropReason::ALL.iter().map(|r| c.drops(*r)).collect();
-            (c.tx_frames, c.misses, drops)
-        };
-        let before = seen(self);
-        self.resend(oid, frame);
-        // Sent now, so that the counters (and the reply) say what happened.
-        self.flush_tx();
-        let after = seen(self);
         let dst = eth::classify(frame).map(|i| i.dst).unwrap_or_default();
-        if let Some(r) = DropReason::ALL
-            .iter()
-            .zip(before.2.iter().zip(&after.2))
-            .find(|(_, (b, a))| a > b)
-            .map(|(r, _)| r)
-        {
-            return error(
+        let send_errors = |d: &Daemon| d.overlays[&oid].counters.drops(DropReason::SendError);
+        let before = send_errors(self);
+        let verdict = self.resend(oid, frame);
+        // Sent now, so that the counters say what the reply says, and a
+        // send that failed is told as the drop it is.
+        self.flush_tx();
+        let verdict = match verdict {
+            Some(TxVerdict::Encap { .. }) if send_errors(self) > before => {
+                Some(TxVerdict::Drop(DropReason::SendError))
+            }
+            v => v,
+        };
+        match verdict {
+            Some(TxVerdict::Drop(r)) => error(
                 ErrorKind::BadRequest,
                 format!("the frame to {dst} was dropped by {name}: {r}"),
-            );
-        }
-        log::info!(
-            "{name}: operator resent a frame of {} bytes to {dst}",
-            frame.len()
-        );
-        // Not sent but missed: it waits behind a lookup.
-        let waits = after.0 == before.0 && after.1 > before.1;
-        Reply::Ok {
-            warning: waits.then(|| format!(
-                "{name} has no target entry for {dst} yet: the frame waits for varpd's answer (see show-overlay -t)"
-            )),
+            ),
+            None => error(ErrorKind::NotFound, format!("overlay {name} went away")),
+            Some(v) => {
+                log::info!(
+                    "{name}: operator resent a frame of {} bytes to {dst}",
+                    frame.len()
+                );
+                Reply::Ok {
+                    warning: matches!(v, TxVerdict::Queue { .. }).then(|| format!(
+                        "{name} has no target entry for {dst} yet: the frame waits for varpd's answer (see show-overlay -t)"
+                    )),
+                }
+            }
         }
     }
 }

@@ -242,7 +242,10 @@ impl Daemon {
                 self.report_all();
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
-            VarpdMsg::Resend { oid, frame } => self.resend(oid, &frame),
+            VarpdMsg::Resend { oid, frame } => {
+                // Counted (sent, queued or dropped with its reason) either way.
+                let _ = self.resend(oid, &frame);
+            }
             VarpdMsg::Inject { oid, frame } => {
                 // Counted (injected, or a tap-write-error drop) either way.
                 let _ = self.inject(oid, &frame);

@@ -5,11 +5,12 @@ use crate::local::LocalMacs;
 use crate::port::Port;
 use crate::tap::Tap;
 use crate::vnic::{self, Vnic, VnicCounters};
-use overlay_api::{DestMode, DropReason, Mac, OverlayState};
+use overlay_api::{DestMode, Mac, OverlayState};
+use overlay_core::decide::{self, RxFacts, RxPort, RxVerdict};
 use overlay_core::stats::{Histogram, Peers};
-use overlay_core::{Counters, OverlayConfig, SourceCheck, TargetTable};
+use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// An overlay.
@@ -115,50 +116,24 @@ impl Port for Overlay {
         vnic::counters_of(&mut self.vnics, mac)
     }
 
-    /// In point mode the sender must be the destination; in dynamic mode
-    /// the target table must map `src` there. A source not known yet is
-    /// queued in `asks` for varpd (once) and its frame dropped as
-    /// `unknown-peer`; a source known elsewhere, or to be dropped, is
-    /// `spoofed-source`.
-    fn source_ok(
-        &mut self,
-        src: Mac,
-        from: IpAddr,
-        len: usize,
-        asks: &mut Vec<(u64, Mac)>,
-    ) -> bool {
-        if !self.cfg.check_source {
-            return true;
-        }
-        let verdict = if src.is_multicast() {
-            Err(DropReason::SpoofedSource)
-        } else {
-            match (self.mode, self.point) {
-                (Some(DestMode::Point), Some(p)) if p.ip() == from => Ok(()),
-                (Some(DestMode::Point), _) => Err(DropReason::SpoofedSource),
-                // Not configured by varpd yet: nothing is known.
-                (None, _) => Err(DropReason::UnknownPeer),
-                (Some(DestMode::Dynamic), _) => {
-                    match self.table.check_source(src, from, Instant::now()) {
-                        SourceCheck::Known => Ok(()),
-                        SourceCheck::Elsewhere => Err(DropReason::SpoofedSource),
-                        SourceCheck::Unknown { ask } => {
-                            if ask {
-                                asks.push((self.oid, src));
-                            }
-                            Err(DropReason::UnknownPeer)
-                        }
-                    }
-                }
-            }
+    /// With `target/check_source`, in point mode the sender must be the
+    /// destination; in dynamic mode the target table must map the source
+    /// there ([`TargetTable::check_source`], which makes an unknown source
+    /// pending: it goes to `asks`, once).
+    fn rx_verdict(&mut self, f: &RxFacts, asks: &mut Vec<(u64, Mac)>) -> RxVerdict {
+        let port = RxPort {
+            check_source: self.cfg.check_source,
+            mode: self.mode,
+            point: self.point,
         };
-        match verdict {
-            Ok(()) => true,
-            Err(reason) => {
-                self.drop(reason, len);
-                false
-            }
+        let table = &mut self.table;
+        let v = decide::decide_rx(&port, f, |src, from| {
+            table.check_source(src, from, Instant::now())
+        });
+        if v == RxVerdict::AskSource {
+            asks.push((self.oid, f.src));
         }
+        v
     }
 }
 

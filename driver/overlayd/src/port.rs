@@ -9,6 +9,7 @@
 use crate::tap::Tap;
 use crate::vnic::VnicCounters;
 use overlay_api::{DropReason, Mac};
+use overlay_core::decide::{RxFacts, RxVerdict};
 use overlay_core::stats::Peers;
 use overlay_core::{Counters, OverlayConfig};
 use overlay_probes::overlay as probe;
@@ -29,11 +30,27 @@ pub(crate) trait Port {
     fn peers(&mut self) -> &mut Peers;
     /// This thread's counters of the VNIC whose MAC is `mac`, if one has it.
     fn vnic(&mut self, mac: Mac) -> Option<&mut VnicCounters>;
-    /// `target/check_source`: whether a frame whose inner source is `src`
-    /// may come from underlay address `from` (a refused one is counted);
-    /// sources to ask varpd about go to `asks`.
-    fn source_ok(&mut self, src: Mac, from: IpAddr, len: usize, asks: &mut Vec<(u64, Mac)>)
-        -> bool;
+    /// What becomes of a received frame with these facts
+    /// ([`overlay_core::decide::decide_rx`], with this thread's knowledge of the
+    /// overlay); a source to ask varpd about goes to `asks`.
+    fn rx_verdict(&mut self, f: &RxFacts, asks: &mut Vec<(u64, Mac)>) -> RxVerdict;
+
+    /// Performs [`rx_verdict`](Self::rx_verdict) up to delivery: true if
+    /// the frame (of `len` bytes) is to be delivered, else it is counted
+    /// as dropped with its reason.
+    fn admit(&mut self, f: &RxFacts, len: usize, asks: &mut Vec<(u64, Mac)>) -> bool {
+        match self.rx_verdict(f, asks) {
+            RxVerdict::Deliver => true,
+            RxVerdict::AskSource => {
+                self.drop(DropReason::UnknownPeer, len);
+                false
+            }
+            RxVerdict::Drop(reason) => {
+                self.drop(reason, len);
+                false
+            }
+        }
+    }
 
     /// Reads one frame (behind its virtio-net header) from this thread's
     /// TAP queue into `buf`: its length, or `None` when none waits (or the

@@ -55,15 +55,19 @@ use crate::vnic::VnicCounters;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use overlay_api::{DestMode, DropReason, Mac};
+use overlay_core::decide::{
+    self, Entry, RxFacts, RxPort, RxVerdict, TxFacts, TxPort, TxVerdict, Varpd,
+};
 use overlay_core::stats::Peers;
+use overlay_core::target::SourceCheck;
 use overlay_core::target::{TableHandle, TableView};
 use overlay_core::{Counters, OverlayConfig};
 use overlay_probes::overlay as probe;
 use overlay_wire::eth;
-use overlay_wire::offload::VNET_HDR_LEN;
+use overlay_wire::offload::{VnetHdr, VNET_HDR_LEN};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -240,10 +244,16 @@ impl Port for WorkerPort {
     }
 
     /// Datagrams for overlays that check sources are handed over before
-    /// they get here (see `WorkerState::needs_event_loop`).
-    fn source_ok(&mut self, _: Mac, _: IpAddr, _: usize, _: &mut Vec<(u64, Mac)>) -> bool {
+    /// they get here (see `WorkerState::needs_event_loop`): a worker has
+    /// no source to check.
+    fn rx_verdict(&mut self, f: &RxFacts, _: &mut Vec<(u64, Mac)>) -> RxVerdict {
         debug_assert!(!self.cfg.check_source, "handed over, never checked here");
-        true
+        let port = RxPort {
+            check_source: false,
+            mode: self.mode,
+            point: self.point,
+        };
+        decide::decide_rx(&port, f, |_, _| SourceCheck::Unknown { ask: false })
     }
 }
 
@@ -641,16 +651,26 @@ impl WorkerState {
                 true
             }
         };
-        let dest = match (p.mode, p.point, info.group) {
-            (Some(DestMode::Point), Some(d), _) => Some(d),
-            (Some(DestMode::Dynamic), _, None) => p.table.valid(info.dst),
-            _ => None,
+        // The worker knows valid entries only, and not varpd: every other
+        // verdict is the event loop's, which decides the frame again.
+        let port = TxPort {
+            mode: p.mode,
+            point: p.point,
+            varpd: Varpd::NotKnownHere,
         };
-        let Some(dest) = dest else {
+        let facts = TxFacts {
+            dst: info.dst,
+            group: info.group,
+            tso: VnetHdr::parse(h).is_tso(),
+        };
+        let verdict = decide::decide_tx(&port, &facts, |dst| {
+            p.table.valid(dst).map_or(Entry::Absent, Entry::Valid)
+        });
+        if !matches!(verdict, TxVerdict::Encap { .. } | TxVerdict::Drop(_)) {
             // The event loop learns the source from the frame itself.
             let frame = self.tapbuf[..n].to_vec();
             return self.hand_over(Handover::Tx { oid, frame });
-        };
+        }
         if learn {
             match self
                 .handover
@@ -664,10 +684,15 @@ impl WorkerState {
             }
         }
         probe::tx(&p.cfg.name, p.cfg.vnetid, info.src, info.dst, frame.len());
+        let (dest, table) = match verdict {
+            TxVerdict::Encap { dest, table } => (dest, table),
+            TxVerdict::Drop(reason) => return p.drop(reason, frame.len()),
+            _ => unreachable!("handed over above"),
+        };
         let Ok(tso) = datapath::offloads(p, h, frame, info.src) else {
             return;
         };
-        if p.mode == Some(DestMode::Dynamic) {
+        if table {
             p.table.hit(info.dst, frame.len(), now);
             probe::target_hit(&p.cfg.name, info.dst, dest);
         }
