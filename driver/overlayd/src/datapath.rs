@@ -29,6 +29,7 @@ use crate::txq::TxQueue;
 use overlay_api::proto::DriverMsg;
 use overlay_api::{DropReason, Mac};
 use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
+use overlay_core::props::{L2_OVERHEAD, MTU_MIN};
 use overlay_probes::overlay as probe;
 use overlay_wire::eth;
 use overlay_wire::offload::{self, Coalescer, TcpLayout, Tso, VnetHdr, VNET_HDR_LEN};
@@ -41,10 +42,10 @@ use std::time::Instant;
 /// Messages queued before the TAP read loop flushes the send queue.
 pub(crate) const FLUSH_MSGS: usize = 32;
 /// Received buffers up to this size are plain datagrams for any overlay
-/// (the smallest MTU, 576, with the Ethernet header and the smallest
-/// encapsulation header, VXLAN's or Geneve's 8 bytes): only larger ones are
-/// looked at as possible super-frames.
-const SUPER_MIN: usize = 576 + 18 + 8;
+/// (the smallest MTU with the Ethernet header and VLAN tag, and the
+/// smallest encapsulation header, VXLAN's or Geneve's 8 bytes): only larger
+/// ones are looked at as possible super-frames.
+const SUPER_MIN: usize = MTU_MIN as usize + L2_OVERHEAD + 8;
 /// The virtio-net header of a frame with nothing left to do.
 const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -79,7 +80,10 @@ pub(crate) fn encap<P: Port>(
             txq.datagram_alone(fd, dest, oid, hlen + len, len)
         };
         let (hdr, inner) = out.split_at_mut(hlen);
-        emit(vni, hash, hdr);
+        // The queue hands out exactly `hlen + len` bytes: the header fits.
+        if let Err(e) = emit(vni, hdr) {
+            debug_assert!(false, "{e}");
+        }
         fill(inner);
         probe::encap(&cfg.name, vni, dst, dest, len);
     };

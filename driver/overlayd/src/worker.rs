@@ -267,8 +267,11 @@ pub(crate) struct Workers {
 }
 
 struct Handle {
-    commands: Sender<Command>,
-    acks: Receiver<()>,
+    commands: Sender<(u64, Command)>,
+    /// Acknowledgements, by command sequence number.
+    acks: Receiver<u64>,
+    /// The sequence number of the last command sent.
+    seq: std::sync::atomic::AtomicU64,
     waker: Arc<Waker>,
     shard: Arc<Mutex<Shard>>,
     thread: Option<JoinHandle<()>>,
@@ -312,6 +315,7 @@ impl Workers {
                 Ok(Handle {
                     commands,
                     acks,
+                    seq: Default::default(),
                     waker: own,
                     shard,
                     thread: Some(thread),
@@ -331,19 +335,37 @@ impl Workers {
     }
 
     /// Gives worker `k` (0-based) `cmd` and waits until it has applied it.
+    /// Each command has a sequence number that its acknowledgement
+    /// carries: a late acknowledgement (of a command given up on after
+    /// [`COMMAND_WAIT`]) is never taken for this one's.
     fn command(&self, k: usize, cmd: Command) {
         let w = &self.workers[k];
-        if w.commands.send(cmd).is_err() {
+        let seq = w.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if w.commands.send((seq, cmd)).is_err() {
             log::error!("worker-{} is gone", k + 1);
             return;
         }
         let _ = w.waker.wake();
-        match w.acks.recv_timeout(COMMAND_WAIT) {
-            Ok(()) => {}
-            Err(RecvTimeoutError::Timeout) => {
-                log::error!("worker-{} did not apply a command within 5 s", k + 1)
+        let deadline = Instant::now() + COMMAND_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match w.acks.recv_timeout(left) {
+                Ok(n) if n == seq => return,
+                Ok(n) => log::warn!(
+                    "worker-{} acknowledged command {n} late (waiting for {seq})",
+                    k + 1
+                ),
+                Err(RecvTimeoutError::Timeout) => {
+                    return log::error!(
+                        "worker-{} did not apply command {seq} within {} s",
+                        k + 1,
+                        COMMAND_WAIT.as_secs()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return log::error!("worker-{} is gone", k + 1)
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => log::error!("worker-{} is gone", k + 1),
         }
     }
 
@@ -396,8 +418,8 @@ impl Drop for Workers {
 /// A worker thread's state.
 struct WorkerState {
     poll: Poll,
-    commands: Receiver<Command>,
-    acks: Sender<()>,
+    commands: Receiver<(u64, Command)>,
+    acks: Sender<u64>,
     shard: Arc<Mutex<Shard>>,
     handover: SyncSender<Handover>,
     wake_loop: Arc<Waker>,
@@ -452,9 +474,9 @@ impl WorkerState {
     fn apply_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(cmd) => {
+                Ok((seq, cmd)) => {
                     self.apply(cmd);
-                    let _ = self.acks.send(());
+                    let _ = self.acks.send(seq);
                 }
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
