@@ -93,7 +93,6 @@ pub struct Daemon {
     pub(crate) lookups: Lookups,
     pub(crate) parked: Vec<Parked>,
     next_id: u64,
-    pub(crate) next_lookup: u64,
     /// Where a TAP read lands (virtio-net header, frame).
     pub(crate) tapbuf: Box<[u8]>,
     /// Datagrams waiting to be sent to the underlay.
@@ -176,7 +175,6 @@ impl Daemon {
             lookups: Lookups::default(),
             parked: Vec::new(),
             next_id: 1,
-            next_lookup: 0,
             tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
             txq: TxQueue::new(),
             rxq: RxBatch::new(),

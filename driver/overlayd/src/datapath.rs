@@ -20,7 +20,6 @@
 //! they cross the underlay: one per segment, not per super-frame.
 
 use crate::daemon::{Daemon, Link};
-use crate::lookups::LookupCtx;
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::port::Port;
@@ -343,31 +342,12 @@ impl Daemon {
                 let Some(link) = self.link.as_mut() else {
                     return drop(ov, DropReason::VarpdUnavailable, len);
                 };
-                self.next_lookup += 1;
-                let id = self.next_lookup;
-                let frame: Box<[u8]> = frame.into();
-                let msg = DriverMsg::Lookup {
-                    id,
-                    oid,
-                    src: info.src,
-                    dst: info.dst,
-                    frame: Some(frame.to_vec()),
-                };
-                if !link.conn.send(&msg) {
-                    return drop(ov, DropReason::VarpdBusy, len);
+                if let Err(reason) =
+                    self.lookups
+                        .ask_broadcast(&mut link.conn, ov, info.src, info.dst, frame, now)
+                {
+                    return drop(ov, reason, len);
                 }
-                ov.counters.lookups += 1;
-                ov.bcast_inflight += 1;
-                probe::lookup_request(&ov.cfg.name, info.dst, id, true);
-                self.lookups.insert(
-                    id,
-                    LookupCtx {
-                        oid,
-                        mac: info.dst,
-                        frame: Some(frame),
-                        asked: now,
-                    },
-                );
             }
             TxVerdict::Queue { .. } => {
                 let ask = match ov.table.queue(info.dst, h, frame) {
@@ -386,28 +366,8 @@ impl Daemon {
                 probe::target_miss(&ov.cfg.name, info.dst, ask);
                 if ask && ov.configured {
                     if let Some(link) = self.link.as_mut() {
-                        self.next_lookup += 1;
-                        let id = self.next_lookup;
-                        if link.conn.send(&DriverMsg::Lookup {
-                            id,
-                            oid,
-                            src: info.src,
-                            dst: info.dst,
-                            frame: None,
-                        }) {
-                            ov.counters.lookups += 1;
-                            ov.table.asked(info.dst, now);
-                            probe::lookup_request(&ov.cfg.name, info.dst, id, false);
-                            self.lookups.insert(
-                                id,
-                                LookupCtx {
-                                    oid,
-                                    mac: info.dst,
-                                    frame: None,
-                                    asked: now,
-                                },
-                            );
-                        }
+                        self.lookups
+                            .ask_unicast(&mut link.conn, ov, info.src, info.dst, now);
                     }
                 }
                 return Some(TxVerdict::Queue { ask });

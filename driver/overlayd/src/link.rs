@@ -10,8 +10,6 @@
 
 use crate::daemon::{Daemon, Link};
 use crate::datapath::{encap, send_queued};
-use crate::lookups::{LookupCtx, Lookups};
-use crate::overlay::Overlay;
 use crate::port::Port;
 use crate::txq::TxQueue;
 use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
@@ -132,15 +130,10 @@ impl Daemon {
         for (oid, ov) in self.overlays.iter_mut().filter(|(_, o)| o.configured) {
             for mac in ov.table.to_ask(stale) {
                 self.lookups.forget_unicast(*oid, mac);
-                if !ask(
-                    link,
-                    &mut self.next_lookup,
-                    &mut self.lookups,
-                    *oid,
-                    ov,
-                    mac,
-                    now,
-                ) {
+                if !self
+                    .lookups
+                    .ask_unicast(&mut link.conn, ov, Mac::default(), mac, now)
+                {
                     return;
                 }
             }
@@ -156,15 +149,10 @@ impl Daemon {
                 let Some(ov) = self.overlays.get_mut(&oid).filter(|o| o.configured) else {
                     continue;
                 };
-                if !ask(
-                    link,
-                    &mut self.next_lookup,
-                    &mut self.lookups,
-                    oid,
-                    ov,
-                    mac,
-                    now,
-                ) {
+                if !self
+                    .lookups
+                    .ask_unicast(&mut link.conn, ov, Mac::default(), mac, now)
+                {
                     break;
                 }
             }
@@ -376,41 +364,4 @@ pub(crate) fn release(
             }
         }
     }
-}
-
-/// Sends one unicast lookup for `mac` of overlay `oid` and records it;
-/// false if the link would not take it.
-fn ask(
-    link: &mut Link,
-    next_lookup: &mut u64,
-    lookups: &mut Lookups,
-    oid: u64,
-    ov: &mut Overlay,
-    mac: Mac,
-    now: Instant,
-) -> bool {
-    *next_lookup += 1;
-    let id = *next_lookup;
-    if !link.conn.send(&DriverMsg::Lookup {
-        id,
-        oid,
-        src: Mac::default(),
-        dst: mac,
-        frame: None,
-    }) {
-        return false;
-    }
-    ov.counters.lookups += 1;
-    ov.table.asked(mac, now);
-    probe::lookup_request(&ov.cfg.name, mac, id, false);
-    lookups.insert(
-        id,
-        LookupCtx {
-            oid,
-            mac,
-            frame: None,
-            asked: now,
-        },
-    );
-    true
 }

@@ -1,5 +1,11 @@
 //! The lookups overlayd has asked varpd and not yet heard back about,
-//! by lookup id, with an index of the unicast ones by (overlay, MAC).
+//! by lookup id, with an index of the unicast ones by (overlay, MAC); and
+//! how a miss is asked: [`Lookups::ask_unicast`] (a MAC the target table
+//! made pending, from the transmit path, a retry, or the receive path's
+//! unknown source) and [`Lookups::ask_broadcast`] (an ARP, neighbour
+//! solicitation or DHCP frame that varpd answers). Answers, retries and a
+//! varpd that goes away are the link's (`link.rs`), which takes lookups
+//! back from here by id.
 //!
 //! A relink after a MAC flood asks again for every pending MAC (tens of
 //! thousands) and must first forget the unicast lookups already asked for
@@ -7,7 +13,11 @@
 //! every outstanding lookup per MAC (~10⁹ steps on the event loop at
 //! 43,000 pending), so the event loop keeps answering requests meanwhile.
 
-use overlay_api::Mac;
+use crate::conn::Conn;
+use crate::overlay::Overlay;
+use overlay_api::proto::DriverMsg;
+use overlay_api::{DropReason, Mac};
+use overlay_probes::overlay as probe;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -25,12 +35,90 @@ pub(crate) struct LookupCtx {
 /// Outstanding lookups by id, unicast ones also by (overlay, MAC).
 #[derive(Debug, Default)]
 pub(crate) struct Lookups {
+    /// The last lookup id given.
+    last_id: u64,
     by_id: HashMap<u64, LookupCtx>,
     /// Ids of the unicast lookups (no frame) of each (overlay, MAC).
     unicast: HashMap<(u64, Mac), Vec<u64>>,
 }
 
 impl Lookups {
+    /// Asks varpd (over `link`) where `mac` of overlay `ov` lives, for a
+    /// frame from `src` (`Mac::default()` for a retry or a source check),
+    /// and records the lookup: counted, probed, and the pending entry
+    /// marked asked. False if the link would not take it (it is full).
+    pub fn ask_unicast(
+        &mut self,
+        link: &mut Conn,
+        ov: &mut Overlay,
+        src: Mac,
+        mac: Mac,
+        now: Instant,
+    ) -> bool {
+        self.last_id += 1;
+        let id = self.last_id;
+        if !link.send(&DriverMsg::Lookup {
+            id,
+            oid: ov.oid,
+            src,
+            dst: mac,
+            frame: None,
+        }) {
+            return false;
+        }
+        ov.counters.lookups += 1;
+        ov.table.asked(mac, now);
+        probe::lookup_request(&ov.cfg.name, mac, id, false);
+        self.insert(
+            id,
+            LookupCtx {
+                oid: ov.oid,
+                mac,
+                frame: None,
+                asked: now,
+            },
+        );
+        true
+    }
+
+    /// Sends varpd a broadcast `frame` of overlay `ov` from `src` to `dst`
+    /// with its lookup, and keeps the frame until the answer (which may
+    /// name where it goes). `varpd-busy` if the link would not take it.
+    pub fn ask_broadcast(
+        &mut self,
+        link: &mut Conn,
+        ov: &mut Overlay,
+        src: Mac,
+        dst: Mac,
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        self.last_id += 1;
+        let id = self.last_id;
+        if !link.send(&DriverMsg::Lookup {
+            id,
+            oid: ov.oid,
+            src,
+            dst,
+            frame: Some(frame.to_vec()),
+        }) {
+            return Err(DropReason::VarpdBusy);
+        }
+        ov.counters.lookups += 1;
+        ov.bcast_inflight += 1;
+        probe::lookup_request(&ov.cfg.name, dst, id, true);
+        self.insert(
+            id,
+            LookupCtx {
+                oid: ov.oid,
+                mac: dst,
+                frame: Some(frame.into()),
+                asked: now,
+            },
+        );
+        Ok(())
+    }
+
     /// Records lookup `id`.
     pub fn insert(&mut self, id: u64, ctx: LookupCtx) {
         if ctx.frame.is_none() {
