@@ -119,7 +119,7 @@ impl Daemon {
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
                 Ok(oid) => {
-                    let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+                    let ov = self.fwd.ports.get_mut(&oid).expect("dynamic() checked");
                     match ov.table.remove(mac) {
                         None => err(
                             ErrorKind::NotFound,
@@ -136,7 +136,7 @@ impl Daemon {
             Request::FlushTargets { name } => match self.dynamic(&name) {
                 Err(e) => e,
                 Ok(oid) => {
-                    let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+                    let ov = self.fwd.ports.get_mut(&oid).expect("dynamic() checked");
                     let entries = ov.table.len();
                     let n = ov.table.flush();
                     probe::target_flush(&name, entries, "operator");
@@ -162,7 +162,7 @@ impl Daemon {
     /// The overlay, which must use the target table (dynamic mode).
     fn dynamic(&self, name: &str) -> Result<u64, Reply> {
         let oid = self.lookup_name(name)?;
-        if self.overlays[&oid].mode == Some(DestMode::Point) {
+        if self.fwd.ports[&oid].mode == Some(DestMode::Point) {
             return Err(err(ErrorKind::BadRequest, format!("overlay {name} sends every frame to one destination (point mode); it has no target table")));
         }
         Ok(oid)
@@ -175,12 +175,12 @@ impl Daemon {
     ) -> Result<Vec<T>, Reply> {
         let mut oids: Vec<u64> = match name {
             Some(n) => vec![self.lookup_name(n)?],
-            None => self.overlays.keys().copied().collect(),
+            None => self.fwd.ports.keys().copied().collect(),
         };
-        oids.sort_by(|a, b| self.overlays[a].cfg.name.cmp(&self.overlays[b].cfg.name));
+        oids.sort_by(|a, b| self.fwd.ports[a].cfg.name.cmp(&self.fwd.ports[b].cfg.name));
         Ok(oids
             .iter()
-            .flat_map(|o| f(self, &self.overlays[o]))
+            .flat_map(|o| f(self, &self.fwd.ports[o]))
             .collect())
     }
 
@@ -265,7 +265,7 @@ impl Daemon {
         let now = Instant::now();
         let mut rows = Vec::new();
         for (i, n) in names.iter().enumerate().skip(start) {
-            let ov = &self.overlays[&self.by_name[*n]];
+            let ov = &self.fwd.ports[&self.by_name[*n]];
             let from = if i == start { pos } else { 0 };
             let (page, next) = ov.table.dump_page(from, limit - rows.len(), now);
             rows.extend(page.into_iter().map(|e| TargetRow {
@@ -330,6 +330,7 @@ impl Daemon {
             Err(e) => return e,
         };
         let mut muxes: Vec<_> = self
+            .fwd
             .muxes
             .values()
             .map(|m| m.counters.mux_stats(m.listen, m.encap.name))
@@ -362,13 +363,13 @@ impl Daemon {
                 format!("{mac} is a group address; target entries are for unicast VL2 MACs"),
             );
         }
-        let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+        let ov = self.fwd.ports.get_mut(&oid).expect("dynamic() checked");
         match ov.table.set(mac, dest) {
             Err(e) => err(ErrorKind::BadRequest, e),
             Ok(released) => {
                 probe::target_set(&ov.cfg.name, mac, &dest, "operator");
-                if let (Some(r), Some(mux)) = (released, self.muxes.get(&ov.mux)) {
-                    release(&mut self.txq, ov, mux, r);
+                if let (Some(r), Some(mux)) = (released, self.fwd.muxes.get(&ov.mux)) {
+                    release(&mut self.fwd.txq, ov, mux, r);
                 }
                 ok()
             }
@@ -477,6 +478,7 @@ impl Daemon {
         let joined = match &new_mux {
             Some(_) => Ok(()),
             None => self
+                .fwd
                 .muxes
                 .get_mut(&mid)
                 .expect("mux_by_addr is in sync")
@@ -495,6 +497,7 @@ impl Daemon {
                 let _ = d.poll.registry().deregister(&mut m.sock);
             }
             None => d
+                .fwd
                 .muxes
                 .get_mut(&mid)
                 .expect("mux_by_addr is in sync")
@@ -548,7 +551,7 @@ impl Daemon {
                 .join(cfg.listen, cfg.vnetid, oid, &cfg.name)
                 .expect("a new mux has no VNI yet");
             self.mux_by_addr.insert(key, mid);
-            self.muxes.insert(mid, m);
+            self.fwd.muxes.insert(mid, m);
         }
         if let Some(w) = &self.workers {
             let mut worker_muxes = worker_muxes.into_iter();
@@ -605,7 +608,7 @@ impl Daemon {
             if cfg.temporary { ", temporary" } else { "" }
         );
         self.by_name.insert(cfg.name.clone(), oid);
-        self.overlays.insert(
+        self.fwd.ports.insert(
             oid,
             Overlay {
                 oid,
@@ -649,7 +652,7 @@ impl Daemon {
     /// Tears an overlay down: VNICs, TAP device, mux membership, varpd
     /// instance.
     pub(crate) fn remove_overlay(&mut self, oid: u64) {
-        let Some(ov) = self.overlays.remove(&oid) else {
+        let Some(ov) = self.fwd.ports.remove(&oid) else {
             return;
         };
         // The workers close their queues of its TAP device first.
@@ -669,10 +672,10 @@ impl Daemon {
             .poll
             .registry()
             .deregister(&mut SourceFd(&ov.tap.as_raw_fd()));
-        if let Some(m) = self.muxes.get_mut(&ov.mux) {
+        if let Some(m) = self.fwd.muxes.get_mut(&ov.mux) {
             m.table.leave(ov.cfg.vnetid);
             if m.table.is_empty() {
-                let mut m = self.muxes.remove(&ov.mux).expect("just looked up");
+                let mut m = self.fwd.muxes.remove(&ov.mux).expect("just looked up");
                 self.mux_by_addr.remove(&m.key());
                 if let Some(w) = &self.workers {
                     w.each(|_| Some(crate::worker::Command::Unmux { mid: ov.mux }));
@@ -704,7 +707,7 @@ impl Daemon {
 impl Daemon {
     /// The overlay holding VNIC `name`, and the VNIC's place in it.
     fn find_vnic(&self, name: &str) -> Option<(u64, usize)> {
-        self.overlays.iter().find_map(|(oid, ov)| {
+        self.fwd.ports.iter().find_map(|(oid, ov)| {
             ov.vnics
                 .iter()
                 .position(|v| v.name == name)
@@ -733,7 +736,7 @@ impl Daemon {
                 ErrorKind::Exists,
                 format!(
                     "VNIC {name} already exists (over {})",
-                    self.overlays[&o].cfg.name
+                    self.fwd.ports[&o].cfg.name
                 ),
             );
         }
@@ -751,7 +754,7 @@ impl Daemon {
                 );
             }
         }
-        let ov = &self.overlays[&oid];
+        let ov = &self.fwd.ports[&oid];
         let (mac, addrtype) = match spec.mac {
             Some(m) if !m.is_unicast() => {
                 return err(
@@ -838,7 +841,7 @@ impl Daemon {
                 .unwrap_or_default()
         );
         let row = v.row(&over, mtu);
-        let ov = self.overlays.get_mut(&oid).expect("looked up above");
+        let ov = self.fwd.ports.get_mut(&oid).expect("looked up above");
         ov.vnics.push(v);
         let keep = !ov.cfg.temporary;
         self.sync_workers(oid);
@@ -854,7 +857,7 @@ impl Daemon {
         let Some((oid, i)) = self.find_vnic(name) else {
             return err(ErrorKind::NotFound, format!("no such VNIC: {name}"));
         };
-        let ov = self.overlays.get_mut(&oid).expect("find_vnic found it");
+        let ov = self.fwd.ports.get_mut(&oid).expect("find_vnic found it");
         let v = &ov.vnics[i];
         match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
             Ok(true) => log::info!("{}: VNIC {name} deleted", ov.cfg.name),
@@ -887,7 +890,8 @@ impl Daemon {
     /// `show-vnic`: one VNIC or all, by name.
     fn show_vnics(&self, name: Option<&str>) -> Reply {
         let mut rows: Vec<_> = self
-            .overlays
+            .fwd
+            .ports
             .values()
             .flat_map(|ov| ov.vnics.iter().map(|v| v.row(&ov.cfg.name, ov.cfg.mtu)))
             .filter(|r| name.is_none_or(|n| r.link == n))

@@ -12,12 +12,9 @@
 //! Tokens carry their kind in the low two bits and an id above them.
 
 use crate::conn::Conn;
-use crate::datapath::Gro;
-use crate::lookups::Lookups;
-use crate::mux::Mux;
+use crate::datapath::Forwarder;
+use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
-use crate::rxq::RxBatch;
-use crate::txq::TxQueue;
 use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
@@ -25,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use overlay_api::access::Access;
 use overlay_api::proto::{DriverMsg, Reply};
 use overlay_api::{Mac, PluginInfo};
+use overlay_core::decide::TxVerdict;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -48,9 +46,6 @@ pub(crate) fn token(kind: usize, id: u64) -> Token {
     Token(((id as usize) << 2) | kind)
 }
 
-/// Size of the TAP read buffer: a virtio-net header and the largest TCP
-/// super-frame (64 KiB of IP behind a tagged Ethernet header).
-pub(crate) const TAPBUF: usize = overlay_wire::offload::VNET_HDR_LEN + 65_536 + 18;
 /// How long a create-overlay waits for varpd to configure the instance.
 pub(crate) const CREATE_WAIT: Duration = Duration::from_secs(5);
 /// A lookup unanswered this long is asked again.
@@ -82,9 +77,9 @@ pub struct Daemon {
     /// Who may use the control socket.
     access: Access,
     sock_path: PathBuf,
-    pub(crate) overlays: HashMap<u64, Overlay>,
     pub(crate) by_name: HashMap<String, u64>,
-    pub(crate) muxes: HashMap<u64, Mux>,
+    /// The forwarding engine: the overlays (ports), muxes and buffers.
+    pub(crate) fwd: Forwarder<Overlay>,
     pub(crate) mux_by_addr: HashMap<crate::mux::MuxKey, u64>,
     pub(crate) conns: HashMap<u64, Conn>,
     pub(crate) link: Option<Link>,
@@ -93,17 +88,6 @@ pub struct Daemon {
     pub(crate) lookups: Lookups,
     pub(crate) parked: Vec<Parked>,
     next_id: u64,
-    /// Where a TAP read lands (virtio-net header, frame).
-    pub(crate) tapbuf: Box<[u8]>,
-    /// Datagrams waiting to be sent to the underlay.
-    pub(crate) txq: TxQueue,
-    /// Buffers of the last batch received from the underlay.
-    pub(crate) rxq: RxBatch,
-    /// The super-frame being coalesced for a TAP device.
-    pub(crate) gro: Gro,
-    /// Inner source MACs that the receive path found unknown on overlays
-    /// with `target/check_source`, to ask varpd about after the batch.
-    pub(crate) rx_asks: Vec<(u64, Mac)>,
     /// When overlayd started (CLOCK_MONOTONIC ns), for `StatsSnapshot`.
     pub(crate) started_mono_ns: u64,
     shutdown: Arc<AtomicBool>,
@@ -165,9 +149,8 @@ impl Daemon {
             listener,
             access,
             sock_path,
-            overlays: HashMap::new(),
             by_name: HashMap::new(),
-            muxes: HashMap::new(),
+            fwd: Forwarder::new(),
             mux_by_addr: HashMap::new(),
             conns: HashMap::new(),
             link: None,
@@ -175,11 +158,6 @@ impl Daemon {
             lookups: Lookups::default(),
             parked: Vec::new(),
             next_id: 1,
-            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
-            txq: TxQueue::new(),
-            rxq: RxBatch::new(),
-            gro: Gro::default(),
-            rx_asks: Vec::new(),
             started_mono_ns: crate::control::monotonic_ns(),
             shutdown,
             state_dir: state_dir.to_path_buf(),
@@ -227,10 +205,10 @@ impl Daemon {
             }
         }
         self.answer_parked_at_shutdown();
-        let kept = self.overlays.values().filter(|o| !o.cfg.temporary).count();
+        let kept = self.fwd.ports.values().filter(|o| !o.cfg.temporary).count();
         log::info!(
             "overlayd shutting down; {kept} persistent overlay(s) keep their TAP devices and VNICs for the next overlayd, {} temporary one(s) go",
-            self.overlays.len() - kept
+            self.fwd.ports.len() - kept
         );
         Ok(())
     }
@@ -242,7 +220,7 @@ impl Daemon {
     /// overlayd restores it. A temporary one goes with this overlayd.
     fn answer_parked_at_shutdown(&mut self) {
         for p in std::mem::take(&mut self.parked) {
-            let Some(ov) = self.overlays.get(&p.oid) else {
+            let Some(ov) = self.fwd.ports.get(&p.oid) else {
                 continue;
             };
             let name = ov.cfg.name.clone();
@@ -265,6 +243,46 @@ impl Daemon {
         }
     }
 
+    /// The event loop's owner of its forwarding engine.
+    fn owner<'a>(link: &'a mut Option<Link>, lookups: &'a mut Lookups) -> EventLoop<'a> {
+        EventLoop {
+            link: link.as_mut().map(|l| &mut l.conn),
+            lookups,
+        }
+    }
+
+    /// Reads and forwards every frame queue 0 of overlay `oid`'s TAP device has.
+    pub(crate) fn tap_readable(&mut self, oid: u64) {
+        let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+        self.fwd.tap_readable(oid, &mut owner);
+    }
+
+    /// Decides and performs the frame in the TAP buffer (`n` bytes,
+    /// virtio-net header first) of overlay `oid`.
+    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) -> Option<TxVerdict> {
+        let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+        self.fwd.tx_frame(oid, n, &mut owner)
+    }
+
+    /// Receives every datagram mux `mid` has.
+    pub(crate) fn mux_readable(&mut self, mid: u64) {
+        let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+        self.fwd.mux_readable(mid, &mut owner);
+    }
+
+    /// Sends what the send queue holds and counts what became of it.
+    pub(crate) fn flush_tx(&mut self) {
+        self.fwd.flush_tx();
+    }
+
+    /// Guest MAC `mac` sent a frame on overlay `oid` at `now` (forwarded by
+    /// a worker that told us).
+    pub(crate) fn learn(&mut self, oid: u64, mac: Mac, now: Instant) {
+        if let Some(ov) = self.fwd.ports.get_mut(&oid) {
+            crate::lookups::learn(ov, self.link.as_mut().map(|l| &mut l.conn), mac, now);
+        }
+    }
+
     /// Takes what the workers handed over, as if read here.
     fn take_handovers(&mut self) {
         for _ in 0..HANDOVER_BATCH {
@@ -274,10 +292,10 @@ impl Daemon {
             };
             match h {
                 Handover::Tx { oid, frame } => {
-                    let n = frame.len().min(self.tapbuf.len());
-                    self.tapbuf[..n].copy_from_slice(&frame[..n]);
+                    let n = frame.len().min(self.fwd.tapbuf.len());
+                    self.fwd.tapbuf[..n].copy_from_slice(&frame[..n]);
                     self.tx_frame(oid, n);
-                    if self.txq.len() >= crate::datapath::FLUSH_MSGS {
+                    if self.fwd.txq.len() >= crate::datapath::FLUSH_MSGS {
                         self.flush_tx();
                     }
                 }
@@ -287,7 +305,10 @@ impl Daemon {
                     mut data,
                     from,
                     seg,
-                } => self.rx_deferred(mid, &mut data, from, seg),
+                } => {
+                    let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+                    self.fwd.rx_deferred(mid, &mut data, from, seg, &mut owner);
+                }
             }
         }
         // More may wait: come back after the other events.
@@ -301,7 +322,7 @@ impl Daemon {
         let Some(w) = &self.workers else {
             return;
         };
-        let (overlays, muxes) = (&mut self.overlays, &mut self.muxes);
+        let (overlays, muxes) = (&mut self.fwd.ports, &mut self.fwd.muxes);
         w.collect(
             |oid, c| {
                 if let Some(ov) = overlays.get_mut(&oid) {
@@ -325,7 +346,7 @@ impl Daemon {
 
     /// Tells the workers overlay `oid`'s destination and VNICs.
     pub(crate) fn sync_workers(&self, oid: u64) {
-        let (Some(w), Some(ov)) = (&self.workers, self.overlays.get(&oid)) else {
+        let (Some(w), Some(ov)) = (&self.workers, self.fwd.ports.get(&oid)) else {
             return;
         };
         w.each(|_| {
@@ -438,7 +459,7 @@ impl Daemon {
                 self.ask_pending(Some(stale), now);
             }
         }
-        for ov in self.overlays.values_mut() {
+        for ov in self.fwd.ports.values_mut() {
             ov.table.step();
             let gone = ov.local.expire(now);
             if let (Some(link), true) = (self.link.as_mut(), ov.configured) {
@@ -458,7 +479,7 @@ impl Daemon {
     /// Fires degrade/restore probes for every overlay whose health changed.
     pub(crate) fn report_all(&mut self) {
         let linked = self.link.is_some();
-        for ov in self.overlays.values_mut() {
+        for ov in self.fwd.ports.values_mut() {
             // An overlay whose create waits on varpd's verdict is not yet
             // degraded: it is being configured (the wait is bounded).
             if !self.parked.iter().any(|p| p.oid == ov.oid) {

@@ -19,13 +19,11 @@
 //! the `overlay:drop` probe with the same reason. Counters count frames as
 //! they cross the underlay: one per segment, not per super-frame.
 
-use crate::daemon::{Daemon, Link};
 use crate::mux::Mux;
 use crate::overlay::Overlay;
 use crate::port::Port;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
-use overlay_api::proto::DriverMsg;
 use overlay_api::{DropReason, Mac};
 use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
 use overlay_core::props::{L2_OVERHEAD, MTU_MIN};
@@ -45,6 +43,9 @@ pub(crate) const FLUSH_MSGS: usize = 32;
 /// smallest encapsulation header, VXLAN's or Geneve's 8 bytes): only larger
 /// ones are looked at as possible super-frames.
 const SUPER_MIN: usize = MTU_MIN as usize + L2_OVERHEAD + 8;
+/// Size of the TAP read buffer: a virtio-net header and the largest TCP
+/// super-frame (64 KiB of IP behind a tagged Ethernet header).
+pub(crate) const TAPBUF: usize = overlay_wire::offload::VNET_HDR_LEN + 65_536 + 18;
 /// The virtio-net header of a frame with nothing left to do.
 const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -221,210 +222,213 @@ pub(crate) fn offloads<P: Port>(
     Ok(tso)
 }
 
-impl Daemon {
-    /// Sends what the send queue holds and counts what became of it.
-    pub(crate) fn flush_tx(&mut self) {
-        flush_tx(&mut self.txq, &mut self.overlays);
+/// What a forwarding thread may do with a frame beyond forwarding it:
+/// the one difference between the event loop and a worker running a
+/// [`Forwarder`]. The event loop's owner (`lookups.rs`) queues misses and
+/// asks varpd; a worker's (`worker.rs`) hands such frames to the event
+/// loop, which decides them again.
+pub(crate) trait Owner<P: Port> {
+    /// varpd, as this thread knows it, for port `p`.
+    fn varpd(&self, p: &P) -> Varpd;
+    /// Whether this thread performs `v` itself; if not, the frame goes,
+    /// untouched, to [`hand_over`](Self::hand_over).
+    fn performs(&self, v: &TxVerdict) -> bool;
+    /// Takes a frame (behind its virtio-net header) of `p` that this
+    /// thread does not perform.
+    fn hand_over(&mut self, p: &mut P, frame: &[u8]);
+    /// Guest MAC `mac` sent a frame on `p` at `now`.
+    fn learn(&mut self, p: &mut P, mac: Mac, now: Instant);
+    /// Performs a [`TxVerdict::Queue`] or [`TxVerdict::AskBroadcast`] of a
+    /// frame (offloads done, behind its header `h`) from `src` to `dst`;
+    /// returns the verdict as performed (a frame that could not be queued
+    /// or sent to varpd is a drop, counted).
+    #[allow(clippy::too_many_arguments)]
+    fn miss(
+        &mut self,
+        p: &mut P,
+        v: TxVerdict,
+        h: &[u8; VNET_HDR_LEN],
+        frame: &[u8],
+        src: Mac,
+        dst: Mac,
+        now: Instant,
+    ) -> TxVerdict;
+    /// Whether a received buffer of mux `mid` goes to the owner whole
+    /// instead of through this thread (a worker's datagrams for an overlay
+    /// that checks sources).
+    fn take_rx(
+        &mut self,
+        mid: u64,
+        mux: &Mux,
+        ports: &HashMap<u64, P>,
+        buf: (&[u8], SocketAddr, usize),
+    ) -> bool;
+    /// After a receive batch on `mux`: what [`take_rx`](Self::take_rx)
+    /// took goes on, and `asks` (inner sources found unknown) are asked.
+    fn rx_done(&mut self, mux: &mut Mux, ports: &mut HashMap<u64, P>, asks: &[(u64, Mac)]);
+}
+
+/// A forwarding engine: one thread's ports (one per overlay), muxes, send
+/// queue, receive batch, coalescer and TAP buffer, and the one frame path
+/// both ways. The event loop runs one over its overlays, each worker one
+/// over its own ports; what a thread does with a frame it cannot forward
+/// itself is its [`Owner`]'s.
+pub(crate) struct Forwarder<P> {
+    /// The ports, by overlay id.
+    pub ports: HashMap<u64, P>,
+    /// The muxes, by id.
+    pub muxes: HashMap<u64, Mux>,
+    /// Datagrams waiting to be sent to the underlay.
+    pub txq: TxQueue,
+    /// Buffers of the last batch received from the underlay.
+    rxq: RxBatch,
+    /// The super-frame being coalesced for a TAP device.
+    gro: Gro,
+    /// Where a TAP read lands (virtio-net header, frame).
+    pub tapbuf: Box<[u8]>,
+    /// Inner source MACs that the receive path found unknown on overlays
+    /// with `target/check_source`, to ask varpd about after the batch.
+    asks: Vec<(u64, Mac)>,
+}
+
+impl<P: Port> Forwarder<P> {
+    /// An engine with no ports or muxes.
+    pub fn new() -> Self {
+        Forwarder {
+            ports: HashMap::new(),
+            muxes: HashMap::new(),
+            txq: TxQueue::new(),
+            rxq: RxBatch::new(),
+            gro: Gro::default(),
+            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
+            asks: Vec::new(),
+        }
     }
 
-    /// Reads every frame the TAP device of overlay `oid` has.
-    pub(crate) fn tap_readable(&mut self, oid: u64) {
+    /// Sends what the send queue holds and counts what became of it.
+    pub fn flush_tx(&mut self) {
+        flush_tx(&mut self.txq, &mut self.ports);
+    }
+
+    /// Reads and forwards every frame this thread's queue of overlay
+    /// `oid`'s TAP device has.
+    pub fn tap_readable(&mut self, oid: u64, owner: &mut impl Owner<P>) {
         while let Some(n) = self
-            .overlays
+            .ports
             .get(&oid)
-            .and_then(|ov| ov.read_frame(&mut self.tapbuf))
+            .and_then(|p| p.read_frame(&mut self.tapbuf))
         {
-            self.tx_frame(oid, n);
+            self.tx_frame(oid, n, owner);
             if self.txq.len() >= FLUSH_MSGS {
                 self.flush_tx();
             }
         }
     }
 
-    /// Sends `frame` out of overlay `oid` as if its TAP device had sent it
-    /// (varpd's proxy DHCP, illumos `OVERLAY_TARG_RESEND`): through the
-    /// target table and the mux like any frame, counted and traced as one.
-    /// A frame to a group address is refused, for it would go back to varpd
-    /// as one more broadcast lookup.
-    pub(crate) fn resend(&mut self, oid: u64, frame: &[u8]) -> Option<TxVerdict> {
-        let ov = self.overlays.get_mut(&oid)?;
-        let n = VNET_HDR_LEN + frame.len();
-        let refuse = |ov: &mut Overlay, reason: DropReason| {
-            ov.drop(reason, frame.len());
-            Some(TxVerdict::Drop(reason))
-        };
-        match eth::classify(frame) {
-            None => return refuse(ov, DropReason::RuntFrame),
-            Some(i) if i.group.is_some() => {
-                log::warn!(
-                    "{}: varpd asked to resend a frame to group address {}; dropped",
-                    ov.cfg.name,
-                    i.dst
-                );
-                return refuse(ov, DropReason::MulticastUnsupported);
-            }
-            Some(_) if n > self.tapbuf.len() => return refuse(ov, DropReason::TooBig),
-            Some(_) => {}
-        }
-        self.tapbuf[..VNET_HDR_LEN].copy_from_slice(&PLAIN);
-        self.tapbuf[VNET_HDR_LEN..n].copy_from_slice(frame);
-        self.tx_frame(oid, n)
-    }
-
-    /// Guest MAC `mac` sent a frame on overlay `oid` at `now` (forwarded by
-    /// a worker that told us).
-    pub(crate) fn learn(&mut self, oid: u64, mac: Mac, now: Instant) {
-        if let Some(ov) = self.overlays.get_mut(&oid) {
-            learn(ov, self.link.as_mut(), mac, now);
-        }
-    }
-
-    /// Decides a frame read into `tapbuf` (virtio-net header and frame,
-    /// `n` bytes) from overlay `oid`'s TAP device, and performs the
-    /// verdict: sent, queued behind a lookup (and asked), sent to varpd,
-    /// or dropped (counted). Returns the verdict as performed (a frame the
-    /// table could not queue is a drop), `None` for an overlay that is gone.
-    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) -> Option<TxVerdict> {
+    /// Decides a frame in `tapbuf` (virtio-net header and frame, `n`
+    /// bytes) from overlay `oid` and performs the verdict, or hands it to
+    /// the owner. Returns the verdict as performed (a frame that could not
+    /// be queued is a drop), `None` for an overlay that is gone.
+    pub fn tx_frame(&mut self, oid: u64, n: usize, owner: &mut impl Owner<P>) -> Option<TxVerdict> {
         let now = Instant::now();
-        let ov = self.overlays.get_mut(&oid)?;
-        let mux = self.muxes.get(&ov.mux)?;
-        let drop = |ov: &mut Overlay, reason: DropReason, len: usize| {
-            ov.drop(reason, len);
+        let p = self.ports.get_mut(&oid)?;
+        let mux = self.muxes.get(&p.mux_id())?;
+        let drop = |p: &mut P, reason: DropReason, len: usize| {
+            p.drop(reason, len);
             Some(TxVerdict::Drop(reason))
         };
         let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
-            return drop(ov, DropReason::RuntFrame, n);
+            return drop(p, DropReason::RuntFrame, n);
         };
         let Some(info) = eth::classify(frame) else {
-            return drop(ov, DropReason::RuntFrame, frame.len());
+            return drop(p, DropReason::RuntFrame, frame.len());
         };
         let len = frame.len();
-        probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, len);
-        learn(ov, self.link.as_mut(), info.src, now);
-        let tso = match offloads(ov, h, frame, info.src) {
-            Ok(t) => t,
-            Err(reason) => return Some(TxVerdict::Drop(reason)),
-        };
-        let frame = &*frame;
         let port = TxPort {
-            mode: ov.mode,
-            point: ov.point,
-            varpd: match (&self.link, ov.configured) {
-                (Some(_), true) => Varpd::Ready {
-                    broadcasts_waiting: ov.bcast_inflight,
-                },
-                _ => Varpd::Unavailable,
-            },
+            mode: p.mode(),
+            point: p.point(),
+            varpd: owner.varpd(p),
         };
         let facts = TxFacts {
             dst: info.dst,
             group: info.group,
-            tso: tso.is_some(),
+            tso: VnetHdr::parse(h).is_tso(),
         };
-        let verdict = decide::decide_tx(&port, &facts, |dst| ov.table.entry(dst, now));
-        if matches!(
-            verdict,
-            TxVerdict::Encap { table: true, .. }
-                | TxVerdict::Queue { .. }
-                | TxVerdict::Drop(DropReason::TargetDrop)
-        ) {
-            ov.table.hit(info.dst, len, now);
+        let verdict = decide::decide_tx(&port, &facts, |dst| p.entry(dst, now));
+        if !owner.performs(&verdict) {
+            owner.hand_over(p, &self.tapbuf[..n]);
+            return Some(verdict);
         }
+        let cfg = p.cfg();
+        probe::tx(&cfg.name, cfg.vnetid, info.src, info.dst, len);
+        owner.learn(p, info.src, now);
+        if let TxVerdict::Drop(reason) = verdict {
+            if reason == DropReason::TargetDrop {
+                p.hit(info.dst, len, now);
+            }
+            return drop(p, reason, len);
+        }
+        let tso = match offloads(p, h, frame, info.src) {
+            Ok(t) => t,
+            Err(reason) => return Some(TxVerdict::Drop(reason)),
+        };
+        let frame = &*frame;
         match verdict {
             TxVerdict::Encap { dest, table } => {
                 if table {
-                    probe::target_hit(&ov.cfg.name, info.dst, dest);
+                    p.hit(info.dst, len, now);
+                    probe::target_hit(&p.cfg().name, info.dst, dest);
                 }
-                encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest);
+                encap(&mut self.txq, p, mux, frame, tso.as_ref(), info.dst, dest);
+                Some(verdict)
             }
-            TxVerdict::Drop(reason) => return drop(ov, reason, len),
-            TxVerdict::AskBroadcast => {
-                let Some(link) = self.link.as_mut() else {
-                    return drop(ov, DropReason::VarpdUnavailable, len);
-                };
-                if let Err(reason) =
-                    self.lookups
-                        .ask_broadcast(&mut link.conn, ov, info.src, info.dst, frame, now)
-                {
-                    return drop(ov, reason, len);
+            v => {
+                if matches!(v, TxVerdict::Queue { .. }) {
+                    p.hit(info.dst, len, now);
                 }
-            }
-            TxVerdict::Queue { .. } => {
-                let ask = match ov.table.queue(info.dst, h, frame) {
-                    Ok(ask) => ask,
-                    Err(DropReason::QueueOverflow) => {
-                        probe::target_queue_overflow(
-                            &ov.cfg.name,
-                            info.dst,
-                            ov.table.queued_bytes(info.dst),
-                        );
-                        return drop(ov, DropReason::QueueOverflow, len);
-                    }
-                    Err(reason) => return drop(ov, reason, len),
-                };
-                ov.counters.misses += 1;
-                probe::target_miss(&ov.cfg.name, info.dst, ask);
-                if ask && ov.configured {
-                    if let Some(link) = self.link.as_mut() {
-                        self.lookups
-                            .ask_unicast(&mut link.conn, ov, info.src, info.dst, now);
-                    }
-                }
-                return Some(TxVerdict::Queue { ask });
+                Some(owner.miss(p, v, h, frame, info.src, info.dst, now))
             }
         }
-        Some(verdict)
     }
 
-    /// Receives every datagram mux `mid` has, a batch at a time.
-    pub(crate) fn mux_readable(&mut self, mid: u64) {
-        loop {
-            let Some(mux) = self.muxes.get_mut(&mid) else {
-                return;
-            };
+    /// Receives every datagram this thread's socket of mux `mid` has, a
+    /// batch at a time.
+    pub fn mux_readable(&mut self, mid: u64, owner: &mut impl Owner<P>) {
+        while let Some(mux) = self.muxes.get_mut(&mid) {
             let more = rx_batch(
                 mux,
-                &mut self.overlays,
+                &mut self.ports,
                 &mut self.rxq,
                 &mut self.gro,
-                &mut self.rx_asks,
-                |_, _, _| false,
+                &mut self.asks,
+                |mux, ports, buf| owner.take_rx(mid, mux, ports, buf),
             );
+            owner.rx_done(mux, &mut self.ports, &self.asks);
+            self.asks.clear();
             if !more {
                 break;
             }
         }
-        if !self.rx_asks.is_empty() {
-            self.ask_rx_sources(Instant::now());
-        }
     }
 
-    /// Takes a buffer a worker received on mux `mid` and left to the event
-    /// loop (for an overlay with `target/check_source`, which asks varpd).
-    pub(crate) fn rx_deferred(&mut self, mid: u64, data: &mut [u8], from: SocketAddr, seg: usize) {
+    /// Takes a buffer received on mux `mid` by another thread (a worker's
+    /// hand-over: an overlay with `target/check_source`).
+    pub fn rx_deferred(
+        &mut self,
+        mid: u64,
+        data: &mut [u8],
+        from: SocketAddr,
+        seg: usize,
+        owner: &mut impl Owner<P>,
+    ) {
         let Some(mux) = self.muxes.get_mut(&mid) else {
             return;
         };
-        let (ports, gro, asks) = (&mut self.overlays, &mut self.gro, &mut self.rx_asks);
+        let (ports, gro, asks) = (&mut self.ports, &mut self.gro, &mut self.asks);
         rx_buffer(mux, ports, gro, asks, data, from, seg);
         gro.flush(ports);
-        if !self.rx_asks.is_empty() {
-            self.ask_rx_sources(Instant::now());
-        }
-    }
-}
-
-/// Guest MAC `mac` sent a frame on `ov` at `now`: varpd hears of new ones
-/// (the etcd plugin publishes them).
-fn learn(ov: &mut Overlay, link: Option<&mut Link>, mac: Mac, now: Instant) {
-    if ov.local.touch(mac, now) && ov.configured {
-        if let Some(link) = link {
-            link.conn.send(&DriverMsg::LocalMac {
-                oid: ov.oid,
-                mac,
-                present: true,
-            });
-        }
+        owner.rx_done(mux, &mut self.ports, &self.asks);
+        self.asks.clear();
     }
 }
 

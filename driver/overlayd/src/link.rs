@@ -47,7 +47,7 @@ impl Daemon {
             pid,
             plugins,
         });
-        let mut oids: Vec<u64> = self.overlays.keys().copied().collect();
+        let mut oids: Vec<u64> = self.fwd.ports.keys().copied().collect();
         oids.sort_unstable();
         for oid in oids {
             self.send_instance(oid);
@@ -71,11 +71,11 @@ impl Daemon {
         );
         probe::varpd_disconnect(link.pid);
         for ctx in self.lookups.drain() {
-            if let (Some(f), Some(ov)) = (&ctx.frame, self.overlays.get_mut(&ctx.oid)) {
+            if let (Some(f), Some(ov)) = (&ctx.frame, self.fwd.ports.get_mut(&ctx.oid)) {
                 ov.drop(DropReason::VarpdUnavailable, f.len());
             }
         }
-        for ov in self.overlays.values_mut() {
+        for ov in self.fwd.ports.values_mut() {
             ov.table.unask_all();
             ov.bcast_inflight = 0;
             ov.instance_error = None;
@@ -91,7 +91,7 @@ impl Daemon {
 
     /// Sends the instance configuration of overlay `oid` to varpd.
     pub(crate) fn send_instance(&mut self, oid: u64) {
-        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else {
+        let (Some(link), Some(ov)) = (self.link.as_mut(), self.fwd.ports.get(&oid)) else {
             return;
         };
         let msg = DriverMsg::Instance {
@@ -107,7 +107,7 @@ impl Daemon {
     /// Tells varpd every local MAC of overlay `oid` (its instance is new, or
     /// just recovered, and may have forgotten them).
     fn send_local_macs(&mut self, oid: u64) {
-        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else {
+        let (Some(link), Some(ov)) = (self.link.as_mut(), self.fwd.ports.get(&oid)) else {
             return;
         };
         if !ov.configured {
@@ -127,7 +127,7 @@ impl Daemon {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        for (oid, ov) in self.overlays.iter_mut().filter(|(_, o)| o.configured) {
+        for (oid, ov) in self.fwd.ports.iter_mut().filter(|(_, o)| o.configured) {
             for mac in ov.table.to_ask(stale) {
                 self.lookups.forget_unicast(*oid, mac);
                 if !self
@@ -138,28 +138,6 @@ impl Daemon {
                 }
             }
         }
-    }
-
-    /// Asks varpd where the sources in `rx_asks` live (the receive path's
-    /// unknown sources on overlays with `target/check_source`).
-    pub(crate) fn ask_rx_sources(&mut self, now: Instant) {
-        let asks = std::mem::take(&mut self.rx_asks);
-        if let Some(link) = self.link.as_mut() {
-            for &(oid, mac) in &asks {
-                let Some(ov) = self.overlays.get_mut(&oid).filter(|o| o.configured) else {
-                    continue;
-                };
-                if !self
-                    .lookups
-                    .ask_unicast(&mut link.conn, ov, Mac::default(), mac, now)
-                {
-                    break;
-                }
-            }
-        }
-        // Keep the buffer: the receive path allocates nothing per frame.
-        self.rx_asks = asks;
-        self.rx_asks.clear();
     }
 
     pub(crate) fn link_event(&mut self) {
@@ -191,7 +169,7 @@ impl Daemon {
         let now = Instant::now();
         match m {
             VarpdMsg::InstanceReady { oid, mode, point } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
+                let Some(ov) = self.fwd.ports.get_mut(&oid) else {
                     return;
                 };
                 if mode == DestMode::Point && point.is_none() {
@@ -219,7 +197,7 @@ impl Daemon {
                 error,
                 serving,
             } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
+                let Some(ov) = self.fwd.ports.get_mut(&oid) else {
                     return;
                 };
                 log::warn!("{}: search plugin {}: {error}", ov.cfg.name, ov.cfg.search);
@@ -239,12 +217,12 @@ impl Daemon {
                 let _ = self.inject(oid, &frame);
             }
             VarpdMsg::ForgetLocalMac { oid, mac } => {
-                if let Some(ov) = self.overlays.get_mut(&oid) {
+                if let Some(ov) = self.fwd.ports.get_mut(&oid) {
                     ov.local.forget(mac);
                 }
             }
             VarpdMsg::Invalidate { oid, mac } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
+                let Some(ov) = self.fwd.ports.get_mut(&oid) else {
                     return;
                 };
                 match mac {
@@ -270,10 +248,10 @@ impl Daemon {
         if ctx.oid != oid {
             return;
         }
-        let Some(ov) = self.overlays.get_mut(&oid) else {
+        let Some(ov) = self.fwd.ports.get_mut(&oid) else {
             return;
         };
-        let Some(mux) = self.muxes.get(&ov.mux) else {
+        let Some(mux) = self.fwd.muxes.get(&ov.mux) else {
             return;
         };
         let ns = now.saturating_duration_since(ctx.asked).as_nanos() as u64;
@@ -284,7 +262,7 @@ impl Daemon {
             match result {
                 LookupResult::Handled => {}
                 LookupResult::Target { dest } => {
-                    encap(&mut self.txq, ov, mux, &frame, None, ctx.mac, dest)
+                    encap(&mut self.fwd.txq, ov, mux, &frame, None, ctx.mac, dest)
                 }
                 LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => {
                     ov.drop(DropReason::NotAnswered, frame.len())
@@ -309,7 +287,7 @@ impl Daemon {
                 Answer::Dest(d) => probe::target_set(&ov.cfg.name, ctx.mac, &d, "varpd"),
                 Answer::Drop => probe::target_set(&ov.cfg.name, ctx.mac, &"drop", "varpd"),
             }
-            release(&mut self.txq, ov, mux, r);
+            release(&mut self.fwd.txq, ov, mux, r);
         }
     }
 
@@ -323,7 +301,8 @@ impl Daemon {
             None => self.reply_ok(p.conn, None),
             Some(e) => {
                 let name = self
-                    .overlays
+                    .fwd
+                    .ports
                     .get(&oid)
                     .map(|o| o.cfg.name.clone())
                     .unwrap_or_default();

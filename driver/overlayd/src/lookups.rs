@@ -14,11 +14,17 @@
 //! 43,000 pending), so the event loop keeps answering requests meanwhile.
 
 use crate::conn::Conn;
+use crate::datapath::Owner;
+use crate::mux::Mux;
 use crate::overlay::Overlay;
+use crate::port::Port;
 use overlay_api::proto::DriverMsg;
 use overlay_api::{DropReason, Mac};
+use overlay_core::decide::{TxVerdict, Varpd};
 use overlay_probes::overlay as probe;
+use overlay_wire::offload::VNET_HDR_LEN;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// An outstanding lookup.
@@ -166,6 +172,128 @@ impl Lookups {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+}
+
+/// The event loop's [`Owner`]: it owns the target tables and the varpd
+/// link, so it performs every verdict — a miss is queued behind its lookup
+/// and asked, a broadcast sent to varpd, an unknown source asked about —
+/// and learns every guest MAC (varpd hears of new ones).
+pub(crate) struct EventLoop<'a> {
+    /// The varpd link's connection, when varpd is linked.
+    pub link: Option<&'a mut Conn>,
+    /// The outstanding lookups.
+    pub lookups: &'a mut Lookups,
+}
+
+impl Owner<Overlay> for EventLoop<'_> {
+    fn varpd(&self, ov: &Overlay) -> Varpd {
+        match (&self.link, ov.configured) {
+            (Some(_), true) => Varpd::Ready {
+                broadcasts_waiting: ov.bcast_inflight,
+            },
+            _ => Varpd::Unavailable,
+        }
+    }
+
+    fn performs(&self, _: &TxVerdict) -> bool {
+        true
+    }
+
+    fn hand_over(&mut self, _: &mut Overlay, _: &[u8]) {
+        unreachable!("the event loop performs every verdict")
+    }
+
+    fn learn(&mut self, ov: &mut Overlay, mac: Mac, now: Instant) {
+        learn(ov, self.link.as_deref_mut(), mac, now);
+    }
+
+    fn miss(
+        &mut self,
+        ov: &mut Overlay,
+        v: TxVerdict,
+        h: &[u8; VNET_HDR_LEN],
+        frame: &[u8],
+        src: Mac,
+        dst: Mac,
+        now: Instant,
+    ) -> TxVerdict {
+        let drop = |ov: &mut Overlay, reason: DropReason| {
+            ov.drop(reason, frame.len());
+            TxVerdict::Drop(reason)
+        };
+        match v {
+            TxVerdict::AskBroadcast => {
+                let Some(link) = self.link.as_deref_mut() else {
+                    return drop(ov, DropReason::VarpdUnavailable);
+                };
+                match self.lookups.ask_broadcast(link, ov, src, dst, frame, now) {
+                    Ok(()) => v,
+                    Err(reason) => drop(ov, reason),
+                }
+            }
+            TxVerdict::Queue { .. } => {
+                let ask = match ov.table.queue(dst, h, frame) {
+                    Ok(ask) => ask,
+                    Err(DropReason::QueueOverflow) => {
+                        probe::target_queue_overflow(&ov.cfg.name, dst, ov.table.queued_bytes(dst));
+                        return drop(ov, DropReason::QueueOverflow);
+                    }
+                    Err(reason) => return drop(ov, reason),
+                };
+                ov.counters.misses += 1;
+                probe::target_miss(&ov.cfg.name, dst, ask);
+                // A link that does not take the lookup now leaves it to
+                // the retry (`LOOKUP_RETRY`): the entry is not marked asked.
+                if let (true, Some(link)) = (ask && ov.configured, self.link.as_deref_mut()) {
+                    self.lookups.ask_unicast(link, ov, src, dst, now);
+                }
+                TxVerdict::Queue { ask }
+            }
+            // Performed by the engine itself.
+            v @ (TxVerdict::Encap { .. } | TxVerdict::Drop(_)) => v,
+        }
+    }
+
+    fn take_rx(
+        &mut self,
+        _: u64,
+        _: &Mux,
+        _: &HashMap<u64, Overlay>,
+        _: (&[u8], SocketAddr, usize),
+    ) -> bool {
+        false
+    }
+
+    /// Asks varpd where the unknown sources live (overlays with
+    /// `target/check_source`), while the link takes them.
+    fn rx_done(&mut self, _: &mut Mux, ports: &mut HashMap<u64, Overlay>, asks: &[(u64, Mac)]) {
+        let Some(link) = self.link.as_deref_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        for &(oid, mac) in asks {
+            let Some(ov) = ports.get_mut(&oid).filter(|o| o.configured) else {
+                continue;
+            };
+            if !self.lookups.ask_unicast(link, ov, Mac::default(), mac, now) {
+                break;
+            }
+        }
+    }
+}
+
+/// Guest MAC `mac` sent a frame on `ov` at `now`: varpd hears of new ones
+/// (the etcd plugin publishes them).
+pub(crate) fn learn(ov: &mut Overlay, link: Option<&mut Conn>, mac: Mac, now: Instant) {
+    if ov.local.touch(mac, now) && ov.configured {
+        if let Some(link) = link {
+            link.send(&DriverMsg::LocalMac {
+                oid: ov.oid,
+                mac,
+                present: true,
+            });
+        }
     }
 }
 

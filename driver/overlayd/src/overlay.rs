@@ -6,7 +6,7 @@ use crate::port::Port;
 use crate::tap::Tap;
 use crate::vnic::{self, Vnic, VnicCounters};
 use overlay_api::{DestMode, Mac, OverlayState};
-use overlay_core::decide::{self, RxFacts, RxPort, RxVerdict};
+use overlay_core::decide::{self, Entry, RxFacts, RxPort, RxVerdict};
 use overlay_core::stats::{Histogram, Peers};
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
@@ -91,6 +91,28 @@ impl overlay_core::target::ResizeObserver for ResizeProbe {
 impl Port for Overlay {
     fn oid(&self) -> u64 {
         self.oid
+    }
+
+    fn mux_id(&self) -> u64 {
+        self.mux
+    }
+
+    fn mode(&self) -> Option<DestMode> {
+        self.mode
+    }
+
+    fn point(&self) -> Option<SocketAddr> {
+        self.point
+    }
+
+    #[inline]
+    fn entry(&self, dst: Mac, now: Instant) -> Entry {
+        self.table.entry(dst, now)
+    }
+
+    #[inline]
+    fn hit(&self, dst: Mac, len: usize, now: Instant) {
+        self.table.hit(dst, len, now)
     }
 
     fn cfg(&self) -> &OverlayConfig {

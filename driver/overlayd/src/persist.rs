@@ -306,7 +306,8 @@ impl Daemon {
     /// The persistent overlays, as the state file holds them, by name.
     fn saved(&self) -> Vec<SavedOverlay> {
         let mut v: Vec<SavedOverlay> = self
-            .overlays
+            .fwd
+            .ports
             .values()
             .filter(|o| !o.cfg.temporary)
             .map(|o| SavedOverlay {
@@ -428,7 +429,7 @@ impl Daemon {
     /// in its namespace), else creates it again; false if that failed (its
     /// namespace is gone, say), and then it is forgotten.
     fn restore_vnic(&mut self, oid: u64, v: &SavedVnic) -> bool {
-        let ov = self.overlays.get_mut(&oid).expect("just made");
+        let ov = self.fwd.ports.get_mut(&oid).expect("just made");
         let (over, mtu, ns) = (ov.cfg.name.clone(), ov.cfg.mtu, v.netns.as_deref());
         match vnic::exists(&v.name, v.mac, ns) {
             Ok(true) => log::info!(

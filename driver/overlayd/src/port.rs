@@ -8,13 +8,15 @@
 
 use crate::tap::Tap;
 use crate::vnic::VnicCounters;
+use overlay_api::DestMode;
 use overlay_api::{DropReason, Mac};
-use overlay_core::decide::{RxFacts, RxVerdict};
+use overlay_core::decide::{Entry, RxFacts, RxVerdict};
 use overlay_core::stats::Peers;
 use overlay_core::{Counters, OverlayConfig};
 use overlay_probes::overlay as probe;
 use overlay_wire::offload::VNET_HDR_LEN;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// One overlay as one forwarding thread sees it.
 pub(crate) trait Port {
@@ -24,6 +26,17 @@ pub(crate) trait Port {
     fn cfg(&self) -> &OverlayConfig;
     /// The TAP queue this thread writes to.
     fn tap(&self) -> &Tap;
+    /// The id of the mux it sends through.
+    fn mux_id(&self) -> u64;
+    /// Its destination mode, once varpd configured it.
+    fn mode(&self) -> Option<DestMode>;
+    /// Its point-mode destination.
+    fn point(&self) -> Option<SocketAddr>;
+    /// What this thread's view of the target table holds for `dst` at
+    /// `now` (a worker sees valid entries only: anything else is absent).
+    fn entry(&self, dst: Mac, now: Instant) -> Entry;
+    /// Counts a frame of `len` bytes sent to `dst` against its entry.
+    fn hit(&self, dst: Mac, len: usize, now: Instant);
     /// This thread's counters of the overlay.
     fn counters(&mut self) -> &mut Counters;
     /// This thread's counters per underlay peer.
