@@ -10,7 +10,8 @@
 //! names, MACs and namespaces here and leave the netlink work to
 //! [`crate::vnic`].
 
-use crate::daemon::{token, Daemon, Parked, CREATE_WAIT, KIND_MUX, KIND_TAP};
+use crate::daemon::{monotonic_ns, Daemon, Parked, CREATE_WAIT};
+use crate::datapath::{token, KIND_MUX, KIND_TAP};
 use crate::link::release;
 use crate::mux::Mux;
 use crate::overlay::{Overlay, ResizeProbe};
@@ -919,15 +920,4 @@ impl HasLink for StatusRow {
     fn link(&self) -> &str {
         &self.link
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -12,7 +12,7 @@
 //! Tokens carry their kind in the low two bits and an id above them.
 
 use crate::conn::Conn;
-use crate::datapath::Forwarder;
+use crate::datapath::{token, Forwarder, KIND_CONN, KIND_LISTENER, KIND_MUX, KIND_TAP};
 use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
 use crate::worker::{Handover, Workers};
@@ -31,20 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) const KIND_LISTENER: usize = 0;
-pub(crate) const KIND_TAP: usize = 1;
-pub(crate) const KIND_MUX: usize = 2;
-pub(crate) const KIND_CONN: usize = 3;
-
 /// The token of the waker the workers wake the event loop with.
 const WAKE: Token = Token((1 << 2) | KIND_LISTENER);
 /// Hand-overs taken per wake-up before other events get a turn.
 const HANDOVER_BATCH: usize = 256;
-
-/// Builds a token from a kind and an id.
-pub(crate) fn token(kind: usize, id: u64) -> Token {
-    Token(((id as usize) << 2) | kind)
-}
 
 /// How long a create-overlay waits for varpd to configure the instance.
 pub(crate) const CREATE_WAIT: Duration = Duration::from_secs(5);
@@ -158,7 +148,7 @@ impl Daemon {
             lookups: Lookups::default(),
             parked: Vec::new(),
             next_id: 1,
-            started_mono_ns: crate::control::monotonic_ns(),
+            started_mono_ns: monotonic_ns(),
             shutdown,
             state_dir: state_dir.to_path_buf(),
             unrestored: Default::default(),
@@ -493,4 +483,15 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.sock_path);
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -20,7 +20,6 @@
 //! they cross the underlay: one per segment, not per super-frame.
 
 use crate::mux::Mux;
-use crate::overlay::Overlay;
 use crate::port::Port;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
@@ -46,6 +45,22 @@ const SUPER_MIN: usize = MTU_MIN as usize + L2_OVERHEAD + 8;
 /// Size of the TAP read buffer: a virtio-net header and the largest TCP
 /// super-frame (64 KiB of IP behind a tagged Ethernet header).
 pub(crate) const TAPBUF: usize = overlay_wire::offload::VNET_HDR_LEN + 65_536 + 18;
+/// Poll tokens of a forwarding thread carry their kind in the low two bits
+/// and an id (overlay, mux, connection) above them: the control socket's
+/// listener (and the workers' waker), a TAP queue, a mux socket, a client.
+pub(crate) const KIND_LISTENER: usize = 0;
+/// A TAP queue's token kind.
+pub(crate) const KIND_TAP: usize = 1;
+/// A mux socket's token kind.
+pub(crate) const KIND_MUX: usize = 2;
+/// A control connection's token kind.
+pub(crate) const KIND_CONN: usize = 3;
+
+/// Builds a token from a kind and an id.
+pub(crate) fn token(kind: usize, id: u64) -> mio::Token {
+    mio::Token(((id as usize) << 2) | kind)
+}
+
 /// The virtio-net header of a frame with nothing left to do.
 const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -99,9 +114,9 @@ pub(crate) fn encap<P: Port>(
 
 /// Queues a frame released from a pending queue, where it was kept behind
 /// its virtio-net header.
-pub(crate) fn send_queued(
+pub(crate) fn send_queued<P: Port>(
     txq: &mut TxQueue,
-    ov: &mut Overlay,
+    ov: &mut P,
     mux: &Mux,
     stored: &[u8],
     dest: SocketAddr,

@@ -48,6 +48,7 @@ mod mux;
 mod overlay;
 mod persist;
 mod port;
+mod restore;
 mod rxq;
 mod tap;
 mod txq;

@@ -44,7 +44,7 @@
 //! event loop has removed an overlay, no worker holds its TAP queue any
 //! more.
 
-use crate::daemon::{token, KIND_MUX, KIND_TAP};
+use crate::datapath::{token, KIND_MUX, KIND_TAP};
 use crate::datapath::{Forwarder, Owner};
 use crate::mux::Mux;
 use crate::port::Port;
