@@ -2,7 +2,7 @@
 //! is the file and its checks). At start every overlay of the state file is
 //! set up again, re-attaching to the TAP devices and VNICs that survived;
 //! one that cannot be yet stays in the file and is tried again every
-//! [`RETRY`](crate::persist::RETRY); every change to a persistent overlay or
+//! [`RETRY`]; every change to a persistent overlay or
 //! VNIC writes the file again.
 
 use crate::daemon::Daemon;
