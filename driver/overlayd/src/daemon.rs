@@ -334,21 +334,6 @@ impl Daemon {
         );
     }
 
-    /// Tells the workers overlay `oid`'s destination and VNICs.
-    pub(crate) fn sync_workers(&self, oid: u64) {
-        let (Some(w), Some(ov)) = (&self.workers, self.fwd.ports.get(&oid)) else {
-            return;
-        };
-        w.each(|_| {
-            Some(crate::worker::Command::Update {
-                oid,
-                mode: ov.mode,
-                point: ov.point,
-                vnics: ov.vnics.iter().map(|v| v.mac).collect(),
-            })
-        });
-    }
-
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {

@@ -74,7 +74,8 @@
 //! (line-framed control connections), [`daemon`] (the event loop and its
 //! state), [`datapath`] (the forwarding engine), [`port`] (an overlay as
 //! one thread sees it), [`lookups`] (the lookups asked of varpd, and the
-//! event loop's owner of the engine), [`control`] (requests), [`link`] (the
+//! event loop's owner of the engine), [`registry`] (the life of overlays,
+//! muxes and VNICs), [`control`] (requests), [`link`] (the
 //! varpd link), [`frames`] (inject and resend, for varpd and the
 //! operator), [`vnic`] (VNICs: macvlans over a TAP device, one per guest,
 //! and their counters), [`persist`] (the state file) and [`restore`]
@@ -103,6 +104,7 @@ mod mux;
 mod overlay;
 mod persist;
 mod port;
+mod registry;
 mod restore;
 mod rxq;
 mod tap;

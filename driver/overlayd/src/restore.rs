@@ -8,16 +8,9 @@
 use crate::daemon::Daemon;
 use crate::persist::{load, save, set_aside, SavedOverlay, SavedVnic, RETRY, STATE_FILE};
 use crate::vnic::{self, Vnic, VnicCounters};
-use overlay_api::proto::Reply;
 use overlay_api::{OverlayState, PropRow, StatusRow};
 use overlay_core::OverlayConfig;
 use std::time::Instant;
-fn reply_text(r: Reply) -> String {
-    match r {
-        Reply::Error { error } => error.message,
-        other => format!("{other:?}"),
-    }
-}
 
 fn where_(netns: Option<&str>) -> String {
     netns
@@ -140,7 +133,7 @@ impl Daemon {
     /// Sets up one saved overlay and its VNICs; `Ok(true)` if a VNIC could
     /// not be recreated and was forgotten.
     fn restore_one(&mut self, o: &SavedOverlay) -> Result<bool, String> {
-        let oid = self.make_overlay(&o.spec(), None).map_err(reply_text)?;
+        let oid = self.make_overlay(&o.spec(), None).map_err(|e| e.message)?;
         let mut forgot = false;
         for v in &o.vnics {
             forgot |= !self.restore_vnic(oid, v);
