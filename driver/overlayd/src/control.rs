@@ -35,12 +35,6 @@ fn ok() -> Reply {
 }
 
 impl Daemon {
-    pub(crate) fn reply(&mut self, conn: u64, r: &Reply) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.send(r);
-        }
-    }
-
     pub(crate) fn reply_ok(&mut self, conn: u64, warning: Option<String>) {
         self.reply(conn, &Reply::Ok { warning });
     }

@@ -15,6 +15,7 @@ use crate::conn::Conn;
 use crate::datapath::{token, Forwarder, KIND_CONN, KIND_LISTENER, KIND_MUX, KIND_TAP};
 use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
+use crate::restore::Saver;
 use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
@@ -23,7 +24,7 @@ use overlay_api::access::Access;
 use overlay_api::proto::{DriverMsg, Reply};
 use overlay_api::{Mac, PluginInfo};
 use overlay_core::decide::TxVerdict;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub(crate) const CREATE_WAIT: Duration = Duration::from_secs(5);
 pub(crate) const LOOKUP_RETRY: Duration = Duration::from_secs(3);
 /// Housekeeping period.
 const TICK: Duration = Duration::from_millis(200);
+/// Longest a reply waits for a worker or the state file's thread.
+const HOLD_MAX: Duration = Duration::from_secs(5);
 
 /// The varpd link.
 #[derive(Debug)]
@@ -88,6 +91,24 @@ pub struct Daemon {
     pub(crate) unrestored: crate::persist::Unrestored,
     /// The other forwarding threads, if there are any.
     pub(crate) workers: Option<Workers>,
+    /// The thread that writes the state file.
+    pub(crate) saver: Saver,
+    /// Replies that wait until the workers applied, and the state file
+    /// holds, every change made before them (in order; while any waits,
+    /// no request is taken).
+    held: VecDeque<Held>,
+}
+
+/// A reply waiting for the changes before it to be applied and written.
+#[derive(Debug)]
+struct Held {
+    conn: u64,
+    reply: Reply,
+    /// The state file snapshot it waits for.
+    save: u64,
+    /// The last command given to each worker.
+    commands: Vec<u64>,
+    since: Instant,
 }
 
 impl Daemon {
@@ -121,13 +142,16 @@ impl Daemon {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
         }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let workers = match threads {
             0 | 1 => None,
             n => Some(
-                Workers::start(n - 1, Waker::new(poll.registry(), WAKE)?)
+                Workers::start(n - 1, Arc::clone(&waker))
                     .context("cannot start the forwarding threads")?,
             ),
         };
+        let saver = Saver::start(state_dir.to_path_buf(), waker)
+            .context("cannot start the state file's thread")?;
         log::info!(
             "overlayd listening on {} ({}); {} forwarding thread(s)",
             sock_path.display(),
@@ -153,6 +177,8 @@ impl Daemon {
             state_dir: state_dir.to_path_buf(),
             unrestored: Default::default(),
             workers,
+            saver,
+            held: VecDeque::new(),
         })
     }
 
@@ -176,7 +202,10 @@ impl Daemon {
                 let t = ev.token().0;
                 let id = (t >> 2) as u64;
                 match t & 3 {
-                    KIND_LISTENER if ev.token() == WAKE => self.take_handovers(),
+                    KIND_LISTENER if ev.token() == WAKE => {
+                        self.take_handovers();
+                        self.release_held(false);
+                    }
                     KIND_LISTENER => self.accept(),
                     KIND_TAP => self.tap_readable(id),
                     KIND_MUX => self.mux_readable(id),
@@ -194,6 +223,10 @@ impl Daemon {
                 self.tick(last_tick);
             }
         }
+        // What was changed is written, and every reply goes, before the
+        // parked creates are answered (they were saved when they parked).
+        self.saver.finish();
+        self.release_held(true);
         self.answer_parked_at_shutdown();
         let kept = self.fwd.ports.values().filter(|o| !o.cfg.temporary).count();
         log::info!(
@@ -386,11 +419,76 @@ impl Daemon {
         self.serve(id);
     }
 
-    /// Handles the queued lines of client `id`, unless it waits for varpd.
+    /// Sends `r` to client `conn` — once the workers have applied, and the
+    /// state file holds, every change made so far (at once when nothing
+    /// is outstanding, which is the rule): a client told "deleted" finds
+    /// the device gone, one told "created" finds it in the state file.
+    pub(crate) fn reply(&mut self, conn: u64, r: &Reply) {
+        let held = Held {
+            conn,
+            reply: r.clone(),
+            save: self.saver.issued(),
+            commands: self.workers.as_ref().map(|w| w.sent()).unwrap_or_default(),
+            since: Instant::now(),
+        };
+        if self.held.is_empty() && self.passed(&held) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.send(r);
+            }
+            return;
+        }
+        self.held.push_back(held);
+    }
+
+    fn passed(&self, h: &Held) -> bool {
+        self.saver.written(h.save)
+            && self
+                .workers
+                .as_ref()
+                .is_none_or(|w| w.caught_up(&h.commands))
+    }
+
+    /// Sends the held replies whose changes are done, in order (all of
+    /// them with `force`, at shutdown; one held past [`HOLD_MAX`] goes
+    /// with an error in the log), then takes the requests that waited.
+    pub(crate) fn release_held(&mut self, force: bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        while let Some(h) = self.held.front() {
+            let late = h.since.elapsed() > HOLD_MAX;
+            if !(force || late || self.passed(h)) {
+                return;
+            }
+            if late {
+                log::error!(
+                    "a forwarding thread or the state file's thread did not finish a change within {} s; answering anyway",
+                    HOLD_MAX.as_secs()
+                );
+            }
+            let h = self.held.pop_front().expect("looked at");
+            if let Some(c) = self.conns.get_mut(&h.conn) {
+                c.send(&h.reply);
+            }
+        }
+        let waiting: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.lines.is_empty() || c.eof)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.serve(id);
+        }
+    }
+
+    /// Handles the queued lines of client `id`, unless it waits for varpd
+    /// or a reply is held.
     pub(crate) fn serve(&mut self, id: u64) {
         loop {
             if self.parked.iter().any(|p| p.conn == id)
                 || self.link.as_ref().is_some_and(|l| l.id == id)
+                || !self.held.is_empty()
             {
                 return;
             }
@@ -449,6 +547,7 @@ impl Daemon {
         }
         self.retry_restore(now);
         self.report_all();
+        self.release_held(false);
     }
 
     /// Fires degrade/restore probes for every overlay whose health changed.

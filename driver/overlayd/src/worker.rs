@@ -40,9 +40,12 @@
 //! every snapshot includes them.
 //!
 //! Commands (an overlay or mux added or removed, a destination or the
-//! VNICs changed) are applied between batches and acknowledged: when the
-//! event loop has removed an overlay, no worker holds its TAP queue any
-//! more.
+//! VNICs changed) are numbered and applied between batches; the event loop
+//! does not wait for them. Each worker publishes the number of the last
+//! one it applied and wakes the event loop, which holds the reply to the
+//! request that caused them until every worker has (`Daemon::reply`):
+//! when `delete-overlay` is answered, no worker holds the overlay's TAP
+//! queue any more.
 
 use crate::datapath::{token, KIND_MUX, KIND_TAP};
 use crate::datapath::{Forwarder, Owner};
@@ -63,7 +66,8 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -78,8 +82,6 @@ const LOCAL_REFRESH: Duration = Duration::from_secs(10);
 /// Source MACs a worker remembers per overlay (beyond, each of their frames
 /// tells the event loop).
 const LOCAL_MAX: usize = crate::local::MAX_LOCAL_MACS;
-/// How long the event loop waits for a worker to apply a command.
-const COMMAND_WAIT: Duration = Duration::from_secs(5);
 
 const TOKEN_WAKE: Token = Token(0);
 
@@ -285,10 +287,10 @@ pub(crate) struct Workers {
 
 struct Handle {
     commands: Sender<(u64, Command)>,
-    /// Acknowledgements, by command sequence number.
-    acks: Receiver<u64>,
+    /// The sequence number of the last command the worker has applied.
+    applied: Arc<AtomicU64>,
     /// The sequence number of the last command sent.
-    seq: std::sync::atomic::AtomicU64,
+    sent: AtomicU64,
     waker: Arc<Waker>,
     shard: Arc<Mutex<Shard>>,
     thread: Option<JoinHandle<()>>,
@@ -296,15 +298,15 @@ struct Handle {
 
 impl Workers {
     /// Starts `n` workers; `waker` wakes the event loop.
-    pub fn start(n: usize, waker: Waker) -> io::Result<Workers> {
+    pub fn start(n: usize, waker: Arc<Waker>) -> io::Result<Workers> {
         let (handover_tx, handover) = mpsc::sync_channel(HANDOVER_LIMIT);
-        let waker = Arc::new(waker);
         let workers = (1..=n)
             .map(|k| {
                 let poll = Poll::new()?;
                 let own = Arc::new(Waker::new(poll.registry(), TOKEN_WAKE)?);
                 let (commands, rx) = mpsc::channel();
-                let (ack_tx, acks) = mpsc::channel();
+                let applied = Arc::new(AtomicU64::new(0));
+                let applied_w = Arc::clone(&applied);
                 let shard = Arc::new(Mutex::new(Shard::default()));
                 let (shard_w, handover, wake_loop) =
                     (Arc::clone(&shard), handover_tx.clone(), Arc::clone(&waker));
@@ -314,7 +316,7 @@ impl Workers {
                         WorkerState {
                             poll,
                             commands: rx,
-                            acks: ack_tx,
+                            applied: applied_w,
                             shard: shard_w,
                             wake_loop,
                             fwd: Forwarder::new(),
@@ -329,8 +331,8 @@ impl Workers {
                     })?;
                 Ok(Handle {
                     commands,
-                    acks,
-                    seq: Default::default(),
+                    applied,
+                    sent: AtomicU64::new(0),
                     waker: own,
                     shard,
                     thread: Some(thread),
@@ -349,48 +351,45 @@ impl Workers {
         self.workers.len()
     }
 
-    /// Gives worker `k` (0-based) `cmd` and waits until it has applied it.
-    /// Each command has a sequence number that its acknowledgement
-    /// carries: a late acknowledgement (of a command given up on after
-    /// [`COMMAND_WAIT`]) is never taken for this one's.
+    /// Gives worker `k` (0-based) `cmd`, numbered: the event loop does not
+    /// wait for it ([`Workers::caught_up`] says when it is applied).
     fn command(&self, k: usize, cmd: Command) {
         let w = &self.workers[k];
-        let seq = w.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let seq = w.sent.fetch_add(1, Ordering::Relaxed) + 1;
         if w.commands.send((seq, cmd)).is_err() {
             log::error!("worker-{} is gone", k + 1);
             return;
         }
         let _ = w.waker.wake();
-        let deadline = Instant::now() + COMMAND_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match w.acks.recv_timeout(left) {
-                Ok(n) if n == seq => return,
-                Ok(n) => log::warn!(
-                    "worker-{} acknowledged command {n} late (waiting for {seq})",
-                    k + 1
-                ),
-                Err(RecvTimeoutError::Timeout) => {
-                    return log::error!(
-                        "worker-{} did not apply command {seq} within {} s",
-                        k + 1,
-                        COMMAND_WAIT.as_secs()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return log::error!("worker-{} is gone", k + 1)
-                }
-            }
-        }
     }
 
-    /// Gives every worker the command `make` builds for it.
+    /// Gives every worker the command `make` builds for it, without
+    /// waiting: a reply that must not go before the workers applied it is
+    /// held until [`Workers::caught_up`] with [`Workers::sent`].
     pub fn each(&self, mut make: impl FnMut(usize) -> Option<Command>) {
         for k in 0..self.workers.len() {
             if let Some(cmd) = make(k) {
                 self.command(k, cmd);
             }
         }
+    }
+
+    /// The sequence number of the last command given to each worker.
+    pub fn sent(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.sent.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Whether every worker has applied every command up to `sent` (as
+    /// [`Workers::sent`] gave it). A worker that is gone counts as caught
+    /// up: nothing of it holds a descriptor any more.
+    pub fn caught_up(&self, sent: &[u64]) -> bool {
+        self.workers.iter().zip(sent).all(|(w, &s)| {
+            w.applied.load(Ordering::Acquire) >= s
+                || w.thread.as_ref().is_none_or(|t| t.is_finished())
+        })
     }
 
     /// Moves every worker's counts into `add` (by overlay) and `add_mux`.
@@ -434,7 +433,8 @@ impl Drop for Workers {
 struct WorkerState {
     poll: Poll,
     commands: Receiver<(u64, Command)>,
-    acks: Sender<u64>,
+    /// The sequence number of the last command applied, for the event loop.
+    applied: Arc<AtomicU64>,
     shard: Arc<Mutex<Shard>>,
     wake_loop: Arc<Waker>,
     /// Its forwarding engine.
@@ -600,7 +600,9 @@ impl WorkerState {
             match self.commands.try_recv() {
                 Ok((seq, cmd)) => {
                     self.apply(cmd);
-                    let _ = self.acks.send(seq);
+                    self.applied.store(seq, Ordering::Release);
+                    // The event loop may hold a reply until this one.
+                    let _ = self.wake_loop.wake();
                 }
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
