@@ -96,12 +96,13 @@ impl Daemon {
                 limit,
             } => self.targets_page(name.as_deref(), cursor, limit),
             Request::Stats { name, max_peers } => self.stats(name.as_deref(), max_peers),
-            Request::CreateVnic { spec } => match self.create_vnic(&spec) {
-                Ok(row) => Reply::Vnics { rows: vec![row] },
+            // Answered once the chore thread has made (or removed) the link.
+            Request::CreateVnic { spec } => match self.create_vnic(conn, &spec) {
+                Ok(()) => return,
                 Err(error) => Reply::Error { error },
             },
-            Request::DeleteVnic { name } => match self.delete_vnic(&name) {
-                Ok(()) => ok(),
+            Request::DeleteVnic { name } => match self.delete_vnic(conn, &name) {
+                Ok(()) => return,
                 Err(error) => Reply::Error { error },
             },
             Request::ShowVnics { name } => self.show_vnics(name.as_deref()),

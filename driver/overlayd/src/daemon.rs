@@ -11,10 +11,12 @@
 //!
 //! Tokens carry their kind in the low two bits and an id above them.
 
+use crate::chores::Chores;
 use crate::conn::Conn;
 use crate::datapath::{token, Forwarder, KIND_CONN, KIND_LISTENER, KIND_MUX, KIND_TAP};
 use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
+use crate::registry::VnicOp;
 use crate::restore::Saver;
 use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
@@ -93,6 +95,10 @@ pub struct Daemon {
     pub(crate) workers: Option<Workers>,
     /// The thread that writes the state file.
     pub(crate) saver: Saver,
+    /// The thread that does the netlink work of VNICs.
+    pub(crate) chores: Chores,
+    /// VNIC requests waiting for their chores, by chore number.
+    pub(crate) vnic_ops: HashMap<u64, VnicOp>,
     /// Replies that wait until the workers applied, and the state file
     /// holds, every change made before them (in order; while any waits,
     /// no request is taken).
@@ -106,6 +112,8 @@ struct Held {
     reply: Reply,
     /// The state file snapshot it waits for.
     save: u64,
+    /// The last chore it waits for.
+    chores: u64,
     /// The last command given to each worker.
     commands: Vec<u64>,
     since: Instant,
@@ -150,8 +158,9 @@ impl Daemon {
                     .context("cannot start the forwarding threads")?,
             ),
         };
-        let saver = Saver::start(state_dir.to_path_buf(), waker)
+        let saver = Saver::start(state_dir.to_path_buf(), Arc::clone(&waker))
             .context("cannot start the state file's thread")?;
+        let chores = Chores::start(waker).context("cannot start the chore thread")?;
         log::info!(
             "overlayd listening on {} ({}); {} forwarding thread(s)",
             sock_path.display(),
@@ -178,6 +187,8 @@ impl Daemon {
             unrestored: Default::default(),
             workers,
             saver,
+            chores,
+            vnic_ops: HashMap::new(),
             held: VecDeque::new(),
         })
     }
@@ -204,6 +215,7 @@ impl Daemon {
                 match t & 3 {
                     KIND_LISTENER if ev.token() == WAKE => {
                         self.take_handovers();
+                        self.vnic_done();
                         self.release_held(false);
                     }
                     KIND_LISTENER => self.accept(),
@@ -225,6 +237,8 @@ impl Daemon {
         }
         // What was changed is written, and every reply goes, before the
         // parked creates are answered (they were saved when they parked).
+        self.chores.finish();
+        self.vnic_done();
         self.saver.finish();
         self.release_held(true);
         self.answer_parked_at_shutdown();
@@ -428,6 +442,7 @@ impl Daemon {
             conn,
             reply: r.clone(),
             save: self.saver.issued(),
+            chores: self.chores.issued(),
             commands: self.workers.as_ref().map(|w| w.sent()).unwrap_or_default(),
             since: Instant::now(),
         };
@@ -440,8 +455,16 @@ impl Daemon {
         self.held.push_back(held);
     }
 
+    /// Whether a reply is held or a VNIC request waits for its chore: no
+    /// request is taken meanwhile, so that each sees the one before it
+    /// done.
+    fn busy(&self) -> bool {
+        !self.held.is_empty() || self.vnic_ops.values().any(|o| o.conn().is_some())
+    }
+
     fn passed(&self, h: &Held) -> bool {
         self.saver.written(h.save)
+            && self.chores.done(h.chores)
             && self
                 .workers
                 .as_ref()
@@ -452,9 +475,6 @@ impl Daemon {
     /// them with `force`, at shutdown; one held past [`HOLD_MAX`] goes
     /// with an error in the log), then takes the requests that waited.
     pub(crate) fn release_held(&mut self, force: bool) {
-        if self.held.is_empty() {
-            return;
-        }
         while let Some(h) = self.held.front() {
             let late = h.since.elapsed() > HOLD_MAX;
             if !(force || late || self.passed(h)) {
@@ -470,6 +490,9 @@ impl Daemon {
             if let Some(c) = self.conns.get_mut(&h.conn) {
                 c.send(&h.reply);
             }
+        }
+        if self.busy() {
+            return;
         }
         let waiting: Vec<u64> = self
             .conns
@@ -488,7 +511,7 @@ impl Daemon {
         loop {
             if self.parked.iter().any(|p| p.conn == id)
                 || self.link.as_ref().is_some_and(|l| l.id == id)
-                || !self.held.is_empty()
+                || self.busy()
             {
                 return;
             }
@@ -547,6 +570,7 @@ impl Daemon {
         }
         self.retry_restore(now);
         self.report_all();
+        self.vnic_done();
         self.release_held(false);
     }
 

@@ -32,6 +32,15 @@
 //!   collects. They read the target table lock-free and only its valid
 //!   entries.
 //!
+//! - Two threads do the control plane's blocking work, so that no
+//!   forwarding thread ever waits for the disk or the kernel: the state
+//!   file's writer ([`restore::Saver`]) and the chore thread ([`chores`]:
+//!   the netlink requests of VNICs). Worker commands are not waited for
+//!   either. A reply to a request waits instead — held, with no further
+//!   request taken — until every worker has applied, the state file holds
+//!   and the chores have done the changes made before it
+//!   (`Daemon::reply`).
+//!
 //! Both kinds of thread run the same **forwarding engine**
 //! ([`datapath::Forwarder`]) over their ports ([`port::Port`], the one
 //! trait the engine sees an overlay through). The only difference between
@@ -75,7 +84,8 @@
 //! state), [`datapath`] (the forwarding engine), [`port`] (an overlay as
 //! one thread sees it), [`lookups`] (the lookups asked of varpd, and the
 //! event loop's owner of the engine), [`registry`] (the life of overlays,
-//! muxes and VNICs), [`control`] (requests), [`link`] (the
+//! muxes and VNICs), [`chores`] (blocking control-plane work), [`control`]
+//! (requests), [`link`] (the
 //! varpd link), [`frames`] (inject and resend, for varpd and the
 //! operator), [`vnic`] (VNICs: macvlans over a TAP device, one per guest,
 //! and their counters), [`persist`] (the state file) and [`restore`]
@@ -92,6 +102,7 @@
 //! forwarding and pending lookups are asked again when it returns. Malformed
 //! datagrams and requests are counted or answered with an error, never fatal.
 
+mod chores;
 mod conn;
 mod control;
 mod daemon;

@@ -14,6 +14,7 @@ use crate::tap::Tap;
 use crate::vnic::{self, Vnic, VnicCounters};
 use mio::unix::SourceFd;
 use mio::Interest;
+use overlay_api::proto::Reply;
 use overlay_api::{ApiError, ErrorKind, MacAddrType, OverlaySpec, VnicRow, VnicSpec};
 use overlay_core::{Counters, OverlayConfig, TargetTable};
 use std::os::fd::AsRawFd;
@@ -256,10 +257,15 @@ impl Daemon {
         // The kernel would remove them with the TAP device anyway; deleting
         // them first says so in the log and leaves nothing to chance.
         for v in &ov.vnics {
-            match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
-                Ok(_) => log::info!("{}: VNIC {} deleted with it", ov.cfg.name, v.name),
-                Err(e) => log::warn!("{}: cannot delete VNIC {}: {e}", ov.cfg.name, v.name),
-            }
+            let (n, mac, ns) = (v.name.clone(), v.mac, v.netns.clone());
+            let seq = self
+                .chores
+                .run(Box::new(move || vnic::delete(&n, mac, ns.as_deref())));
+            let op = VnicOp::WithOverlay {
+                over: ov.cfg.name.clone(),
+                name: v.name.clone(),
+            };
+            self.vnic_ops.insert(seq, op);
         }
         self.by_name.remove(&ov.cfg.name);
         let _ = self
@@ -322,9 +328,10 @@ impl Daemon {
         })
     }
 
-    /// `create-vnic`: checks the request, makes the macvlan, and answers
-    /// with the new VNIC's row.
-    pub(crate) fn create_vnic(&mut self, spec: &VnicSpec) -> Result<VnicRow, ApiError> {
+    /// `create-vnic` from client `conn`: checks the request and has the
+    /// macvlan made by the chore thread; [`Daemon::vnic_done`] answers
+    /// with the new VNIC's row (or the error) once it is.
+    pub(crate) fn create_vnic(&mut self, conn: u64, spec: &VnicSpec) -> Result<(), ApiError> {
         let name = spec.name.as_str();
         if let Err(m) = vnic::check_name(name) {
             return err(ErrorKind::BadRequest, m);
@@ -415,12 +422,105 @@ impl Daemon {
             }
         }
         let (over, mtu) = (ov.cfg.name.clone(), ov.cfg.mtu);
-        if let Err(e) = vnic::create(name, &over, mac, mtu, spec.netns.as_deref()) {
-            let where_ = spec
-                .netns
-                .as_deref()
-                .map(|n| format!(" in network namespace {n}"))
-                .unwrap_or_default();
+        let v = Vnic {
+            name: name.to_string(),
+            mac,
+            addrtype,
+            netns: spec.netns.clone(),
+            counters: VnicCounters::default(),
+        };
+        let (n, lower, ns) = (v.name.clone(), over.clone(), v.netns.clone());
+        let seq = self.chores.run(Box::new(move || {
+            vnic::create(&n, &lower, mac, mtu, ns.as_deref()).map(|()| true)
+        }));
+        self.vnic_ops.insert(
+            seq,
+            VnicOp::Create {
+                conn,
+                oid,
+                vnic: v,
+                over,
+                mtu,
+            },
+        );
+        Ok(())
+    }
+
+    /// `delete-vnic` from client `conn`: has the macvlan removed (from its
+    /// guest namespace) by the chore thread; [`Daemon::vnic_done`] forgets
+    /// the VNIC and its counters, and answers, once it is.
+    pub(crate) fn delete_vnic(&mut self, conn: u64, name: &str) -> Result<(), ApiError> {
+        let Some((oid, i)) = self.find_vnic(name) else {
+            return err(ErrorKind::NotFound, format!("no such VNIC: {name}"));
+        };
+        let v = &self.fwd.ports[&oid].vnics[i];
+        let (n, mac, ns) = (v.name.clone(), v.mac, v.netns.clone());
+        let seq = self
+            .chores
+            .run(Box::new(move || vnic::delete(&n, mac, ns.as_deref())));
+        self.vnic_ops.insert(
+            seq,
+            VnicOp::Delete {
+                conn,
+                oid,
+                name: name.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Finishes the VNIC requests whose chores are done: answers each, and
+    /// records what changed (the overlay's VNICs, the workers, the state
+    /// file).
+    pub(crate) fn vnic_done(&mut self) {
+        for (seq, outcome) in self.chores.finished() {
+            let Some(op) = self.vnic_ops.remove(&seq) else {
+                continue;
+            };
+            match op {
+                VnicOp::Create {
+                    conn,
+                    oid,
+                    vnic: v,
+                    over,
+                    mtu,
+                } => {
+                    let reply = match self.vnic_created(oid, v, &over, mtu, outcome) {
+                        Ok(row) => Reply::Vnics { rows: vec![row] },
+                        Err(error) => Reply::Error { error },
+                    };
+                    self.reply(conn, &reply);
+                }
+                VnicOp::Delete { conn, oid, name } => {
+                    let reply = match self.vnic_deleted(oid, &name, outcome) {
+                        Ok(()) => Reply::Ok { warning: None },
+                        Err(error) => Reply::Error { error },
+                    };
+                    self.reply(conn, &reply);
+                }
+                VnicOp::WithOverlay { over, name } => match outcome {
+                    Ok(_) => log::info!("{over}: VNIC {name} deleted with it"),
+                    Err(e) => log::warn!("{over}: cannot delete VNIC {name}: {e}"),
+                },
+            }
+        }
+    }
+
+    fn vnic_created(
+        &mut self,
+        oid: u64,
+        v: Vnic,
+        over: &str,
+        mtu: u32,
+        outcome: std::io::Result<bool>,
+    ) -> Result<VnicRow, ApiError> {
+        let (name, mac) = (v.name.as_str(), v.mac);
+        let where_ = v
+            .netns
+            .as_deref()
+            .map(|n| format!(" in network namespace {n}"))
+            .unwrap_or_default();
+        if let Err(e) = outcome {
             let why = match e.raw_os_error() {
                 Some(libc::EEXIST) => {
                     format!("a network device named {name} already exists{where_}")
@@ -433,22 +533,17 @@ impl Daemon {
                 format!("cannot create VNIC {name} over {over}{where_}: {why}"),
             );
         }
-        let v = Vnic {
-            name: name.to_string(),
-            mac,
-            addrtype,
-            netns: spec.netns.clone(),
-            counters: VnicCounters::default(),
+        let Some(ov) = self.fwd.ports.get_mut(&oid) else {
+            return err(
+                ErrorKind::NotFound,
+                format!("overlay {over} was deleted while VNIC {name} was being made (the VNIC went with it)"),
+            );
         };
         log::info!(
-            "{over}: VNIC {name} created ({mac}, {addrtype}{})",
-            v.netns
-                .as_deref()
-                .map(|n| format!(", in network namespace {n}"))
-                .unwrap_or_default()
+            "{over}: VNIC {name} created ({mac}, {}{where_})",
+            v.addrtype
         );
-        let row = v.row(&over, mtu);
-        let ov = self.fwd.ports.get_mut(&oid).expect("looked up above");
+        let row = v.row(over, mtu);
         ov.vnics.push(v);
         let keep = !ov.cfg.temporary;
         self.sync_workers(oid);
@@ -458,15 +553,19 @@ impl Daemon {
         Ok(row)
     }
 
-    /// `delete-vnic`: removes the macvlan (from its guest namespace) and
-    /// forgets the VNIC and its counters.
-    pub(crate) fn delete_vnic(&mut self, name: &str) -> Result<(), ApiError> {
-        let Some((oid, i)) = self.find_vnic(name) else {
-            return err(ErrorKind::NotFound, format!("no such VNIC: {name}"));
+    fn vnic_deleted(
+        &mut self,
+        oid: u64,
+        name: &str,
+        outcome: std::io::Result<bool>,
+    ) -> Result<(), ApiError> {
+        let Some(ov) = self.fwd.ports.get_mut(&oid) else {
+            return Ok(()); // its overlay went, and the VNIC with it
         };
-        let ov = self.fwd.ports.get_mut(&oid).expect("find_vnic found it");
-        let v = &ov.vnics[i];
-        match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
+        let Some(i) = ov.vnics.iter().position(|v| v.name == name) else {
+            return Ok(()); // deleted meanwhile
+        };
+        match outcome {
             Ok(true) => log::info!("{}: VNIC {name} deleted", ov.cfg.name),
             Ok(false) => log::info!(
                 "{}: VNIC {name} was already gone (its namespace was deleted?); forgotten",
@@ -477,7 +576,8 @@ impl Daemon {
                     ErrorKind::System,
                     format!(
                         "cannot delete VNIC {name}{}: {e}",
-                        v.netns
+                        ov.vnics[i]
+                            .netns
                             .as_deref()
                             .map(|n| format!(" in network namespace {n}"))
                             .unwrap_or_default()
@@ -492,5 +592,32 @@ impl Daemon {
             self.save_state();
         }
         Ok(())
+    }
+}
+
+/// A VNIC request waiting for its chore (`chores.rs`).
+#[derive(Debug)]
+pub(crate) enum VnicOp {
+    /// `create-vnic` from `conn`: the VNIC to add to overlay `oid` once made.
+    Create {
+        conn: u64,
+        oid: u64,
+        vnic: Vnic,
+        over: String,
+        mtu: u32,
+    },
+    /// `delete-vnic` from `conn`.
+    Delete { conn: u64, oid: u64, name: String },
+    /// A VNIC deleted with its overlay: its outcome is logged.
+    WithOverlay { over: String, name: String },
+}
+
+impl VnicOp {
+    /// The client waiting for it, if one is.
+    pub(crate) fn conn(&self) -> Option<u64> {
+        match self {
+            VnicOp::Create { conn, .. } | VnicOp::Delete { conn, .. } => Some(*conn),
+            VnicOp::WithOverlay { .. } => None,
+        }
     }
 }
