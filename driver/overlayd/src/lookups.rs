@@ -300,6 +300,161 @@ pub(crate) fn learn(ov: &mut Overlay, link: Option<&mut Conn>, mac: Mac, now: In
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tap::Tap;
+    use overlay_api::proto::DriverMsg;
+    use overlay_api::{DestMode, OverlaySpec};
+    use overlay_core::{OverlayConfig, TargetTable};
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    /// A configured dynamic overlay (its "TAP queue" the write end of a
+    /// pipe), a link to a stand-in varpd (the other end of a socket pair,
+    /// returned for reading), and an empty set of lookups.
+    fn setup() -> (Overlay, Conn, BufReader<std::os::unix::net::UnixStream>) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2(2) fills two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: fresh descriptors owned by nothing else.
+        let w = unsafe {
+            drop(OwnedFd::from_raw_fd(fds[0]));
+            OwnedFd::from_raw_fd(fds[1])
+        };
+        let spec = OverlaySpec {
+            name: "ov0".into(),
+            encap: "vxlan".into(),
+            search: "files".into(),
+            vnetid: 9,
+            props: [("vxlan/listen_ip".to_string(), "127.0.0.1".to_string())].into(),
+            temporary: true,
+        };
+        let cfg = OverlayConfig::from_spec(&spec, None).unwrap();
+        let mut ov = Overlay::new(3, cfg, Tap::for_test(w, "ov0"), 1, TargetTable::new(), 0);
+        ov.mode = Some(DestMode::Dynamic);
+        ov.configured = true;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let link = Conn::new(mio::net::UnixStream::from_std(a));
+        (ov, link, BufReader::new(b))
+    }
+
+    fn sent(varpd: &mut BufReader<std::os::unix::net::UnixStream>) -> DriverMsg {
+        let mut line = String::new();
+        varpd.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    const SRC: Mac = Mac([2, 0, 0, 0, 0, 1]);
+    const DST: Mac = Mac([2, 0, 0, 0, 0, 2]);
+    const HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+
+    #[test]
+    fn a_miss_is_queued_and_asked_once() {
+        let (mut ov, mut link, mut varpd) = setup();
+        let mut lookups = Lookups::default();
+        let frame = [0u8; 60];
+        let mut owner = EventLoop {
+            link: Some(&mut link),
+            lookups: &mut lookups,
+        };
+        let now = Instant::now();
+        let q = TxVerdict::Queue { ask: true };
+        assert_eq!(owner.miss(&mut ov, q, &HDR, &frame, SRC, DST, now), q);
+        // The second frame waits behind the same lookup.
+        assert_eq!(
+            owner.miss(&mut ov, q, &HDR, &frame, SRC, DST, now),
+            TxVerdict::Queue { ask: false }
+        );
+        match sent(&mut varpd) {
+            DriverMsg::Lookup {
+                id,
+                oid,
+                src,
+                dst,
+                frame,
+            } => {
+                assert_eq!((oid, src, dst, frame), (3, SRC, DST, None));
+                assert!(lookups.remove(id).is_some(), "the lookup is recorded");
+            }
+            m => panic!("not a lookup: {m:?}"),
+        }
+        assert_eq!((ov.counters.misses, ov.counters.lookups), (2, 1));
+        assert_eq!(ov.table.queued_bytes(DST), 2 * (VNET_HDR_LEN + 60));
+    }
+
+    #[test]
+    fn a_broadcast_goes_to_varpd_with_its_frame_or_is_dropped_without_varpd() {
+        let (mut ov, mut link, mut varpd) = setup();
+        let mut lookups = Lookups::default();
+        let arp = [0xffu8; 60];
+        let now = Instant::now();
+        let ask = TxVerdict::AskBroadcast;
+        let mut owner = EventLoop {
+            link: Some(&mut link),
+            lookups: &mut lookups,
+        };
+        assert_eq!(owner.miss(&mut ov, ask, &HDR, &arp, SRC, DST, now), ask);
+        match sent(&mut varpd) {
+            DriverMsg::Lookup { frame, .. } => assert_eq!(frame.as_deref(), Some(&arp[..])),
+            m => panic!("not a lookup: {m:?}"),
+        }
+        assert_eq!(ov.bcast_inflight, 1);
+        let mut alone = EventLoop {
+            link: None,
+            lookups: &mut lookups,
+        };
+        assert_eq!(
+            alone.miss(&mut ov, ask, &HDR, &arp, SRC, DST, now),
+            TxVerdict::Drop(DropReason::VarpdUnavailable)
+        );
+        assert_eq!(ov.counters.drops(DropReason::VarpdUnavailable), 1);
+        assert_eq!(
+            alone.varpd(&ov),
+            Varpd::Unavailable,
+            "no link: varpd is unavailable"
+        );
+    }
+
+    #[test]
+    fn a_full_pending_queue_is_queue_overflow() {
+        let (mut ov, mut link, _varpd) = setup();
+        let mut lookups = Lookups::default();
+        let mut owner = EventLoop {
+            link: Some(&mut link),
+            lookups: &mut lookups,
+        };
+        let frame = vec![0u8; 1500];
+        let now = Instant::now();
+        let q = TxVerdict::Queue { ask: true };
+        let refused = (0..1000)
+            .map(|_| owner.miss(&mut ov, q, &HDR, &frame, SRC, DST, now))
+            .filter(|v| *v == TxVerdict::Drop(DropReason::QueueOverflow))
+            .count();
+        assert!(refused > 0, "a pending entry's queue is bounded");
+        assert_eq!(ov.counters.drops(DropReason::QueueOverflow), refused as u64);
+    }
+
+    #[test]
+    fn unknown_sources_are_asked_after_the_batch() {
+        let (ov, mut link, mut varpd) = setup();
+        let mut lookups = Lookups::default();
+        let mut ports = HashMap::from([(3, ov)]);
+        let mut mux = crate::mux::Mux::bind(
+            &overlay_wire::vxlan::MODULE,
+            "127.0.0.1:0".parse().unwrap(),
+            false,
+        )
+        .unwrap();
+        let mut owner = EventLoop {
+            link: Some(&mut link),
+            lookups: &mut lookups,
+        };
+        owner.rx_done(&mut mux, &mut ports, &[(3, SRC), (99, DST)]);
+        match sent(&mut varpd) {
+            DriverMsg::Lookup { oid, dst, .. } => assert_eq!((oid, dst), (3, SRC)),
+            m => panic!("not a lookup: {m:?}"),
+        }
+        assert_eq!(lookups.len(), 1, "an unknown overlay's source is not asked");
+    }
 
     fn ctx(oid: u64, mac: u8, frame: bool) -> LookupCtx {
         LookupCtx {

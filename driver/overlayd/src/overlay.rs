@@ -54,6 +54,39 @@ pub struct Overlay {
     pub local: LocalMacs,
 }
 
+impl Overlay {
+    /// A new overlay `oid` on mux `mid`, not yet configured by varpd,
+    /// created at `created_mono_ns`.
+    pub fn new(
+        oid: u64,
+        cfg: OverlayConfig,
+        tap: Tap,
+        mid: u64,
+        table: TargetTable,
+        created_mono_ns: u64,
+    ) -> Overlay {
+        Overlay {
+            oid,
+            cfg,
+            tap,
+            mux: mid,
+            mode: None,
+            point: None,
+            configured: false,
+            instance_error: None,
+            table,
+            counters: Counters::default(),
+            bcast_inflight: 0,
+            peers: Default::default(),
+            lookup_ns: Default::default(),
+            reported: (OverlayState::Online, None),
+            created_mono_ns,
+            vnics: Vec::new(),
+            local: Default::default(),
+        }
+    }
+}
+
 /// Fires the `table-resize-*` probes for one overlay's target table.
 #[derive(Debug)]
 pub struct ResizeProbe {

@@ -16,7 +16,7 @@ use mio::unix::SourceFd;
 use mio::Interest;
 use overlay_api::proto::Reply;
 use overlay_api::{ApiError, ErrorKind, MacAddrType, OverlaySpec, VnicRow, VnicSpec};
-use overlay_core::{Counters, OverlayConfig, TargetTable};
+use overlay_core::{OverlayConfig, TargetTable};
 use std::os::fd::AsRawFd;
 
 fn fail(kind: ErrorKind, msg: impl Into<String>) -> ApiError {
@@ -218,28 +218,9 @@ impl Daemon {
             if cfg.temporary { ", temporary" } else { "" }
         );
         self.by_name.insert(cfg.name.clone(), oid);
-        self.fwd.ports.insert(
-            oid,
-            Overlay {
-                oid,
-                cfg,
-                tap,
-                mux: mid,
-                mode: None,
-                point: None,
-                configured: false,
-                instance_error: None,
-                table,
-                counters: Counters::default(),
-                bcast_inflight: 0,
-                peers: Default::default(),
-                lookup_ns: Default::default(),
-                reported: (overlay_api::OverlayState::Online, None),
-                created_mono_ns: monotonic_ns(),
-                vnics: Vec::new(),
-                local: Default::default(),
-            },
-        );
+        self.fwd
+            .ports
+            .insert(oid, Overlay::new(oid, cfg, tap, mid, table, monotonic_ns()));
         self.report_all();
         Ok(oid)
     }
