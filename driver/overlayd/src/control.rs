@@ -463,3 +463,82 @@ impl HasLink for StatusRow {
         &self.link
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::Kit;
+    use overlay_api::proto::{Reply, Request};
+    use overlay_api::{DropReason, Mac};
+    use overlay_wire::offload::VNET_HDR_LEN;
+
+    fn queue_one(k: &mut Kit, oid: u64) {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        k.d.fwd.tapbuf[VNET_HDR_LEN..VNET_HDR_LEN + 60].copy_from_slice(&f);
+        k.d.fwd.tapbuf[..VNET_HDR_LEN].fill(0);
+        k.d.tx_frame(oid, VNET_HDR_LEN + 60);
+    }
+
+    #[test]
+    fn a_flush_drops_the_queued_frames_as_flushed() {
+        let mut k = Kit::new("flush");
+        let (oid, _tap) = k.overlay("ov0", 20);
+        let (c, mut client) = k.client();
+        queue_one(&mut k, oid);
+        queue_one(&mut k, oid);
+        let r = k.request(
+            c,
+            &mut client,
+            &Request::FlushTargets { name: "ov0".into() },
+        );
+        assert_eq!(r, Reply::Ok { warning: None });
+        assert_eq!(k.d.fwd.ports[&oid].counters.drops(DropReason::Flushed), 2);
+        assert!(k.d.fwd.ports[&oid].table.is_empty());
+    }
+
+    #[test]
+    fn removing_a_pending_entry_drops_its_frames_as_flushed() {
+        let mut k = Kit::new("remove");
+        let (oid, _tap) = k.overlay("ov0", 21);
+        let (c, mut client) = k.client();
+        queue_one(&mut k, oid);
+        let mac = Mac([2, 0, 0, 0, 0, 2]);
+        let req = Request::RemoveTarget {
+            name: "ov0".into(),
+            mac,
+        };
+        assert_eq!(k.request(c, &mut client, &req), Reply::Ok { warning: None });
+        assert_eq!(k.d.fwd.ports[&oid].counters.drops(DropReason::Flushed), 1);
+        match k.request(c, &mut client, &req) {
+            Reply::Error { error } => assert_eq!(
+                error.message,
+                "overlay ov0 has no target entry for 02:00:00:00:00:02"
+            ),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn resend_frame_reports_the_verdict() {
+        let mut k = Kit::new("resend");
+        let (_oid, _tap) = k.overlay("ov0", 22);
+        let (c, mut client) = k.client();
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        let req = Request::ResendFrame {
+            name: "ov0".into(),
+            frame: f,
+        };
+        match k.request(c, &mut client, &req) {
+            Reply::Ok { warning: Some(w) } => assert!(
+                w.contains("no target entry for 02:00:00:00:00:02 yet"),
+                "{w}"
+            ),
+            r => panic!("a frame to an unknown MAC waits for varpd: {r:?}"),
+        }
+    }
+}

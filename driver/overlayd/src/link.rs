@@ -344,3 +344,131 @@ pub(crate) fn release(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{Kit, Peer};
+    use overlay_api::proto::{DriverMsg, LookupResult, VarpdMsg};
+    use overlay_api::{DropReason, Mac};
+    use overlay_wire::offload::VNET_HDR_LEN;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    const SRC: Mac = Mac([2, 0, 0, 0, 0, 1]);
+    const DST: Mac = Mac([2, 0, 0, 0, 0, 2]);
+
+    fn frame(dst: Mac, ethertype: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&SRC.0);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    /// The guest of overlay `oid` sends `f`.
+    fn send(k: &mut Kit, oid: u64, f: &[u8]) {
+        k.d.fwd.tapbuf[..VNET_HDR_LEN].fill(0);
+        k.d.fwd.tapbuf[VNET_HDR_LEN..VNET_HDR_LEN + f.len()].copy_from_slice(f);
+        k.d.tx_frame(oid, VNET_HDR_LEN + f.len());
+    }
+
+    /// The lookup id of the next lookup varpd is asked (skipping the
+    /// guest's MAC being announced).
+    fn asked(varpd: &mut Peer) -> (u64, Option<Vec<u8>>) {
+        loop {
+            match Kit::lookup_sent(varpd) {
+                DriverMsg::Lookup { id, frame, .. } => return (id, frame),
+                DriverMsg::LocalMac { .. } => continue,
+                m => panic!("not a lookup: {m:?}"),
+            }
+        }
+    }
+
+    fn drops(k: &Kit, oid: u64, r: DropReason) -> u64 {
+        k.d.fwd.ports[&oid].counters.drops(r)
+    }
+
+    #[test]
+    fn a_broadcast_varpd_cannot_answer_is_dropped_as_not_answered() {
+        let mut k = Kit::new("not_answered");
+        let (oid, _tap) = k.overlay("ov0", 10);
+        let mut varpd = k.varpd();
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        let (id, carried) = asked(&mut varpd);
+        assert!(carried.is_some(), "a broadcast lookup carries its frame");
+        assert_eq!(k.d.fwd.ports[&oid].bcast_inflight, 1);
+        let reason = "no such address".to_string();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
+            oid,
+            result: LookupResult::NotAnswered { reason },
+        });
+        assert_eq!(drops(&k, oid, DropReason::NotAnswered), 1);
+        assert_eq!(k.d.fwd.ports[&oid].bcast_inflight, 0);
+    }
+
+    #[test]
+    fn an_answer_sends_the_queued_frames_to_their_destination() {
+        let mut k = Kit::new("answer");
+        let (oid, _tap) = k.overlay("ov0", 11);
+        let mut varpd = k.varpd();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let sent = frame(DST, 0x88b5);
+        send(&mut k, oid, &sent);
+        send(&mut k, oid, &sent);
+        let (id, _) = asked(&mut varpd);
+        let dest = peer.local_addr().unwrap();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
+            oid,
+            result: LookupResult::Target { dest },
+        });
+        k.d.flush_tx();
+        let mut buf = [0u8; 2048];
+        for _ in 0..2 {
+            let n = peer.recv(&mut buf).expect("a released frame");
+            let p = overlay_wire::vxlan::parse(&buf[..n]).unwrap();
+            assert_eq!((p.vni, p.inner), (11, &sent[..]));
+        }
+        let ov = &k.d.fwd.ports[&oid];
+        assert_eq!((ov.counters.misses, ov.counters.tx_frames), (2, 2));
+        assert_eq!(
+            ov.table.dump(),
+            [(DST, overlay_api::TargetDest::Valid(dest))]
+        );
+    }
+
+    #[test]
+    fn a_drop_answer_drops_the_queued_frames_as_target_drop() {
+        let mut k = Kit::new("drop_answer");
+        let (oid, _tap) = k.overlay("ov0", 12);
+        let mut varpd = k.varpd();
+        send(&mut k, oid, &frame(DST, 0x88b5));
+        let (id, _) = asked(&mut varpd);
+        let reason = "no such MAC".to_string();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
+            oid,
+            result: LookupResult::Drop { reason },
+        });
+        assert_eq!(drops(&k, oid, DropReason::TargetDrop), 1);
+        // Later frames are dropped at once, while the answer holds.
+        send(&mut k, oid, &frame(DST, 0x88b5));
+        assert_eq!(drops(&k, oid, DropReason::TargetDrop), 2);
+    }
+
+    #[test]
+    fn broadcasts_waiting_on_a_varpd_that_goes_away_are_varpd_unavailable() {
+        let mut k = Kit::new("link_down");
+        let (oid, _tap) = k.overlay("ov0", 13);
+        let mut varpd = k.varpd();
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        let _ = asked(&mut varpd);
+        k.d.link_down();
+        assert_eq!(drops(&k, oid, DropReason::VarpdUnavailable), 1);
+        // With no varpd, the next one is refused at once.
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        assert_eq!(drops(&k, oid, DropReason::VarpdUnavailable), 2);
+    }
+}

@@ -119,6 +119,8 @@ mod registry;
 mod restore;
 mod rxq;
 mod tap;
+#[cfg(test)]
+mod testkit;
 mod txq;
 mod vnic;
 mod worker;
