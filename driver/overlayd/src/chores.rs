@@ -10,6 +10,7 @@
 //! reply is held until the chores before it are done, as for the workers'
 //! commands and the state file: `Daemon::reply`).
 
+use crate::vnic::Vnic;
 use mio::Waker;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +90,33 @@ impl Chores {
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// A VNIC request waiting for its chore (finished by `registry.rs`).
+#[derive(Debug)]
+pub(crate) enum VnicOp {
+    /// `create-vnic` from `conn`: the VNIC to add to overlay `oid` once made.
+    Create {
+        conn: u64,
+        oid: u64,
+        vnic: Vnic,
+        over: String,
+        mtu: u32,
+    },
+    /// `delete-vnic` from `conn`.
+    Delete { conn: u64, oid: u64, name: String },
+    /// A VNIC deleted with its overlay: its outcome is logged.
+    WithOverlay { over: String, name: String },
+}
+
+impl VnicOp {
+    /// The client waiting for it, if one is.
+    pub(crate) fn conn(&self) -> Option<u64> {
+        match self {
+            VnicOp::Create { conn, .. } | VnicOp::Delete { conn, .. } => Some(*conn),
+            VnicOp::WithOverlay { .. } => None,
         }
     }
 }

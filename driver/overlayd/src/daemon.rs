@@ -11,13 +11,13 @@
 //!
 //! Tokens carry their kind in the low two bits and an id above them.
 
-use crate::chores::Chores;
+use crate::chores::{Chores, VnicOp};
 use crate::conn::Conn;
 use crate::datapath::{token, Forwarder, KIND_CONN, KIND_LISTENER, KIND_MUX, KIND_TAP};
 use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
-use crate::registry::VnicOp;
-use crate::restore::Saver;
+
+use crate::persist::Saver;
 use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
 use mio::net::UnixListener;

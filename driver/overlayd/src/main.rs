@@ -34,7 +34,7 @@
 //!
 //! - Two threads do the control plane's blocking work, so that no
 //!   forwarding thread ever waits for the disk or the kernel: the state
-//!   file's writer ([`restore::Saver`]) and the chore thread ([`chores`]:
+//!   file's writer ([`persist::Saver`]) and the chore thread ([`chores`]:
 //!   the netlink requests of VNICs). Worker commands are not waited for
 //!   either. A reply to a request waits instead — held, with no further
 //!   request taken — until every worker has applied, the state file holds

@@ -6,6 +6,7 @@
 //! the replies), start-up from [`crate::restore`], and varpd's verdict on a
 //! new instance from [`crate::link`].
 
+use crate::chores::VnicOp;
 use crate::daemon::{monotonic_ns, Daemon};
 use crate::datapath::{token, KIND_MUX, KIND_TAP};
 use crate::mux::Mux;
@@ -573,32 +574,5 @@ impl Daemon {
             self.save_state();
         }
         Ok(())
-    }
-}
-
-/// A VNIC request waiting for its chore (`chores.rs`).
-#[derive(Debug)]
-pub(crate) enum VnicOp {
-    /// `create-vnic` from `conn`: the VNIC to add to overlay `oid` once made.
-    Create {
-        conn: u64,
-        oid: u64,
-        vnic: Vnic,
-        over: String,
-        mtu: u32,
-    },
-    /// `delete-vnic` from `conn`.
-    Delete { conn: u64, oid: u64, name: String },
-    /// A VNIC deleted with its overlay: its outcome is logged.
-    WithOverlay { over: String, name: String },
-}
-
-impl VnicOp {
-    /// The client waiting for it, if one is.
-    pub(crate) fn conn(&self) -> Option<u64> {
-        match self {
-            VnicOp::Create { conn, .. } | VnicOp::Delete { conn, .. } => Some(*conn),
-            VnicOp::WithOverlay { .. } => None,
-        }
     }
 }

@@ -6,93 +6,11 @@
 //! VNIC writes the file again.
 
 use crate::daemon::Daemon;
-use crate::persist::{load, save, set_aside, SavedOverlay, SavedVnic, RETRY, STATE_FILE};
+use crate::persist::{load, set_aside, SavedOverlay, SavedVnic, RETRY, STATE_FILE};
 use crate::vnic::{self, Vnic, VnicCounters};
-use mio::Waker;
 use overlay_api::{OverlayState, PropRow, StatusRow};
 use overlay_core::OverlayConfig;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// Writes the state file on a thread of its own, so that no forwarding
-/// thread ever waits for `fsync`. Snapshots are numbered; when several
-/// wait, only the latest is written (it holds every earlier change). Each
-/// write (or failure, which is logged: the change then holds until
-/// overlayd exits) is told to the event loop through its waker.
-pub(crate) struct Saver {
-    tx: Option<Sender<(u64, Vec<SavedOverlay>)>>,
-    /// The number of the last snapshot given.
-    issued: u64,
-    /// The number of the last snapshot written (or given up on).
-    written: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Saver {
-    /// Starts the thread that writes `dir`'s state file; `waker` wakes
-    /// the event loop after each write.
-    pub fn start(dir: PathBuf, waker: Arc<Waker>) -> std::io::Result<Saver> {
-        let (tx, rx) = mpsc::channel::<(u64, Vec<SavedOverlay>)>();
-        let written = Arc::new(AtomicU64::new(0));
-        let done = Arc::clone(&written);
-        let thread = std::thread::Builder::new()
-            .name("state-saver".into())
-            .spawn(move || {
-                while let Ok(mut next) = rx.recv() {
-                    while let Ok(later) = rx.try_recv() {
-                        next = later;
-                    }
-                    let (seq, overlays) = next;
-                    if let Err(e) = save(&dir, &overlays) {
-                        log::error!(
-                            "cannot save persistent overlays to {}: {e}; the last change will not survive an overlayd restart",
-                            dir.join(STATE_FILE).display()
-                        );
-                    }
-                    done.store(seq, Ordering::Release);
-                    let _ = waker.wake();
-                }
-            })?;
-        Ok(Saver {
-            tx: Some(tx),
-            issued: 0,
-            written,
-            thread: Some(thread),
-        })
-    }
-
-    /// Has `overlays` written; returns the snapshot's number.
-    pub fn save(&mut self, overlays: Vec<SavedOverlay>) -> u64 {
-        self.issued += 1;
-        if let Some(tx) = &self.tx {
-            let _ = tx.send((self.issued, overlays));
-        }
-        self.issued
-    }
-
-    /// The number of the last snapshot given.
-    pub fn issued(&self) -> u64 {
-        self.issued
-    }
-
-    /// Whether snapshot `seq` (and every earlier one) is written.
-    pub fn written(&self, seq: u64) -> bool {
-        self.written.load(Ordering::Acquire) >= seq
-            || self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-
-    /// Writes what waits and stops the thread (at shutdown).
-    pub fn finish(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn where_(netns: Option<&str>) -> String {
     netns
@@ -138,7 +56,7 @@ impl Daemon {
     }
 
     /// Has the state file written after a change to a persistent overlay
-    /// or VNIC, by the [`Saver`]'s thread: the event loop does not wait
+    /// or VNIC, by the [`Saver`](crate::persist::Saver)'s thread: the event loop does not wait
     /// for the disk, and a reply to the request that made the change waits
     /// for the write instead (`Daemon::reply`).
     pub(crate) fn save_state(&mut self) {
