@@ -125,11 +125,15 @@ async fn session(
 ) -> Result<std::convert::Infallible, Error> {
     let mut client = connect(shared).await?;
     let ttl = shared.cfg.ttl();
-    let lease = retry("lease grant", &client, |mut c| async move {
-        c.lease_grant(ttl, None).await
-    })
-    .await?
-    .id();
+    let lease = match takeover(shared, &client, ttl).await? {
+        Some(l) => l,
+        None => retry("lease grant", &client, |mut c| async move {
+            c.lease_grant(ttl, None).await
+        })
+        .await?
+        .id(),
+    };
+    shared.state().lease = Some(lease);
     let (mut keeper, mut alive) = retry("lease keep-alive", &client, |mut c| async move {
         c.lease_keep_alive(lease).await
     })
@@ -146,6 +150,7 @@ async fn session(
     for (ip, m) in ips {
         write(shared, &mut client, lease, Cmd::Ip(ip, m)).await?;
     }
+    adopt(shared, &client, lease).await?;
     let mut rev = resync(shared, &mut client).await?;
     let mut watch = watch_from(shared, &mut client, rev + 1).await?;
     let was_degraded = {
@@ -203,6 +208,7 @@ async fn session(
                 write(shared, &mut client, lease, cmd).await?;
             }
             _ = tick.tick() => {
+                expire_adopted(shared, &client, ttl).await?;
                 if let Err(e) = keep_alive(&mut keeper, &mut alive, lease).await {
                     // Its stream may have gone with one member: another
                     // stream, through whichever member answers.
@@ -445,6 +451,7 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
             if now.is_some() && now != shared.listen {
                 let moved = {
                     let mut st = shared.state();
+                    st.adopted.remove(&mac);
                     st.local_ips.retain(|_, m| *m != mac);
                     st.local_macs.remove(&mac)
                 };
@@ -473,10 +480,192 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
     }
 }
 
-/// Revokes the current lease in the background, so that a deleted overlay's
-/// registrations go at once rather than after the TTL.
-pub(crate) fn revoke(shared: &Arc<Shared>) {
-    let Some(mut client) = shared.state().client.take() else {
+/// The lease of the last session, or the one a previous instance saved,
+/// if it is still alive with the TTL in force: this instance's lease, so
+/// that a restart re-puts nothing. `None`: grant a new one.
+async fn takeover(shared: &Shared, client: &Client, ttl: i64) -> Result<Option<i64>, Error> {
+    let Some(old) = shared.state().lease.or(shared.saved_lease) else {
+        return Ok(None);
+    };
+    let resp = retry("lease time-to-live", client, |mut c| async move {
+        c.lease_time_to_live(old, None).await
+    })
+    .await?;
+    let overlay = shared.provider.overlay();
+    if resp.ttl() > 0 && resp.granted_ttl() == ttl {
+        log::info!(
+            "overlay {overlay}: taking over lease {old:x} ({} s left)",
+            resp.ttl()
+        );
+        return Ok(Some(old));
+    }
+    log::info!(
+        "overlay {overlay}: lease {old:x} {}; granting a new one",
+        if resp.ttl() > 0 {
+            format!("has a TTL of {} s, not {ttl}", resp.granted_ttl())
+        } else {
+            "has expired".into()
+        }
+    );
+    Ok(None)
+}
+
+/// Adopts the keys that are this host's but not under `lease`: left by a
+/// previous instance (a varpd restart) under its lease, which would expire.
+/// They are re-put under `lease` — the same values, so other hosts see no
+/// change — unless they changed meanwhile (compared by revision). Keys
+/// without a lease were set by hand and are left alone. MACs overlayd has
+/// not (yet) reported local are remembered in [`super::State::adopted`].
+async fn adopt(shared: &Shared, client: &Client, lease: i64) -> Result<(), Error> {
+    let Some(listen) = shared.listen else {
+        return Ok(());
+    };
+    let base = shared.schema.base().to_string();
+    let resp = retry("get", client, |mut c| {
+        let base = base.clone();
+        async move { c.get(base, Some(GetOptions::new().with_prefix())).await }
+    })
+    .await?;
+    let mut mine: std::collections::HashSet<Mac> = Default::default();
+    let mut vl3 = Vec::new();
+    let mut moves = Vec::new();
+    for kv in resp.kvs() {
+        if kv.lease() == 0 {
+            continue;
+        }
+        match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
+            Ok(Entry::Vl2(mac, dest)) if dest == listen => {
+                mine.insert(mac);
+                if kv.lease() != lease {
+                    moves.push(kv.clone());
+                }
+            }
+            Ok(Entry::Vl3(ip, mac)) => vl3.push((ip, mac, kv.clone())),
+            _ => {}
+        }
+    }
+    let mut ips: std::collections::HashMap<Mac, Vec<IpAddr>> = Default::default();
+    for (ip, mac, kv) in vl3 {
+        if mine.contains(&mac) {
+            ips.entry(mac).or_default().push(ip);
+            if kv.lease() != lease {
+                moves.push(kv);
+            }
+        }
+    }
+    let mut moved = 0;
+    for kv in &moves {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                kv.key(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then([TxnOp::put(
+                kv.key(),
+                kv.value(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let resp = retry("adopt", client, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
+        moved += resp.succeeded() as usize;
+    }
+    let pending = {
+        let mut st = shared.state();
+        let now = std::time::Instant::now();
+        for (mac, ips) in ips.iter() {
+            if st.local_macs.contains(mac) {
+                for ip in ips {
+                    st.local_ips.entry(*ip).or_insert(*mac);
+                }
+            }
+        }
+        let unconfirmed: Vec<Mac> = mine
+            .iter()
+            .filter(|m| !st.local_macs.contains(m))
+            .copied()
+            .collect();
+        for mac in unconfirmed {
+            let ips = ips.remove(&mac).unwrap_or_default();
+            st.adopted.entry(mac).or_insert((now, ips));
+        }
+        st.adopted.len()
+    };
+    if !mine.is_empty() {
+        log::info!(
+            "overlay {}: {} MACs registered here in etcd; {moved} keys adopted under lease {lease:x}, {pending} MACs awaiting overlayd",
+            shared.provider.overlay(),
+            mine.len()
+        );
+    }
+    Ok(())
+}
+
+/// Withdraws the adopted MACs that overlayd has not reported local within
+/// a lease TTL: their guests left while varpd was down.
+async fn expire_adopted(shared: &Shared, client: &Client, ttl: i64) -> Result<(), Error> {
+    let Some(listen) = shared.listen else {
+        return Ok(());
+    };
+    let grace = Duration::from_secs(ttl as u64);
+    let gone: Vec<(Mac, Vec<IpAddr>)> = {
+        let mut st = shared.state();
+        let old: Vec<Mac> = st
+            .adopted
+            .iter()
+            .filter(|(_, (t, _))| t.elapsed() >= grace)
+            .map(|(m, _)| *m)
+            .collect();
+        old.into_iter()
+            .filter_map(|m| st.adopted.remove(&m).map(|(_, ips)| (m, ips)))
+            .collect()
+    };
+    for (mac, ips) in gone {
+        log::info!(
+            "overlay {}: {mac} was registered here before a restart but is not local; withdrawing it",
+            shared.provider.overlay()
+        );
+        let mut keys = vec![(shared.schema.key(Key::Vl2(mac)), schema::vl2_value(listen))];
+        keys.extend(
+            ips.into_iter()
+                .map(|ip| (shared.schema.key(Key::Vl3(ip)), schema::vl3_value(mac))),
+        );
+        for (key, value) in keys {
+            delete_if(client, &key, &value).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `key` if its value is still `value`.
+async fn delete_if(client: &Client, key: &str, value: &str) -> Result<(), Error> {
+    retry("delete", client, |mut c| {
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, value)])
+            .and_then([TxnOp::delete(key, None)]);
+        async move { c.txn(txn).await }
+    })
+    .await
+    .map(drop)
+}
+
+/// Withdraws this instance's registrations in the background (the overlay
+/// is deleted), so that they go at once rather than after the TTL: revokes
+/// the lease, which deletes every key under it, and deletes the local keys
+/// that may be under another lease (if they still say here).
+pub(crate) fn withdraw(shared: &Arc<Shared>) {
+    let (client, lease) = {
+        let mut st = shared.state();
+        (st.client.take(), st.lease.take())
+    };
+    let Some(mut client) = client else {
+        log::warn!(
+            "overlay {}: etcd is unreachable; this host's keys expire with their lease",
+            shared.provider.overlay()
+        );
         return;
     };
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -491,8 +680,11 @@ pub(crate) fn revoke(shared: &Arc<Shared>) {
     };
     let shared = shared.clone();
     rt.spawn(async move {
-        // The lease id is the session's; deleting our own keys (if they
-        // still say here) is as good and needs no id.
+        if let Some(l) = lease {
+            if let Err(e) = op("lease revoke", client.lease_revoke(l)).await {
+                log::warn!("overlay {}: {e}", shared.provider.overlay());
+            }
+        }
         for m in macs {
             if let Some(listen) = shared.listen {
                 let key = shared.schema.key(Key::Vl2(m));
@@ -514,5 +706,4 @@ pub(crate) fn revoke(shared: &Arc<Shared>) {
             .await;
         }
     });
-    let _ = Entry::Vl2;
 }
