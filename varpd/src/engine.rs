@@ -480,6 +480,7 @@ impl Engine {
                     proxy_ndp: st.proxy_ndp.load(Ordering::Relaxed),
                     proxy_dhcp: st.proxy_dhcp.load(Ordering::Relaxed),
                     invalidations: st.invalidations.load(Ordering::Relaxed),
+                    mac_conflicts: st.mac_conflicts.load(Ordering::Relaxed),
                 }
             })
             .collect();

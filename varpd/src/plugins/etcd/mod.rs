@@ -31,6 +31,20 @@
 //!   guests update their neighbour caches. A watch cancelled for compaction,
 //!   or a stream that ends, is followed by a fresh GET whose differences
 //!   with the mirror are invalidated, and a watch from its revision.
+//! - *Conflicts.* Another host registering a MAC this host announces is
+//!   first taken as a move: this host stops announcing it and overlayd
+//!   forgets it, so that it is announced again if the guest sends again (a
+//!   move back). Losing it a second time within
+//!   [`session::CONFLICT_WINDOW`] while the guest here still sends means
+//!   two guests use one MAC: the later registration (by etcd revision)
+//!   wins, and this host yields — it keeps the MAC local but announces it
+//!   no more (not after a LocalMac, a new session or a restart), so the key
+//!   settles after at most one claim back per host. The loser counts the
+//!   conflict (`mac_conflicts`, `varpd_mac_conflicts_total`), fires
+//!   `varpd:mac-conflict` (MAC, winner, loser) and reports itself degraded
+//!   while serving, naming the MAC and both hosts (`show-overlay -f`). The
+//!   conflict ends when the winner's key goes (the MAC is claimed again, if
+//!   the key is still absent) or the guest here goes idle.
 //! - *Failure.* Any etcd call that fails or times out ends the session: the
 //!   instance reports itself degraded *while serving* (the mirror keeps
 //!   answering; overlayd keeps its valid entries), and the session is
@@ -65,7 +79,7 @@ use config::Config;
 use overlay_api::proto::LookupResult;
 use overlay_api::{DestMode, Mac, Perm, PropSpec};
 use schema::{Key, Mirror, Schema};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -150,6 +164,9 @@ fn parse_lease(v: &str) -> Result<i64, PluginError> {
 pub(crate) enum Cmd {
     /// Publish (true) or withdraw (false) a local MAC.
     Mac(Mac, bool),
+    /// Publish a local MAC only if its key is absent or names this host
+    /// (a conflict's winner went away).
+    Claim(Mac),
     /// Publish a local VL3 address.
     Ip(IpAddr, Mac),
 }
@@ -184,6 +201,12 @@ pub(crate) struct State {
     pub(crate) local_ips: HashMap<IpAddr, Mac>,
     /// The lease of the current (or last) session.
     pub(crate) lease: Option<i64>,
+    /// When each MAC this host announced was last registered by another
+    /// host (moved away, as far as this host could tell then).
+    pub(crate) lost: HashMap<Mac, std::time::Instant>,
+    /// MACs this host yields in a conflict (its guest still uses them, but
+    /// another host registered them later), with that host's address.
+    pub(crate) conflicts: BTreeMap<Mac, SocketAddr>,
     /// MACs whose keys a previous instance left (they name this host) and
     /// this one adopted, not yet reported local by overlayd: since when,
     /// and their adopted vl3 addresses. Withdrawn after a lease TTL.
@@ -352,11 +375,21 @@ impl Instance for EtcdInstance {
                 st.local_macs.insert(mac)
             } else {
                 st.local_ips.retain(|_, m| *m != mac);
+                st.lost.remove(&mac);
+                if st.conflicts.remove(&mac).is_some() {
+                    log::info!(
+                        "overlay {}: {mac} is idle here; its conflict is over",
+                        s.provider.overlay()
+                    );
+                }
                 st.local_macs.remove(&mac)
             }
         };
         if changed {
             let _ = s.cmds.send(Cmd::Mac(mac, present));
+            if !present {
+                session::report_health(&s);
+            }
         }
     }
 
@@ -580,6 +613,85 @@ mod tests {
         // the keys expire with their lease.
         inst.destroy();
         assert_eq!(s.state().lease, None);
+    }
+
+    #[tokio::test]
+    async fn a_mac_lost_twice_while_in_use_is_a_conflict_and_yielded() {
+        let (inst, s, mut rx) = unreachable().await;
+        let m = mac("02:00:00:00:00:0c");
+        let key = b"/t/55/vl2/02:00:00:00:00:0c";
+        let other = br#"{"ip":"10.0.0.2","port":4789}"#;
+        let conflicts = || {
+            s.provider
+                .status()
+                .mac_conflicts
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        inst.local_mac(m, true);
+        // Host 10.0.0.2 registers it: a move, as far as we know.
+        session::event(&s, key, Some(other), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                VarpdMsg::Invalidate {
+                    oid: 5,
+                    mac: Some(m)
+                },
+                VarpdMsg::ForgetLocalMac { oid: 5, mac: m }
+            ]
+        );
+        // The guest here sends again: claimed back (a move back)...
+        inst.local_mac(m, true);
+        session::event(&s, key, Some(br#"{"ip":"10.0.0.1","port":4789}"#), true);
+        drain(&mut rx);
+        // ... and taken again: a conflict. Yielded, not forgotten.
+        session::event(&s, key, Some(other), true);
+        let msgs = drain(&mut rx);
+        assert_eq!(conflicts(), 1);
+        assert!(
+            !msgs
+                .iter()
+                .any(|m| matches!(m, VarpdMsg::ForgetLocalMac { .. })),
+            "{msgs:?}"
+        );
+        let want = "MAC conflict: 02:00:00:00:00:0c at 10.0.0.1:4789 and at 10.0.0.2:4789 (registered later; it wins); this host yields";
+        match msgs.last() {
+            Some(VarpdMsg::InstanceFailed {
+                error,
+                serving: true,
+                ..
+            }) => assert!(error.ends_with(want), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        {
+            let st = s.state();
+            assert!(st.local_macs.contains(&m));
+            assert_eq!(
+                st.conflicts.get(&m),
+                Some(&"10.0.0.2:4789".parse().unwrap())
+            );
+        }
+        // The guest keeps sending: nothing is claimed, nothing changes.
+        inst.local_mac(m, true);
+        session::event(&s, key, Some(other), true);
+        assert_eq!(drain(&mut rx), vec![]);
+        assert_eq!(conflicts(), 1);
+        // The winner's key goes: the conflict is over, the health says so.
+        session::event(&s, key, None, true);
+        let msgs = drain(&mut rx);
+        assert!(s.state().conflicts.is_empty());
+        match msgs.last() {
+            Some(VarpdMsg::InstanceFailed { error, .. }) => {
+                assert!(!error.contains("conflict"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A conflict also ends when the guest here goes idle.
+        s.state()
+            .conflicts
+            .insert(m, "10.0.0.2:4789".parse().unwrap());
+        inst.local_mac(m, false);
+        assert!(s.state().conflicts.is_empty());
     }
 
     #[tokio::test]

@@ -3,12 +3,14 @@
 
 use super::schema::{self, Change, Entry, Key, Mirror};
 use super::{Cmd, Shared};
+use crate::provider::InstanceStatus;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
     PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use overlay_api::Mac;
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -20,6 +22,11 @@ pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 /// Most announcements (gratuitous ARP / unsolicited NA) after one resync.
 const MAX_ANNOUNCE: usize = 64;
+/// A MAC lost to another host a second time within this long of the
+/// first, while a guest here still uses it, is a conflict, not a move.
+pub(crate) const CONFLICT_WINDOW: Duration = Duration::from_secs(300);
+/// Most conflicts named in the instance's health (the rest are counted).
+const MAX_CONFLICTS_SHOWN: usize = 4;
 
 type Error = String;
 
@@ -79,7 +86,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<C
         if report {
             log::warn!("overlay {overlay}: {reason}; serving what is known, retrying");
             overlay_probes::varpd::plugin_error("etcd", &overlay, &reason);
-            shared.provider.degraded_serving(reason);
+            report_health(&shared);
         }
         // What was asked meanwhile is in the local sets, published again
         // by the next session.
@@ -140,7 +147,13 @@ async fn session(
     .await?;
     let (macs, ips) = {
         let st = shared.state();
-        let macs: Vec<Mac> = st.local_macs.iter().copied().collect();
+        // A MAC yielded in a conflict is not announced again.
+        let macs: Vec<Mac> = st
+            .local_macs
+            .iter()
+            .filter(|m| !st.conflicts.contains_key(m))
+            .copied()
+            .collect();
         let ips: Vec<(IpAddr, Mac)> = st.local_ips.iter().map(|(i, m)| (*i, *m)).collect();
         (macs, ips)
     };
@@ -162,7 +175,7 @@ async fn session(
     let overlay = shared.provider.overlay();
     log::info!("overlay {overlay}: etcd session up (lease {lease:x}, ttl {ttl} s, revision {rev})");
     if was_degraded || shared.provider.is_degraded() {
-        shared.provider.ready(None);
+        report_health(shared);
     }
     let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
     tick.tick().await;
@@ -316,22 +329,25 @@ async fn write(shared: &Shared, client: &mut Client, lease: i64, cmd: Cmd) -> Re
             let key = shared.schema.key(Key::Vl3(ip));
             put(key, schema::vl3_value(mac)).await?;
         }
+        Cmd::Claim(mac) => {
+            // Another host that registers it first is reported by the
+            // watch, as any registration is.
+            claim(shared, client, lease, mac).await?;
+        }
     }
     Ok(())
 }
 
-/// Publishes a local MAC again under a new lease (a new session) — unless
-/// another host registered it meanwhile (it moved while this host could
-/// not reach etcd): then it is forgotten, as when the watch reports a move.
-async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<(), Error> {
+/// Puts `vl2/MAC` = this host under `lease` unless the key names another
+/// host (a missing key fails `version > 0`, our own value fails `!=`: both
+/// put); true if another host has it.
+async fn claim(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<bool, Error> {
     let Some(listen) = shared.listen else {
-        return Ok(());
+        return Ok(false);
     };
     let key = shared.schema.key(Key::Vl2(mac));
     let value = schema::vl2_value(listen);
     let resp = retry("put", client, |mut c| {
-        // A missing key fails `version > 0`, our own value fails `!=`:
-        // both put. Only a key naming another host is left alone.
         let txn = Txn::new()
             .when([
                 Compare::version(key.clone(), CompareOp::Greater, 0),
@@ -345,7 +361,14 @@ async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Re
         async move { c.txn(txn).await }
     })
     .await?;
-    if resp.succeeded() {
+    Ok(resp.succeeded())
+}
+
+/// Publishes a local MAC again under a new lease (a new session) — unless
+/// another host registered it meanwhile (it moved while this host could
+/// not reach etcd): then it is forgotten, as when the watch reports a move.
+async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<(), Error> {
+    if claim(shared, client, lease, mac).await? {
         shared.state().local_macs.remove(&mac);
         shared.state().local_ips.retain(|_, m| *m != mac);
         log::info!(
@@ -447,18 +470,19 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
         Change::Vl2 { mac, now } => {
             log::debug!("overlay {}: vl2 {mac} now {now:?}", p.overlay());
             p.invalidate(Some(mac));
-            // One of ours, registered by another host: it moved away.
-            if now.is_some() && now != shared.listen {
-                let moved = {
-                    let mut st = shared.state();
-                    st.adopted.remove(&mac);
-                    st.local_ips.retain(|_, m| *m != mac);
-                    st.local_macs.remove(&mac)
-                };
-                if moved {
-                    log::info!("overlay {}: {mac} moved to {now:?}", p.overlay());
-                    p.forget_local_mac(mac);
+            match now {
+                Some(dest) if Some(dest) != shared.listen => lost_to(shared, mac, dest),
+                // A conflict's winner went away: the guest here is the
+                // MAC's only user now.
+                None if shared.state().conflicts.remove(&mac).is_some() => {
+                    log::info!(
+                        "overlay {}: {mac}'s key is gone; its conflict is over, registering it here",
+                        p.overlay()
+                    );
+                    let _ = shared.cmds.send(Cmd::Claim(mac));
+                    report_health(shared);
                 }
+                _ => {}
             }
         }
         Change::Vl3 { ip, was, now } => {
@@ -477,6 +501,110 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
             };
             p.inject(frame);
         }
+    }
+}
+
+/// Another host registered `mac` at `winner`. If a guest here announced it,
+/// the first time it is taken as a move: this host stops announcing it and
+/// overlayd forgets it (it announces it again if the guest sends again — a
+/// move back). A second time within [`CONFLICT_WINDOW`], with the guest
+/// here still sending, it is a conflict: the later registration wins, and
+/// this host yields — it keeps the MAC local but announces it no more, and
+/// counts, probes, logs and shows the conflict (DEGRADED, serving).
+fn lost_to(shared: &Shared, mac: Mac, winner: SocketAddr) {
+    let p = &shared.provider;
+    let conflict = {
+        let mut st = shared.state();
+        st.adopted.remove(&mac);
+        if let Some(w) = st.conflicts.get_mut(&mac) {
+            // Yielded already; the winner changed.
+            let changed = *w != winner;
+            *w = winner;
+            drop(st);
+            if changed {
+                report_health(shared);
+            }
+            return;
+        }
+        if !st.local_macs.contains(&mac) {
+            return;
+        }
+        st.lost.retain(|_, t| t.elapsed() < CONFLICT_WINDOW);
+        if st.lost.remove(&mac).is_some() {
+            st.conflicts.insert(mac, winner);
+            true
+        } else {
+            st.lost.insert(mac, std::time::Instant::now());
+            st.local_ips.retain(|_, m| *m != mac);
+            st.local_macs.remove(&mac);
+            false
+        }
+    };
+    if !conflict {
+        log::info!("overlay {}: {mac} moved to {winner}", p.overlay());
+        p.forget_local_mac(mac);
+        return;
+    }
+    let loser = shared.listen.unwrap_or(winner);
+    log::warn!(
+        "overlay {}: MAC conflict: {mac} is used here ({loser}) and at {winner}, which registered it later; yielding it",
+        p.overlay()
+    );
+    InstanceStatus::bump(&p.status().mac_conflicts);
+    overlay_probes::varpd::mac_conflict("etcd", p.overlay(), mac, winner, loser);
+    report_health(shared);
+}
+
+/// What the conflicts say in the instance's health, if there are any.
+fn conflict_text(
+    listen: Option<SocketAddr>,
+    conflicts: &BTreeMap<Mac, SocketAddr>,
+) -> Option<String> {
+    if conflicts.is_empty() {
+        return None;
+    }
+    let here = listen.map_or_else(|| "here".to_string(), |l| l.to_string());
+    let mut parts: Vec<String> = conflicts
+        .iter()
+        .take(MAX_CONFLICTS_SHOWN)
+        .map(|(mac, w)| format!("{mac} at {here} and at {w} (registered later; it wins)"))
+        .collect();
+    if conflicts.len() > MAX_CONFLICTS_SHOWN {
+        parts.push(format!(
+            "and {} more",
+            conflicts.len() - MAX_CONFLICTS_SHOWN
+        ));
+    }
+    Some(format!(
+        "MAC conflict{}: {}; this host yields",
+        if conflicts.len() > 1 { "s" } else { "" },
+        parts.join(", ")
+    ))
+}
+
+/// Tells overlayd the instance's health: degraded (serving) with etcd's
+/// failure and the conflicts, if either, else ready.
+pub(crate) fn report_health(shared: &Shared) {
+    let why: Vec<String> = {
+        let st = shared.state();
+        [
+            st.error.clone(),
+            conflict_text(shared.listen, &st.conflicts),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    };
+    let p = &shared.provider;
+    if why.is_empty() {
+        if p.is_degraded() {
+            p.ready(None);
+        }
+        return;
+    }
+    let why = why.join("; ");
+    if p.status().health().1.as_deref() != Some(why.as_str()) {
+        p.degraded_serving(why);
     }
 }
 
