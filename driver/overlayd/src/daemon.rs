@@ -99,6 +99,8 @@ pub struct Daemon {
     pub(crate) chores: Chores,
     /// VNIC requests waiting for their chores, by chore number.
     pub(crate) vnic_ops: HashMap<u64, VnicOp>,
+    /// A VNIC request finished: requests that waited for it may be taken.
+    pub(crate) unblocked: bool,
     /// Replies that wait until the workers applied, and the state file
     /// holds, every change made before them (in order; while any waits,
     /// no request is taken).
@@ -189,6 +191,7 @@ impl Daemon {
             saver,
             chores,
             vnic_ops: HashMap::new(),
+            unblocked: false,
             held: VecDeque::new(),
         })
     }
@@ -475,6 +478,11 @@ impl Daemon {
     /// them with `force`, at shutdown; one held past [`HOLD_MAX`] goes
     /// with an error in the log), then takes the requests that waited.
     pub(crate) fn release_held(&mut self, force: bool) {
+        // Most wake-ups (a worker's hand-over) find nothing held and no
+        // request waiting: nothing to scan.
+        if self.held.is_empty() && !std::mem::take(&mut self.unblocked) {
+            return;
+        }
         while let Some(h) = self.held.front() {
             let late = h.since.elapsed() > HOLD_MAX;
             if !(force || late || self.passed(h)) {

@@ -689,7 +689,7 @@ mod tests {
     use overlay_wire::vxlan;
     use std::io::Read;
     use std::net::UdpSocket;
-    use std::os::fd::{FromRawFd, OwnedFd};
+
     use std::time::Duration;
 
     const OID: u64 = 7;
@@ -809,19 +809,7 @@ mod tests {
         mode: Option<DestMode>,
         point: Option<SocketAddr>,
     ) -> (Forwarder<TestPort>, std::fs::File) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2(2) fills two descriptors we then own.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
-            0
-        );
-        // SAFETY: both are fresh descriptors owned by nothing else.
-        let (r, w) = unsafe {
-            (
-                std::fs::File::from_raw_fd(fds[0]),
-                OwnedFd::from_raw_fd(fds[1]),
-            )
-        };
+        let (r, w) = crate::testkit::pipe(libc::O_NONBLOCK);
         let listen = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .expect("a free port");

@@ -305,20 +305,12 @@ mod tests {
     use overlay_api::{DestMode, OverlaySpec};
     use overlay_core::{OverlayConfig, TargetTable};
     use std::io::{BufRead, BufReader};
-    use std::os::fd::{FromRawFd, OwnedFd};
 
     /// A configured dynamic overlay (its "TAP queue" the write end of a
     /// pipe), a link to a stand-in varpd (the other end of a socket pair,
     /// returned for reading), and an empty set of lookups.
     fn setup() -> (Overlay, Conn, BufReader<std::os::unix::net::UnixStream>) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2(2) fills two descriptors we then own.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: fresh descriptors owned by nothing else.
-        let w = unsafe {
-            drop(OwnedFd::from_raw_fd(fds[0]));
-            OwnedFd::from_raw_fd(fds[1])
-        };
+        let (_, w) = crate::testkit::pipe(0);
         let spec = OverlaySpec {
             name: "ov0".into(),
             encap: "vxlan".into(),

@@ -459,6 +459,7 @@ impl Daemon {
             let Some(op) = self.vnic_ops.remove(&seq) else {
                 continue;
             };
+            self.unblocked |= op.conn().is_some();
             match op {
                 VnicOp::Create {
                     conn,

@@ -17,6 +17,24 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
+/// A pipe standing in for a TAP queue (extra `flags` for pipe2(2), such as
+/// `O_NONBLOCK`): the read end, and the write end the daemon writes to.
+pub(crate) fn pipe(flags: libc::c_int) -> (std::fs::File, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) fills two descriptors we then own.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | flags) },
+        0
+    );
+    // SAFETY: fresh descriptors owned by nothing else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
 /// A test daemon and its temporary directory (removed on drop).
 pub(crate) struct Kit {
     pub d: Daemon,
@@ -60,16 +78,7 @@ impl Kit {
     /// its own on loopback, configured by "varpd"; returns its id and the
     /// read end of its "TAP device".
     pub fn overlay(&mut self, name: &str, vni: u32) -> (u64, std::fs::File) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2(2) fills two descriptors we then own.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: fresh descriptors owned by nothing else.
-        let (r, w) = unsafe {
-            (
-                std::fs::File::from_raw_fd(fds[0]),
-                OwnedFd::from_raw_fd(fds[1]),
-            )
-        };
+        let (r, w) = pipe(0);
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .unwrap()
