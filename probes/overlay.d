@@ -46,4 +46,10 @@ provider overlay {
 	probe degrade(char *, char *);	/* overlay, reason */
 	/* An overlay returned to ONLINE. */
 	probe restore(char *);	/* overlay */
+	/* A capture with decisions started (ovsnoop --capture). */
+	probe capture__start(uint64_t, char *, uint8_t);	/* session, overlays, drops_only */
+	/* A capture ended, with what its client got and lost. */
+	probe capture__stop(uint64_t, uint64_t, uint64_t);	/* session, frames, lost */
+	/* Captured frames were lost: the ring was full or busy, or a client read too slowly. */
+	probe capture__overflow(uint64_t, uint64_t);	/* lost, total */
 };

@@ -23,6 +23,8 @@
 //! - [`client`]: a small blocking client for the request/reply sockets.
 //! - [`statefile`]: the daemons' state files, written atomically, read
 //!   back, set aside when unusable.
+//! - [`capture`]: capture with decisions, the frames overlayd handled and
+//!   what it did with each, streamed on a control connection.
 //! - [`access`]: who may use the sockets (file mode, group, and the peer's
 //!   credentials checked on every connection).
 //!
@@ -30,6 +32,7 @@
 //! may change how it works without breaking its tools.
 
 pub mod access;
+pub mod capture;
 pub mod client;
 pub mod drop;
 pub mod hexbytes;

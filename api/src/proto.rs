@@ -125,6 +125,25 @@ pub enum Request {
         #[serde(with = "hexbytes")]
         frame: Vec<u8>,
     },
+    /// Start a capture with decisions (`ovsnoop --capture`): answered with
+    /// [`Reply::Capturing`], then [`crate::capture::CaptureMsg`] lines on
+    /// this connection until [`Request::CaptureStop`] (or the connection
+    /// closes). See [`crate::capture`].
+    CaptureStart {
+        /// Overlays to capture, by name; every overlay (and the muxes'
+        /// own drops) when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overlays: Vec<String>,
+        /// Only frames that were dropped.
+        #[serde(default)]
+        drops_only: bool,
+        /// Bytes kept of each frame (0 or absent: all of it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+    },
+    /// End this connection's capture: answered with
+    /// [`crate::capture::CaptureMsg::End`], after every frame captured before.
+    CaptureStop,
     /// varpd introduces itself; the connection becomes the varpd link.
     VarpdHello {
         /// Protocol version, [`crate::PROTOCOL_VERSION`].
@@ -182,6 +201,11 @@ pub enum Reply {
     },
     /// Answer to [`Request::VarpdHello`]: the link is up.
     Linked,
+    /// Answer to [`Request::CaptureStart`]: the capture runs.
+    Capturing {
+        /// The overlays captured (every overlay when the request named none).
+        overlays: Vec<crate::capture::CaptureOverlay>,
+    },
 }
 
 /// overlayd → varpd, on the link.

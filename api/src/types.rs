@@ -421,6 +421,9 @@ pub struct StatsSnapshot {
     /// `mono_ns`); 0 if overlayd did not say (older overlayd).
     #[serde(default)]
     pub started_mono_ns: u64,
+    /// Capture counters (`ovsnoop --capture`); zero from an older overlayd.
+    #[serde(default)]
+    pub capture: crate::capture::CaptureStats,
 }
 
 /// A search plugin as varpd announces it.

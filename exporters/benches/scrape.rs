@@ -165,6 +165,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
             })
             .collect(),
         started_mono_ns: 1_000_000_000,
+        capture: Default::default(),
     };
     (snap, rows, instances)
 }

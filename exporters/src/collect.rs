@@ -252,6 +252,27 @@ fn overlayd(
         &[],
         flag(s.varpd_linked),
     );
+    f.gauge(
+        "overlay_capture_sessions",
+        "Captures with decisions (ovsnoop --capture) running now.",
+        host,
+        &[],
+        f64::from(s.capture.sessions),
+    );
+    f.counter(
+        "overlay_capture_frames_total",
+        "Frames copied into the capture ring (ovsnoop --capture) since overlayd started.",
+        host,
+        &[],
+        s.capture.frames,
+    );
+    f.counter(
+        "overlay_capture_lost_total",
+        "Captured frames lost since overlayd started: the capture ring was full or busy, or a capturing client read too slowly (forwarding never waits).",
+        host,
+        &[],
+        s.capture.lost,
+    );
     // The degraded reasons, by overlay name: overlayd's health rows first,
     // varpd's instance details otherwise.
     let mut reasons: HashMap<&str, &str> = HashMap::new();

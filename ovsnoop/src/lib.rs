@@ -19,6 +19,10 @@
 //!  --trace ──► trace (bpftrace on overlayd and varpd; script generated
 //!              from probes/*.d) ──► per-frame decisions ──► filter ──► stdout
 //!  overlayd.sock ──ShowProps──► VNI → overlay name (optional)
+//!  --capture ─► capture (overlayd's copy of each frame it handled, with
+//!              its verdict, over overlayd.sock) ──► filter ──► stdout
+//!                     └──► pcapng (-w FILE: interface per overlay,
+//!                          verdict in each frame's comment)
 //! ```
 //!
 //! Parts: [`decode`] never fails — a truncated or invalid layer ends that
@@ -37,12 +41,19 @@
 //! decision. [`filter`] (`--vni`, `--overlay`, `--mac`, `--host`, `--port`,
 //! AND-combined) applies to both; [`write`] (`-w`) saves the frames that
 //! passed as pcap. [`json`] is the `--json` shape of a wire frame.
+//!
+//! [`capture`] (`--capture`) asks overlayd itself for the frames it
+//! handled, dropped ones included, each with its verdict; [`pcapng`]
+//! writes them (`-w`) with the verdict in each frame's comment, one
+//! interface per overlay, for Wireshark and tshark.
 
+pub mod capture;
 pub mod decode;
 pub mod filter;
 pub mod format;
 pub mod json;
 pub mod live;
+pub mod pcapng;
 pub mod read;
 pub mod trace;
 pub mod write;

@@ -5,7 +5,7 @@ use clap::Parser;
 use overlay_api::proto::{Reply, Request};
 use overlay_api::{Client, Mac};
 use ovsnoop::filter::Filter;
-use ovsnoop::{decode, format, live, read, trace, write};
+use ovsnoop::{capture, decode, format, live, pcapng, read, trace, write};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::IpAddr;
@@ -18,7 +18,8 @@ use std::sync::Arc;
 /// frames opened, VNI first.
 #[derive(Parser, Debug)]
 #[command(name = "ovsnoop", version)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "iface", "trace", "trace_program"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "iface", "trace", "trace_program", "capture"])))]
+#[command(group(clap::ArgGroup::new("decisions").args(["trace", "capture"])))]
 struct Args {
     /// Read frames from a pcap or pcapng file.
     #[arg(short = 'r', value_name = "FILE")]
@@ -33,9 +34,26 @@ struct Args {
     /// Print the bpftrace program --trace would run, and exit.
     #[arg(long)]
     trace_program: bool,
-    /// With --trace: only dropped frames (and lookups answered with a drop).
-    #[arg(long, requires = "trace")]
+    /// Capture with decisions: overlayd's own copy of every frame it
+    /// handled on the overlays (--overlay; all by default), dropped ones
+    /// included, each with its verdict, until Ctrl-C, -c or --duration.
+    /// With -w, writes pcapng: an interface per overlay, the verdict in
+    /// each frame's comment.
+    #[arg(long)]
+    capture: bool,
+    /// With --trace or --capture: only dropped frames (and, in --trace,
+    /// lookups answered with a drop).
+    #[arg(long, requires = "decisions")]
     drops_only: bool,
+    /// With --capture: stop after COUNT frames passed the filters.
+    #[arg(short = 'c', value_name = "COUNT", requires = "capture")]
+    count: Option<u64>,
+    /// With --capture: stop after SECS seconds.
+    #[arg(long, value_name = "SECS", requires = "capture")]
+    duration: Option<f64>,
+    /// With --capture: keep at most N bytes of each frame (default: all).
+    #[arg(long, value_name = "N", requires = "capture")]
+    snaplen: Option<u32>,
     /// Only frames of this VNI (repeatable: any of them).
     #[arg(long, value_name = "VNI")]
     vni: Vec<u32>,
@@ -57,7 +75,8 @@ struct Args {
     /// --trace), source or destination (repeatable).
     #[arg(long, value_name = "PORT")]
     port: Vec<u16>,
-    /// Also write the frames that pass the filters to FILE, as pcap.
+    /// Also write the frames that pass the filters to FILE, as pcap
+    /// (--capture: pcapng, with each frame's verdict in its comment).
     #[arg(short = 'w', value_name = "FILE", conflicts_with_all = ["trace", "trace_program"])]
     write: Option<PathBuf>,
     /// Show every field of every layer, like `snoop -v`.
@@ -230,6 +249,110 @@ fn run_trace(args: &Args) -> anyhow::Result<()> {
     finish_output(write_err, Ok(()), Ok(()))
 }
 
+fn run_capture(args: &Args) -> anyhow::Result<()> {
+    let filter = filter_of(args)?;
+    let stop = stop_flag()?;
+    let opts = capture::Options {
+        overlays: args.overlay.clone(),
+        drops_only: args.drops_only,
+        snaplen: args.snaplen,
+        count: args.count,
+        duration: match args.duration {
+            Some(d) if d.is_finite() && d >= 0.0 => Some(std::time::Duration::from_secs_f64(d)),
+            Some(d) => anyhow::bail!("--duration {d}: give a number of seconds"),
+            None => None,
+        },
+    };
+    // Both the start (interfaces) and each frame write to the file.
+    let file = std::cell::RefCell::new(match &args.write {
+        Some(p) => Some(pcapng::PcapngWriter::create(p)?),
+        None => None,
+    });
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut shown = 0u64;
+    let mut write_err: Option<std::io::Error> = None;
+    let run_dir = args.run_dir.display().to_string();
+    let ready = |overlays: &[overlay_api::capture::CaptureOverlay]| -> anyhow::Result<()> {
+        if let Some(w) = file.borrow_mut().as_mut() {
+            for o in overlays {
+                w.overlay(&o.name, o.vnetid)?;
+            }
+        }
+        let names: Vec<String> = overlays
+            .iter()
+            .map(|o| format!("{} (VNI {})", o.name, o.vnetid))
+            .collect();
+        eprintln!(
+            "ovsnoop: capturing on {} in the overlayd of {run_dir}{}. Hit Ctrl-C to end.",
+            if names.is_empty() {
+                "no overlay yet".to_string()
+            } else {
+                names.join(", ")
+            },
+            if args.overlay.is_empty() {
+                " (and its muxes' own drops)"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    };
+    let summary = capture::run(&args.run_dir, &opts, &stop, ready, |c| {
+        if !filter.matches(&c) {
+            return Ok(false);
+        }
+        shown += 1;
+        if let Some(w) = file.borrow_mut().as_mut() {
+            let r = &c.rec;
+            let comment = r.verdict.to_string();
+            match &r.overlay {
+                Some(name) => {
+                    let id = w.overlay(name, r.vni)?;
+                    w.packet(id, r.ts_ns, &r.frame, r.len, &comment, r.dir)?;
+                }
+                None => {
+                    let id = w.mux(r.listen)?;
+                    let (from, to) = (
+                        r.from.unwrap_or(([0, 0, 0, 0], 0).into()),
+                        r.listen.unwrap_or(([0, 0, 0, 0], 0).into()),
+                    );
+                    let p = pcapng::ip_packet(from, to, &r.frame);
+                    let len = r.len + (p.len() - r.frame.len()) as u32;
+                    w.packet(id, r.ts_ns, &p, len, &comment, r.dir)?;
+                }
+            }
+        }
+        if write_err.is_none() {
+            let text = if args.json {
+                c.json(shown)
+            } else if args.verbose {
+                c.verbose(shown)
+            } else {
+                c.line()
+            };
+            if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+                write_err = Some(e);
+            }
+        }
+        Ok(true)
+    })?;
+    if let Some(w) = file.into_inner() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        w.finish(now, summary.lost)?;
+    }
+    eprintln!("ovsnoop: {}; {shown} shown", summary.text());
+    if summary.lost > 0 {
+        eprintln!(
+            "ovsnoop: {} frames were lost to this capture (overlayd's capture ring was full, or ovsnoop read too slowly); overlayd forwarded them as usual",
+            summary.lost
+        );
+    }
+    finish_output(write_err, Ok(()), Ok(()))
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     if args.trace_program {
         for (daemon, placeholder) in [("overlayd", "@OVERLAYD@"), ("varpd", "@VARPD@")] {
@@ -240,6 +363,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.trace {
         return run_trace(&args);
+    }
+    if args.capture {
+        return run_capture(&args);
     }
     let mut opts = decode::Options::default();
     opts.vxlan_ports.extend(&args.vxlan_ports);

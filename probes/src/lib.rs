@@ -113,6 +113,14 @@ pub mod overlay {
         fn degrade(overlay: &str, reason: &str) => degrade(overlay, reason);
         /// `overlay:restore`.
         fn restore(overlay: &str) => restore(overlay);
+        /// `overlay:capture-start` — capture `session` (its connection)
+        /// started on `overlays` (comma-separated; empty: every overlay).
+        fn capture_start(session: u64, overlays: &str, drops_only: bool) => capture__start(session, overlays, drops_only as u8);
+        /// `overlay:capture-stop`, with the frames its client got and lost.
+        fn capture_stop(session: u64, frames: u64, lost: u64) => capture__stop(session, frames, lost);
+        /// `overlay:capture-overflow` — `lost` captured frames just lost,
+        /// `total` since overlayd started.
+        fn capture_overflow(lost: u64, total: u64) => capture__overflow(lost, total);
     });
 }
 

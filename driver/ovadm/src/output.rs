@@ -884,6 +884,7 @@ overlay1:02\\:08\\:20\\:aa\\:bb\\:04:drop
                 ..Default::default()
             }],
             started_mono_ns: 1,
+            capture: Default::default(),
         };
         let got = render_stats(&snap);
         let want = "\

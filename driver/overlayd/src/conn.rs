@@ -112,6 +112,11 @@ impl Conn {
         }
     }
 
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.wbuf.len()
+    }
+
     /// True when nothing waits to be written.
     pub fn drained(&self) -> bool {
         self.wbuf.is_empty()

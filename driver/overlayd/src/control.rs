@@ -108,6 +108,32 @@ impl Daemon {
             Request::ShowVnics { name } => self.show_vnics(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
             Request::InjectFrame { name, frame } => self.operator_inject(&name, &frame),
+            // Sent at once, not held: frames follow it on this connection.
+            Request::CaptureStart {
+                overlays,
+                drops_only,
+                snaplen,
+            } => {
+                let r = self.capture_start(conn, &overlays, drops_only, snaplen);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.send(&r);
+                }
+                return;
+            }
+            Request::CaptureStop => {
+                match self.capture_stop(conn) {
+                    Some(end) => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.send(&end);
+                        }
+                    }
+                    None => self.reply(
+                        conn,
+                        &err(ErrorKind::BadRequest, "this connection is not capturing"),
+                    ),
+                }
+                return;
+            }
             Request::ResendFrame { name, frame } => self.operator_resend(&name, &frame),
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
@@ -341,6 +367,7 @@ impl Daemon {
                 overlays,
                 muxes,
                 started_mono_ns: self.started_mono_ns,
+                capture: self.cap.stats(self.captures.len()),
             },
         }
     }
@@ -362,7 +389,7 @@ impl Daemon {
             Ok(released) => {
                 probe::target_set(&ov.cfg.name, mac, &dest, "operator");
                 if let (Some(r), Some(mux)) = (released, self.fwd.muxes.get(&ov.mux)) {
-                    release(&mut self.fwd.txq, ov, mux, r);
+                    release(&mut self.fwd.txq, ov, mux, &self.fwd.cap, r);
                 }
                 ok()
             }

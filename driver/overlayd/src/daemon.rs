@@ -11,6 +11,7 @@
 //!
 //! Tokens carry their kind in the low two bits and an id above them.
 
+use crate::capture::{Capture, Session};
 use crate::chores::{Chores, VnicOp};
 use crate::conn::Conn;
 use crate::datapath::{token, Forwarder, KIND_CONN, KIND_LISTENER, KIND_MUX, KIND_TAP};
@@ -105,6 +106,12 @@ pub struct Daemon {
     /// holds, every change made before them (in order; while any waits,
     /// no request is taken).
     held: VecDeque<Held>,
+    /// The capture point every forwarding thread shares (`capture.rs`).
+    pub(crate) cap: Arc<Capture>,
+    /// The captures running, by connection.
+    pub(crate) captures: HashMap<u64, Session>,
+    /// The capture point's ring losses already told to the sessions.
+    pub(crate) cap_ring_lost_seen: u64,
 }
 
 /// A reply waiting for the changes before it to be applied and written.
@@ -153,10 +160,11 @@ impl Daemon {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let cap = Arc::new(Capture::default());
         let workers = match threads {
             0 | 1 => None,
             n => Some(
-                Workers::start(n - 1, Arc::clone(&waker))
+                Workers::start(n - 1, Arc::clone(&waker), Arc::clone(&cap))
                     .context("cannot start the forwarding threads")?,
             ),
         };
@@ -175,7 +183,7 @@ impl Daemon {
             access,
             sock_path,
             by_name: HashMap::new(),
-            fwd: Forwarder::new(),
+            fwd: Forwarder::with_capture(Arc::clone(&cap)),
             mux_by_addr: HashMap::new(),
             conns: HashMap::new(),
             link: None,
@@ -193,6 +201,9 @@ impl Daemon {
             vnic_ops: HashMap::new(),
             unblocked: false,
             held: VecDeque::new(),
+            cap,
+            captures: HashMap::new(),
+            cap_ring_lost_seen: 0,
         })
     }
 
@@ -207,7 +218,12 @@ impl Daemon {
         let mut events = Events::with_capacity(256);
         let mut last_tick = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
-            match self.poll.poll(&mut events, Some(TICK)) {
+            let wait = if self.captures.is_empty() {
+                TICK
+            } else {
+                crate::capture::DRAIN
+            };
+            match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
@@ -233,6 +249,7 @@ impl Daemon {
                 }
             }
             self.flush_tx();
+            self.drain_capture();
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 self.tick(last_tick);
@@ -288,6 +305,7 @@ impl Daemon {
         EventLoop {
             link: link.as_mut().map(|l| &mut l.conn),
             lookups,
+            asked: None,
         }
     }
 
@@ -539,6 +557,7 @@ impl Daemon {
     }
 
     pub(crate) fn close_conn(&mut self, id: u64) {
+        self.capture_end(id);
         if let Some(mut c) = self.conns.remove(&id) {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }

@@ -19,10 +19,12 @@
 //! the `overlay:drop` probe with the same reason. Counters count frames as
 //! they cross the underlay: one per segment, not per super-frame.
 
+use crate::capture::{Capture, Outer};
 use crate::mux::Mux;
 use crate::port::Port;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
+use overlay_api::capture::{CaptureDir, CaptureVerdict};
 use overlay_api::{DropReason, Mac};
 use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
 use overlay_core::props::{L2_OVERHEAD, MTU_MIN};
@@ -33,6 +35,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Messages queued before the TAP read loop flushes the send queue.
@@ -281,6 +284,24 @@ pub(crate) trait Owner<P: Port> {
     /// After a receive batch on `mux`: what [`take_rx`](Self::take_rx)
     /// took goes on, and `asks` (inner sources found unknown) are asked.
     fn rx_done(&mut self, mux: &mut Mux, ports: &mut HashMap<u64, P>, asks: &[(u64, Mac)]);
+    /// The id of the lookup the last [`miss`](Self::miss) asked, if it
+    /// asked one (for the capture's verdict).
+    fn asked(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A transmit verdict as the capture words it (`asked`: the lookup the
+/// frame asked, if any).
+pub(crate) fn tx_capture_verdict(v: TxVerdict, asked: Option<u64>) -> CaptureVerdict {
+    match v {
+        TxVerdict::Encap { dest, .. } => CaptureVerdict::Sent { dest },
+        TxVerdict::Queue { ask } => CaptureVerdict::Queued {
+            lookup: asked.filter(|_| ask),
+        },
+        TxVerdict::AskBroadcast => CaptureVerdict::ToVarpd { lookup: asked },
+        TxVerdict::Drop(reason) => CaptureVerdict::Dropped { reason },
+    }
 }
 
 /// A forwarding engine: one thread's ports (one per overlay), muxes, send
@@ -304,11 +325,19 @@ pub(crate) struct Forwarder<P> {
     /// Inner source MACs that the receive path found unknown on overlays
     /// with `target/check_source`, to ask varpd about after the batch.
     asks: Vec<(u64, Mac)>,
+    /// The capture point, shared by every thread of the daemon.
+    pub cap: Arc<Capture>,
 }
 
 impl<P: Port> Forwarder<P> {
-    /// An engine with no ports or muxes.
+    /// An engine with no ports or muxes, and a capture point of its own.
+    #[cfg(test)]
     pub fn new() -> Self {
+        Self::with_capture(Arc::default())
+    }
+
+    /// An engine with no ports or muxes, capturing into `cap`.
+    pub fn with_capture(cap: Arc<Capture>) -> Self {
         Forwarder {
             ports: HashMap::new(),
             muxes: HashMap::new(),
@@ -317,6 +346,7 @@ impl<P: Port> Forwarder<P> {
             gro: Gro::default(),
             tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
             asks: Vec::new(),
+            cap,
         }
     }
 
@@ -343,8 +373,26 @@ impl<P: Port> Forwarder<P> {
     /// Decides a frame in `tapbuf` (virtio-net header and frame, `n`
     /// bytes) from overlay `oid` and performs the verdict, or hands it to
     /// the owner. Returns the verdict as performed (a frame that could not
-    /// be queued is a drop), `None` for an overlay that is gone.
+    /// be queued is a drop), `None` for an overlay that is gone. A running
+    /// capture gets the frame with the verdict, if this thread performed
+    /// it (a frame handed over is captured where it is decided again).
     pub fn tx_frame(&mut self, oid: u64, n: usize, owner: &mut impl Owner<P>) -> Option<TxVerdict> {
+        let v = self.tx_decide(oid, n, owner);
+        if self.cap.on() {
+            if let (Some(v), Some(p)) = (v, self.ports.get(&oid)) {
+                if owner.performs(&v) {
+                    let frame = &self.tapbuf[VNET_HDR_LEN.min(n)..n];
+                    let verdict = tx_capture_verdict(v, owner.asked());
+                    self.cap
+                        .frame(oid, p.cfg().vnetid, CaptureDir::Tx, verdict, frame);
+                }
+            }
+        }
+        v
+    }
+
+    /// [`tx_frame`](Self::tx_frame) but the capture.
+    fn tx_decide(&mut self, oid: u64, n: usize, owner: &mut impl Owner<P>) -> Option<TxVerdict> {
         let now = Instant::now();
         let p = self.ports.get_mut(&oid)?;
         let mux = self.muxes.get(&p.mux_id())?;
@@ -416,6 +464,7 @@ impl<P: Port> Forwarder<P> {
                 &mut self.rxq,
                 &mut self.gro,
                 &mut self.asks,
+                &self.cap,
                 |mux, ports, buf| owner.take_rx(mid, mux, ports, buf),
             );
             owner.rx_done(mux, &mut self.ports, &self.asks);
@@ -440,7 +489,7 @@ impl<P: Port> Forwarder<P> {
             return;
         };
         let (ports, gro, asks) = (&mut self.ports, &mut self.gro, &mut self.asks);
-        rx_buffer(mux, ports, gro, asks, data, from, seg);
+        rx_buffer(mux, ports, gro, asks, &self.cap, data, from, seg);
         gro.flush(ports);
         owner.rx_done(mux, &mut self.ports, &self.asks);
         self.asks.clear();
@@ -456,6 +505,7 @@ pub(crate) fn rx_batch<P: Port>(
     rxq: &mut RxBatch,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
+    cap: &Capture,
     mut defer: impl FnMut(&Mux, &HashMap<u64, P>, (&[u8], SocketAddr, usize)) -> bool,
 ) -> bool {
     let n = match rxq.recv(mux.sock.as_raw_fd()) {
@@ -476,7 +526,7 @@ pub(crate) fn rx_batch<P: Port>(
             continue;
         };
         if !defer(mux, ports, (data, from, seg)) {
-            rx_buffer(mux, ports, gro, asks, data, from, seg);
+            rx_buffer(mux, ports, gro, asks, cap, data, from, seg);
         }
     }
     // Coalesce only within what one system call brought.
@@ -486,11 +536,13 @@ pub(crate) fn rx_batch<P: Port>(
 
 /// Takes one received buffer: a datagram, a GRO batch of datagrams `seg`
 /// bytes apart, or one datagram around a TCP super-frame.
+#[allow(clippy::too_many_arguments)]
 fn rx_buffer<P: Port>(
     mux: &mut Mux,
     ports: &mut HashMap<u64, P>,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
+    cap: &Capture,
     data: &mut [u8],
     from: SocketAddr,
     seg: usize,
@@ -508,11 +560,11 @@ fn rx_buffer<P: Port>(
     } else {
         (data, seg)
     };
-    if data.len() > SUPER_MIN && rx_super(mux, ports, gro, asks, data, from, seg) {
+    if data.len() > SUPER_MIN && rx_super(mux, ports, gro, asks, cap, data, from, seg) {
         return;
     }
     for d in data.chunks(seg) {
-        rx_datagram(mux, ports, gro, asks, d, from);
+        rx_datagram(mux, ports, gro, asks, cap, d, from);
     }
 }
 
@@ -532,11 +584,13 @@ fn rx_buffer<P: Port>(
 /// False, having touched nothing, if
 /// the buffer is something else (a batch of datagrams, or a frame that is
 /// not TCP: the caller handles, or drops, those).
+#[allow(clippy::too_many_arguments)]
 fn rx_super<P: Port>(
     mux: &mut Mux,
     overlays: &mut HashMap<u64, P>,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
+    cap: &Capture,
     data: &mut [u8],
     from: SocketAddr,
     seg: usize,
@@ -591,14 +645,32 @@ fn rx_super<P: Port>(
         from: from.ip(),
         fits: tso.ip_segment_max() <= mtu,
     };
-    if !ov.admit(&facts, inner.len(), asks) {
-        return true;
+    let verdict = match ov.admit(&facts, inner.len(), asks) {
+        Err(reason) => Err(reason),
+        Ok(()) => tso.to_tap(inner).ok_or(DropReason::BadChecksum),
+    };
+    if cap.on() {
+        let outer = Outer {
+            from,
+            listen: mux.listen,
+            header: &data[..at],
+        };
+        let v = match verdict {
+            Ok(_) => CaptureVerdict::Delivered { from },
+            Err(reason) => CaptureVerdict::Dropped { reason },
+        };
+        cap.rx(Some(oid), vni, v, &data[at..], outer);
     }
+    let inner = &mut data[at..];
     // The checksum is verified before the frame is trusted: a corrupt
     // super-frame is dropped, never marked for the kernel to complete.
-    let Some(hdr) = tso.to_tap(inner) else {
-        ov.drop(DropReason::BadChecksum, inner.len());
-        return true;
+    let hdr = match verdict {
+        Ok(hdr) => hdr,
+        Err(DropReason::BadChecksum) => {
+            ov.drop(DropReason::BadChecksum, inner.len());
+            return true;
+        }
+        Err(_) => return true,
     };
     let cfg = ov.cfg();
     for i in 0..tso.count() {
@@ -615,6 +687,7 @@ fn rx_datagram<P: Port>(
     overlays: &mut HashMap<u64, P>,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
+    cap: &Capture,
     d: &[u8],
     from: SocketAddr,
 ) {
@@ -623,6 +696,14 @@ fn rx_datagram<P: Port>(
     let mux_drop = |mux: &mut Mux, reason: DropReason, vni: u32| {
         mux.counters.drop(reason, 1);
         probe::drop("-", vni, reason, n);
+        if cap.on() {
+            let outer = Outer {
+                from,
+                listen: mux.listen,
+                header: &[],
+            };
+            cap.rx(None, vni, CaptureVerdict::Dropped { reason }, d, outer);
+        }
     };
     let p = match (mux.encap.decap)(d) {
         Ok(p) => p,
@@ -634,6 +715,7 @@ fn rx_datagram<P: Port>(
     };
     let inner = p.inner;
     let len = inner.len();
+    let vni = p.vni;
     let mac = |at: usize| {
         Mac(inner[at..at + 6]
             .try_into()
@@ -645,11 +727,23 @@ fn rx_datagram<P: Port>(
         from: ip,
         fits: len <= overlays[&oid].cfg().max_frame(),
     };
-    if !overlays
+    let admitted = overlays
         .get_mut(&oid)
         .expect("checked above")
-        .admit(&facts, len, asks)
-    {
+        .admit(&facts, len, asks);
+    if cap.on() {
+        let outer = Outer {
+            from,
+            listen: mux.listen,
+            header: &d[..n - len],
+        };
+        let v = match admitted {
+            Ok(()) => CaptureVerdict::Delivered { from },
+            Err(reason) => CaptureVerdict::Dropped { reason },
+        };
+        cap.rx(Some(oid), vni, v, inner, outer);
+    }
+    if admitted.is_err() {
         return;
     }
     if !gro.c.is_empty() {

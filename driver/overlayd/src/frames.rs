@@ -18,6 +18,7 @@
 
 use crate::daemon::Daemon;
 use crate::port::Port;
+use overlay_api::capture::{CaptureDir, CaptureVerdict};
 use overlay_api::proto::Reply;
 use overlay_api::{ApiError, DropReason, ErrorKind};
 use overlay_core::decide::TxVerdict;
@@ -104,10 +105,21 @@ impl Daemon {
         let Some(ov) = self.fwd.ports.get_mut(&oid) else {
             return Ok(());
         };
-        match ov
+        let written = ov
             .tap
-            .write(&[0; overlay_wire::offload::VNET_HDR_LEN], frame)
-        {
+            .write(&[0; overlay_wire::offload::VNET_HDR_LEN], frame);
+        if self.fwd.cap.on() {
+            let v = match &written {
+                Ok(_) => CaptureVerdict::Injected,
+                Err(_) => CaptureVerdict::Dropped {
+                    reason: DropReason::TapWriteError,
+                },
+            };
+            self.fwd
+                .cap
+                .frame(oid, ov.cfg.vnetid, CaptureDir::Inject, v, frame);
+        }
+        match written {
             Ok(_) => {
                 ov.counters.injected += 1;
                 if let Some(i) = eth::classify(frame) {

@@ -8,10 +8,12 @@
 //! pending entries keep their queues, and broadcast frames waiting on varpd
 //! are dropped as `varpd-unavailable` (the guest will ask again).
 
+use crate::capture::Capture;
 use crate::daemon::{Daemon, Link};
 use crate::datapath::{encap, send_queued};
 use crate::port::Port;
 use crate::txq::TxQueue;
+use overlay_api::capture::{CaptureDir, CaptureVerdict};
 use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
 use overlay_api::{ApiError, DestMode, DropReason, ErrorKind, Mac, PluginInfo};
 use overlay_core::target::Released;
@@ -72,7 +74,14 @@ impl Daemon {
         probe::varpd_disconnect(link.pid);
         for ctx in self.lookups.drain() {
             if let (Some(f), Some(ov)) = (&ctx.frame, self.fwd.ports.get_mut(&ctx.oid)) {
-                ov.drop(DropReason::VarpdUnavailable, f.len());
+                let reason = DropReason::VarpdUnavailable;
+                ov.drop(reason, f.len());
+                if self.fwd.cap.on() {
+                    let v = CaptureVerdict::Dropped { reason };
+                    self.fwd
+                        .cap
+                        .frame(ov.oid, ov.cfg.vnetid, CaptureDir::Tx, v, f);
+                }
             }
         }
         for ov in self.fwd.ports.values_mut() {
@@ -259,14 +268,22 @@ impl Daemon {
         probe::lookup_reply(&ov.cfg.name, ctx.mac, &result, ns);
         if let Some(frame) = ctx.frame {
             ov.bcast_inflight = ov.bcast_inflight.saturating_sub(1);
-            match result {
-                LookupResult::Handled => {}
+            let v = match result {
+                LookupResult::Handled => CaptureVerdict::Answered,
                 LookupResult::Target { dest } => {
-                    encap(&mut self.fwd.txq, ov, mux, &frame, None, ctx.mac, dest)
+                    encap(&mut self.fwd.txq, ov, mux, &frame, None, ctx.mac, dest);
+                    CaptureVerdict::Sent { dest }
                 }
                 LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => {
-                    ov.drop(DropReason::NotAnswered, frame.len())
+                    let reason = DropReason::NotAnswered;
+                    ov.drop(reason, frame.len());
+                    CaptureVerdict::Dropped { reason }
                 }
+            };
+            if self.fwd.cap.on() {
+                self.fwd
+                    .cap
+                    .frame(oid, ov.cfg.vnetid, CaptureDir::Tx, v, &frame);
             }
             return;
         }
@@ -287,7 +304,7 @@ impl Daemon {
                 Answer::Dest(d) => probe::target_set(&ov.cfg.name, ctx.mac, &d, "varpd"),
                 Answer::Drop => probe::target_set(&ov.cfg.name, ctx.mac, &"drop", "varpd"),
             }
-            release(&mut self.fwd.txq, ov, mux, r);
+            release(&mut self.fwd.txq, ov, mux, &self.fwd.cap, r);
         }
     }
 
@@ -323,24 +340,30 @@ impl Daemon {
 }
 
 /// Queues (or drops) the frames an answer released; each was kept behind
-/// its virtio-net header.
+/// its virtio-net header. A running capture gets each with its verdict.
 pub(crate) fn release(
     txq: &mut TxQueue,
     ov: &mut crate::overlay::Overlay,
     mux: &crate::mux::Mux,
+    cap: &Capture,
     r: Released,
 ) {
-    match r.dest {
-        Some(d) => {
-            for f in r.frames {
-                send_queued(txq, ov, mux, &f, d);
+    let hdr = overlay_wire::offload::VNET_HDR_LEN;
+    for f in r.frames {
+        let v = match r.dest {
+            Some(dest) => {
+                send_queued(txq, ov, mux, &f, dest);
+                CaptureVerdict::Sent { dest }
             }
-        }
-        None => {
-            for f in r.frames {
-                let len = f.len().saturating_sub(overlay_wire::offload::VNET_HDR_LEN);
-                ov.drop(DropReason::TargetDrop, len);
+            None => {
+                let reason = DropReason::TargetDrop;
+                ov.drop(reason, f.len().saturating_sub(hdr));
+                CaptureVerdict::Dropped { reason }
             }
+        };
+        if cap.on() {
+            let frame = f.get(hdr..).unwrap_or_default();
+            cap.frame(ov.oid, ov.cfg.vnetid, CaptureDir::Tx, v, frame);
         }
     }
 }

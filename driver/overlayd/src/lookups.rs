@@ -184,6 +184,8 @@ pub(crate) struct EventLoop<'a> {
     pub link: Option<&'a mut Conn>,
     /// The outstanding lookups.
     pub lookups: &'a mut Lookups,
+    /// The lookup the last miss asked, if it asked one (for the capture).
+    pub asked: Option<u64>,
 }
 
 impl Owner<Overlay> for EventLoop<'_> {
@@ -222,13 +224,17 @@ impl Owner<Overlay> for EventLoop<'_> {
             ov.drop(reason, frame.len());
             TxVerdict::Drop(reason)
         };
+        self.asked = None;
         match v {
             TxVerdict::AskBroadcast => {
                 let Some(link) = self.link.as_deref_mut() else {
                     return drop(ov, DropReason::VarpdUnavailable);
                 };
                 match self.lookups.ask_broadcast(link, ov, src, dst, frame, now) {
-                    Ok(()) => v,
+                    Ok(()) => {
+                        self.asked = Some(self.lookups.last_id);
+                        v
+                    }
                     Err(reason) => drop(ov, reason),
                 }
             }
@@ -246,7 +252,9 @@ impl Owner<Overlay> for EventLoop<'_> {
                 // A link that does not take the lookup now leaves it to
                 // the retry (`LOOKUP_RETRY`): the entry is not marked asked.
                 if let (true, Some(link)) = (ask && ov.configured, self.link.as_deref_mut()) {
-                    self.lookups.ask_unicast(link, ov, src, dst, now);
+                    if self.lookups.ask_unicast(link, ov, src, dst, now) {
+                        self.asked = Some(self.lookups.last_id);
+                    }
                 }
                 TxVerdict::Queue { ask }
             }
@@ -263,6 +271,10 @@ impl Owner<Overlay> for EventLoop<'_> {
         _: (&[u8], SocketAddr, usize),
     ) -> bool {
         false
+    }
+
+    fn asked(&self) -> Option<u64> {
+        self.asked
     }
 
     /// Asks varpd where the unknown sources live (overlays with
@@ -347,6 +359,7 @@ mod tests {
         let mut owner = EventLoop {
             link: Some(&mut link),
             lookups: &mut lookups,
+            asked: None,
         };
         let now = Instant::now();
         let q = TxVerdict::Queue { ask: true };
@@ -383,6 +396,7 @@ mod tests {
         let mut owner = EventLoop {
             link: Some(&mut link),
             lookups: &mut lookups,
+            asked: None,
         };
         assert_eq!(owner.miss(&mut ov, ask, &HDR, &arp, SRC, DST, now), ask);
         match sent(&mut varpd) {
@@ -393,6 +407,7 @@ mod tests {
         let mut alone = EventLoop {
             link: None,
             lookups: &mut lookups,
+            asked: None,
         };
         assert_eq!(
             alone.miss(&mut ov, ask, &HDR, &arp, SRC, DST, now),
@@ -413,6 +428,7 @@ mod tests {
         let mut owner = EventLoop {
             link: Some(&mut link),
             lookups: &mut lookups,
+            asked: None,
         };
         let frame = vec![0u8; 1500];
         let now = Instant::now();
@@ -439,6 +455,7 @@ mod tests {
         let mut owner = EventLoop {
             link: Some(&mut link),
             lookups: &mut lookups,
+            asked: None,
         };
         owner.rx_done(&mut mux, &mut ports, &[(3, SRC), (99, DST)]);
         match sent(&mut varpd) {

@@ -79,7 +79,9 @@
 //!
 //! ## Parts
 //!
-//! [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
+//! [`capture`] (capture with decisions: a copy of each frame and its
+//! verdict, for `ovsnoop --capture`; one relaxed load per frame when no
+//! capture runs), [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
 //! (line-framed control connections), [`daemon`] (the event loop and its
 //! state), [`datapath`] (the forwarding engine), [`port`] (an overlay as
 //! one thread sees it), [`lookups`] (the lookups asked of varpd, and the
@@ -102,6 +104,7 @@
 //! forwarding and pending lookups are asked again when it returns. Malformed
 //! datagrams and requests are counted or answered with an error, never fatal.
 
+mod capture;
 mod chores;
 mod conn;
 mod control;

@@ -48,21 +48,22 @@ pub(crate) trait Port {
     /// overlay); a source to ask varpd about goes to `asks`.
     fn rx_verdict(&mut self, f: &RxFacts, asks: &mut Vec<(u64, Mac)>) -> RxVerdict;
 
-    /// Performs [`rx_verdict`](Self::rx_verdict) up to delivery: true if
+    /// Performs [`rx_verdict`](Self::rx_verdict) up to delivery: `Ok` if
     /// the frame (of `len` bytes) is to be delivered, else it is counted
-    /// as dropped with its reason.
-    fn admit(&mut self, f: &RxFacts, len: usize, asks: &mut Vec<(u64, Mac)>) -> bool {
-        match self.rx_verdict(f, asks) {
-            RxVerdict::Deliver => true,
-            RxVerdict::AskSource => {
-                self.drop(DropReason::UnknownPeer, len);
-                false
-            }
-            RxVerdict::Drop(reason) => {
-                self.drop(reason, len);
-                false
-            }
-        }
+    /// as dropped with its reason, which is returned.
+    fn admit(
+        &mut self,
+        f: &RxFacts,
+        len: usize,
+        asks: &mut Vec<(u64, Mac)>,
+    ) -> Result<(), DropReason> {
+        let reason = match self.rx_verdict(f, asks) {
+            RxVerdict::Deliver => return Ok(()),
+            RxVerdict::AskSource => DropReason::UnknownPeer,
+            RxVerdict::Drop(reason) => reason,
+        };
+        self.drop(reason, len);
+        Err(reason)
     }
 
     /// Reads one frame (behind its virtio-net header) from this thread's

@@ -47,6 +47,7 @@
 //! when `delete-overlay` is answered, no worker holds the overlay's TAP
 //! queue any more.
 
+use crate::capture::Capture;
 use crate::datapath::{token, KIND_MUX, KIND_TAP};
 use crate::datapath::{Forwarder, Owner};
 use crate::mux::Mux;
@@ -297,8 +298,9 @@ struct Handle {
 }
 
 impl Workers {
-    /// Starts `n` workers; `waker` wakes the event loop.
-    pub fn start(n: usize, waker: Arc<Waker>) -> io::Result<Workers> {
+    /// Starts `n` workers; `waker` wakes the event loop; they capture into
+    /// `cap`.
+    pub fn start(n: usize, waker: Arc<Waker>, cap: Arc<Capture>) -> io::Result<Workers> {
         let (handover_tx, handover) = mpsc::sync_channel(HANDOVER_LIMIT);
         let workers = (1..=n)
             .map(|k| {
@@ -310,6 +312,7 @@ impl Workers {
                 let shard = Arc::new(Mutex::new(Shard::default()));
                 let (shard_w, handover, wake_loop) =
                     (Arc::clone(&shard), handover_tx.clone(), Arc::clone(&waker));
+                let cap = Arc::clone(&cap);
                 let thread = std::thread::Builder::new()
                     .name(format!("worker-{k}"))
                     .spawn(move || {
@@ -319,7 +322,7 @@ impl Workers {
                             applied: applied_w,
                             shard: shard_w,
                             wake_loop,
-                            fwd: Forwarder::new(),
+                            fwd: Forwarder::with_capture(cap),
                             side: WorkerSide {
                                 handover,
                                 handed: false,
