@@ -14,6 +14,7 @@
 #                        it first; it prints nothing and costs nothing when all is there
 #   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
+#   make bench-capture   what the capture point (ovsnoop --capture) costs the data path, off and capturing (ratios)
 #   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
 #   make bench-ovsnoop   ovsnoop against tcpdump -n -r on a 1,000,000-frame VXLAN capture (ratio)
 #   make fuzz            run every fuzz target FUZZ_SECS (60) on its corpus (nightly; make test: 15 s)
@@ -47,7 +48,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-exporter bench-ovsnoop
+.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-capture bench-exporter bench-ovsnoop
 
 all: build
 
@@ -114,11 +115,18 @@ bench: deps build
 	$(CARGO) bench -p overlay-tests --bench datapath
 
 bench-probes: deps build
-	$(CARGO) build --release -p overlayd --no-default-features --target-dir target/noprobes
+	$(CARGO) build --release -p overlayd --no-default-features --features capture --target-dir target/noprobes
 	mkdir -p target/noprobes/bin
 	cp target/noprobes/release/overlayd target/noprobes/bin/overlayd
 	cp target/release/varpd target/release/ovadm target/noprobes/bin/
 	PROBE_COST_NOPROBES_DIR=$(CURDIR)/target/noprobes/bin $(CARGO) bench -p overlay-tests --bench probe_cost
+
+bench-capture: deps build
+	$(CARGO) build --release -p overlayd --no-default-features --features probes --target-dir target/nocapture
+	mkdir -p target/nocapture/bin
+	cp target/nocapture/release/overlayd target/nocapture/bin/overlayd
+	cp target/release/varpd target/release/ovadm target/release/ovsnoop target/nocapture/bin/
+	CAPTURE_COST_BASELINE_DIR=$(CURDIR)/target/nocapture/bin $(CARGO) bench -p overlay-tests --bench capture_cost
 
 # ovsnoop's one-line output against tcpdump -n -r on the same generated capture, alternating,
 # ROUNDS times; prints both medians and their ratio (ovsnoop/bench/bench.sh).

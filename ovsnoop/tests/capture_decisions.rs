@@ -325,6 +325,8 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
             .any(|l| l.starts_with(&format!("VNI {} (ov0)  tx", p.vni)) && l.ends_with("dropped: too-big")),
         "{out}"
     );
+    // What the run looked like (shown with --nocapture; the README quotes it).
+    eprintln!("--- ovsnoop --capture stdout:\n{out}--- stderr:\n{err}--- tshark fields:\n{fields}");
     // overlayd's capture counters.
     let s = lab.stats(p.a);
     assert!(s.capture.frames > 0 && s.capture.sessions == 0, "{:?}", s.capture);

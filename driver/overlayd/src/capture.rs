@@ -331,7 +331,7 @@ impl Daemon {
             .join(",");
         log::info!(
             "capture {conn} started on {}{}",
-            if oids.is_empty() { "every overlay" } else { &names },
+            if oids.is_empty() { "every overlay" } else { names.as_str() },
             if drops_only { " (drops only)" } else { "" }
         );
         probe::capture_start(conn, &names, drops_only);

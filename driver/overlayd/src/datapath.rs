@@ -645,10 +645,10 @@ fn rx_super<P: Port>(
         from: from.ip(),
         fits: tso.ip_segment_max() <= mtu,
     };
-    let verdict = match ov.admit(&facts, inner.len(), asks) {
-        Err(reason) => Err(reason),
-        Ok(()) => tso.to_tap(inner).ok_or(DropReason::BadChecksum),
-    };
+    // The checksum is verified before the frame is trusted: a corrupt
+    // super-frame is dropped, never marked for the kernel to complete.
+    let admitted = ov.admit(&facts, inner.len(), asks);
+    let verdict = admitted.and_then(|()| tso.to_tap(inner).ok_or(DropReason::BadChecksum));
     if cap.on() {
         let outer = Outer {
             from,
@@ -662,15 +662,14 @@ fn rx_super<P: Port>(
         cap.rx(Some(oid), vni, v, &data[at..], outer);
     }
     let inner = &mut data[at..];
-    // The checksum is verified before the frame is trusted: a corrupt
-    // super-frame is dropped, never marked for the kernel to complete.
-    let hdr = match verdict {
-        Ok(hdr) => hdr,
-        Err(DropReason::BadChecksum) => {
-            ov.drop(DropReason::BadChecksum, inner.len());
+    let hdr = match (admitted, verdict) {
+        (_, Ok(hdr)) => hdr,
+        // Admitted, but the checksum is wrong (else counted by admit).
+        (Ok(()), Err(reason)) => {
+            ov.drop(reason, inner.len());
             return true;
         }
-        Err(_) => return true,
+        (Err(_), Err(_)) => return true,
     };
     let cfg = ov.cfg();
     for i in 0..tso.count() {
