@@ -51,10 +51,11 @@ pub enum CaptureVerdict {
         /// Where.
         dest: SocketAddr,
     },
-    /// Written to the overlay's TAP device, received from this UL3 address.
+    /// Written to the overlay's TAP device, received from this UL3 address
+    /// (named `peer`: the frame's own `from` is the same address).
     Delivered {
         /// The sender.
-        from: SocketAddr,
+        peer: SocketAddr,
     },
     /// Queued behind a lookup of its destination (asked now with this
     /// lookup id, or behind one already asked).
@@ -94,7 +95,7 @@ impl fmt::Display for CaptureVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CaptureVerdict::Sent { dest } => write!(f, "sent to {dest}"),
-            CaptureVerdict::Delivered { from } => write!(f, "delivered from {from}"),
+            CaptureVerdict::Delivered { peer } => write!(f, "delivered from {peer}"),
             CaptureVerdict::Queued { lookup: Some(id) } => {
                 write!(f, "queued for lookup (lookup {id})")
             }
@@ -215,5 +216,17 @@ mod tests {
             unreachable!()
         };
         assert_eq!(fr.verdict.to_string(), "dropped: not-answered");
+        // A delivered frame's sender is in the verdict and the frame alike.
+        let from: SocketAddr = "10.0.0.2:4789".parse().unwrap();
+        let d = CaptureMsg::Frame(CaptureFrame {
+            dir: CaptureDir::Rx,
+            verdict: CaptureVerdict::Delivered { peer: from },
+            from: Some(from),
+            outer: vec![8, 0, 0, 0, 0, 0, 7, 0],
+            ..fr
+        });
+        let s = serde_json::to_string(&d).unwrap();
+        assert_eq!(s.matches("\"from\"").count(), 1, "{s}");
+        assert_eq!(serde_json::from_str::<CaptureMsg>(&s).unwrap(), d);
     }
 }

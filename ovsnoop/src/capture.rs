@@ -74,9 +74,7 @@ impl Captured {
             CaptureVerdict::Sent { dest } => Some(dest),
             _ => None,
         };
-        dest.into_iter()
-            .chain(self.rec.from)
-            .chain(self.rec.listen)
+        dest.into_iter().chain(self.rec.from).chain(self.rec.listen)
     }
 
     /// Where the frame comes from, as a line names it: `VNI n (ov0)`, or
@@ -113,7 +111,11 @@ impl Captured {
 
     /// Every field: the line, then the decoded layers.
     pub fn verbose(&self, number: u64) -> String {
-        let mut s = format!("CAPTURE:  ----- Frame {number} -----\nCAPTURE:  {}\nCAPTURE:  verdict = {}\n", self.line(), self.rec.verdict);
+        let mut s = format!(
+            "CAPTURE:  ----- Frame {number} -----\nCAPTURE:  {}\nCAPTURE:  verdict = {}\n",
+            self.line(),
+            self.rec.verdict
+        );
         if let Some(from) = self.rec.from {
             s.push_str(&format!(
                 "CAPTURE:  underlay = {from} -> {}\n",
@@ -205,11 +207,7 @@ impl Summary {
         for (k, n) in &self.by_verdict {
             s.push_str(&format!("; {k} {n}"));
             if *k == "dropped" {
-                let d: Vec<String> = self
-                    .drops
-                    .iter()
-                    .map(|(r, n)| format!("{r} {n}"))
-                    .collect();
+                let d: Vec<String> = self.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
                 s.push_str(&format!(" ({})", d.join(", ")));
             }
         }

@@ -20,8 +20,8 @@
 
 use overlay_api::capture::CaptureDir;
 use pcap_parser::{
-    EnhancedPacketBlock, InterfaceDescriptionBlock, InterfaceStatisticsBlock, Linktype,
-    OptionCode, PcapNGOption, SectionHeaderBlock, ToVec,
+    EnhancedPacketBlock, InterfaceDescriptionBlock, InterfaceStatisticsBlock, Linktype, OptionCode,
+    PcapNGOption, SectionHeaderBlock, ToVec,
 };
 use std::borrow::Cow;
 use std::fs::File;
@@ -113,7 +113,10 @@ impl PcapngWriter {
 
     /// The id of the interface keyed `key`, if written.
     pub fn find(&self, key: &str) -> Option<u32> {
-        self.ifaces.iter().position(|i| i.key == key).map(|i| i as u32)
+        self.ifaces
+            .iter()
+            .position(|i| i.key == key)
+            .map(|i| i as u32)
     }
 
     fn interface(

@@ -12,7 +12,6 @@
 //! capture brackets the counters' window), with nothing lost.
 
 use overlay_api::Mac;
-use overlay_tests::snapshot::overlay;
 use overlay_tests::{eth_frame, require_tools, vxlan_datagram, wait_for, Lab, VXLAN_FLAG_I};
 use pcap_parser::{Block, OptionCode};
 use std::collections::BTreeMap;
@@ -229,9 +228,8 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
         key("ov0", "spoofed-source"),
         key("ov0", "too-big"),
     ];
-    let got = |m: &BTreeMap<(String, String), u64>, k: &(String, String)| {
-        m.get(k).copied().unwrap_or(0)
-    };
+    let got =
+        |m: &BTreeMap<(String, String), u64>, k: &(String, String)| m.get(k).copied().unwrap_or(0);
     wait_for(Duration::from_secs(10), || {
         let now = drops(&lab, p.a);
         got(&now, &caused[0]) > got(&before, &caused[0])
@@ -257,14 +255,24 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
             "no interface for {name}: {ifaces:?}"
         );
     }
-    let overlay_ifaces = ifaces.iter().filter(|(n, _)| !n.starts_with("mux ")).count();
+    let overlay_ifaces = ifaces
+        .iter()
+        .filter(|(n, _)| !n.starts_with("mux "))
+        .count();
     assert_eq!(overlay_ifaces, 2, "{ifaces:?}");
 
     // tshark, the decoding oracle, reads every frame's interface and comment.
     let t = Command::new("tshark")
         .arg("-r")
         .arg(&file)
-        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.comment",
+        ])
         .output()
         .expect("tshark runs");
     assert!(
@@ -295,7 +303,10 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
     );
     assert!(has("ov0", "handed to varpd (lookup "), "{fields}");
     for k in &caused {
-        assert!(has(&k.0, &format!("dropped: {}", k.1)), "no {k:?}:\n{fields}");
+        assert!(
+            has(&k.0, &format!("dropped: {}", k.1)),
+            "no {k:?}:\n{fields}"
+        );
     }
     // Every drop counted in the window is in the file: exactly those the
     // test caused, at least as many of any other (the capture began
@@ -304,9 +315,15 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
         let delta = n - got(&before, k);
         let f = got(&in_file, k);
         if caused.contains(k) {
-            assert_eq!(f, delta, "{k:?}: {f} in the file, {delta} counted\n{fields}");
+            assert_eq!(
+                f, delta,
+                "{k:?}: {f} in the file, {delta} counted\n{fields}"
+            );
         } else {
-            assert!(f >= delta, "{k:?}: {f} in the file, {delta} counted\n{fields}");
+            assert!(
+                f >= delta,
+                "{k:?}: {f} in the file, {delta} counted\n{fields}"
+            );
         }
     }
     // Wireshark decodes the frames themselves: the too-big ones are the
@@ -314,7 +331,14 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
     let t = Command::new("tshark")
         .arg("-r")
         .arg(&file)
-        .args(["-Y", "frame.comment == \"dropped: too-big\"", "-T", "fields", "-e", "udp.dstport"])
+        .args([
+            "-Y",
+            "frame.comment == \"dropped: too-big\"",
+            "-T",
+            "fields",
+            "-e",
+            "udp.dstport",
+        ])
         .output()
         .expect("tshark runs");
     let ports = String::from_utf8_lossy(&t.stdout);
@@ -322,12 +346,17 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
     // The one-line output says the same.
     assert!(
         out.lines()
-            .any(|l| l.starts_with(&format!("VNI {} (ov0)  tx", p.vni)) && l.ends_with("dropped: too-big")),
+            .any(|l| l.starts_with(&format!("VNI {} (ov0)  tx", p.vni))
+                && l.ends_with("dropped: too-big")),
         "{out}"
     );
     // What the run looked like (shown with --nocapture; the README quotes it).
     eprintln!("--- ovsnoop --capture stdout:\n{out}--- stderr:\n{err}--- tshark fields:\n{fields}");
     // overlayd's capture counters.
     let s = lab.stats(p.a);
-    assert!(s.capture.frames > 0 && s.capture.sessions == 0, "{:?}", s.capture);
+    assert!(
+        s.capture.frames > 0 && s.capture.sessions == 0,
+        "{:?}",
+        s.capture
+    );
 }

@@ -19,10 +19,10 @@
 //! under a mutex it only *tries*: a ring that is busy (after a few spins)
 //! or full (records or bytes) loses the record, counted — forwarding never
 //! waits for a capture. The event loop drains the ring after every turn of
-//! its poll (every [`DRAIN`] at the latest while a capture runs) and writes
-//! each record to the sessions that want it; a session whose client reads
-//! too slowly (more than [`BACKLOG`] bytes unread) loses records too,
-//! counted, and is told how many (`CaptureMsg::Lost`). Losses fire
+//! its poll (`capture_sessions.rs`: every 20 ms at the latest while a
+//! capture runs) and writes each record to the sessions that want it; a
+//! session whose client reads too slowly loses records too, counted, and
+//! is told how many (`CaptureMsg::Lost`). Losses fire
 //! `overlay:capture-overflow` and are in the statistics snapshot (the
 //! exporter's `overlay_capture_lost_total`).
 //!
@@ -35,14 +35,7 @@
 //! flush, a failed `sendmsg` of a batch, a TAP write that fails after the
 //! verdict) are counted but not captured.
 
-use crate::daemon::Daemon;
-use crate::port::Port;
-use overlay_api::capture::{
-    CaptureDir, CaptureFrame, CaptureMsg, CaptureOverlay, CaptureStats, CaptureVerdict,
-};
-use overlay_api::proto::Reply;
-use overlay_api::{ApiError, ErrorKind};
-use overlay_probes::overlay as probe;
+use overlay_api::capture::{CaptureDir, CaptureFrame, CaptureStats, CaptureVerdict};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -53,10 +46,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const RING_RECORDS: usize = 16_384;
 /// Frame bytes the ring holds at most.
 const RING_BYTES: usize = 32 << 20;
-/// Bytes a capturing client may leave unread before it loses records.
-pub(crate) const BACKLOG: usize = 8 << 20;
-/// Longest the event loop sleeps while a capture runs (records of workers
-/// wait at most this long in the ring).
+/// Longest the event loop sleeps while a capture runs (frames captured by
+/// workers wait at most this long in the ring).
 pub(crate) const DRAIN: Duration = Duration::from_millis(20);
 
 /// One captured frame, as a forwarding thread saw it.
@@ -143,6 +134,26 @@ impl Capture {
         }
     }
 
+    /// Turns a record into what a client is sent, `name` naming its
+    /// overlay.
+    pub fn message(r: Record, name: impl FnOnce(u64) -> String) -> (Option<u64>, CaptureFrame) {
+        (
+            r.oid,
+            CaptureFrame {
+                ts_ns: r.ts_ns,
+                overlay: r.oid.map(name),
+                vni: r.vni,
+                dir: r.dir,
+                verdict: r.verdict,
+                len: r.len,
+                frame: r.frame,
+                from: r.from,
+                listen: r.listen,
+                outer: r.outer,
+            },
+        )
+    }
+
     /// Records a frame of overlay `oid` (VNI `vni`) and its verdict.
     #[cold]
     #[inline(never)]
@@ -226,14 +237,15 @@ impl Capture {
     }
 
     /// Takes what the ring holds.
-    fn take(&self) -> VecDeque<Record> {
+    pub fn take(&self) -> VecDeque<Record> {
         let mut r = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         r.bytes = 0;
         std::mem::take(&mut r.q)
     }
 
-    /// Sets what is captured: `None` stops capturing.
-    fn set(&self, what: Option<(Option<Vec<u64>>, bool, usize)>) {
+    /// Sets what is captured — the overlays (`None`: all, and the muxes),
+    /// drops only, the snap length — or, with `None`, stops capturing.
+    pub fn set(&self, what: Option<(Option<Vec<u64>>, bool, usize)>) {
         match what {
             None => {
                 self.on.store(false, Relaxed);
@@ -246,6 +258,17 @@ impl Capture {
                 self.on.store(true, Relaxed);
             }
         }
+    }
+
+    /// Records lost at the ring since overlayd started.
+    pub fn ring_lost(&self) -> u64 {
+        self.ring_lost.load(Relaxed)
+    }
+
+    /// Counts `n` records lost after the ring (a slow client); returns
+    /// every loss since overlayd started.
+    pub fn lost_after(&self, n: u64) -> u64 {
+        self.lost.fetch_add(n, Relaxed) + n
     }
 
     /// The counters of the statistics snapshot.
@@ -262,212 +285,28 @@ impl Capture {
 #[derive(Debug)]
 pub(crate) struct Session {
     /// Its overlays; `None`: all, and the muxes' drops.
-    oids: Option<Vec<u64>>,
-    drops_only: bool,
-    snaplen: usize,
-    frames: u64,
-    lost: u64,
+    pub oids: Option<Vec<u64>>,
+    /// Only drops.
+    pub drops_only: bool,
+    /// Bytes kept of each frame (0: all).
+    pub snaplen: usize,
+    /// Frames sent to the client.
+    pub frames: u64,
+    /// Frames lost to it.
+    pub lost: u64,
     /// `lost` as last told to the client.
-    told: u64,
+    pub told: u64,
 }
 
 impl Session {
-    fn wants(&self, r: &Record) -> bool {
-        (r.verdict.is_drop() || !self.drops_only)
-            && match (&self.oids, r.oid) {
+    /// Whether it wants a frame of `oid` (`None`: a mux's), dropped or not.
+    pub fn wants(&self, oid: Option<u64>, drop: bool) -> bool {
+        (drop || !self.drops_only)
+            && match (&self.oids, oid) {
                 (None, _) => true,
                 (Some(v), Some(o)) => v.contains(&o),
                 (Some(_), None) => false,
             }
-    }
-}
-
-impl Daemon {
-    /// `CaptureStart` from client `conn`: the capture runs once this returns.
-    pub(crate) fn capture_start(
-        &mut self,
-        conn: u64,
-        overlays: &[String],
-        drops_only: bool,
-        snaplen: Option<u32>,
-    ) -> Reply {
-        if self.captures.contains_key(&conn) {
-            return Reply::Error {
-                error: ApiError::new(
-                    ErrorKind::BadRequest,
-                    "this connection is capturing already; send capture-stop first",
-                ),
-            };
-        }
-        let mut oids = Vec::new();
-        for name in overlays {
-            match self.by_name.get(name) {
-                Some(&o) => oids.push(o),
-                None => {
-                    return Reply::Error {
-                        error: ApiError::new(
-                            ErrorKind::NotFound,
-                            format!("cannot capture on {name}: no such overlay"),
-                        ),
-                    }
-                }
-            }
-        }
-        let mut listed: Vec<CaptureOverlay> = self
-            .fwd
-            .ports
-            .values()
-            .filter(|o| oids.is_empty() || oids.contains(&o.oid))
-            .map(|o| CaptureOverlay {
-                name: o.cfg.name.clone(),
-                vnetid: o.cfg.vnetid,
-            })
-            .collect();
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        let names = listed
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        log::info!(
-            "capture {conn} started on {}{}",
-            if oids.is_empty() { "every overlay" } else { names.as_str() },
-            if drops_only { " (drops only)" } else { "" }
-        );
-        probe::capture_start(conn, &names, drops_only);
-        self.captures.insert(
-            conn,
-            Session {
-                oids: (!oids.is_empty()).then_some(oids),
-                drops_only,
-                snaplen: snaplen.unwrap_or(0) as usize,
-                frames: 0,
-                lost: 0,
-                told: 0,
-            },
-        );
-        self.capture_filter();
-        Reply::Capturing { overlays: listed }
-    }
-
-    /// `CaptureStop` from client `conn`: what was captured before goes
-    /// first, then the end with the totals.
-    pub(crate) fn capture_stop(&mut self, conn: u64) -> Option<CaptureMsg> {
-        self.drain_capture();
-        let s = self.capture_end(conn)?;
-        Some(CaptureMsg::End {
-            frames: s.frames,
-            lost: s.lost,
-        })
-    }
-
-    /// Client `conn` went or stopped: its session ends.
-    pub(crate) fn capture_end(&mut self, conn: u64) -> Option<Session> {
-        let s = self.captures.remove(&conn)?;
-        log::info!(
-            "capture {conn} ended: {} frames, {} lost",
-            s.frames,
-            s.lost
-        );
-        probe::capture_stop(conn, s.frames, s.lost);
-        self.capture_filter();
-        Some(s)
-    }
-
-    /// Sets the capture point to what the sessions want together.
-    fn capture_filter(&mut self) {
-        if self.captures.is_empty() {
-            self.cap.set(None);
-            return;
-        }
-        let s = self.captures.values();
-        let all = s.clone().any(|s| s.oids.is_none());
-        let oids = (!all).then(|| {
-            let mut v: Vec<u64> = s
-                .clone()
-                .flat_map(|s| s.oids.iter().flatten().copied())
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        });
-        let drops_only = s.clone().all(|s| s.drops_only);
-        let snaplen = if s.clone().any(|s| s.snaplen == 0) {
-            0
-        } else {
-            s.map(|s| s.snaplen).max().unwrap_or(0)
-        };
-        self.cap.set(Some((oids, drops_only, snaplen)));
-    }
-
-    /// Writes what the ring holds to the sessions that want it.
-    pub(crate) fn drain_capture(&mut self) {
-        if self.captures.is_empty() {
-            return;
-        }
-        let records = self.cap.take();
-        let ring_lost = self.cap.ring_lost.load(Relaxed);
-        let new_ring_lost = ring_lost - self.cap_ring_lost_seen;
-        self.cap_ring_lost_seen = ring_lost;
-        let mut slow = 0u64;
-        for mut r in records {
-            let msg = CaptureMsg::Frame(CaptureFrame {
-                ts_ns: r.ts_ns,
-                overlay: r.oid.map(|o| {
-                    self.fwd
-                        .ports
-                        .get(&o)
-                        .map_or_else(|| format!("(deleted overlay {o})"), |p| p.cfg().name.clone())
-                }),
-                vni: r.vni,
-                dir: r.dir,
-                verdict: r.verdict,
-                len: r.len,
-                frame: std::mem::take(&mut r.frame),
-                from: r.from,
-                listen: r.listen,
-                outer: std::mem::take(&mut r.outer),
-            });
-            for (id, s) in self.captures.iter_mut() {
-                if !s.wants(&r) {
-                    continue;
-                }
-                let Some(c) = self.conns.get_mut(id) else {
-                    continue;
-                };
-                let sent = c.pending() <= BACKLOG
-                    && match &msg {
-                        CaptureMsg::Frame(f) if s.snaplen > 0 && f.frame.len() > s.snaplen => {
-                            let mut f = f.clone();
-                            f.frame.truncate(s.snaplen);
-                            c.send(&CaptureMsg::Frame(f))
-                        }
-                        m => c.send(m),
-                    };
-                if !sent {
-                    s.lost += 1;
-                    slow += 1;
-                } else {
-                    s.frames += 1;
-                }
-            }
-        }
-        if slow > 0 {
-            self.cap.lost.fetch_add(slow, Relaxed);
-        }
-        if slow + new_ring_lost > 0 {
-            probe::capture_overflow(slow + new_ring_lost, self.cap.lost.load(Relaxed));
-        }
-        for (id, s) in self.captures.iter_mut() {
-            s.lost += new_ring_lost;
-            if s.lost > s.told {
-                if let Some(c) = self.conns.get_mut(id) {
-                    if c.send(&CaptureMsg::Lost { total: s.lost }) {
-                        s.told = s.lost;
-                    }
-                }
-            }
-        }
     }
 }
 

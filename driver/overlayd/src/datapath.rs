@@ -656,7 +656,7 @@ fn rx_super<P: Port>(
             header: &data[..at],
         };
         let v = match verdict {
-            Ok(_) => CaptureVerdict::Delivered { from },
+            Ok(_) => CaptureVerdict::Delivered { peer: from },
             Err(reason) => CaptureVerdict::Dropped { reason },
         };
         cap.rx(Some(oid), vni, v, &data[at..], outer);
@@ -737,7 +737,7 @@ fn rx_datagram<P: Port>(
             header: &d[..n - len],
         };
         let v = match admitted {
-            Ok(()) => CaptureVerdict::Delivered { from },
+            Ok(()) => CaptureVerdict::Delivered { peer: from },
             Err(reason) => CaptureVerdict::Dropped { reason },
         };
         cap.rx(Some(oid), vni, v, inner, outer);

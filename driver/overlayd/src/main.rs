@@ -81,7 +81,8 @@
 //!
 //! [`capture`] (capture with decisions: a copy of each frame and its
 //! verdict, for `ovsnoop --capture`; one relaxed load per frame when no
-//! capture runs), [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
+//! capture runs) and [`capture_sessions`] (the captures clients run, fed
+//! from it by the event loop), [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
 //! (line-framed control connections), [`daemon`] (the event loop and its
 //! state), [`datapath`] (the forwarding engine), [`port`] (an overlay as
 //! one thread sees it), [`lookups`] (the lookups asked of varpd, and the
@@ -105,6 +106,7 @@
 //! datagrams and requests are counted or answered with an error, never fatal.
 
 mod capture;
+mod capture_sessions;
 mod chores;
 mod conn;
 mod control;

@@ -133,4 +133,3 @@ pub fn iperf(s: &Side, secs: usize) -> f64 {
         .unwrap_or_else(|| panic!("no throughput in iperf3 output: {v}"))
         / 1e9
 }
-
