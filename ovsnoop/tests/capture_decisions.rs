@@ -122,13 +122,20 @@ fn interfaces(file: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// Drops by (overlay, reason) on host `h`.
+/// Drops by (overlay, reason) on host `h`, and the muxes' own as
+/// (`mux IP:PORT`, reason): the interface names of the pcapng.
 fn drops(lab: &Lab, h: overlay_tests::Host) -> BTreeMap<(String, String), u64> {
     let s = lab.stats(h);
     let mut m = BTreeMap::new();
     for o in &s.overlays {
         for (r, n) in &o.drops {
             m.insert((o.name.clone(), r.clone()), *n);
+        }
+    }
+    for x in &s.muxes {
+        let at = x.listen.map(|l| l.to_string()).unwrap_or_default();
+        for (r, n) in &x.drops {
+            m.insert((format!("mux {at}"), r.clone()), *n);
         }
     }
     m
@@ -208,6 +215,10 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
             s.send_to(&vxlan_datagram(VXLAN_FLAG_I, p.vni, &f), &target)
                 .expect("send");
         }
+        // And a VNI nobody uses: the mux's own drop.
+        let f = eth_frame(to, b_mac, 0x88b5, b"for nobody");
+        s.send_to(&vxlan_datagram(VXLAN_FLAG_I, 9999, &f), &target)
+            .expect("send");
     });
     // Frames larger than the MTU: the TAP device's MTU raised behind
     // overlayd's back, host 2's MAC pinned (no ARP on the way).
@@ -222,11 +233,13 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
     });
     lab.ip(p.a, &["link", "set", "ov0", "mtu", "1400"]);
     let key = |o: &str, r: &str| (o.to_string(), r.to_string());
+    let mux = format!("mux {}:4789", p.ul(1));
     let caused = [
         key("ov0", "not-answered"),
         key("ov1", "not-answered"),
         key("ov0", "spoofed-source"),
         key("ov0", "too-big"),
+        key(&mux, "unknown-vni"),
     ];
     let got =
         |m: &BTreeMap<(String, String), u64>, k: &(String, String)| m.get(k).copied().unwrap_or(0);
@@ -236,6 +249,7 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
             && got(&now, &caused[1]) > got(&before, &caused[1])
             && got(&now, &caused[2]) >= got(&before, &caused[2]) + 2
             && got(&now, &caused[3]) >= got(&before, &caused[3]) + 3
+            && got(&now, &caused[4]) > got(&before, &caused[4])
     });
     // The kernel asks for the unknown addresses up to 3 times, a second
     // apart: the window ends when it has given up.
@@ -245,6 +259,10 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
     let (out, err) = snoop.stop();
     assert!(err.contains("; 0 lost"), "frames were lost:\n{err}");
 
+    // OVSNOOP_CAPTURE_KEEP=FILE keeps a copy (for a look in Wireshark).
+    if let Some(keep) = std::env::var_os("OVSNOOP_CAPTURE_KEEP") {
+        std::fs::copy(&file, keep).expect("copy the capture");
+    }
     // One interface per overlay, named, with its VNI, and the mux's.
     let ifaces = interfaces(&file);
     for (name, vni) in [("ov0", p.vni), ("ov1", p.vni + 1)] {
@@ -326,6 +344,31 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
             );
         }
     }
+    // The mux's drop is the datagram as received, behind an IP and UDP
+    // header: Wireshark opens its VXLAN.
+    let t = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-Y",
+            "vxlan.vni == 9999",
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "ip.src",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .expect("tshark runs");
+    let vx = String::from_utf8_lossy(&t.stdout);
+    assert_eq!(
+        vx.trim(),
+        format!("{mux}\t{rogue}\tdropped: unknown-vni"),
+        "{fields}"
+    );
     // Wireshark decodes the frames themselves: the too-big ones are the
     // UDP datagrams to ports 7000-7002.
     let t = Command::new("tshark")
