@@ -32,6 +32,8 @@
 //!   lab namespaces ([`Lab::etcd`]), the etcd-plugin overlay and the guest
 //!   set-up that announces itself.
 //! - `craft.rs`: VXLAN and Geneve datagrams built by hand, well formed or not.
+//! - `decisions.rs`: [`StalledCapture`], a capture with decisions whose
+//!   client does not read (overlayd must lose frames for it, counted).
 //! - [`stream`]: TCP streams of known content checked byte by byte, and a
 //!   host kernel's TCP counters (checksum errors, retransmissions, reordering).
 //! - `ovs.rs`: Open vSwitch's userspace datapath as an independent peer
@@ -62,6 +64,7 @@ mod bpftrace;
 mod capture;
 mod craft;
 mod daemon;
+mod decisions;
 mod etcd;
 mod lab;
 mod netns;
@@ -78,6 +81,7 @@ pub use craft::{
     eth_frame, geneve_datagram, tcp4_packet, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I,
 };
 pub use daemon::Daemon;
+pub use decisions::{CaptureTotals, StalledCapture};
 pub use etcd::{EtcdCluster, EtcdEvent, EtcdTls};
 pub use lab::{Host, Lab};
 pub use ovs::underlay_cidr;
