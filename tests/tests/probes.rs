@@ -49,6 +49,8 @@ usdt:@OVERLAYD@:overlay:encap { @encap[str(arg0), str(arg3), arg4] = count(); }
 usdt:@OVERLAYD@:overlay:target-queue-overflow { @overflow[str(arg0), str(arg1)] = count(); @queued = max(arg2); }
 usdt:@OVERLAYD@:overlay:target-flush { @flush[str(arg0), str(arg2)] = count(); }
 usdt:@OVERLAYD@:overlay:restore { @restore[str(arg0)] = count(); }
+usdt:@OVERLAYD@:overlay:capture-start { @capstart[str(arg1), arg2] = count(); }
+usdt:@OVERLAYD@:overlay:capture-overflow { @caplost = max(arg1); }
 "#;
 
 const VARPD_ARGS: &str = r#"
@@ -207,6 +209,7 @@ fn every_probe_fires_with_the_right_arguments() {
         &count_every_probe("varpd", VARPD_ARGS),
     );
     ping_fresh(&lab, &p);
+    capture_overflow(&lab, &p);
     send_unknown_vni(&lab, &p, 4999);
     drop_entry(&lab, &p);
     send_dhcp_discover(&lab, p.a, &p.mac(1));
@@ -280,6 +283,11 @@ fn every_probe_fires_with_the_right_arguments() {
     );
     assert_has(&oout, "@flush[ov0, operator]", "target-flush why");
     assert_has(&oout, "@restore[ov0]", "restore overlay");
+    assert_has(&oout, "@capstart[ov0, 0]", "capture-start overlays, drops_only");
+    assert!(
+        map_value(&oout, "@caplost").unwrap_or(0) > 0,
+        "capture-overflow reports the frames lost in all"
+    );
 
     let (mac1, ip4, ip6) = (p.mac(1), p.ip4(2), p.ip6(2));
     assert_has(
@@ -494,4 +502,15 @@ fn library_scripts_report_what_happened() {
         .expect("run ovtrace");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no script 'no-such-script'"));
+}
+
+/// A capture of ov0 whose client reads nothing while a ping flood passes:
+/// `capture-start`, `capture-overflow` (the client falls behind) and
+/// `capture-stop`.
+fn capture_overflow(lab: &Lab, p: &Pair) {
+    let stalled = overlay_tests::StalledCapture::start(&lab.run_dir(p.a), &["ov0"]);
+    let flood = lab.ping(p.a, &p.ip4(2), &["-f", "-i", "0", "-c", "6000", "-s", "1200"]);
+    let t = stalled.finish();
+    assert!(flood.all_answered(), "{flood}");
+    assert!(t.end.is_some_and(|(_, lost)| lost > 0), "{t:?}");
 }
