@@ -417,7 +417,11 @@ fn a_reader_that_falls_behind_loses_frames_counted_and_never_slows_forwarding() 
     let stalled = overlay_tests::StalledCapture::start(&lab.run_dir(p.a), &["ov0"]);
     // Some 12,000 frames of 1,242 bytes: some 30 MB of capture lines, far
     // more than overlayd keeps for a reader (8 MiB) and the socket holds.
-    let flood = lab.ping(p.a, &p.ip4(2), &["-f", "-i", "0", "-c", "6000", "-s", "1200"]);
+    let flood = lab.ping(
+        p.a,
+        &p.ip4(2),
+        &["-f", "-i", "0", "-c", "6000", "-s", "1200"],
+    );
     let lost_now = lab.stats(p.a).capture.lost;
     let t = stalled.finish();
     assert!(
@@ -425,9 +429,18 @@ fn a_reader_that_falls_behind_loses_frames_counted_and_never_slows_forwarding() 
         "forwarding lost echoes while a capture was stuck:\n{flood}"
     );
     let (frames, lost) = t.end.expect("overlayd's end line with the totals");
-    assert!(lost > 0, "nothing lost for a reader that read nothing: {t:?}");
-    assert!(t.lost_told > 0, "the client was not told of its losses: {t:?}");
-    assert_eq!(frames, t.frames_read, "every frame counted as sent was read");
+    assert!(
+        lost > 0,
+        "nothing lost for a reader that read nothing: {t:?}"
+    );
+    assert!(
+        t.lost_told > 0,
+        "the client was not told of its losses: {t:?}"
+    );
+    assert_eq!(
+        frames, t.frames_read,
+        "every frame counted as sent was read"
+    );
     assert!(
         frames + lost >= 12_000,
         "each echo and reply is sent or lost: {t:?}"

@@ -283,7 +283,11 @@ fn every_probe_fires_with_the_right_arguments() {
     );
     assert_has(&oout, "@flush[ov0, operator]", "target-flush why");
     assert_has(&oout, "@restore[ov0]", "restore overlay");
-    assert_has(&oout, "@capstart[ov0, 0]", "capture-start overlays, drops_only");
+    assert_has(
+        &oout,
+        "@capstart[ov0, 0]",
+        "capture-start overlays, drops_only",
+    );
     assert!(
         map_value(&oout, "@caplost").unwrap_or(0) > 0,
         "capture-overflow reports the frames lost in all"
@@ -509,7 +513,11 @@ fn library_scripts_report_what_happened() {
 /// `capture-stop`.
 fn capture_overflow(lab: &Lab, p: &Pair) {
     let stalled = overlay_tests::StalledCapture::start(&lab.run_dir(p.a), &["ov0"]);
-    let flood = lab.ping(p.a, &p.ip4(2), &["-f", "-i", "0", "-c", "6000", "-s", "1200"]);
+    let flood = lab.ping(
+        p.a,
+        &p.ip4(2),
+        &["-f", "-i", "0", "-c", "6000", "-s", "1200"],
+    );
     let t = stalled.finish();
     assert!(flood.all_answered(), "{flood}");
     assert!(t.end.is_some_and(|(_, lost)| lost > 0), "{t:?}");

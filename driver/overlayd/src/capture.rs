@@ -66,6 +66,14 @@ pub(crate) struct Record {
     outer: Vec<u8>,
 }
 
+#[cfg(test)]
+impl Record {
+    /// Its overlay, direction, verdict and frame length (for tests).
+    pub fn parts(&self) -> (Option<u64>, CaptureDir, CaptureVerdict, u32) {
+        (self.oid, self.dir, self.verdict, self.len)
+    }
+}
+
 /// Where a received frame came from, for its record.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Outer<'a> {

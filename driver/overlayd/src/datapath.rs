@@ -1116,6 +1116,58 @@ mod tests {
     }
 
     #[test]
+    fn a_running_capture_gets_each_frame_the_thread_performs_with_its_verdict() {
+        let (mut f, _tap) = engine(Some(DestMode::Dynamic), None);
+        let dest: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        f.ports
+            .get_mut(&OID)
+            .unwrap()
+            .table
+            .insert(B, Entry::Valid(dest));
+        // Off: nothing is recorded.
+        let n = put(&mut f, &frame(B, 60));
+        f.tx_frame(OID, n, &mut Recorder::default());
+        assert!(f.cap.take().is_empty());
+        f.cap.set(Some((None, false, 0)));
+        let n = put(&mut f, &frame(B, 60));
+        f.tx_frame(OID, n, &mut Recorder::default());
+        let max = f.ports[&OID].cfg.max_frame();
+        let n = put(&mut f, &frame(B, max + 1));
+        f.tx_frame(OID, n, &mut Recorder::default());
+        // A worker's hand-over is captured where it is decided, not here.
+        let mut worker = Recorder {
+            worker: true,
+            ..Recorder::default()
+        };
+        let n = put(&mut f, &frame(A, 60));
+        f.tx_frame(OID, n, &mut worker);
+        assert_eq!(worker.handed.len(), 1);
+        receive(&mut f, &vxlan(VNI, &frame(B, 80)));
+        receive(&mut f, &vxlan(VNI + 1, &frame(B, 80)));
+        let got: Vec<_> = f.cap.take().iter().map(|r| r.parts()).collect();
+        let tx = overlay_api::capture::CaptureDir::Tx;
+        let rx = overlay_api::capture::CaptureDir::Rx;
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], (Some(OID), tx, CaptureVerdict::Sent { dest }, 60));
+        let too_big = CaptureVerdict::Dropped {
+            reason: DropReason::TooBig,
+        };
+        assert_eq!(got[1], (Some(OID), tx, too_big, max as u32 + 1));
+        assert!(
+            matches!(got[2], (Some(OID), d, CaptureVerdict::Delivered { .. }, 80) if d == rx),
+            "{got:?}"
+        );
+        let unknown = CaptureVerdict::Dropped {
+            reason: DropReason::UnknownVni,
+        };
+        assert_eq!(
+            got[3],
+            (None, rx, unknown, (vxlan::HEADER_LEN + 80) as u32),
+            "a mux's drop has no overlay and the whole datagram"
+        );
+    }
+
+    #[test]
     fn a_tap_write_that_fails_is_counted_as_tap_write_error() {
         let (mut f, tap) = engine(Some(DestMode::Dynamic), None);
         drop(tap); // the pipe has no reader: writes fail (EPIPE)

@@ -431,6 +431,39 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_sees_a_broadcast_handed_to_varpd_then_dropped_as_not_answered() {
+        use overlay_api::capture::{CaptureDir, CaptureVerdict};
+        let mut k = Kit::new("capture_not_answered");
+        let (oid, _tap) = k.overlay("ov0", 14);
+        let mut varpd = k.varpd();
+        k.d.cap.set(Some((None, false, 0)));
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        let (id, _) = asked(&mut varpd);
+        let reason = "no such address".to_string();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
+            oid,
+            result: LookupResult::NotAnswered { reason },
+        });
+        let got: Vec<_> = k.d.cap.take().iter().map(|r| r.parts()).collect();
+        let not_answered = CaptureVerdict::Dropped {
+            reason: DropReason::NotAnswered,
+        };
+        assert_eq!(
+            got,
+            [
+                (
+                    Some(oid),
+                    CaptureDir::Tx,
+                    CaptureVerdict::ToVarpd { lookup: Some(id) },
+                    60
+                ),
+                (Some(oid), CaptureDir::Tx, not_answered, 60),
+            ]
+        );
+    }
+
+    #[test]
     fn an_answer_sends_the_queued_frames_to_their_destination() {
         let mut k = Kit::new("answer");
         let (oid, _tap) = k.overlay("ov0", 11);
