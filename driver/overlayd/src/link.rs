@@ -24,6 +24,8 @@ use std::time::Instant;
 impl Daemon {
     /// Client `id` said hello: it becomes the varpd link.
     pub(crate) fn link_up(&mut self, id: u64, pid: u32, plugins: Vec<PluginInfo>) {
+        // A connection that captured stops: it carries the link now.
+        self.capture_end(id);
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };

@@ -63,7 +63,10 @@
 //! module, demultiplexed by VNI, decided by `decide_rx` (source checks,
 //! size) and written to the TAP device, consecutive TCP segments coalesced.
 //! Every frame not delivered is counted under its `DropReason` and traced
-//! by the `overlay:drop` probe.
+//! by the `overlay:drop` probe. While a capture runs (`ovsnoop --capture`), the thread
+//! that performs a verdict also copies the frame and the verdict into the
+//! capture point's ring ([`capture`]), which the event loop drains to the
+//! capturing clients; off, that costs one relaxed load per frame.
 //!
 //! ## How a lookup lives and ends
 //!
