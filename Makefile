@@ -15,6 +15,7 @@
 #   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
 #   make bench-capture   what the capture point (ovsnoop --capture) costs the data path, off and capturing (ratios)
+#   make bench-capture-engine  the same for the forwarding engine alone, ns per frame (no root)
 #   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
 #   make bench-ovsnoop   ovsnoop against tcpdump -n -r on a 1,000,000-frame VXLAN capture (ratio)
 #   make fuzz            run every fuzz target FUZZ_SECS (60) on its corpus (nightly; make test: 15 s)
@@ -48,7 +49,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-capture bench-exporter bench-ovsnoop
+.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-capture bench-capture-engine bench-exporter bench-ovsnoop
 
 all: build
 
@@ -127,6 +128,11 @@ bench-capture: deps build
 	cp target/nocapture/release/overlayd target/nocapture/bin/overlayd
 	cp target/release/varpd target/release/ovadm target/release/ovsnoop target/nocapture/bin/
 	CAPTURE_COST_BASELINE_DIR=$(CURDIR)/target/nocapture/bin $(CARGO) bench -p overlay-tests --bench capture_cost
+
+# The engine alone (no namespaces, no root): ns per frame with the capture point compiled
+# in (off) and compiled out, ROUNDS alternating runs of each, medians and their ratio.
+bench-capture-engine: build-deps
+	bash driver/overlayd/bench/capture_engine.sh $(ROUNDS)
 
 # ovsnoop's one-line output against tcpdump -n -r on the same generated capture, alternating,
 # ROUNDS times; prints both medians and their ratio (ovsnoop/bench/bench.sh).

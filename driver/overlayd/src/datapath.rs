@@ -1167,6 +1167,84 @@ mod tests {
         );
     }
 
+    /// An owner that performs and learns nothing: the engine alone.
+    struct Idle;
+
+    impl Owner<TestPort> for Idle {
+        fn varpd(&self, _: &TestPort) -> Varpd {
+            Varpd::Unavailable
+        }
+        fn performs(&self, _: &TxVerdict) -> bool {
+            true
+        }
+        fn hand_over(&mut self, _: &mut TestPort, _: &[u8]) {}
+        fn learn(&mut self, _: &mut TestPort, _: Mac, _: Instant) {}
+        fn miss(
+            &mut self,
+            _: &mut TestPort,
+            v: TxVerdict,
+            _: &[u8; VNET_HDR_LEN],
+            _: &[u8],
+            _: Mac,
+            _: Mac,
+            _: Instant,
+        ) -> TxVerdict {
+            v
+        }
+        fn take_rx(
+            &mut self,
+            _: u64,
+            _: &Mux,
+            _: &HashMap<u64, TestPort>,
+            _: (&[u8], SocketAddr, usize),
+        ) -> bool {
+            false
+        }
+        fn rx_done(&mut self, _: &mut Mux, _: &mut HashMap<u64, TestPort>, _: &[(u64, Mac)]) {}
+    }
+
+    /// What a frame costs the engine, in ns, with no capture running:
+    /// on its cheapest path (a drop entry: no I/O, where one more load
+    /// weighs most) and on the hit path (encapsulated, sent in batches of
+    /// 32 to a discard port). `make bench-capture-engine` runs it in the
+    /// builds with and without the capture point, alternating. A
+    /// measurement, not a test: ignored.
+    #[test]
+    #[ignore = "a measurement: make bench-capture-engine"]
+    fn engine_ns_per_frame() {
+        let frames: u32 = std::env::var("FRAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000_000);
+        let discard = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = discard.local_addr().unwrap();
+        let (mut f, _tap) = engine(Some(DestMode::Dynamic), None);
+        let table = &mut f.ports.get_mut(&OID).unwrap().table;
+        table.insert(A, Entry::Drop);
+        table.insert(B, Entry::Valid(dest));
+        let mut run = |to: Mac, n: u32| {
+            let k = put(&mut f, &frame(to, 98));
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(f.tx_frame(OID, k, &mut Idle));
+                if f.txq.len() >= FLUSH_MSGS {
+                    f.flush_tx();
+                }
+            }
+            f.flush_tx();
+            t.elapsed().as_nanos() as f64 / f64::from(n)
+        };
+        run(A, frames / 10);
+        let drop = run(A, frames);
+        let hit = run(B, frames / 4);
+        let built = if cfg!(feature = "capture") {
+            "capture point compiled in, off"
+        } else {
+            "capture point compiled out"
+        };
+        println!("engine_ns_per_frame: drop {drop:.1} hit {hit:.1} ({built})");
+    }
+
     #[test]
     fn a_tap_write_that_fails_is_counted_as_tap_write_error() {
         let (mut f, tap) = engine(Some(DestMode::Dynamic), None);
