@@ -20,6 +20,7 @@ use std::sync::Arc;
 #[command(name = "ovsnoop", version)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "iface", "trace", "trace_program", "capture"])))]
 #[command(group(clap::ArgGroup::new("decisions").args(["trace", "capture"])))]
+#[command(group(clap::ArgGroup::new("capturing").args(["capture"])))]
 struct Args {
     /// Read frames from a pcap or pcapng file.
     #[arg(short = 'r', value_name = "FILE")]
@@ -46,13 +47,13 @@ struct Args {
     #[arg(long, requires = "decisions")]
     drops_only: bool,
     /// With --capture: stop after COUNT frames passed the filters.
-    #[arg(short = 'c', value_name = "COUNT", requires = "capture")]
+    #[arg(short = 'c', value_name = "COUNT", requires = "capturing")]
     count: Option<u64>,
     /// With --capture: stop after SECS seconds.
-    #[arg(long, value_name = "SECS", requires = "capture")]
+    #[arg(long, value_name = "SECS", requires = "capturing")]
     duration: Option<f64>,
     /// With --capture: keep at most N bytes of each frame (default: all).
-    #[arg(long, value_name = "N", requires = "capture")]
+    #[arg(long, value_name = "N", requires = "capturing")]
     snaplen: Option<u32>,
     /// Only frames of this VNI (repeatable: any of them).
     #[arg(long, value_name = "VNI")]

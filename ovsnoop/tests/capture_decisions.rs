@@ -30,9 +30,9 @@ struct Snoop {
 }
 
 impl Snoop {
-    fn start(lab: &Lab, run_dir: &Path, extra: &[&str]) -> Snoop {
-        let out = lab.dir().join("capture.out");
-        let err = lab.dir().join("capture.err");
+    fn start(lab: &Lab, run_dir: &Path, label: &str, extra: &[&str]) -> Snoop {
+        let out = lab.dir().join(format!("{label}.out"));
+        let err = lab.dir().join(format!("{label}.err"));
         let child = Command::new(env!("CARGO_BIN_EXE_ovsnoop"))
             .arg("--capture")
             .arg("--run-dir")
@@ -66,9 +66,14 @@ impl Snoop {
 
     /// SIGINT, and the exit; returns (stdout, stderr).
     fn stop(&mut self) -> (String, String) {
-        let mut c = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.as_ref().unwrap().id() as i32, libc::SIGINT) };
+        self.wait()
+    }
+
+    /// The exit (within 20 s); returns (stdout, stderr).
+    fn wait(&mut self) -> (String, String) {
+        let mut c = self.child.take().unwrap();
         let mut status = None;
         wait_for(Duration::from_secs(20), || {
             status = c.try_wait().ok().flatten();
@@ -193,7 +198,7 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
 
     let file = lab.dir().join("decisions.pcapng");
     let file_arg = file.to_str().unwrap().to_string();
-    let mut snoop = Snoop::start(&lab, &lab.run_dir(p.a), &["-w", &file_arg]);
+    let mut snoop = Snoop::start(&lab, &lab.run_dir(p.a), "capture", &["-w", &file_arg]);
     let before = drops(&lab, p.a);
 
     // Normal traffic, both ways.
@@ -402,6 +407,43 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
         "{:?}",
         s.capture
     );
+
+    // Filtered by overlayd (one overlay, drops only), as JSON, ending by
+    // itself after its count.
+    let mut one = Snoop::start(
+        &lab,
+        &lab.run_dir(p.a),
+        "one-drop",
+        &[
+            "--overlay",
+            "ov1",
+            "--drops-only",
+            "--json",
+            "-c",
+            "1",
+            "--duration",
+            "20",
+        ],
+    );
+    let ping = lab.ping(p.a, "192.168.159.9", &["-c", "1", "-W", "1"]);
+    let (out, err) = one.wait();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "-c 1: {out}\n{err}\n{ping}");
+    let v = &lines[0];
+    assert_eq!(
+        (&v["overlay"], &v["dir"], &v["verdict"], &v["reason"]),
+        (
+            &serde_json::json!("ov1"),
+            &serde_json::json!("tx"),
+            &serde_json::json!("dropped"),
+            &serde_json::json!("not-answered")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["decision"], "dropped: not-answered", "{v}");
 }
 
 /// A capturing client that does not read loses frames — counted, told to
