@@ -319,7 +319,8 @@ mod tests {
             match block {
                 pcap_parser::Block::InterfaceDescription(i) => {
                     let n = i.options.iter().find(|o| o.code == OptionCode::IfName);
-                    names.push(String::from_utf8_lossy(&n.unwrap().value[..]).to_string());
+                    let n = n.unwrap();
+                    names.push(String::from_utf8_lossy(&n.value[..n.len as usize]).to_string());
                 }
                 pcap_parser::Block::EnhancedPacket(e) => {
                     assert_eq!((e.if_id, e.caplen), (1, 60));
