@@ -321,3 +321,86 @@ pub fn run(
     }
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Filter;
+    use overlay_api::capture::CaptureDir;
+
+    fn rx_drop() -> Captured {
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0xb5];
+        frame.extend_from_slice(&[0; 46]);
+        Captured::new(CaptureFrame {
+            ts_ns: 1,
+            overlay: Some("ov0".into()),
+            vni: 7,
+            dir: CaptureDir::Rx,
+            verdict: CaptureVerdict::Dropped {
+                reason: DropReason::SpoofedSource,
+            },
+            len: 60,
+            frame,
+            from: Some("10.0.0.9:5000".parse().unwrap()),
+            listen: Some("10.0.0.1:4789".parse().unwrap()),
+            outer: vec![8, 0, 0, 0, 0, 0, 7, 0],
+        })
+    }
+
+    #[test]
+    fn a_frame_shows_as_on_the_wire_with_its_verdict_last() {
+        let c = rx_drop();
+        assert_eq!(
+            c.line(),
+            "VNI 7 (ov0)  rx  02:00:00:00:00:02 -> 02:00:00:00:00:01  ethertype 0x88b5  len 60  dropped: spoofed-source"
+        );
+        let v = c.verbose(3);
+        assert!(
+            v.contains("CAPTURE:  underlay = 10.0.0.9:5000 -> 10.0.0.1:4789"),
+            "{v}"
+        );
+        assert!(
+            v.contains("CAPTURE:  outer header = 0800000000000700"),
+            "{v}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&c.json(3)).unwrap();
+        assert_eq!(
+            (j["n"].as_u64(), j["reason"].as_str()),
+            (Some(3), Some("spoofed-source"))
+        );
+    }
+
+    #[test]
+    fn filters_see_the_inner_frame_and_the_underlay_addresses() {
+        let c = rx_drop();
+        let f = |f: Filter| f.matches(&c);
+        assert!(f(Filter {
+            hosts: vec!["10.0.0.9".parse().unwrap()],
+            ports: vec![4789],
+            macs: vec!["02:00:00:00:00:02".parse().unwrap()],
+            vnis: vec![7],
+            overlays: vec!["ov0".into()],
+        }));
+        assert!(!f(Filter {
+            hosts: vec!["10.0.0.8".parse().unwrap()],
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            overlays: vec!["ov1".into()],
+            ..Filter::default()
+        }));
+    }
+
+    #[test]
+    fn the_summary_counts_verdicts_and_drops_by_reason() {
+        let mut s = Summary::default();
+        s.count(&rx_drop().rec.verdict);
+        s.count(&CaptureVerdict::Injected);
+        s.frames = 2;
+        s.ended = true;
+        assert_eq!(
+            s.text(),
+            "2 frames captured; dropped 1 (spoofed-source 1); injected 1; 0 lost"
+        );
+    }
+}
