@@ -244,8 +244,22 @@ impl Capture {
         }
     }
 
-    /// Takes what the ring holds.
+    /// Takes what the ring holds — nothing if a thread is putting a
+    /// record in it just now (the event loop forwards too: it does not
+    /// wait either, and takes the rest on its next turn).
     pub fn take(&self) -> VecDeque<Record> {
+        let mut r = match self.ring.try_lock() {
+            Ok(r) => r,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return VecDeque::new(),
+        };
+        r.bytes = 0;
+        std::mem::take(&mut r.q)
+    }
+
+    /// Takes what the ring holds, waiting for a thread putting a record
+    /// in it (at a capture's end, off the forwarding path's turn).
+    pub fn take_all(&self) -> VecDeque<Record> {
         let mut r = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         r.bytes = 0;
         std::mem::take(&mut r.q)

@@ -97,7 +97,11 @@ impl Daemon {
     /// `CaptureStop` from client `conn`: what was captured before goes
     /// first, then the end with the totals.
     pub(crate) fn capture_stop(&mut self, conn: u64) -> Option<CaptureMsg> {
-        self.drain_capture();
+        if !self.captures.contains_key(&conn) {
+            return None;
+        }
+        let records = self.cap.take_all();
+        self.send_records(records);
         let s = self.capture_end(conn)?;
         Some(CaptureMsg::End {
             frames: s.frames,
@@ -146,6 +150,12 @@ impl Daemon {
             return;
         }
         let records = self.cap.take();
+        self.send_records(records);
+    }
+
+    /// Writes `records` to the sessions that want them, and tells each
+    /// session of the frames it lost.
+    fn send_records(&mut self, records: std::collections::VecDeque<crate::capture::Record>) {
         let ring_lost = self.cap.ring_lost();
         let new_ring_lost = ring_lost - self.cap_ring_lost_seen;
         self.cap_ring_lost_seen = ring_lost;
