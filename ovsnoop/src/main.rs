@@ -52,6 +52,11 @@ struct Args {
     /// With --capture: stop after SECS seconds.
     #[arg(long, value_name = "SECS", requires = "capturing")]
     duration: Option<f64>,
+    /// With --capture -w: also write each received frame as the datagram
+    /// it came in (outer IP, UDP and encapsulation header), on its mux's
+    /// interface, with the same comment.
+    #[arg(long, requires = "capturing")]
+    outer: bool,
     /// With --capture: keep at most N bytes of each frame (default: all).
     #[arg(long, value_name = "N", requires = "capturing")]
     snaplen: Option<u32>,
@@ -311,6 +316,15 @@ fn run_capture(args: &Args) -> anyhow::Result<()> {
                 Some(name) => {
                     let id = w.overlay(name, r.vni)?;
                     w.packet(id, r.ts_ns, &r.frame, r.len, &comment, r.dir)?;
+                    // --outer: the datagram it came in, on its mux's interface.
+                    if let (true, Some(from), Some(to)) = (args.outer, r.from, r.listen) {
+                        let mut d = r.outer.clone();
+                        d.extend_from_slice(&r.frame);
+                        let p = pcapng::ip_packet(from, to, &d);
+                        let len = r.len + (p.len() - r.frame.len()) as u32;
+                        let id = w.mux(r.listen)?;
+                        w.packet(id, r.ts_ns, &p, len, &comment, r.dir)?;
+                    }
                 }
                 None => {
                     let id = w.mux(r.listen)?;

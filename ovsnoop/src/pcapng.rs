@@ -8,7 +8,8 @@
 //! interface; one per mux for the datagrams a mux dropped before any
 //! overlay (raw IP: an IPv4 or IPv6 and UDP header — or GRE, for a mux
 //! without a port — is put in front of the datagram as it was received,
-//! so that Wireshark decodes the encapsulation). Each frame is an enhanced
+//! so that Wireshark decodes the encapsulation; with `--outer`, received
+//! frames too, as the datagrams they came in). Each frame is an enhanced
 //! packet block whose comment option holds the verdict (`dropped:
 //! not-answered`, `sent to 10.0.0.2:4789`). At the end, an interface
 //! statistics block per interface gives the frames captured on it and,

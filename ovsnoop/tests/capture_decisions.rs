@@ -198,7 +198,12 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
 
     let file = lab.dir().join("decisions.pcapng");
     let file_arg = file.to_str().unwrap().to_string();
-    let mut snoop = Snoop::start(&lab, &lab.run_dir(p.a), "capture", &["-w", &file_arg]);
+    let mut snoop = Snoop::start(
+        &lab,
+        &lab.run_dir(p.a),
+        "capture",
+        &["-w", &file_arg, "--outer"],
+    );
     let before = drops(&lab, p.a);
 
     // Normal traffic, both ways.
@@ -373,6 +378,32 @@ fn capture_writes_every_decision_into_a_pcapng_tshark_reads() {
         vx.trim(),
         format!("{mux}\t{rogue}\tdropped: unknown-vni"),
         "{fields}"
+    );
+    // --outer: each received frame also as its datagram, on the mux's
+    // interface, which Wireshark opens down to the inner frame.
+    let t = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-Y",
+            &format!("vxlan.vni == {} && icmp", p.vni),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .expect("tshark runs");
+    let outer = String::from_utf8_lossy(&t.stdout);
+    assert_eq!(
+        outer
+            .lines()
+            .filter(|l| l.starts_with(&format!("{mux}\tdelivered from {}:", p.ul(2))))
+            .count(),
+        3,
+        "{outer}"
     );
     // Wireshark decodes the frames themselves: the too-big ones are the
     // UDP datagrams to ports 7000-7002.
