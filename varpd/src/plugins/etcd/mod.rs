@@ -91,13 +91,7 @@ impl Plugin for Etcd {
     }
 
     fn create(&self, provider: Provider) -> Box<dyn Instance> {
-        Box::new(EtcdInstance {
-            provider,
-            cfg: Config::default(),
-            listen: None,
-            shared: None,
-            task: None,
-        })
+        Box::new(EtcdInstance::new(provider))
     }
 
     fn restore(
@@ -194,8 +188,10 @@ impl Shared {
     }
 }
 
-/// One overlay's etcd instance.
-struct EtcdInstance {
+/// One overlay's etcd instance. varpd sees it only as a `Box<dyn
+/// Instance>`; it is public so that the scale benchmark (`bench/scale`) can
+/// run many real instances in one process and read their mirrors.
+pub struct EtcdInstance {
     provider: Provider,
     cfg: Config,
     listen: Option<SocketAddr>,
@@ -204,6 +200,24 @@ struct EtcdInstance {
 }
 
 impl EtcdInstance {
+    /// A new, unconfigured instance (what [`Plugin::create`] boxes).
+    pub fn new(provider: Provider) -> EtcdInstance {
+        EtcdInstance {
+            provider,
+            cfg: Config::default(),
+            listen: None,
+            shared: None,
+            task: None,
+        }
+    }
+
+    /// Calls `f` on the instance's mirror as it is now (under its lock:
+    /// keep `f` short); `None` before `start`. For measurements: lookups
+    /// go through [`Instance::lookup`], which also asks etcd on a miss.
+    pub fn with_mirror<R>(&self, f: impl FnOnce(&Mirror) -> R) -> Option<R> {
+        self.shared.as_ref().map(|s| f(&s.state().mirror))
+    }
+
     fn shared(&self) -> Option<Arc<Shared>> {
         self.shared.clone()
     }
@@ -384,13 +398,7 @@ mod tests {
         mpsc::UnboundedReceiver<VarpdMsg>,
     ) {
         let (p, mut rx) = provider();
-        let mut inst = EtcdInstance {
-            provider: p,
-            cfg: Config::default(),
-            listen: None,
-            shared: None,
-            task: None,
-        };
+        let mut inst = EtcdInstance::new(p);
         inst.setprop(config::PROP_ENDPOINTS, "http://127.0.0.1:9")
             .unwrap();
         inst.setprop(config::PROP_PREFIX, "/t").unwrap();
