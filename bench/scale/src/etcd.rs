@@ -204,7 +204,10 @@ impl Cluster {
                 Ok(_) | Err(_) if start.elapsed() < limit => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Ok(_) => bail!("etcd {} has no leader after {limit:?}", self.members[i].name),
+                Ok(_) => bail!(
+                    "etcd {} has no leader after {limit:?}",
+                    self.members[i].name
+                ),
                 Err(e) => bail!(
                     "etcd {} does not answer after {limit:?}: {e}\n{}:\n{}",
                     self.members[i].name,

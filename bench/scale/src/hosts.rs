@@ -309,7 +309,10 @@ fn start_host(board: &Board, cfg: &HostConfig, i: usize, outbox: &mpsc::Unbounde
         .provider
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = Some(provider);
-    *board.hosts[i].inst.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(inst));
+    *board.hosts[i]
+        .inst
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(inst));
 }
 
 /// Reads one shard's outbox for ever: counts each message and checks the

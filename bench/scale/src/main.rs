@@ -367,7 +367,10 @@ impl Bench {
                     };
                     let (ok, what) = match n % 3 {
                         0 => {
-                            let q = LookupQuery { src: g.mac, dst: g.mac };
+                            let q = LookupQuery {
+                                src: g.mac,
+                                dst: g.mac,
+                            };
                             let r = inst.lookup(q).await;
                             let ok = matches!(&r,
                                 overlay_api::proto::LookupResult::Target { dest } if *dest == listen(loc[k]));
@@ -426,7 +429,9 @@ impl Bench {
         loop {
             match cluster.leader().await {
                 Some(l) if l != leader => break,
-                _ if Instant::now() > elect_limit => bail!("no new etcd leader 30 s after the kill"),
+                _ if Instant::now() > elect_limit => {
+                    bail!("no new etcd leader 30 s after the kill")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
@@ -445,7 +450,10 @@ impl Bench {
             self.wait_all("resync").await?;
             let now = self.board.now();
             let last_fail = self.board.last_failure.load(Ordering::Relaxed);
-            if now > t_back + quiet && now > last_fail + quiet && self.board.done() == self.args.hosts {
+            if now > t_back + quiet
+                && now > last_fail + quiet
+                && self.board.done() == self.args.hosts
+            {
                 break;
             }
             if start.elapsed() > Duration::from_secs(self.args.phase_limit) {
@@ -521,7 +529,11 @@ fn canary_dest(seq: u16) -> SocketAddr {
 
 async fn run(args: Args, cluster_slot: &mut Option<etcd::Cluster>) -> Result<Figures> {
     if args.hosts < 2 || args.guests < 1 {
-        bail!("need at least 2 hosts and 1 guest (got {} and {})", args.hosts, args.guests);
+        bail!(
+            "need at least 2 hosts and 1 guest (got {} and {})",
+            args.hosts,
+            args.guests
+        );
     }
     let wall = Instant::now();
     raise_nofile(args.hosts)?;
@@ -558,7 +570,9 @@ async fn run(args: Args, cluster_slot: &mut Option<etcd::Cluster>) -> Result<Fig
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     hosts::spawn_shards(&board, &cfg, shards, go_rx)?;
     let mut b = Bench {
-        loc: (0..args.hosts * args.guests).map(|k| k / args.guests).collect(),
+        loc: (0..args.hosts * args.guests)
+            .map(|k| k / args.guests)
+            .collect(),
         dead: Vec::new(),
         rng: Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
         schema: Schema::new(hosts::PREFIX, hosts::VNI),
@@ -572,7 +586,10 @@ async fn run(args: Args, cluster_slot: &mut Option<etcd::Cluster>) -> Result<Fig
     eprintln!("bench-scale: cold start");
     f.register_s = b.cold_start(&go_tx).await?;
     f.rss_per_host = rss_bytes().saturating_sub(rss0) as f64 / b.args.hosts as f64;
-    eprintln!("bench-scale:   every mirror full after {:.2} s", f.register_s);
+    eprintln!(
+        "bench-scale:   every mirror full after {:.2} s",
+        f.register_s
+    );
     let (bytes, mappings) = b
         .instance(0)?
         .with_mirror(|m| {
@@ -644,7 +661,10 @@ fn report(args: &Args, f: &Figures, shards: usize) -> Result<()> {
         "bench-scale: {} hosts × {} guests, {} mappings per mirror, lease TTL {} s, {:.0} s in all",
         args.hosts, args.guests, f.mirror_mappings, args.ttl, f.wall_s
     );
-    println!("  cold start, every mirror full        register_s         {:>10.2} s", f.register_s);
+    println!(
+        "  cold start, every mirror full        register_s         {:>10.2} s",
+        f.register_s
+    );
     println!(
         "  migration ({:>2}×) p50 / p99 / max      migration_*_ms     {:>10.1} / {:.1} / {:.1} ms",
         m.len(),
@@ -677,7 +697,10 @@ fn report(args: &Args, f: &Figures, shards: usize) -> Result<()> {
         f.etcd_db_bytes as f64 / (1 << 20) as f64,
         etcd::QUOTA_BYTES >> 30
     );
-    println!("  etcd CPU, 3 members, whole run       etcd_cpu_s         {:>10.1} s", f.etcd_cpu_s);
+    println!(
+        "  etcd CPU, 3 members, whole run       etcd_cpu_s         {:>10.1} s",
+        f.etcd_cpu_s
+    );
     for e in &f.failed_examples {
         println!("  failed lookup: {e}");
     }
@@ -692,7 +715,10 @@ fn main() {
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .clamp(1, args.hosts.max(1));
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bench-scale: cannot start the async runtime: {e}");

@@ -5,7 +5,7 @@ use super::schema::{self, Change, Entry, Key, Mirror};
 use super::{Cmd, Shared};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use overlay_api::Mac;
 use std::net::IpAddr;
@@ -134,18 +134,29 @@ async fn session(
         c.lease_keep_alive(lease).await
     })
     .await?;
+    // Renewals count from the grant: publishing and reading a large
+    // overlay on a busy cluster may take a good part of the TTL, and the
+    // first renewal must not wait for it and then a third of the TTL more.
+    let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    // What overlayd asked until now is in the local sets, published just
+    // below: the queue would only write it a second time (one more watch
+    // event on every host per key). Withdrawals of MACs that are not
+    // back still go.
+    let queued: Vec<Cmd> = std::iter::from_fn(|| cmds.try_recv().ok()).collect();
     let (macs, ips) = {
         let st = shared.state();
         let macs: Vec<Mac> = st.local_macs.iter().copied().collect();
         let ips: Vec<(IpAddr, Mac)> = st.local_ips.iter().map(|(i, m)| (*i, *m)).collect();
         (macs, ips)
     };
-    for m in macs {
-        republish(shared, &client, lease, m).await?;
-    }
-    for (ip, m) in ips {
-        write(shared, &mut client, lease, Cmd::Ip(ip, m)).await?;
-    }
+    republish(shared, &client, lease, &macs, &ips).await?;
+    let withdrawn: Vec<Cmd> = queued
+        .into_iter()
+        .filter(|c| matches!(c, Cmd::Mac(m, false) if !macs.contains(m)))
+        .collect();
+    write(shared, &client, lease, withdrawn).await?;
     let mut rev = resync(shared, &mut client).await?;
     let mut watch = watch_from(shared, &mut client, rev + 1).await?;
     let was_degraded = {
@@ -159,8 +170,6 @@ async fn session(
     if was_degraded || shared.provider.is_degraded() {
         shared.provider.ready(None);
     }
-    let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
-    tick.tick().await;
     loop {
         tokio::select! {
             msg = watch.message() => {
@@ -200,7 +209,10 @@ async fn session(
             }
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { return Err("instance gone".into()) };
-                write(shared, &mut client, lease, cmd).await?;
+                // Whatever else is queued goes in the same transactions.
+                let mut batch = vec![cmd];
+                batch.extend(std::iter::from_fn(|| cmds.try_recv().ok()));
+                write(shared, &client, lease, batch).await?;
             }
             _ = tick.tick() => {
                 if let Err(e) = keep_alive(&mut keeper, &mut alive, lease).await {
@@ -278,96 +290,188 @@ async fn keep_alive(
     }
 }
 
-/// Publishes or withdraws one local mapping.
-async fn write(shared: &Shared, client: &mut Client, lease: i64, cmd: Cmd) -> Result<(), Error> {
-    let put = |key: String, value: String| {
-        retry("put", client, move |mut c| {
-            let (k, v) = (key.clone(), value.clone());
-            async move { c.put(k, v, Some(PutOptions::new().with_lease(lease))).await }
+/// Most operations in one transaction: half etcd's default
+/// `--max-txn-ops` (128), because etcd counts a nested transaction's
+/// operations against what its parent leaves of that budget.
+const MAX_TXN_OPS: usize = 64;
+
+/// Runs `ops` in transactions of at most [`MAX_TXN_OPS`] operations each
+/// (retried whole: every operation here is idempotent); the responses.
+///
+/// A transaction is one revision, which the watch of every host delivers
+/// as one message however many keys it holds: a guest's MAC and two
+/// addresses, or a whole host's guests, cost each other host one message
+/// rather than one per key.
+async fn txns(client: &Client, ops: Vec<TxnOp>) -> Result<Vec<TxnOpResponse>, Error> {
+    let mut out = Vec::with_capacity(ops.len());
+    for chunk in ops.chunks(MAX_TXN_OPS) {
+        let resp = retry("put", client, |mut c| {
+            let txn = Txn::new().and_then(chunk.to_vec());
+            async move { c.txn(txn).await }
         })
+        .await?;
+        out.extend(resp.op_responses());
+    }
+    Ok(out)
+}
+
+/// Publishes or withdraws local mappings, the last command for a key
+/// winning, in as few transactions as etcd takes.
+async fn write(shared: &Shared, client: &Client, lease: i64, cmds: Vec<Cmd>) -> Result<(), Error> {
+    let put = |key: String, value: String| {
+        TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
     };
-    match cmd {
-        Cmd::Mac(mac, present) => {
-            let Some(listen) = shared.listen else {
-                return Ok(());
-            };
-            let key = shared.schema.key(Key::Vl2(mac));
-            let value = schema::vl2_value(listen);
-            if present {
-                put(key, value).await?;
-            } else {
-                // Only if it still says here: the MAC may have moved on.
-                retry("delete", client, |mut c| {
-                    let txn = Txn::new()
-                        .when([Compare::value(key.clone(), CompareOp::Equal, value.clone())])
-                        .and_then([TxnOp::delete(key.clone(), None)]);
-                    async move { c.txn(txn).await }
-                })
-                .await?;
+    // One operation per key: etcd refuses a transaction that writes a key
+    // twice.
+    let mut last: Vec<Cmd> = Vec::with_capacity(cmds.len());
+    for c in cmds.into_iter().rev() {
+        let same = |o: &Cmd| match (o, &c) {
+            (Cmd::Mac(a, _), Cmd::Mac(b, _)) => a == b,
+            (Cmd::Ip(a, _), Cmd::Ip(b, _)) => a == b,
+            _ => false,
+        };
+        if !last.iter().any(same) {
+            last.push(c);
+        }
+    }
+    let mut ops = Vec::with_capacity(last.len());
+    for cmd in last.into_iter().rev() {
+        match cmd {
+            Cmd::Mac(mac, present) => {
+                let Some(listen) = shared.listen else {
+                    continue;
+                };
+                let key = shared.schema.key(Key::Vl2(mac));
+                let value = schema::vl2_value(listen);
+                if present {
+                    ops.push(put(key, value));
+                } else {
+                    // Only if it still says here: the MAC may have moved on.
+                    ops.push(TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::value(key.clone(), CompareOp::Equal, value)])
+                            .and_then([TxnOp::delete(key, None)]),
+                    ));
+                }
+            }
+            Cmd::Ip(ip, mac) => {
+                ops.push(put(shared.schema.key(Key::Vl3(ip)), schema::vl3_value(mac)))
             }
         }
-        Cmd::Ip(ip, mac) => {
-            let key = shared.schema.key(Key::Vl3(ip));
-            put(key, schema::vl3_value(mac)).await?;
+    }
+    txns(client, ops).await.map(drop)
+}
+
+/// Publishes the local MACs and addresses again under a new lease (a new
+/// session), in as few transactions as etcd takes — except a MAC that
+/// another host registered meanwhile (it moved while this host could not
+/// reach etcd): that one is forgotten, as when the watch reports a move.
+async fn republish(
+    shared: &Shared,
+    client: &Client,
+    lease: i64,
+    macs: &[Mac],
+    ips: &[(IpAddr, Mac)],
+) -> Result<(), Error> {
+    let opts = || Some(PutOptions::new().with_lease(lease));
+    let mut ops = Vec::with_capacity(macs.len() + ips.len());
+    // Without a listen address there is nothing to say where MACs are.
+    let (macs, listen) = match shared.listen {
+        Some(listen) => (macs, listen),
+        None => (&[][..], std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+    };
+    for &mac in macs {
+        let key = shared.schema.key(Key::Vl2(mac));
+        let value = schema::vl2_value(listen);
+        // A missing key fails `version > 0`, our own value fails `!=`:
+        // both put. Only a key naming another host is left alone.
+        ops.push(TxnOp::txn(
+            Txn::new()
+                .when([
+                    Compare::version(key.clone(), CompareOp::Greater, 0),
+                    Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
+                ])
+                .or_else([TxnOp::put(key, value, opts())]),
+        ));
+    }
+    for &(ip, mac) in ips {
+        ops.push(TxnOp::put(
+            shared.schema.key(Key::Vl3(ip)),
+            schema::vl3_value(mac),
+            opts(),
+        ));
+    }
+    let resp = txns(client, ops).await?;
+    for (&mac, r) in macs.iter().zip(&resp) {
+        if matches!(r, TxnOpResponse::Txn(t) if t.succeeded()) {
+            shared.state().local_macs.remove(&mac);
+            shared.state().local_ips.retain(|_, m| *m != mac);
+            log::info!(
+                "overlay {}: {mac} moved to another host while etcd was unreachable",
+                shared.provider.overlay()
+            );
+            shared.provider.forget_local_mac(mac);
         }
     }
     Ok(())
 }
 
-/// Publishes a local MAC again under a new lease (a new session) — unless
-/// another host registered it meanwhile (it moved while this host could
-/// not reach etcd): then it is forgotten, as when the watch reports a move.
-async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<(), Error> {
-    let Some(listen) = shared.listen else {
-        return Ok(());
-    };
-    let key = shared.schema.key(Key::Vl2(mac));
-    let value = schema::vl2_value(listen);
-    let resp = retry("put", client, |mut c| {
-        // A missing key fails `version > 0`, our own value fails `!=`:
-        // both put. Only a key naming another host is left alone.
-        let txn = Txn::new()
-            .when([
-                Compare::version(key.clone(), CompareOp::Greater, 0),
-                Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
-            ])
-            .or_else([TxnOp::put(
-                key.clone(),
-                value.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        async move { c.txn(txn).await }
-    })
-    .await?;
-    if resp.succeeded() {
-        shared.state().local_macs.remove(&mac);
-        shared.state().local_ips.retain(|_, m| *m != mac);
-        log::info!(
-            "overlay {}: {mac} moved to another host while etcd was unreachable",
-            shared.provider.overlay()
-        );
-        shared.provider.forget_local_mac(mac);
+/// Keys per page of a resync read (about 90 bytes each).
+const PAGE: i64 = 2000;
+
+/// The end of the range of keys that start with `prefix` (etcd's
+/// convention: the prefix with its last byte below 0xff incremented).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
     }
-    Ok(())
+    vec![0]
 }
 
 /// Reads all of `PREFIX/VNI/`, replaces the mirror with it, reports the
 /// differences, and returns the revision it was read at.
+///
+/// The read goes in pages of [`PAGE`] keys, all at the revision of the
+/// first: each page is a bounded call that fits [`OP_TIMEOUT`] and gRPC's
+/// 4 MiB message limit however large the overlay, where one GET of a
+/// whole VNI grows with it (and many hosts reading at once time out).
 async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
-    let base = shared.schema.base().to_string();
-    let resp = retry("get", client, |mut c| {
-        let base = base.clone();
-        async move { c.get(base, Some(GetOptions::new().with_prefix())).await }
-    })
-    .await?;
-    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+    let base = shared.schema.base().as_bytes().to_vec();
+    let end = prefix_end(&base);
+    let mut from = base;
+    let mut rev = 0;
     let mut new = Mirror::default();
-    for kv in resp.kvs() {
-        match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
-            Ok(e) => {
-                new.set(e);
+    loop {
+        let resp = retry("get", client, |mut c| {
+            let (from, end) = (from.clone(), end.clone());
+            let mut opts = GetOptions::new().with_range(end).with_limit(PAGE);
+            if rev > 0 {
+                opts = opts.with_revision(rev);
             }
-            Err(e) => log::warn!("overlay {}: ignoring {e}", shared.provider.overlay()),
+            async move { c.get(from, Some(opts)).await }
+        })
+        .await?;
+        if rev == 0 {
+            rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        for kv in resp.kvs() {
+            match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
+                Ok(e) => {
+                    new.set(e);
+                }
+                Err(e) => log::warn!("overlay {}: ignoring {e}", shared.provider.overlay()),
+            }
+        }
+        match resp.kvs().last() {
+            Some(kv) if resp.more() => {
+                from = kv.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
         }
     }
     let (changes, first) = {
