@@ -26,9 +26,9 @@
 use overlay_api::proto::VarpdMsg;
 use overlay_api::{DestMode, Mac};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use varpd::plugin::Instance;
 use varpd::plugins::etcd::schema::Mirror;
@@ -124,6 +124,8 @@ pub struct Host {
     /// Nanoseconds since [`Board::epoch`] at which the current goal first
     /// held here, plus one; 0 while it does not.
     done: AtomicU64,
+    /// Its instance has read etcd once.
+    synced: AtomicBool,
 }
 
 impl Host {
@@ -165,6 +167,8 @@ pub struct Board {
     pub counters: Counters,
     /// The last time any session failed (ns since epoch, + 1).
     pub last_failure: AtomicU64,
+    /// Hosts started that have not read etcd yet.
+    pub booting: AtomicUsize,
 }
 
 impl Board {
@@ -176,6 +180,7 @@ impl Board {
                     inst: RwLock::new(None),
                     provider: Mutex::new(None),
                     done: AtomicU64::new(0),
+                    synced: AtomicBool::new(false),
                 })
                 .collect(),
             goal: RwLock::new(None),
@@ -183,6 +188,7 @@ impl Board {
             epoch: Instant::now(),
             counters: Counters::default(),
             last_failure: AtomicU64::new(0),
+            booting: AtomicUsize::new(0),
         }
     }
 
@@ -274,6 +280,9 @@ pub struct HostConfig {
     pub ttl: u32,
     /// Guests per host at the start.
     pub guests: usize,
+    /// Most hosts starting at once at the cold start: started, but not
+    /// yet through their first read of etcd (0: no limit).
+    pub boot_concurrency: usize,
 }
 
 /// Starts host `i`: creates, configures and starts its instance (inside
@@ -325,8 +334,16 @@ async fn driver(board: Arc<Board>, mut rx: mpsc::UnboundedReceiver<VarpdMsg>) {
     while rx.recv_many(&mut batch, 4096).await > 0 {
         for msg in batch.drain(..) {
             let oid = match msg {
-                VarpdMsg::Invalidate { oid, .. } => {
+                VarpdMsg::Invalidate { oid, mac } => {
                     c.invalidations.fetch_add(1, Ordering::Relaxed);
+                    // Every entry at once: the instance's first read.
+                    if mac.is_none()
+                        && !board.hosts[oid as usize]
+                            .synced
+                            .swap(true, Ordering::Relaxed)
+                    {
+                        board.booting.fetch_sub(1, Ordering::Relaxed);
+                    }
                     oid
                 }
                 VarpdMsg::Inject { .. } => {
@@ -385,6 +402,14 @@ pub fn spawn_shards(
                     let drv = tokio::spawn(driver(board.clone(), rx));
                     let _ = go.wait_for(|g| *g).await;
                     for i in (s..board.hosts.len()).step_by(shards) {
+                        // At most `boot_concurrency` hosts between start
+                        // and their first read of etcd, fleet-wide.
+                        while cfg.boot_concurrency > 0
+                            && board.booting.load(Ordering::Relaxed) >= cfg.boot_concurrency
+                        {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        board.booting.fetch_add(1, Ordering::Relaxed);
                         start_host(&board, &cfg, i, &tx);
                     }
                     drop(tx);

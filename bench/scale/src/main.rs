@@ -78,6 +78,11 @@ struct Args {
     /// Lease TTL of every host, seconds (the plugin's etcd/lease_ttl).
     #[arg(long, default_value_t = varpd::plugins::etcd::config::DEFAULT_TTL as u32)]
     ttl: u32,
+    /// Most hosts starting at once at the cold start (started but not yet
+    /// through their first read of etcd), as a fleet boots; 0: every host
+    /// at the same instant.
+    #[arg(long, default_value_t = 16)]
+    boot_concurrency: usize,
     /// Shards (threads, one runtime each) the hosts are packed into;
     /// default: one per CPU.
     #[arg(long)]
@@ -566,6 +571,7 @@ async fn run(args: Args, cluster_slot: &mut Option<etcd::Cluster>) -> Result<Fig
         endpoints: endpoints.join(","),
         ttl: args.ttl,
         guests: args.guests,
+        boot_concurrency: args.boot_concurrency,
     };
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     hosts::spawn_shards(&board, &cfg, shards, go_rx)?;

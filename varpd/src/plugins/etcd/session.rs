@@ -65,9 +65,11 @@ where
 /// Runs sessions for ever (until aborted).
 pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     let mut backoff = BACKOFF.0;
+    // The revision the mirror is current to, across sessions.
+    let mut seen = 0;
     let overlay = shared.provider.overlay().to_string();
     loop {
-        let Err(e) = session(&shared, &mut cmds, &mut backoff).await;
+        let Err(e) = session(&shared, &mut cmds, &mut backoff, &mut seen).await;
         let reason = format!("etcd {}: {e}", shared.cfg.endpoints.join(","));
         let report = {
             let mut st = shared.state();
@@ -83,10 +85,19 @@ pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<C
         }
         // What was asked meanwhile is in the local sets, published again
         // by the next session.
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(jittered(backoff)).await;
         while cmds.try_recv().is_ok() {}
         backoff = (backoff * 2).min(BACKOFF.1);
     }
+}
+
+/// `d` scaled by a factor between 0.5 and 1.5, so that hosts that lost
+/// etcd together do not all come back in the same instant.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
 }
 
 async fn connect(shared: &Shared) -> Result<Client, Error> {
@@ -122,6 +133,7 @@ async fn session(
     shared: &Arc<Shared>,
     cmds: &mut mpsc::UnboundedReceiver<Cmd>,
     backoff: &mut Duration,
+    seen: &mut i64,
 ) -> Result<std::convert::Infallible, Error> {
     let mut client = connect(shared).await?;
     let ttl = shared.cfg.ttl();
@@ -157,7 +169,16 @@ async fn session(
         .filter(|c| matches!(c, Cmd::Mac(m, false) if !macs.contains(m)))
         .collect();
     write(shared, &client, lease, withdrawn).await?;
-    let mut rev = resync(shared, &mut client).await?;
+    // A mirror read before is current to `seen`: the watch resumes after
+    // it and brings what was missed as events. Reading everything again
+    // costs etcd and this host the whole overlay — a thousand hosts doing
+    // so at once after a member failure is more than etcd can serve — and
+    // is needed only when etcd no longer has that history (compacted: the
+    // watch is cancelled, below).
+    if *seen == 0 {
+        *seen = resync(shared, &mut client).await?;
+    }
+    let rev = *seen;
     let mut watch = watch_from(shared, &mut client, rev + 1).await?;
     let was_degraded = {
         let mut st = shared.state();
@@ -176,35 +197,35 @@ async fn session(
                 let restart = match msg {
                     Ok(Some(resp)) if resp.canceled() || resp.compact_revision() > 0 => {
                         log::info!(
-                            "overlay {overlay}: watch cancelled at revision {rev} (compacted to {}: {}); reading again",
+                            "overlay {overlay}: watch cancelled at revision {seen} (compacted to {}: {}); reading again",
                             resp.compact_revision(), resp.cancel_reason()
                         );
+                        *seen = resync(shared, &mut client).await?;
                         true
                     }
                     Ok(Some(resp)) => {
+                        // Only events move `seen`: etcd never splits a
+                        // revision across messages, but a header may be
+                        // ahead of events still to come.
                         for ev in resp.events() {
                             let Some(kv) = ev.kv() else { continue };
-                            rev = rev.max(kv.mod_revision());
+                            *seen = (*seen).max(kv.mod_revision());
                             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
                             event(shared, kv.key(), value, true);
-                        }
-                        if let Some(h) = resp.header() {
-                            rev = rev.max(h.revision());
                         }
                         false
                     }
                     Ok(None) => {
-                        log::info!("overlay {overlay}: watch stream ended; reading again");
+                        log::info!("overlay {overlay}: watch stream ended; watching again from revision {seen}");
                         true
                     }
                     Err(e) => {
-                        log::info!("overlay {overlay}: watch: {e}; reading again");
+                        log::info!("overlay {overlay}: watch: {e}; watching again from revision {seen}");
                         true
                     }
                 };
                 if restart {
-                    rev = resync(shared, &mut client).await?;
-                    watch = watch_from(shared, &mut client, rev + 1).await?;
+                    watch = watch_from(shared, &mut client, *seen + 1).await?;
                 }
             }
             cmd = cmds.recv() => {
@@ -416,8 +437,8 @@ async fn republish(
     Ok(())
 }
 
-/// Keys per page of a resync read (about 90 bytes each).
-const PAGE: i64 = 2000;
+/// Keys per page of a resync read (about 90 bytes each: some 900 KB).
+const PAGE: i64 = 10000;
 
 /// The end of the range of keys that start with `prefix` (etcd's
 /// convention: the prefix with its last byte below 0xff incremented).
@@ -493,7 +514,13 @@ async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
         if matches!(c, Change::Vl3 { now: Some(_), .. }) && announce {
             announced += 1;
         }
-        changed(shared, c, announce);
+        changed(shared, c, announce, !first);
+    }
+    // The first read of an instance changes everything overlayd may hold
+    // for the overlay: one message says so, where one per mapping would be
+    // tens of thousands.
+    if first {
+        shared.provider.invalidate(None);
     }
     Ok(rev)
 }
@@ -523,7 +550,7 @@ pub(crate) fn event(shared: &Shared, key: &[u8], value: Option<&[u8]>, announce:
             return;
         }
     };
-    let change = match value.map(|v| schema::parse_entry(&shared.schema, key, v)) {
+    let change = match value.map(|v| schema::parse_value(key, k, v)) {
         Some(Ok(e)) => shared.state().mirror.set(e),
         Some(Err(e)) => {
             log::warn!("overlay {}: ignoring {e}", shared.provider.overlay());
@@ -532,19 +559,22 @@ pub(crate) fn event(shared: &Shared, key: &[u8], value: Option<&[u8]>, announce:
         None => shared.state().mirror.remove(k),
     };
     if let Some(c) = change {
-        changed(shared, c, announce);
+        changed(shared, c, announce, true);
     }
 }
 
 /// Tells overlayd about one change: invalidate the target entry, and for a
 /// new owner of a VL3 address (not one of this host's own guests, which
-/// know their addresses) announce it to the guests.
-pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
+/// know their addresses) announce it to the guests. Without `invalidate`
+/// the caller invalidates every entry at once instead.
+pub(crate) fn changed(shared: &Shared, c: Change, announce: bool, invalidate: bool) {
     let p = &shared.provider;
     match c {
         Change::Vl2 { mac, now } => {
             log::debug!("overlay {}: vl2 {mac} now {now:?}", p.overlay());
-            p.invalidate(Some(mac));
+            if invalidate {
+                p.invalidate(Some(mac));
+            }
             // One of ours, registered by another host: it moved away.
             if now.is_some() && now != shared.listen {
                 let moved = {
@@ -560,11 +590,13 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
         }
         Change::Vl3 { ip, was, now } => {
             log::debug!("overlay {}: vl3 {ip} was {was:?} now {now:?}", p.overlay());
-            if let Some(m) = was {
+            if let (Some(m), true) = (was, invalidate) {
                 p.invalidate(Some(m));
             }
             let Some(mac) = now else { return };
-            p.invalidate(Some(mac));
+            if invalidate {
+                p.invalidate(Some(mac));
+            }
             if !announce || shared.state().local_macs.contains(&mac) {
                 return;
             }
