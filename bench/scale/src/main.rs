@@ -733,9 +733,12 @@ fn main() {
     };
     let mut cluster = None;
     let result = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot catch SIGTERM")?;
         tokio::select! {
             r = run(Args::parse(), &mut cluster) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
         }
     });
     // etcd goes before anything is printed, whatever happened.
