@@ -656,6 +656,7 @@ fn report(args: &Args, f: &Figures, shards: usize) -> Result<()> {
         "etcd_quota_bytes": etcd::QUOTA_BYTES,
         "etcd_cpu_s": f.etcd_cpu_s,
         "shards": shards,
+        "boot_concurrency": args.boot_concurrency,
         "wall_s": f.wall_s,
     });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -664,8 +665,9 @@ fn report(args: &Args, f: &Figures, shards: usize) -> Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "bench-scale: {} hosts × {} guests, {} mappings per mirror, lease TTL {} s, {:.0} s in all",
-        args.hosts, args.guests, f.mirror_mappings, args.ttl, f.wall_s
+        "bench-scale: {} hosts × {} guests, {} mappings per mirror, lease TTL {} s, \
+         at most {} hosts booting at once, {:.0} s in all",
+        args.hosts, args.guests, f.mirror_mappings, args.ttl, args.boot_concurrency, f.wall_s
     );
     println!(
         "  cold start, every mirror full        register_s         {:>10.2} s",

@@ -15,27 +15,35 @@
 //!   session puts `vl2/MAC` = this overlay's own listen address under the
 //!   host's lease. The sender of a guest's ARP and the source of its
 //!   neighbour solicitation ([`Instance::local_ip`]) become `vl3/IP` keys
-//!   under the same lease. A MAC that overlayd forgets (idle) is deleted,
+//!   under the same lease. What is queued when the session gets to it is
+//!   written in one transaction (up to 64 operations), so that every other
+//!   host's watch carries it as one message. A MAC that overlayd forgets (idle) is deleted,
 //!   but only if the key still says this host (a transaction comparing the
 //!   value): the MAC may have moved. The lease is kept alive every TTL/3; a
 //!   host that dies stops doing so and its keys expire by themselves.
-//! - *Mirror.* The session reads `PREFIX/VNI/` with one ranged GET and
-//!   watches it from the GET's revision + 1, so no event falls between
-//!   them; the [`schema::Mirror`] answers lookups. A miss in the mirror
+//! - *Mirror.* The session reads `PREFIX/VNI/` with ranged GETs of 10,000
+//!   keys, all at the first one's revision, and watches it from that
+//!   revision + 1, so no event falls between them; the [`schema::Mirror`]
+//!   answers lookups. A miss in the mirror
 //!   reads etcd (the watch may lag); an absent key is a drop, with the key
 //!   named.
 //! - *Coherence (SVP "shootdown").* Every vl2 change the watch reports
 //!   invalidates overlayd's entry for that MAC, which is asked again on its
 //!   next frame; every vl3 change also injects a gratuitous ARP (IPv4) or an
 //!   unsolicited neighbour advertisement (IPv6) into the overlay so that
-//!   guests update their neighbour caches. A watch cancelled for compaction,
-//!   or a stream that ends, is followed by a fresh GET whose differences
-//!   with the mirror are invalidated, and a watch from its revision.
+//!   guests update their neighbour caches. A stream that ends is watched
+//!   again from the last revision the mirror applied; only a watch
+//!   cancelled for compaction (that history is gone) is followed by a
+//!   fresh read whose differences with the mirror are invalidated. The
+//!   first read invalidates everything at once (one message).
 //! - *Failure.* Any etcd call that fails or times out ends the session: the
 //!   instance reports itself degraded *while serving* (the mirror keeps
 //!   answering; overlayd keeps its valid entries), and the session is
-//!   retried with backoff (200 ms → 5 s). When it is back: a new lease, the
-//!   local MACs and IPs published again, a fresh GET, and `ready`.
+//!   retried with jittered backoff (200 ms → 5 s). When it is back: a new
+//!   lease, the local MACs and IPs published again (one transaction), the
+//!   watch resumed from the last revision applied, and `ready`. Reading
+//!   the whole overlay again on every reconnection is what a thousand
+//!   hosts cannot do at once after an etcd member fails (`bench/scale`).
 //!
 //! The session runs on varpd's tokio runtime as one task spawned at `start`
 //! and aborted at `stop` (which also revokes the lease, so a deleted overlay
