@@ -18,4 +18,6 @@ provider varpd {
 	probe plugin__error(char *, char *, char *);	/* plugin, overlay, error */
 	/* A configuration reload: entries changed, "ok" or the error. */
 	probe config__reload(char *, char *, uint64_t, char *);	/* plugin, overlay, changed, result */
+	/* A MAC of this host's guest registered, later, by another host: this host yields it. */
+	probe mac__conflict(char *, char *, char *, char *, char *);	/* plugin, overlay, mac, winner, loser */
 };

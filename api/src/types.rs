@@ -460,6 +460,10 @@ pub struct InstanceInfo {
     /// mapping changed, moved or expired.
     #[serde(default)]
     pub invalidations: u64,
+    /// MAC conflicts the instance yielded: a MAC one of this host's guests
+    /// uses was registered, later, by another host (the etcd plugin).
+    #[serde(default)]
+    pub mac_conflicts: u64,
 }
 
 /// Kinds of failure a control socket reports.

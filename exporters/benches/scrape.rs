@@ -148,6 +148,7 @@ fn snapshot(s: &Shape) -> (StatsSnapshot, Vec<StatusRow>, Vec<InstanceInfo>) {
             proxy_ndp: k * 10,
             proxy_dhcp: k,
             invalidations: 0,
+            mac_conflicts: 0,
         });
     }
     let snap = StatsSnapshot {

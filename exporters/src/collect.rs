@@ -594,6 +594,13 @@ fn varpd(f: &mut Families, host: &Option<String>, v: &VarpdSample) {
             l,
             i.invalidations,
         );
+        f.counter(
+            "varpd_mac_conflicts_total",
+            "MAC conflicts an instance yielded: another host registered, later, a MAC a guest of this host still uses.",
+            host,
+            l,
+            i.mac_conflicts,
+        );
         let status = i.status.to_string();
         let reason = i.details.clone().unwrap_or_default();
         f.gauge(
@@ -851,6 +858,7 @@ mod tests {
                         proxy_ndp: 2,
                         proxy_dhcp: 3,
                         invalidations: 0,
+                        mac_conflicts: 2,
                     }],
                 }),
             },
@@ -886,6 +894,7 @@ mod tests {
         assert_eq!(one(&s, "overlay_misses_total", &[a, ov0]), 4.0);
         assert_eq!(one(&s, "overlay_lookups_total", &[a, ov0]), 3.0);
         assert_eq!(one(&s, "overlay_queue_overflows_total", &[a, ov0]), 1.0);
+        assert_eq!(one(&s, "varpd_mac_conflicts_total", &[a, ov0]), 2.0);
         assert_eq!(
             one(
                 &s,

@@ -232,6 +232,7 @@ fn canned_hosts() -> Vec<HostSample> {
                     proxy_ndp: 1,
                     proxy_dhcp: 1,
                     invalidations: 0,
+                    mac_conflicts: 0,
                 }],
             }),
         },

@@ -120,7 +120,7 @@ pub mod overlay {
 pub mod varpd {
     use overlay_api::proto::LookupResult;
     use overlay_api::Mac;
-    use std::net::IpAddr;
+    use std::net::{IpAddr, SocketAddr};
 
     probe_fns!(varpd {
         /// `varpd:lookup-start`.
@@ -137,5 +137,9 @@ pub mod varpd {
         fn plugin_error(plugin: &str, overlay: &str, error: &str) => plugin__error(plugin, overlay, error);
         /// `varpd:config-reload`.
         fn config_reload(plugin: &str, overlay: &str, changed: u64, result: &str) => config__reload(plugin, overlay, changed, result);
+        /// `varpd:mac-conflict` — `winner` (an underlay address) registered
+        /// `mac` after `loser` (this host) did, while a guest of this host
+        /// still uses it; this host yields.
+        fn mac_conflict(plugin: &str, overlay: &str, mac: Mac, winner: SocketAddr, loser: SocketAddr) => mac__conflict(plugin, overlay, mac.to_string(), winner.to_string(), loser.to_string());
     });
 }

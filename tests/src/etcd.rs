@@ -136,6 +136,17 @@ impl EtcdTls {
     }
 }
 
+/// One event of etcd's history, as `etcdctl watch` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdEvent {
+    /// A put (else a delete).
+    pub put: bool,
+    /// The key.
+    pub key: String,
+    /// The value put (empty for a delete).
+    pub value: String,
+}
+
 /// An etcd cluster started by a test; killed when dropped.
 pub struct EtcdCluster {
     members: Vec<Member>,
@@ -270,6 +281,68 @@ impl EtcdCluster {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// The cluster's current revision.
+    pub fn revision(&self) -> i64 {
+        let out = self.etcdctl_ok(&[
+            "get",
+            "/",
+            "--prefix",
+            "--keys-only",
+            "--limit=1",
+            "-w",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("etcdctl get -w json: {e}:\n{out}"));
+        v["header"]["revision"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no header.revision in:\n{out}"))
+    }
+
+    /// The lease a key is attached to (0: none), `None` if the key is absent.
+    pub fn lease_of(&self, key: &str) -> Option<i64> {
+        let out = self.etcdctl_ok(&["get", key, "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("etcdctl get -w json: {e}:\n{out}"));
+        v["kvs"]
+            .as_array()
+            .and_then(|kvs| kvs.first())
+            .map(|kv| kv["lease"].as_i64().unwrap_or(0))
+    }
+
+    /// Every event under `prefix` from revision `rev` on, in order: the
+    /// history etcd keeps (the tests never compact), replayed by
+    /// `etcdctl watch --rev`, which is stopped after `wait` (by then it has
+    /// printed what happened before it started).
+    pub fn events_since(&self, prefix: &str, rev: i64, wait: Duration) -> Vec<EtcdEvent> {
+        let m = self
+            .members
+            .iter()
+            .find(|m| m.child.is_some())
+            .unwrap_or(&self.members[0]);
+        let out = run(Command::new("timeout")
+            .arg(format!("{}", wait.as_secs_f64()))
+            .args(["ip", "netns", "exec", &m.ns, "etcdctl", "--dial-timeout=1s"])
+            .arg(format!("--endpoints={}", self.endpoints()))
+            .args(self.tls_flags())
+            .env("ETCDCTL_API", "3")
+            .args(["watch", "--prefix", &format!("--rev={rev}"), prefix]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut lines = stdout.lines();
+        let mut events = Vec::new();
+        while let Some(l) = lines.next() {
+            let put = match l {
+                "PUT" => true,
+                "DELETE" => false,
+                _ => continue,
+            };
+            let key = lines.next().unwrap_or_default().to_string();
+            let value = lines.next().unwrap_or_default().to_string();
+            events.push(EtcdEvent { put, key, value });
+        }
+        events
     }
 
     /// Waits until every running member answers `endpoint health`.

@@ -78,7 +78,7 @@ pub use craft::{
     eth_frame, geneve_datagram, tcp4_packet, vxlan_datagram, GENEVE_PROTO_TEB, VXLAN_FLAG_I,
 };
 pub use daemon::Daemon;
-pub use etcd::{EtcdCluster, EtcdTls};
+pub use etcd::{EtcdCluster, EtcdEvent, EtcdTls};
 pub use lab::{Host, Lab};
 pub use ovs::underlay_cidr;
 pub use packet::PacketSocket;

@@ -622,3 +622,305 @@ fn a_host_cut_off_from_etcd_does_not_reclaim_a_guest_that_moved_meanwhile() {
     let r = s.lab.wait_ping(s.h(1), g4, Duration::from_secs(3));
     assert!(r.all_answered(), "{r}");
 }
+
+/// Host `r`'s own keys: its guest's vl2 key and both its vl3 keys.
+fn own_keys(s: &Setup, r: usize) -> Vec<String> {
+    vec![
+        format!("{}vl2/{}", s.prefix(), s.mac(r)),
+        format!("{}vl3/{}", s.prefix(), s.ip4(r)),
+        format!("{}vl3/{}", s.prefix(), s.ip6(r)),
+    ]
+}
+
+/// Restarts varpd on host `r` (SIGKILL when `kill`, else SIGTERM, and 2 s
+/// down, as an upgrade) while pings run every 100 ms between host `r`'s
+/// guest and every other host's, both ways; asserts that not one is lost,
+/// that etcd saw no deletion under the overlay's prefix and that no other
+/// host's mirror changed (their invalidation counts stand still). Returns
+/// the revision the restart started at.
+fn restart_under_traffic(s: &mut Setup, r: usize, kill: bool) -> i64 {
+    let others: Vec<usize> = (1..=s.hosts.len()).filter(|&j| j != r).collect();
+    let inval: Vec<u64> = others
+        .iter()
+        .map(|&j| s.instance(j).invalidations)
+        .collect();
+    let rev = s.etcd.revision();
+    let opts = ["-c", "100", "-i", "0.1"];
+    let mut pings = Vec::new();
+    for &j in &others {
+        pings.push(s.lab.ping_background(s.h(r), &s.ip4(j), &opts));
+        pings.push(s.lab.ping_background(s.h(j), &s.ip4(r), &opts));
+        pings.push(s.lab.ping_background(s.h(j), &s.ip6(r), &opts));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let h = s.h(r);
+    if kill {
+        s.lab.kill(h, Daemon::Varpd);
+    } else {
+        s.lab.stop(h, Daemon::Varpd);
+    }
+    s.lab.wait_linked(h, false);
+    std::thread::sleep(Duration::from_secs(2));
+    s.lab.start_varpd(h);
+    s.lab.wait_linked(h, true);
+    assert!(
+        wait_for(Duration::from_secs(5), || s.status(r).contains("ONLINE")),
+        "{}",
+        s.status(r)
+    );
+    let how = if kill { "SIGKILL" } else { "SIGTERM" };
+    for p in pings {
+        let p = p.finish();
+        assert!(
+            p.all_answered(),
+            "pings lost across a varpd restart ({how}) on host {r}:\n{p}"
+        );
+    }
+    let events = s
+        .etcd
+        .events_since(&s.prefix(), rev + 1, Duration::from_secs(2));
+    let deletes: Vec<_> = events.iter().filter(|e| !e.put).collect();
+    assert!(
+        deletes.is_empty(),
+        "a varpd restart ({how}) deleted keys: {deletes:#?}"
+    );
+    for (&j, before) in others.iter().zip(inval) {
+        assert_eq!(
+            s.instance(j).invalidations,
+            before,
+            "host {j}'s mirror changed across host {r}'s varpd restart ({how}): {events:#?}"
+        );
+    }
+    println!(
+        "varpd restart ({how}) on host {r}: no ping lost, {} puts and no deletes in etcd",
+        events.len()
+    );
+    rev
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd: run `sudo make test`"]
+fn a_varpd_restart_loses_no_ping_and_only_deleting_the_overlay_withdraws() {
+    let ttl = 8;
+    let mut s = setup("etcd_restart", 72, 3, 1, ttl);
+    s.full_mesh(Duration::from_secs(15));
+    let r = 3;
+    let keys = own_keys(&s, r);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let all = s.etcd.keys(&s.prefix());
+            keys.iter().all(|k| all.contains(k))
+        }),
+        "host {r}'s keys are not all in etcd: {:#?}",
+        s.etcd.keys(&s.prefix())
+    );
+    let first = s.etcd.lease_of(&keys[0]).expect("the vl2 key");
+    assert_ne!(first, 0, "a registration carries the host's lease");
+
+    // A crash: no lease was saved (the instance saved its state before its
+    // lease existed), so the next varpd grants a new one and adopts the
+    // keys that name this host, which then outlive the old lease.
+    let rev = restart_under_traffic(&mut s, r, true);
+    let second = s.etcd.lease_of(&keys[0]).expect("the vl2 key");
+    assert_ne!(second, first, "after a crash, a new lease");
+    for k in &keys {
+        assert_eq!(s.etcd.lease_of(k), Some(second), "{k} was not adopted");
+    }
+    std::thread::sleep(Duration::from_secs(ttl as u64 + 2));
+    let events = s
+        .etcd
+        .events_since(&s.prefix(), rev + 1, Duration::from_secs(2));
+    assert!(
+        events.iter().all(|e| e.put),
+        "the old lease expired with keys on it: {events:#?}"
+    );
+    let log = std::fs::read_to_string(s.lab.log(s.h(r), Daemon::Varpd)).unwrap_or_default();
+    assert!(log.contains("adopted under lease"), "{log}");
+
+    // An upgrade (SIGTERM): the lease is saved, and taken over.
+    restart_under_traffic(&mut s, r, false);
+    for k in &keys {
+        assert_eq!(
+            s.etcd.lease_of(k),
+            Some(second),
+            "{k}: lease not taken over"
+        );
+    }
+    let log = std::fs::read_to_string(s.lab.log(s.h(r), Daemon::Varpd)).unwrap_or_default();
+    assert!(
+        log.contains(&format!("taking over lease {second:x}")),
+        "{log}"
+    );
+    s.full_mesh(Duration::from_secs(5));
+
+    // Deleting the overlay withdraws host 3's keys at once (not after the
+    // TTL), and the others hear of it.
+    let inval = s.instance(1).invalidations;
+    s.lab.ovadm_ok(s.h(r), ["delete-overlay", "ov0"]);
+    let t0 = Instant::now();
+    let gone = wait_for(Duration::from_secs(2), || {
+        let all = s.etcd.keys(&s.prefix());
+        !keys.iter().any(|k| all.contains(k))
+    });
+    println!(
+        "delete-overlay: host {r}'s keys gone after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        gone,
+        "host {r}'s keys outlived its overlay: {:#?}",
+        s.etcd.keys(&s.prefix())
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || s.instance(1).invalidations
+            >= inval + 3),
+        "host 1 did not hear of the withdrawal"
+    );
+}
+
+/// One scrape of the Prometheus exporter (the real binary, in the root
+/// namespace, reading `run_dir`'s sockets as files) on a free loopback port.
+fn scrape(lab: &Lab, run_dir: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let mut child = std::process::Command::new(lab.bin("overlay-exporter"))
+        .arg("--run-dir")
+        .arg(run_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("starting overlay-exporter");
+    let mut body = None;
+    wait_for(Duration::from_secs(10), || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let mut r = String::new();
+        let ok = write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_ok()
+            && s.read_to_string(&mut r).is_ok();
+        body = r.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+        ok && body.is_some()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    body.expect("the exporter answered /metrics")
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, etcd and bpftrace: run `sudo make test`"]
+fn the_same_mac_on_two_hosts_does_not_flap_and_the_conflict_is_shown() {
+    let ttl = 4;
+    let mut s = setup("etcd_conflict", 73, 2, 1, ttl);
+    s.full_mesh(Duration::from_secs(15));
+    let traces: Vec<_> = (1..=2)
+        .map(|i| {
+            let h = s.h(i);
+            s.lab.bpftrace(
+                h,
+                Daemon::Varpd,
+                &format!("conflict-h{i}"),
+                "BEGIN { printf(\"Hit Ctrl-C to end.\\n\"); }\n\
+                 usdt:@VARPD@:varpd:mac-conflict { @c[str(arg0), str(arg1), str(arg2), str(arg3), str(arg4)] = count(); }\n",
+            )
+        })
+        .collect();
+    // One MAC, two guests: host 1's first, then host 2's (a cloned VM).
+    // Each keeps sending (pings to the other host), so each host's
+    // overlayd keeps reporting it local.
+    let x = "02:73:00:00:00:50";
+    let key = format!("{}vl2/{x}", s.prefix());
+    let rev0 = s.etcd.revision();
+    let g1 = s.lab.add_host("g1");
+    let g2 = s.lab.add_host("g2");
+    s.lab
+        .attach_guest(s.h(1), g1, "vnicx", x, &["192.168.73.50/24"]);
+    let names = |s: &Setup, i: usize| {
+        let v = s.etcd.etcdctl_ok(&["get", "--print-value-only", &key]);
+        v.contains(&format!("\"{}\"", s.ul(i)))
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            s.lab.ping(g1, &s.ip4(2), &["-c", "1", "-W", "1"]);
+            names(&s, 1)
+        }),
+        "host 1 never registered {x}"
+    );
+    let opts = ["-c", "1000", "-i", "0.1", "-W", "1"];
+    let _p1 = s.lab.ping_background(g1, &s.ip4(2), &opts);
+    s.lab
+        .attach_guest(s.h(2), g2, "vnicx", x, &["192.168.73.51/24"]);
+    let _p2 = s.lab.ping_background(g2, &s.ip4(1), &opts);
+
+    // A conflict is found, by one host: the loser.
+    let conflicted = |s: &Setup| (1..=2).find(|&i| s.status(i).contains("MAC conflict"));
+    assert!(
+        wait_for(Duration::from_secs(15), || conflicted(&s).is_some()),
+        "no conflict shown:\n{}\n{}",
+        s.status(1),
+        s.status(2)
+    );
+    let loser = conflicted(&s).unwrap();
+    let winner = 3 - loser;
+    // It settles: over several lease refreshes (TTL/3), not one more put
+    // of the key, and it names the winner throughout.
+    let rev1 = s.etcd.revision();
+    std::thread::sleep(Duration::from_secs(3 * ttl as u64));
+    let after = s.etcd.events_since(&key, rev1 + 1, Duration::from_secs(2));
+    assert!(after.is_empty(), "{key} flaps: {after:#?}");
+    assert!(
+        names(&s, winner),
+        "{key} does not name the winner, host {winner}"
+    );
+    let all = s.etcd.events_since(&key, rev0 + 1, Duration::from_secs(2));
+    println!(
+        "conflict: {} puts of {key} in all (host {loser} yielded to host {winner}): {:?}",
+        all.len(),
+        all.iter().map(|e| &e.value).collect::<Vec<_>>()
+    );
+    assert!(
+        all.iter().all(|e| e.put) && all.len() <= 4,
+        "more than one claim back per host: {all:#?}"
+    );
+    assert_eq!(
+        all.last().map(|e| e.value.contains(&s.ul(winner))),
+        Some(true)
+    );
+
+    // Shown: show-overlay -f on the loser names the MAC and both hosts.
+    let (wl, ll) = (
+        format!("{}:4789", s.ul(winner)),
+        format!("{}:4789", s.ul(loser)),
+    );
+    let f = s.status(loser);
+    println!("{f}");
+    assert!(
+        f.contains("DEGRADED") && f.contains(x) && f.contains(&wl) && f.contains(&ll),
+        "show-overlay -f should name {x}, {ll} and {wl}:\n{f}"
+    );
+    assert!(s.status(winner).contains("ONLINE"), "{}", s.status(winner));
+    // Counted: varpd's status, and the exporter's metric.
+    assert_eq!(s.instance(loser).mac_conflicts, 1);
+    assert_eq!(s.instance(winner).mac_conflicts, 0);
+    let metrics = scrape(&s.lab, &s.lab.run_dir(s.h(loser)));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("varpd_mac_conflicts_total{") && l.contains("overlay=\"ov0\""))
+        .unwrap_or_else(|| panic!("no varpd_mac_conflicts_total:\n{metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+    // Probed: varpd:mac-conflict on the loser, with the MAC and both hosts.
+    let outs: Vec<String> = traces.into_iter().map(|t| t.finish()).collect();
+    let want = format!("@c[etcd, ov0, {x}, {wl}, {ll}]: 1");
+    assert!(
+        outs[loser - 1].contains(&want),
+        "no {want} in the loser's trace:\n{}",
+        outs[loser - 1]
+    );
+    assert!(
+        !outs[winner - 1].contains("@c["),
+        "the winner fired mac-conflict:\n{}",
+        outs[winner - 1]
+    );
+}

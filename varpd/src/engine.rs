@@ -114,7 +114,8 @@ impl Engine {
     }
 
     /// The link went down: every instance is stopped and dropped, since
-    /// overlayd re-sends them all on the next link.
+    /// overlayd re-sends them all on the next link. Stopped, not destroyed:
+    /// their overlays still exist, and what they published stays.
     pub fn unlinked(&self) {
         self.linked.store(false, Ordering::Relaxed);
         let old = std::mem::take(&mut *self.slots());
@@ -277,6 +278,8 @@ impl Engine {
                     store.forget(&slot.spec.overlay);
                 }
                 if let Some(i) = slot.instance {
+                    // The overlay is gone for good: withdraw, then stop.
+                    i.destroy();
                     i.stop();
                 }
             }
@@ -477,6 +480,7 @@ impl Engine {
                     proxy_ndp: st.proxy_ndp.load(Ordering::Relaxed),
                     proxy_dhcp: st.proxy_dhcp.load(Ordering::Relaxed),
                     invalidations: st.invalidations.load(Ordering::Relaxed),
+                    mac_conflicts: st.mac_conflicts.load(Ordering::Relaxed),
                 }
             })
             .collect();

@@ -9,9 +9,16 @@
 //!
 //! `create` → `setprop` for each of the plugin's properties the overlay has
 //! → `start` → (`default`, `lookup`, `arp`, `ndp`, `dhcp`, `refresh`, `save`,
-//! any number of times, concurrently) → `stop` → drop (illumos `destroy`).
-//! As in illumos, the query operations are only called between `start` and
-//! `stop`.
+//! any number of times, concurrently) → (`destroy`, only when the overlay
+//! is deleted) → `stop` → drop. As in illumos, the query operations are only
+//! called between `start` and `stop`.
+//!
+//! `stop` alone is what varpd does when it shuts down, when overlayd goes
+//! away, and when an instance is replaced: whatever the instance published
+//! for other hosts (the etcd plugin's registrations) stays in place, for the
+//! next instance to take over — a varpd restart must cost other hosts
+//! nothing. `destroy` is the overlay's deletion (`ovadm delete-overlay`):
+//! then, and only then, the instance withdraws what it published.
 //!
 //! ## Why queries return boxed futures
 //!
@@ -158,8 +165,15 @@ pub trait Instance: Send + Sync + 'static {
     /// after this the query operations may be called.
     fn start(&mut self) -> Result<(), PluginError>;
 
-    /// The instance is going away; release what `start` took.
+    /// The instance is going away; release what `start` took, but leave
+    /// what it published for other hosts in place (varpd may be restarting:
+    /// the next instance takes it over).
     fn stop(&self) {}
+
+    /// The overlay is deleted (illumos `destroy`): withdraw, at once, what
+    /// the instance published for other hosts. Called before `stop`, and
+    /// only on the overlay's deletion — never when varpd or overlayd stop.
+    fn destroy(&self) {}
 
     /// For point plugins, the one destination of every frame.
     fn default(&self) -> Option<SocketAddr> {

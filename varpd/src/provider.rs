@@ -34,6 +34,9 @@ pub struct InstanceStatus {
     /// Target entries the plugin invalidated in overlayd (mappings that
     /// changed, moved or expired).
     pub invalidations: AtomicU64,
+    /// MAC conflicts the instance yielded (another host registered, later,
+    /// a MAC a guest of this host still uses).
+    pub mac_conflicts: AtomicU64,
     health: Mutex<Option<String>>,
 }
 
@@ -45,6 +48,7 @@ impl InstanceStatus {
             proxy_ndp: AtomicU64::new(0),
             proxy_dhcp: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            mac_conflicts: AtomicU64::new(0),
             health: Mutex::new(None),
         }
     }

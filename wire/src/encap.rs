@@ -65,6 +65,29 @@ pub struct Decapped<'a> {
     pub options: u16,
 }
 
+/// Why a header could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncapError {
+    /// The buffer is shorter than the module's header.
+    #[error("a {name} header needs {need} bytes, the buffer has {have}")]
+    Short {
+        /// The module.
+        name: &'static str,
+        /// Its header's length.
+        need: usize,
+        /// The buffer's length.
+        have: usize,
+    },
+}
+
+impl EncapError {
+    /// The error for module `name`, whose header is `need` bytes, writing
+    /// into `have` bytes.
+    pub fn short(name: &'static str, need: usize, have: usize) -> EncapError {
+        EncapError::Short { name, need, have }
+    }
+}
+
 /// Why a received datagram is not a usable packet of a module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecapError {
@@ -129,11 +152,11 @@ pub struct Encap {
     /// Its properties. Every module has `<name>/listen_ip`; UDP modules
     /// also `<name>/listen_port`, whose default is the module's port.
     pub props: &'static [PropDesc],
-    /// Writes a header for `vni` into `out` (exactly `header_len` bytes).
-    /// `entropy` is the inner flow's hash, for modules whose header carries
-    /// flow entropy (NVGRE's FlowID); UDP modules get theirs from the
-    /// source port instead.
-    pub encap: fn(vni: u32, entropy: u32, out: &mut [u8]),
+    /// Writes a header for `vni` into the first `header_len` bytes of
+    /// `out`; an `out` shorter than that is refused, with nothing written.
+    /// (Flow entropy is the underlay's: UDP modules carry it in the source
+    /// port, and NVGRE's FlowID is left 0, as RFC 7637 allows.)
+    pub encap: fn(vni: u32, out: &mut [u8]) -> Result<(), EncapError>,
     /// Validates a received datagram (UDP payload, or IP payload for a raw
     /// module) and finds its VNI and inner frame.
     pub decap: fn(&[u8]) -> Result<Decapped<'_>, DecapError>,
@@ -221,7 +244,14 @@ mod tests {
             assert_eq!(m.vni_max(), 0x00ff_ffff);
             // What encap writes, decap reads back.
             let mut d = vec![0u8; m.header_len + 14];
-            (m.encap)(0x12_3456, 0xab, &mut d[..m.header_len]);
+            (m.encap)(0x12_3456, &mut d[..m.header_len]).unwrap();
+            // A short buffer is refused, untouched.
+            let mut short = vec![0x5au8; m.header_len - 1];
+            assert_eq!(
+                (m.encap)(1, &mut short),
+                Err(EncapError::short(m.name, m.header_len, m.header_len - 1))
+            );
+            assert!(short.iter().all(|b| *b == 0x5a), "{}", m.name);
             let p = (m.decap)(&d).unwrap();
             assert_eq!((p.vni, p.inner.len(), p.options), (0x12_3456, 14, 0));
         }

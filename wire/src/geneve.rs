@@ -23,7 +23,7 @@
 //! must be Ethernet (protocol type 0x6558). Senders write version 0, no
 //! options, O and C clear.
 
-use crate::encap::{DecapError, Decapped, Encap, PropDesc, Socket};
+use crate::encap::{DecapError, Decapped, Encap, EncapError, PropDesc, Socket};
 use overlay_api::Perm;
 
 /// Bytes in the fixed part of a Geneve header (what we send: no options).
@@ -234,10 +234,13 @@ pub const MODULE: Encap = Encap {
             possible: Some("1-65535"),
         },
     ],
-    encap: |vni, _, out| {
-        if let Some(h) = out.first_chunk_mut::<HEADER_LEN>() {
-            emit(vni, h)
-        }
+    encap: |vni, out| {
+        let have = out.len();
+        let h = out
+            .first_chunk_mut::<HEADER_LEN>()
+            .ok_or(EncapError::short("geneve", HEADER_LEN, have))?;
+        emit(vni, h);
+        Ok(())
     },
     decap: |b| {
         parse(b).map(|p| Decapped {

@@ -25,7 +25,7 @@
 //! source route, recursion) clear (`bad-version`). The FlowID is not part
 //! of the network's identity: demultiplexing is by VSID alone.
 
-use crate::encap::{DecapError, Decapped, Encap, PropDesc, Socket};
+use crate::encap::{DecapError, Decapped, Encap, EncapError, PropDesc, Socket};
 use crate::offload::{fold, sum};
 use overlay_api::Perm;
 
@@ -155,10 +155,13 @@ pub const MODULE: Encap = Encap {
         default: None,
         possible: None,
     }],
-    encap: |vni, _, out| {
-        if let Some(h) = out.first_chunk_mut::<HEADER_LEN>() {
-            emit(vni, 0, h)
-        }
+    encap: |vni, out| {
+        let have = out.len();
+        let h = out
+            .first_chunk_mut::<HEADER_LEN>()
+            .ok_or(EncapError::short("nvgre", HEADER_LEN, have))?;
+        emit(vni, 0, h);
+        Ok(())
     },
     decap: |b| {
         parse(b).map(|p| Decapped {

@@ -13,7 +13,7 @@
 //! Senders set I and zero everything else. Receivers require I and, as the
 //! RFC says, ignore the reserved bits.
 
-use crate::encap::{DecapError, Decapped, Encap, PropDesc, Socket};
+use crate::encap::{DecapError, Decapped, Encap, EncapError, PropDesc, Socket};
 use overlay_api::Perm;
 
 /// Bytes in a VXLAN header.
@@ -49,20 +49,43 @@ pub struct Packet<'a> {
     pub inner: &'a [u8],
 }
 
+/// A view of the VXLAN header at the start of a buffer, as Geneve's and
+/// NVGRE's: a field past the buffer's end reads as 0, so no accessor
+/// panics whatever the buffer ([`parse`] checks the length first).
+#[derive(Clone, Copy, Debug)]
+pub struct Header<'a>(pub &'a [u8]);
+
+impl Header<'_> {
+    fn byte(&self, i: usize) -> u8 {
+        self.0.get(i).copied().unwrap_or(0)
+    }
+    /// The flags byte (I, and reserved bits as the sender left them).
+    pub fn flags(&self) -> u8 {
+        self.byte(0)
+    }
+    /// The I flag: the VNI is valid.
+    pub fn has_vni(&self) -> bool {
+        self.flags() & FLAG_I != 0
+    }
+    /// VNI (24 bits).
+    pub fn vni(&self) -> u32 {
+        u32::from_be_bytes([0, self.byte(4), self.byte(5), self.byte(6)])
+    }
+}
+
 /// Parses a UDP payload as VXLAN.
 pub fn parse(b: &[u8]) -> Result<Packet<'_>, VxlanError> {
+    let h = Header(b);
     if b.len() < HEADER_LEN + MIN_INNER {
         return Err(VxlanError::Short(b.len()));
     }
-    let flags = b[0];
-    if flags & FLAG_I == 0 {
-        return Err(VxlanError::NoVniFlag(flags));
+    if !h.has_vni() {
+        return Err(VxlanError::NoVniFlag(h.flags()));
     }
-    let vni = u32::from_be_bytes([0, b[4], b[5], b[6]]);
     Ok(Packet {
-        flags,
-        vni,
-        inner: &b[HEADER_LEN..],
+        flags: h.flags(),
+        vni: h.vni(),
+        inner: b.get(HEADER_LEN..).unwrap_or_default(),
     })
 }
 
@@ -95,10 +118,13 @@ pub const MODULE: Encap = Encap {
             possible: Some("1-65535"),
         },
     ],
-    encap: |vni, _, out| {
-        if let Some(h) = out.first_chunk_mut::<HEADER_LEN>() {
-            emit(vni, h)
-        }
+    encap: |vni, out| {
+        let have = out.len();
+        let h = out
+            .first_chunk_mut::<HEADER_LEN>()
+            .ok_or(EncapError::short("vxlan", HEADER_LEN, have))?;
+        emit(vni, h);
+        Ok(())
     },
     decap: |b| match parse(b) {
         Ok(p) => Ok(Decapped {
@@ -131,6 +157,8 @@ mod tests {
         #[test]
         fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse(&b);
+            let h = Header(&b);
+            let _ = (h.flags(), h.has_vni(), h.vni());
         }
 
         #[test]

@@ -24,6 +24,7 @@
 //! path; the shell in `overlayd` owns the TAP devices, sockets and event
 //! loop and calls in here for every decision.
 
+pub mod decide;
 pub mod mux;
 pub mod props;
 pub mod stats;

@@ -16,8 +16,6 @@ pub const MTU_MIN: u32 = 576;
 pub const MTU_MAX: u32 = 8900;
 /// Default overlay MTU.
 pub const MTU_DEFAULT: u32 = 1400;
-/// Largest VNI of any module (each module's own width is checked too).
-pub const VNETID_MAX: u32 = overlay_wire::vxlan::VNI_MAX;
 
 /// Encapsulations this build knows, comma-separated.
 fn encap_list(sep: &str) -> String {

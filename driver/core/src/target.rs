@@ -28,6 +28,7 @@
 //! The hit path ([`TargetTable::tx`] on a valid entry) is one index lookup
 //! and allocates nothing; only a miss copies the frame into the queue.
 
+use crate::decide::Entry;
 use overlay_api::{DropReason, Mac, TargetDest};
 use overlay_table::{Config, EntrySnapshot, Reader, TableCounters, TargetState, Writer};
 pub use overlay_table::{NoObserver, ResizeObserver};
@@ -317,30 +318,66 @@ impl TargetTable {
     /// limit counts both.
     #[inline]
     pub fn tx_with(&mut self, dst: Mac, meta: &[u8], frame: &[u8], now: Instant) -> TxDecision {
-        let tick = self.index.clock().at(now);
-        match self.reader.hit(dst, frame.len() as u64, tick) {
-            Some(TargetState::Valid(a)) => TxDecision::Send(a),
-            Some(TargetState::Drop) => match self.negative.get(&dst) {
-                Some(t) if now >= *t => {
-                    self.negative.remove(&dst);
-                    self.queue_new(dst, meta, frame)
-                }
-                _ => TxDecision::Drop(DropReason::TargetDrop),
+        let entry = self.entry(dst, now);
+        self.hit(dst, frame.len(), now);
+        match entry {
+            Entry::Valid(a) => TxDecision::Send(a),
+            Entry::Drop => TxDecision::Drop(DropReason::TargetDrop),
+            Entry::Pending | Entry::Absent => match self.queue(dst, meta, frame) {
+                Ok(ask) => TxDecision::Queued { ask },
+                Err(r) => TxDecision::Drop(r),
             },
-            Some(TargetState::Pending) => {
-                let cost = meta.len() + frame.len() + FRAME_COST;
-                if self.pending_cost + cost > PENDING_LIMIT {
-                    return TxDecision::Drop(DropReason::QueueOverflow);
-                }
-                let p = self.pending.entry(dst).or_default();
-                if p.push(meta, frame) {
-                    self.pending_cost += cost;
-                    TxDecision::Queued { ask: false }
-                } else {
-                    TxDecision::Drop(DropReason::QueueOverflow)
-                }
+        }
+    }
+
+    /// What the table holds for `dst` at `now`, for
+    /// [`decide_tx`](crate::decide::decide_tx): a drop answer whose time is
+    /// up counts as absent (the MAC is asked again). Nothing is counted.
+    #[inline]
+    pub fn entry(&self, dst: Mac, now: Instant) -> Entry {
+        match self.reader.lookup(dst) {
+            Some(TargetState::Valid(a)) => Entry::Valid(a),
+            Some(TargetState::Drop) => match self.negative.get(&dst) {
+                Some(t) if now >= *t => Entry::Absent,
+                _ => Entry::Drop,
+            },
+            Some(TargetState::Pending) => Entry::Pending,
+            None => Entry::Absent,
+        }
+    }
+
+    /// Counts a frame of `len` bytes the guest sent to `dst` at `now`
+    /// against `dst`'s entry, whatever its state (a pending or drop entry
+    /// is hit too); nothing if there is none.
+    #[inline]
+    pub fn hit(&self, dst: Mac, len: usize, now: Instant) {
+        let _ = self.reader.hit(dst, len as u64, self.index.clock().at(now));
+    }
+
+    /// Queues a copy of `meta` + `frame` behind the lookup of `dst`, as
+    /// [`TxVerdict::Queue`](crate::decide::TxVerdict::Queue) says: behind
+    /// its pending entry, or in a new one (`Ok(true)`: ask varpd). Refused
+    /// past [`PENDING_LIMIT`] (`queue-overflow`) or `target/max_entries`
+    /// (`table-full`). Call it only for an entry that
+    /// [`entry`](Self::entry) found pending or absent.
+    pub fn queue(&mut self, dst: Mac, meta: &[u8], frame: &[u8]) -> Result<bool, DropReason> {
+        if let Some(TargetState::Pending) = self.reader.lookup(dst) {
+            let cost = meta.len() + frame.len() + FRAME_COST;
+            if self.pending_cost + cost > PENDING_LIMIT {
+                return Err(DropReason::QueueOverflow);
             }
-            None => self.queue_new(dst, meta, frame),
+            let p = self.pending.entry(dst).or_default();
+            if !p.push(meta, frame) {
+                return Err(DropReason::QueueOverflow);
+            }
+            self.pending_cost += cost;
+            return Ok(false);
+        }
+        // Absent, or a drop whose time is up.
+        self.negative.remove(&dst);
+        match self.queue_new(dst, meta, frame) {
+            TxDecision::Drop(r) => Err(r),
+            _ => Ok(true),
         }
     }
 

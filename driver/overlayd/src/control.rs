@@ -1,32 +1,24 @@
 //! The control socket's requests: the `dladm` overlay subcommands as
 //! `ovadm` sends them, and the statistics snapshot.
 //!
-//! A malformed request gets an error reply naming what was wrong; nothing a
-//! client sends can stop the daemon. `create-overlay` validates properties
-//! (naming the property and its range), joins or opens the mux, creates the
-//! TAP device, then asks varpd to configure the search plugin and answers
-//! once varpd has (or has refused, in which case the overlay is undone).
-//! The vnic requests (`create-vnic`, `delete-vnic`, `show-vnic`) check
-//! names, MACs and namespaces here and leave the netlink work to
-//! [`crate::vnic`].
+//! This module parses requests and formats replies; what a request changes
+//! is the [`crate::registry`]'s (overlays, muxes, VNICs) or the target
+//! table's. A malformed request gets an error reply naming what was wrong;
+//! nothing a client sends can stop the daemon. `create-overlay` checks the
+//! search plugin against what varpd announced, has the registry make the
+//! overlay, then asks varpd to configure the search plugin and answers once
+//! varpd has (or has refused, in which case the overlay is undone).
 
-use crate::daemon::{token, Daemon, Parked, CREATE_WAIT, KIND_MUX, KIND_TAP};
+use crate::daemon::{monotonic_ns, Daemon, Parked, CREATE_WAIT};
 use crate::link::release;
-use crate::mux::Mux;
-use crate::overlay::{Overlay, ResizeProbe};
+use crate::overlay::Overlay;
 use crate::port::Port;
-use crate::tap::Tap;
-use crate::vnic::{self, Vnic, VnicCounters};
-use mio::unix::SourceFd;
-use mio::Interest;
 use overlay_api::proto::{Reply, Request};
 use overlay_api::{
-    ApiError, DestMode, DropReason, ErrorKind, MacAddrType, OverlaySpec, PropRow, StatsSnapshot,
-    StatusRow, TargetCursor, TargetDest, TargetRow, VnicSpec,
+    ApiError, DestMode, DropReason, ErrorKind, OverlaySpec, PropRow, StatsSnapshot, StatusRow,
+    TargetCursor, TargetDest, TargetRow,
 };
-use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
-use std::os::fd::AsRawFd;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Most rows one page of a target-table dump may hold.
@@ -43,12 +35,6 @@ fn ok() -> Reply {
 }
 
 impl Daemon {
-    pub(crate) fn reply(&mut self, conn: u64, r: &Reply) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.send(r);
-        }
-    }
-
     pub(crate) fn reply_ok(&mut self, conn: u64, warning: Option<String>) {
         self.reply(conn, &Reply::Ok { warning });
     }
@@ -110,8 +96,15 @@ impl Daemon {
                 limit,
             } => self.targets_page(name.as_deref(), cursor, limit),
             Request::Stats { name, max_peers } => self.stats(name.as_deref(), max_peers),
-            Request::CreateVnic { spec } => self.create_vnic(&spec),
-            Request::DeleteVnic { name } => self.delete_vnic(&name),
+            // Answered once the chore thread has made (or removed) the link.
+            Request::CreateVnic { spec } => match self.create_vnic(conn, &spec) {
+                Ok(()) => return,
+                Err(error) => Reply::Error { error },
+            },
+            Request::DeleteVnic { name } => match self.delete_vnic(conn, &name) {
+                Ok(()) => return,
+                Err(error) => Reply::Error { error },
+            },
             Request::ShowVnics { name } => self.show_vnics(name.as_deref()),
             Request::SetTarget { name, mac, dest } => self.set_target(&name, mac, dest),
             Request::InjectFrame { name, frame } => self.operator_inject(&name, &frame),
@@ -119,7 +112,7 @@ impl Daemon {
             Request::RemoveTarget { name, mac } => match self.dynamic(&name) {
                 Err(e) => e,
                 Ok(oid) => {
-                    let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+                    let ov = self.fwd.ports.get_mut(&oid).expect("dynamic() checked");
                     match ov.table.remove(mac) {
                         None => err(
                             ErrorKind::NotFound,
@@ -136,7 +129,7 @@ impl Daemon {
             Request::FlushTargets { name } => match self.dynamic(&name) {
                 Err(e) => e,
                 Ok(oid) => {
-                    let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+                    let ov = self.fwd.ports.get_mut(&oid).expect("dynamic() checked");
                     let entries = ov.table.len();
                     let n = ov.table.flush();
                     probe::target_flush(&name, entries, "operator");
@@ -162,7 +155,7 @@ impl Daemon {
     /// The overlay, which must use the target table (dynamic mode).
     fn dynamic(&self, name: &str) -> Result<u64, Reply> {
         let oid = self.lookup_name(name)?;
-        if self.overlays[&oid].mode == Some(DestMode::Point) {
+        if self.fwd.ports[&oid].mode == Some(DestMode::Point) {
             return Err(err(ErrorKind::BadRequest, format!("overlay {name} sends every frame to one destination (point mode); it has no target table")));
         }
         Ok(oid)
@@ -175,12 +168,12 @@ impl Daemon {
     ) -> Result<Vec<T>, Reply> {
         let mut oids: Vec<u64> = match name {
             Some(n) => vec![self.lookup_name(n)?],
-            None => self.overlays.keys().copied().collect(),
+            None => self.fwd.ports.keys().copied().collect(),
         };
-        oids.sort_by(|a, b| self.overlays[a].cfg.name.cmp(&self.overlays[b].cfg.name));
+        oids.sort_by(|a, b| self.fwd.ports[a].cfg.name.cmp(&self.fwd.ports[b].cfg.name));
         Ok(oids
             .iter()
-            .flat_map(|o| f(self, &self.overlays[o]))
+            .flat_map(|o| f(self, &self.fwd.ports[o]))
             .collect())
     }
 
@@ -265,7 +258,7 @@ impl Daemon {
         let now = Instant::now();
         let mut rows = Vec::new();
         for (i, n) in names.iter().enumerate().skip(start) {
-            let ov = &self.overlays[&self.by_name[*n]];
+            let ov = &self.fwd.ports[&self.by_name[*n]];
             let from = if i == start { pos } else { 0 };
             let (page, next) = ov.table.dump_page(from, limit - rows.len(), now);
             rows.extend(page.into_iter().map(|e| TargetRow {
@@ -330,6 +323,7 @@ impl Daemon {
             Err(e) => return e,
         };
         let mut muxes: Vec<_> = self
+            .fwd
             .muxes
             .values()
             .map(|m| m.counters.mux_stats(m.listen, m.encap.name))
@@ -362,13 +356,13 @@ impl Daemon {
                 format!("{mac} is a group address; target entries are for unicast VL2 MACs"),
             );
         }
-        let ov = self.overlays.get_mut(&oid).expect("dynamic() checked");
+        let ov = self.fwd.ports.get_mut(&oid).expect("dynamic() checked");
         match ov.table.set(mac, dest) {
             Err(e) => err(ErrorKind::BadRequest, e),
             Ok(released) => {
                 probe::target_set(&ov.cfg.name, mac, &dest, "operator");
-                if let (Some(r), Some(mux)) = (released, self.muxes.get(&ov.mux)) {
-                    release(&mut self.txq, ov, mux, r);
+                if let (Some(r), Some(mux)) = (released, self.fwd.muxes.get(&ov.mux)) {
+                    release(&mut self.fwd.txq, ov, mux, r);
                 }
                 ok()
             }
@@ -398,7 +392,9 @@ impl Daemon {
                 ),
             ));
         }
-        let oid = self.make_overlay(spec, plugin.as_deref())?;
+        let oid = self
+            .make_overlay(spec, plugin.as_deref())
+            .map_err(|error| Reply::Error { error })?;
         // A persistent overlay of that name that could not be restored is
         // replaced by this one.
         self.unrestored.list.retain(|u| u.name != spec.name);
@@ -417,220 +413,6 @@ impl Daemon {
         Ok(None)
     }
 
-    /// Validates `spec` (against the plugin's properties when known), joins
-    /// or opens its mux and creates (or re-attaches to) its TAP device: an
-    /// overlay, not yet known to varpd. Used by `create-overlay` and by the
-    /// restore of persistent overlays at start.
-    pub(crate) fn make_overlay(
-        &mut self,
-        spec: &OverlaySpec,
-        plugin: Option<&[overlay_api::PropSpec]>,
-    ) -> Result<u64, Reply> {
-        let cfg = OverlayConfig::from_spec(spec, plugin)
-            .map_err(|e| err(ErrorKind::Property, e.to_string()))?;
-        if self.by_name.contains_key(&cfg.name) {
-            return Err(err(
-                ErrorKind::Exists,
-                format!("overlay {} already exists", cfg.name),
-            ));
-        }
-        let table = TargetTable::with(
-            cfg.max_entries,
-            std::sync::Arc::new(ResizeProbe::new(&cfg.name)),
-        )
-        .map_err(|e| {
-            err(
-                ErrorKind::System,
-                format!("cannot make the target table of {}: {e}", cfg.name),
-            )
-        })?;
-        let oid = self.next_id();
-        // The mux: join the one on this address, or open it.
-        let key = (cfg.module.name, cfg.listen);
-        let (mid, new_mux) = match self.mux_by_addr.get(&key) {
-            Some(m) => (*m, None),
-            None => {
-                let mut m =
-                    Mux::bind(cfg.module, cfg.listen, self.workers.is_some()).map_err(|e| {
-                        err(
-                            ErrorKind::System,
-                            format!(
-                                "cannot listen on {} ({}): {e}",
-                                cfg.listen,
-                                cfg.module
-                                    .props
-                                    .iter()
-                                    .map(|p| p.name)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
-                    })?;
-                let mid = self.next_id();
-                self.poll
-                    .registry()
-                    .register(&mut m.sock, token(KIND_MUX, mid), Interest::READABLE)
-                    .map_err(|e| err(ErrorKind::System, e.to_string()))?;
-                (mid, Some(m))
-            }
-        };
-        let joined = match &new_mux {
-            Some(_) => Ok(()),
-            None => self
-                .muxes
-                .get_mut(&mid)
-                .expect("mux_by_addr is in sync")
-                .table
-                .join(cfg.listen, cfg.vnetid, oid, &cfg.name),
-        };
-        // Only an existing mux can refuse the VNI, and then nothing was taken.
-        if let Err(e) = joined {
-            return Err(err(ErrorKind::Exists, e.to_string()));
-        }
-        // Undoes the mux side of a create that fails from here on: closes a
-        // mux opened for this overlay, or gives the VNI back to a shared one.
-        let vni = cfg.vnetid;
-        let undo = |d: &mut Daemon, new_mux: Option<Mux>| match new_mux {
-            Some(mut m) => {
-                let _ = d.poll.registry().deregister(&mut m.sock);
-            }
-            None => d
-                .muxes
-                .get_mut(&mid)
-                .expect("mux_by_addr is in sync")
-                .table
-                .leave(vni),
-        };
-        // The workers' copies of a new mux, made before anything is kept.
-        let worker_muxes = match (&new_mux, &self.workers) {
-            (Some(m), Some(w)) => match (0..w.len()).map(|_| m.for_worker()).collect() {
-                Ok(v) => v,
-                Err(e) => {
-                    undo(self, new_mux);
-                    return Err(err(
-                        ErrorKind::System,
-                        format!(
-                            "cannot share {} with the forwarding threads: {e}",
-                            cfg.listen
-                        ),
-                    ));
-                }
-            },
-            _ => Vec::new(),
-        };
-        let queues = self.workers.as_ref().map_or(1, |w| w.len() + 1);
-        let (tap, mut more) = match Tap::create(&cfg.name, cfg.mtu, !cfg.temporary, queues) {
-            Ok(t) => t,
-            Err(e) => {
-                undo(self, new_mux);
-                return Err(err(
-                    ErrorKind::System,
-                    format!("cannot create TAP device {}: {e}", cfg.name),
-                ));
-            }
-        };
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&tap.as_raw_fd()),
-            token(KIND_TAP, oid),
-            Interest::READABLE,
-        ) {
-            undo(self, new_mux);
-            if !tap.adopted {
-                let _ = tap.set_persist(false); // it goes with the descriptor
-            }
-            return Err(err(
-                ErrorKind::System,
-                format!("cannot watch TAP device {}: {e}", cfg.name),
-            ));
-        }
-        if let Some(mut m) = new_mux {
-            m.table
-                .join(cfg.listen, cfg.vnetid, oid, &cfg.name)
-                .expect("a new mux has no VNI yet");
-            self.mux_by_addr.insert(key, mid);
-            self.muxes.insert(mid, m);
-        }
-        if let Some(w) = &self.workers {
-            let mut worker_muxes = worker_muxes.into_iter();
-            let handle = table.handle();
-            // A device adopted with one queue: the workers write through
-            // duplicates of ours and read nothing.
-            more.reverse();
-            w.each(|_| {
-                worker_muxes
-                    .next()
-                    .map(|(mux, receives)| crate::worker::Command::Mux {
-                        mid,
-                        mux: Box::new(mux),
-                        receives,
-                    })
-            });
-            w.each(|k| {
-                let (tap, reads) = match more.pop() {
-                    Some(q) => (q, true),
-                    None => match tap.try_clone() {
-                        Ok(d) => (d, false),
-                        Err(e) => {
-                            log::warn!(
-                                "{}: worker-{} cannot write to the TAP device: {e}",
-                                cfg.name,
-                                k + 1
-                            );
-                            return None;
-                        }
-                    },
-                };
-                Some(crate::worker::Command::Port {
-                    cfg: cfg.clone(),
-                    oid,
-                    mux: mid,
-                    tap,
-                    reads,
-                    table: handle.clone(),
-                })
-            });
-        }
-        log::info!(
-            "{}: {} (vnetid {}, {} on {}, search {}{})",
-            cfg.name,
-            if tap.adopted {
-                "re-attached to its TAP device"
-            } else {
-                "created"
-            },
-            cfg.vnetid,
-            cfg.encap,
-            cfg.listen,
-            cfg.search,
-            if cfg.temporary { ", temporary" } else { "" }
-        );
-        self.by_name.insert(cfg.name.clone(), oid);
-        self.overlays.insert(
-            oid,
-            Overlay {
-                oid,
-                cfg,
-                tap,
-                mux: mid,
-                mode: None,
-                point: None,
-                configured: false,
-                instance_error: None,
-                table,
-                counters: Counters::default(),
-                bcast_inflight: 0,
-                peers: Default::default(),
-                lookup_ns: Default::default(),
-                reported: (overlay_api::OverlayState::Online, None),
-                created_mono_ns: monotonic_ns(),
-                vnics: Vec::new(),
-                local: Default::default(),
-            },
-        );
-        self.report_all();
-        Ok(oid)
-    }
-
     fn delete(&mut self, name: &str) -> Reply {
         match self.lookup_name(name) {
             Err(_) if self.forget_unrestored(name) => {
@@ -645,249 +427,14 @@ impl Daemon {
             }
         }
     }
-
-    /// Tears an overlay down: VNICs, TAP device, mux membership, varpd
-    /// instance.
-    pub(crate) fn remove_overlay(&mut self, oid: u64) {
-        let Some(ov) = self.overlays.remove(&oid) else {
-            return;
-        };
-        // The workers close their queues of its TAP device first.
-        if let Some(w) = &self.workers {
-            w.each(|_| Some(crate::worker::Command::Unport { oid }));
-        }
-        // The kernel would remove them with the TAP device anyway; deleting
-        // them first says so in the log and leaves nothing to chance.
-        for v in &ov.vnics {
-            match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
-                Ok(_) => log::info!("{}: VNIC {} deleted with it", ov.cfg.name, v.name),
-                Err(e) => log::warn!("{}: cannot delete VNIC {}: {e}", ov.cfg.name, v.name),
-            }
-        }
-        self.by_name.remove(&ov.cfg.name);
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&ov.tap.as_raw_fd()));
-        if let Some(m) = self.muxes.get_mut(&ov.mux) {
-            m.table.leave(ov.cfg.vnetid);
-            if m.table.is_empty() {
-                let mut m = self.muxes.remove(&ov.mux).expect("just looked up");
-                self.mux_by_addr.remove(&m.key());
-                if let Some(w) = &self.workers {
-                    w.each(|_| Some(crate::worker::Command::Unmux { mid: ov.mux }));
-                }
-                let _ = self.poll.registry().deregister(&mut m.sock);
-            }
-        }
-        self.lookups.forget_overlay(oid);
-        if let Some(link) = self.link.as_mut() {
-            link.conn
-                .send(&overlay_api::proto::DriverMsg::InstanceDelete { oid });
-        }
-        // Dropping `ov` closes the TAP descriptor, which removes the device
-        // once it is no longer persistent.
-        if let Err(e) = ov.tap.set_persist(false) {
-            log::warn!(
-                "{}: cannot clear TUNSETPERSIST ({e}); the device may stay: `ip link del {}`",
-                ov.cfg.name,
-                ov.cfg.name
-            );
-        }
-        if !ov.cfg.temporary {
-            drop(ov);
-            self.save_state();
-        }
-    }
 }
 
 impl Daemon {
-    /// The overlay holding VNIC `name`, and the VNIC's place in it.
-    fn find_vnic(&self, name: &str) -> Option<(u64, usize)> {
-        self.overlays.iter().find_map(|(oid, ov)| {
-            ov.vnics
-                .iter()
-                .position(|v| v.name == name)
-                .map(|i| (*oid, i))
-        })
-    }
-
-    /// `create-vnic`: checks the request, makes the macvlan, and answers
-    /// with the new VNIC's row.
-    fn create_vnic(&mut self, spec: &VnicSpec) -> Reply {
-        let name = spec.name.as_str();
-        if let Err(m) = vnic::check_name(name) {
-            return err(ErrorKind::BadRequest, m);
-        }
-        let oid = match self.lookup_name(&spec.over) {
-            Ok(o) => o,
-            Err(_) => {
-                return err(
-                    ErrorKind::NotFound,
-                    format!("cannot create VNIC {name}: no such overlay: {}", spec.over),
-                )
-            }
-        };
-        if let Some((o, _)) = self.find_vnic(name) {
-            return err(
-                ErrorKind::Exists,
-                format!(
-                    "VNIC {name} already exists (over {})",
-                    self.overlays[&o].cfg.name
-                ),
-            );
-        }
-        if self.by_name.contains_key(name) {
-            return err(
-                ErrorKind::Exists,
-                format!("cannot create VNIC {name}: an overlay has that name"),
-            );
-        }
-        if let Some(ns) = &spec.netns {
-            if let Err(m) = vnic::netns_path(ns) {
-                return err(
-                    ErrorKind::NotFound,
-                    format!("cannot create VNIC {name}: {m}"),
-                );
-            }
-        }
-        let ov = &self.overlays[&oid];
-        let (mac, addrtype) = match spec.mac {
-            Some(m) if !m.is_unicast() => {
-                return err(
-                    ErrorKind::BadRequest,
-                    format!("cannot create VNIC {name}: {m} is a group (multicast) address; a VNIC needs a unicast MAC"),
-                )
-            }
-            Some(m) if m.0 == [0; 6] => {
-                return err(
-                    ErrorKind::BadRequest,
-                    format!("cannot create VNIC {name}: {m} is not a usable MAC"),
-                )
-            }
-            Some(m) => (m, MacAddrType::Fixed),
-            None => {
-                // Draw until the MAC is free on this overlay (a clash is
-                // astronomically unlikely, but cheap to rule out).
-                let mut tries = 0;
-                loop {
-                    let m = match vnic::random_mac() {
-                        Ok(m) => m,
-                        Err(e) => {
-                            return err(ErrorKind::System, format!("cannot draw a random MAC: {e}"))
-                        }
-                    };
-                    tries += 1;
-                    if !ov.vnics.iter().any(|v| v.mac == m) || tries > 8 {
-                        break (m, MacAddrType::Random);
-                    }
-                }
-            }
-        };
-        if let Some(v) = ov.vnics.iter().find(|v| v.mac == mac) {
-            return err(
-                ErrorKind::Exists,
-                format!(
-                    "cannot create VNIC {name}: MAC {mac} is already used by VNIC {} on overlay {}",
-                    v.name, ov.cfg.name
-                ),
-            );
-        }
-        if let Ok(Some(own)) = vnic::link_mac(&ov.cfg.name) {
-            if own == mac {
-                return err(
-                    ErrorKind::Exists,
-                    format!(
-                        "cannot create VNIC {name}: MAC {mac} is the address of overlay {} itself",
-                        ov.cfg.name
-                    ),
-                );
-            }
-        }
-        let (over, mtu) = (ov.cfg.name.clone(), ov.cfg.mtu);
-        if let Err(e) = vnic::create(name, &over, mac, mtu, spec.netns.as_deref()) {
-            let where_ = spec
-                .netns
-                .as_deref()
-                .map(|n| format!(" in network namespace {n}"))
-                .unwrap_or_default();
-            let why = match e.raw_os_error() {
-                Some(libc::EEXIST) => {
-                    format!("a network device named {name} already exists{where_}")
-                }
-                Some(libc::EADDRINUSE) => format!("MAC {mac} is already in use over {over}"),
-                _ => e.to_string(),
-            };
-            return err(
-                ErrorKind::System,
-                format!("cannot create VNIC {name} over {over}{where_}: {why}"),
-            );
-        }
-        let v = Vnic {
-            name: name.to_string(),
-            mac,
-            addrtype,
-            netns: spec.netns.clone(),
-            counters: VnicCounters::default(),
-        };
-        log::info!(
-            "{over}: VNIC {name} created ({mac}, {addrtype}{})",
-            v.netns
-                .as_deref()
-                .map(|n| format!(", in network namespace {n}"))
-                .unwrap_or_default()
-        );
-        let row = v.row(&over, mtu);
-        let ov = self.overlays.get_mut(&oid).expect("looked up above");
-        ov.vnics.push(v);
-        let keep = !ov.cfg.temporary;
-        self.sync_workers(oid);
-        if keep {
-            self.save_state();
-        }
-        Reply::Vnics { rows: vec![row] }
-    }
-
-    /// `delete-vnic`: removes the macvlan (from its guest namespace) and
-    /// forgets the VNIC and its counters.
-    fn delete_vnic(&mut self, name: &str) -> Reply {
-        let Some((oid, i)) = self.find_vnic(name) else {
-            return err(ErrorKind::NotFound, format!("no such VNIC: {name}"));
-        };
-        let ov = self.overlays.get_mut(&oid).expect("find_vnic found it");
-        let v = &ov.vnics[i];
-        match vnic::delete(&v.name, v.mac, v.netns.as_deref()) {
-            Ok(true) => log::info!("{}: VNIC {name} deleted", ov.cfg.name),
-            Ok(false) => log::info!(
-                "{}: VNIC {name} was already gone (its namespace was deleted?); forgotten",
-                ov.cfg.name
-            ),
-            Err(e) => {
-                return err(
-                    ErrorKind::System,
-                    format!(
-                        "cannot delete VNIC {name}{}: {e}",
-                        v.netns
-                            .as_deref()
-                            .map(|n| format!(" in network namespace {n}"))
-                            .unwrap_or_default()
-                    ),
-                )
-            }
-        }
-        ov.vnics.remove(i);
-        let keep = !ov.cfg.temporary;
-        self.sync_workers(oid);
-        if keep {
-            self.save_state();
-        }
-        ok()
-    }
-
     /// `show-vnic`: one VNIC or all, by name.
     fn show_vnics(&self, name: Option<&str>) -> Reply {
         let mut rows: Vec<_> = self
-            .overlays
+            .fwd
+            .ports
             .values()
             .flat_map(|ov| ov.vnics.iter().map(|v| v.row(&ov.cfg.name, ov.cfg.mtu)))
             .filter(|r| name.is_none_or(|n| r.link == n))
@@ -917,13 +464,81 @@ impl HasLink for StatusRow {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds.
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+#[cfg(test)]
+mod tests {
+    use crate::testkit::Kit;
+    use overlay_api::proto::{Reply, Request};
+    use overlay_api::{DropReason, Mac};
+    use overlay_wire::offload::VNET_HDR_LEN;
+
+    fn queue_one(k: &mut Kit, oid: u64) {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        k.d.fwd.tapbuf[VNET_HDR_LEN..VNET_HDR_LEN + 60].copy_from_slice(&f);
+        k.d.fwd.tapbuf[..VNET_HDR_LEN].fill(0);
+        k.d.tx_frame(oid, VNET_HDR_LEN + 60);
+    }
+
+    #[test]
+    fn a_flush_drops_the_queued_frames_as_flushed() {
+        let mut k = Kit::new("flush");
+        let (oid, _tap) = k.overlay("ov0", 20);
+        let (c, mut client) = k.client();
+        queue_one(&mut k, oid);
+        queue_one(&mut k, oid);
+        let r = k.request(
+            c,
+            &mut client,
+            &Request::FlushTargets { name: "ov0".into() },
+        );
+        assert_eq!(r, Reply::Ok { warning: None });
+        assert_eq!(k.d.fwd.ports[&oid].counters.drops(DropReason::Flushed), 2);
+        assert!(k.d.fwd.ports[&oid].table.is_empty());
+    }
+
+    #[test]
+    fn removing_a_pending_entry_drops_its_frames_as_flushed() {
+        let mut k = Kit::new("remove");
+        let (oid, _tap) = k.overlay("ov0", 21);
+        let (c, mut client) = k.client();
+        queue_one(&mut k, oid);
+        let mac = Mac([2, 0, 0, 0, 0, 2]);
+        let req = Request::RemoveTarget {
+            name: "ov0".into(),
+            mac,
+        };
+        assert_eq!(k.request(c, &mut client, &req), Reply::Ok { warning: None });
+        assert_eq!(k.d.fwd.ports[&oid].counters.drops(DropReason::Flushed), 1);
+        match k.request(c, &mut client, &req) {
+            Reply::Error { error } => assert_eq!(
+                error.message,
+                "overlay ov0 has no target entry for 02:00:00:00:00:02"
+            ),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn resend_frame_reports_the_verdict() {
+        let mut k = Kit::new("resend");
+        let (_oid, _tap) = k.overlay("ov0", 22);
+        let (c, mut client) = k.client();
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        let req = Request::ResendFrame {
+            name: "ov0".into(),
+            frame: f,
+        };
+        match k.request(c, &mut client, &req) {
+            Reply::Ok { warning: Some(w) } => assert!(
+                w.contains("no target entry for 02:00:00:00:00:02 yet"),
+                "{w}"
+            ),
+            r => panic!("a frame to an unknown MAC waits for varpd: {r:?}"),
+        }
+    }
 }

@@ -11,13 +11,13 @@
 //!
 //! Tokens carry their kind in the low two bits and an id above them.
 
+use crate::chores::{Chores, VnicOp};
 use crate::conn::Conn;
-use crate::datapath::Gro;
-use crate::lookups::Lookups;
-use crate::mux::Mux;
+use crate::datapath::{token, Forwarder, KIND_CONN, KIND_LISTENER, KIND_MUX, KIND_TAP};
+use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
-use crate::rxq::RxBatch;
-use crate::txq::TxQueue;
+
+use crate::persist::Saver;
 use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
@@ -25,7 +25,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use overlay_api::access::Access;
 use overlay_api::proto::{DriverMsg, Reply};
 use overlay_api::{Mac, PluginInfo};
-use std::collections::HashMap;
+use overlay_core::decide::TxVerdict;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -33,30 +34,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) const KIND_LISTENER: usize = 0;
-pub(crate) const KIND_TAP: usize = 1;
-pub(crate) const KIND_MUX: usize = 2;
-pub(crate) const KIND_CONN: usize = 3;
-
 /// The token of the waker the workers wake the event loop with.
 const WAKE: Token = Token((1 << 2) | KIND_LISTENER);
 /// Hand-overs taken per wake-up before other events get a turn.
 const HANDOVER_BATCH: usize = 256;
 
-/// Builds a token from a kind and an id.
-pub(crate) fn token(kind: usize, id: u64) -> Token {
-    Token(((id as usize) << 2) | kind)
-}
-
-/// Size of the TAP read buffer: a virtio-net header and the largest TCP
-/// super-frame (64 KiB of IP behind a tagged Ethernet header).
-pub(crate) const TAPBUF: usize = overlay_wire::offload::VNET_HDR_LEN + 65_536 + 18;
 /// How long a create-overlay waits for varpd to configure the instance.
 pub(crate) const CREATE_WAIT: Duration = Duration::from_secs(5);
 /// A lookup unanswered this long is asked again.
 pub(crate) const LOOKUP_RETRY: Duration = Duration::from_secs(3);
 /// Housekeeping period.
 const TICK: Duration = Duration::from_millis(200);
+/// Longest a reply waits for a worker or the state file's thread.
+const HOLD_MAX: Duration = Duration::from_secs(5);
 
 /// The varpd link.
 #[derive(Debug)]
@@ -82,9 +72,9 @@ pub struct Daemon {
     /// Who may use the control socket.
     access: Access,
     sock_path: PathBuf,
-    pub(crate) overlays: HashMap<u64, Overlay>,
     pub(crate) by_name: HashMap<String, u64>,
-    pub(crate) muxes: HashMap<u64, Mux>,
+    /// The forwarding engine: the overlays (ports), muxes and buffers.
+    pub(crate) fwd: Forwarder<Overlay>,
     pub(crate) mux_by_addr: HashMap<crate::mux::MuxKey, u64>,
     pub(crate) conns: HashMap<u64, Conn>,
     pub(crate) link: Option<Link>,
@@ -93,18 +83,6 @@ pub struct Daemon {
     pub(crate) lookups: Lookups,
     pub(crate) parked: Vec<Parked>,
     next_id: u64,
-    pub(crate) next_lookup: u64,
-    /// Where a TAP read lands (virtio-net header, frame).
-    pub(crate) tapbuf: Box<[u8]>,
-    /// Datagrams waiting to be sent to the underlay.
-    pub(crate) txq: TxQueue,
-    /// Buffers of the last batch received from the underlay.
-    pub(crate) rxq: RxBatch,
-    /// The super-frame being coalesced for a TAP device.
-    pub(crate) gro: Gro,
-    /// Inner source MACs that the receive path found unknown on overlays
-    /// with `target/check_source`, to ask varpd about after the batch.
-    pub(crate) rx_asks: Vec<(u64, Mac)>,
     /// When overlayd started (CLOCK_MONOTONIC ns), for `StatsSnapshot`.
     pub(crate) started_mono_ns: u64,
     shutdown: Arc<AtomicBool>,
@@ -115,6 +93,32 @@ pub struct Daemon {
     pub(crate) unrestored: crate::persist::Unrestored,
     /// The other forwarding threads, if there are any.
     pub(crate) workers: Option<Workers>,
+    /// The thread that writes the state file.
+    pub(crate) saver: Saver,
+    /// The thread that does the netlink work of VNICs.
+    pub(crate) chores: Chores,
+    /// VNIC requests waiting for their chores, by chore number.
+    pub(crate) vnic_ops: HashMap<u64, VnicOp>,
+    /// A VNIC request finished: requests that waited for it may be taken.
+    pub(crate) unblocked: bool,
+    /// Replies that wait until the workers applied, and the state file
+    /// holds, every change made before them (in order; while any waits,
+    /// no request is taken).
+    held: VecDeque<Held>,
+}
+
+/// A reply waiting for the changes before it to be applied and written.
+#[derive(Debug)]
+struct Held {
+    conn: u64,
+    reply: Reply,
+    /// The state file snapshot it waits for.
+    save: u64,
+    /// The last chore it waits for.
+    chores: u64,
+    /// The last command given to each worker.
+    commands: Vec<u64>,
+    since: Instant,
 }
 
 impl Daemon {
@@ -148,13 +152,17 @@ impl Daemon {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
         }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let workers = match threads {
             0 | 1 => None,
             n => Some(
-                Workers::start(n - 1, Waker::new(poll.registry(), WAKE)?)
+                Workers::start(n - 1, Arc::clone(&waker))
                     .context("cannot start the forwarding threads")?,
             ),
         };
+        let saver = Saver::start(state_dir.to_path_buf(), Arc::clone(&waker))
+            .context("cannot start the state file's thread")?;
+        let chores = Chores::start(waker).context("cannot start the chore thread")?;
         log::info!(
             "overlayd listening on {} ({}); {} forwarding thread(s)",
             sock_path.display(),
@@ -166,9 +174,8 @@ impl Daemon {
             listener,
             access,
             sock_path,
-            overlays: HashMap::new(),
             by_name: HashMap::new(),
-            muxes: HashMap::new(),
+            fwd: Forwarder::new(),
             mux_by_addr: HashMap::new(),
             conns: HashMap::new(),
             link: None,
@@ -176,17 +183,16 @@ impl Daemon {
             lookups: Lookups::default(),
             parked: Vec::new(),
             next_id: 1,
-            next_lookup: 0,
-            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
-            txq: TxQueue::new(),
-            rxq: RxBatch::new(),
-            gro: Gro::default(),
-            rx_asks: Vec::new(),
-            started_mono_ns: crate::control::monotonic_ns(),
+            started_mono_ns: monotonic_ns(),
             shutdown,
             state_dir: state_dir.to_path_buf(),
             unrestored: Default::default(),
             workers,
+            saver,
+            chores,
+            vnic_ops: HashMap::new(),
+            unblocked: false,
+            held: VecDeque::new(),
         })
     }
 
@@ -210,7 +216,11 @@ impl Daemon {
                 let t = ev.token().0;
                 let id = (t >> 2) as u64;
                 match t & 3 {
-                    KIND_LISTENER if ev.token() == WAKE => self.take_handovers(),
+                    KIND_LISTENER if ev.token() == WAKE => {
+                        self.take_handovers();
+                        self.vnic_done();
+                        self.release_held(false);
+                    }
                     KIND_LISTENER => self.accept(),
                     KIND_TAP => self.tap_readable(id),
                     KIND_MUX => self.mux_readable(id),
@@ -228,12 +238,89 @@ impl Daemon {
                 self.tick(last_tick);
             }
         }
-        let kept = self.overlays.values().filter(|o| !o.cfg.temporary).count();
+        // What was changed is written, and every reply goes, before the
+        // parked creates are answered (they were saved when they parked).
+        self.chores.finish();
+        self.vnic_done();
+        self.saver.finish();
+        self.release_held(true);
+        self.answer_parked_at_shutdown();
+        let kept = self.fwd.ports.values().filter(|o| !o.cfg.temporary).count();
         log::info!(
             "overlayd shutting down; {kept} persistent overlay(s) keep their TAP devices and VNICs for the next overlayd, {} temporary one(s) go",
-            self.overlays.len() - kept
+            self.fwd.ports.len() - kept
         );
         Ok(())
+    }
+
+    /// At shutdown: answers every `create-overlay` still waiting for varpd,
+    /// so that no client is left with a closed connection and a device it
+    /// cannot account for. A persistent overlay is already saved and its
+    /// TAP device persistent (both before the create parked): the next
+    /// overlayd restores it. A temporary one goes with this overlayd.
+    fn answer_parked_at_shutdown(&mut self) {
+        for p in std::mem::take(&mut self.parked) {
+            let Some(ov) = self.fwd.ports.get(&p.oid) else {
+                continue;
+            };
+            let name = ov.cfg.name.clone();
+            let reply = if ov.cfg.temporary {
+                overlay_api::proto::Reply::Error {
+                    error: overlay_api::ApiError::new(
+                        overlay_api::ErrorKind::System,
+                        format!("overlayd is stopping before varpd configured the search plugin: the temporary overlay {name} goes with it"),
+                    ),
+                }
+            } else {
+                overlay_api::proto::Reply::Ok {
+                    warning: Some(format!("overlayd is stopping before varpd configured the search plugin: {name} is saved, and the next overlayd restores it")),
+                }
+            };
+            log::info!("{name}: create-overlay answered at shutdown (varpd had not configured it)");
+            if let Some(c) = self.conns.get_mut(&p.conn) {
+                c.send(&reply);
+            }
+        }
+    }
+
+    /// The event loop's owner of its forwarding engine.
+    fn owner<'a>(link: &'a mut Option<Link>, lookups: &'a mut Lookups) -> EventLoop<'a> {
+        EventLoop {
+            link: link.as_mut().map(|l| &mut l.conn),
+            lookups,
+        }
+    }
+
+    /// Reads and forwards every frame queue 0 of overlay `oid`'s TAP device has.
+    pub(crate) fn tap_readable(&mut self, oid: u64) {
+        let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+        self.fwd.tap_readable(oid, &mut owner);
+    }
+
+    /// Decides and performs the frame in the TAP buffer (`n` bytes,
+    /// virtio-net header first) of overlay `oid`.
+    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) -> Option<TxVerdict> {
+        let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+        self.fwd.tx_frame(oid, n, &mut owner)
+    }
+
+    /// Receives every datagram mux `mid` has.
+    pub(crate) fn mux_readable(&mut self, mid: u64) {
+        let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+        self.fwd.mux_readable(mid, &mut owner);
+    }
+
+    /// Sends what the send queue holds and counts what became of it.
+    pub(crate) fn flush_tx(&mut self) {
+        self.fwd.flush_tx();
+    }
+
+    /// Guest MAC `mac` sent a frame on overlay `oid` at `now` (forwarded by
+    /// a worker that told us).
+    pub(crate) fn learn(&mut self, oid: u64, mac: Mac, now: Instant) {
+        if let Some(ov) = self.fwd.ports.get_mut(&oid) {
+            crate::lookups::learn(ov, self.link.as_mut().map(|l| &mut l.conn), mac, now);
+        }
     }
 
     /// Takes what the workers handed over, as if read here.
@@ -245,10 +332,10 @@ impl Daemon {
             };
             match h {
                 Handover::Tx { oid, frame } => {
-                    let n = frame.len().min(self.tapbuf.len());
-                    self.tapbuf[..n].copy_from_slice(&frame[..n]);
+                    let n = frame.len().min(self.fwd.tapbuf.len());
+                    self.fwd.tapbuf[..n].copy_from_slice(&frame[..n]);
                     self.tx_frame(oid, n);
-                    if self.txq.len() >= crate::datapath::FLUSH_MSGS {
+                    if self.fwd.txq.len() >= crate::datapath::FLUSH_MSGS {
                         self.flush_tx();
                     }
                 }
@@ -258,7 +345,10 @@ impl Daemon {
                     mut data,
                     from,
                     seg,
-                } => self.rx_deferred(mid, &mut data, from, seg),
+                } => {
+                    let mut owner = Daemon::owner(&mut self.link, &mut self.lookups);
+                    self.fwd.rx_deferred(mid, &mut data, from, seg, &mut owner);
+                }
             }
         }
         // More may wait: come back after the other events.
@@ -272,7 +362,7 @@ impl Daemon {
         let Some(w) = &self.workers else {
             return;
         };
-        let (overlays, muxes) = (&mut self.overlays, &mut self.muxes);
+        let (overlays, muxes) = (&mut self.fwd.ports, &mut self.fwd.muxes);
         w.collect(
             |oid, c| {
                 if let Some(ov) = overlays.get_mut(&oid) {
@@ -292,21 +382,6 @@ impl Daemon {
                 }
             },
         );
-    }
-
-    /// Tells the workers overlay `oid`'s destination and VNICs.
-    pub(crate) fn sync_workers(&self, oid: u64) {
-        let (Some(w), Some(ov)) = (&self.workers, self.overlays.get(&oid)) else {
-            return;
-        };
-        w.each(|_| {
-            Some(crate::worker::Command::Update {
-                oid,
-                mode: ov.mode,
-                point: ov.point,
-                vnics: ov.vnics.iter().map(|v| v.mac).collect(),
-            })
-        });
     }
 
     fn accept(&mut self) {
@@ -361,11 +436,90 @@ impl Daemon {
         self.serve(id);
     }
 
-    /// Handles the queued lines of client `id`, unless it waits for varpd.
+    /// Sends `r` to client `conn` — once the workers have applied, and the
+    /// state file holds, every change made so far (at once when nothing
+    /// is outstanding, which is the rule): a client told "deleted" finds
+    /// the device gone, one told "created" finds it in the state file.
+    pub(crate) fn reply(&mut self, conn: u64, r: &Reply) {
+        let held = Held {
+            conn,
+            reply: r.clone(),
+            save: self.saver.issued(),
+            chores: self.chores.issued(),
+            commands: self.workers.as_ref().map(|w| w.sent()).unwrap_or_default(),
+            since: Instant::now(),
+        };
+        if self.held.is_empty() && self.passed(&held) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.send(r);
+            }
+            return;
+        }
+        self.held.push_back(held);
+    }
+
+    /// Whether a reply is held or a VNIC request waits for its chore: no
+    /// request is taken meanwhile, so that each sees the one before it
+    /// done.
+    fn busy(&self) -> bool {
+        !self.held.is_empty() || self.vnic_ops.values().any(|o| o.conn().is_some())
+    }
+
+    fn passed(&self, h: &Held) -> bool {
+        self.saver.written(h.save)
+            && self.chores.done(h.chores)
+            && self
+                .workers
+                .as_ref()
+                .is_none_or(|w| w.caught_up(&h.commands))
+    }
+
+    /// Sends the held replies whose changes are done, in order (all of
+    /// them with `force`, at shutdown; one held past [`HOLD_MAX`] goes
+    /// with an error in the log), then takes the requests that waited.
+    pub(crate) fn release_held(&mut self, force: bool) {
+        // Most wake-ups (a worker's hand-over) find nothing held and no
+        // request waiting: nothing to scan.
+        if self.held.is_empty() && !std::mem::take(&mut self.unblocked) {
+            return;
+        }
+        while let Some(h) = self.held.front() {
+            let late = h.since.elapsed() > HOLD_MAX;
+            if !(force || late || self.passed(h)) {
+                return;
+            }
+            if late {
+                log::error!(
+                    "a forwarding thread or the state file's thread did not finish a change within {} s; answering anyway",
+                    HOLD_MAX.as_secs()
+                );
+            }
+            let h = self.held.pop_front().expect("looked at");
+            if let Some(c) = self.conns.get_mut(&h.conn) {
+                c.send(&h.reply);
+            }
+        }
+        if self.busy() {
+            return;
+        }
+        let waiting: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.lines.is_empty() || c.eof)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.serve(id);
+        }
+    }
+
+    /// Handles the queued lines of client `id`, unless it waits for varpd
+    /// or a reply is held.
     pub(crate) fn serve(&mut self, id: u64) {
         loop {
             if self.parked.iter().any(|p| p.conn == id)
                 || self.link.as_ref().is_some_and(|l| l.id == id)
+                || self.busy()
             {
                 return;
             }
@@ -409,7 +563,7 @@ impl Daemon {
                 self.ask_pending(Some(stale), now);
             }
         }
-        for ov in self.overlays.values_mut() {
+        for ov in self.fwd.ports.values_mut() {
             ov.table.step();
             let gone = ov.local.expire(now);
             if let (Some(link), true) = (self.link.as_mut(), ov.configured) {
@@ -424,12 +578,14 @@ impl Daemon {
         }
         self.retry_restore(now);
         self.report_all();
+        self.vnic_done();
+        self.release_held(false);
     }
 
     /// Fires degrade/restore probes for every overlay whose health changed.
     pub(crate) fn report_all(&mut self) {
         let linked = self.link.is_some();
-        for ov in self.overlays.values_mut() {
+        for ov in self.fwd.ports.values_mut() {
             // An overlay whose create waits on varpd's verdict is not yet
             // degraded: it is being configured (the wait is bounded).
             if !self.parked.iter().any(|p| p.oid == ov.oid) {
@@ -443,4 +599,15 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.sock_path);
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

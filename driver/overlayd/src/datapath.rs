@@ -19,36 +19,48 @@
 //! the `overlay:drop` probe with the same reason. Counters count frames as
 //! they cross the underlay: one per segment, not per super-frame.
 
-use crate::daemon::{Daemon, Link};
-use crate::lookups::LookupCtx;
 use crate::mux::Mux;
-use crate::overlay::Overlay;
 use crate::port::Port;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
-use overlay_api::proto::DriverMsg;
-use overlay_api::{DestMode, DropReason, Mac};
-use overlay_core::TxDecision;
+use overlay_api::{DropReason, Mac};
+use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
+use overlay_core::props::{L2_OVERHEAD, MTU_MIN};
 use overlay_probes::overlay as probe;
-use overlay_wire::eth::{self, GroupKind};
-use overlay_wire::offload::{
-    self, Coalescer, TcpLayout, Tso, VnetHdr, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
-};
+use overlay_wire::eth;
+use overlay_wire::offload::{self, Coalescer, TcpLayout, Tso, VnetHdr, VNET_HDR_LEN};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-/// Most broadcast/multicast frames an overlay may have waiting on varpd.
-const BCAST_INFLIGHT_MAX: u32 = 256;
 /// Messages queued before the TAP read loop flushes the send queue.
 pub(crate) const FLUSH_MSGS: usize = 32;
 /// Received buffers up to this size are plain datagrams for any overlay
-/// (the smallest MTU, 576, with the Ethernet header and the smallest
-/// encapsulation header, VXLAN's or Geneve's 8 bytes): only larger ones are
-/// looked at as possible super-frames.
-const SUPER_MIN: usize = 576 + 18 + 8;
+/// (the smallest MTU with the Ethernet header and VLAN tag, and the
+/// smallest encapsulation header, VXLAN's or Geneve's 8 bytes): only larger
+/// ones are looked at as possible super-frames.
+const SUPER_MIN: usize = MTU_MIN as usize + L2_OVERHEAD + 8;
+/// Size of the TAP read buffer: a virtio-net header and the largest TCP
+/// super-frame (64 KiB of IP behind a tagged Ethernet header).
+pub(crate) const TAPBUF: usize = overlay_wire::offload::VNET_HDR_LEN + 65_536 + 18;
+/// Poll tokens of a forwarding thread carry their kind in the low two bits
+/// and an id (overlay, mux, connection) above them: the control socket's
+/// listener (and the workers' waker), a TAP queue, a mux socket, a client.
+pub(crate) const KIND_LISTENER: usize = 0;
+/// A TAP queue's token kind.
+pub(crate) const KIND_TAP: usize = 1;
+/// A mux socket's token kind.
+pub(crate) const KIND_MUX: usize = 2;
+/// A control connection's token kind.
+pub(crate) const KIND_CONN: usize = 3;
+
+/// Builds a token from a kind and an id.
+pub(crate) fn token(kind: usize, id: u64) -> mio::Token {
+    mio::Token(((id as usize) << 2) | kind)
+}
+
 /// The virtio-net header of a frame with nothing left to do.
 const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
@@ -83,7 +95,10 @@ pub(crate) fn encap<P: Port>(
             txq.datagram_alone(fd, dest, oid, hlen + len, len)
         };
         let (hdr, inner) = out.split_at_mut(hlen);
-        emit(vni, hash, hdr);
+        // The queue hands out exactly `hlen + len` bytes: the header fits.
+        if let Err(e) = emit(vni, hdr) {
+            debug_assert!(false, "{e}");
+        }
         fill(inner);
         probe::encap(&cfg.name, vni, dst, dest, len);
     };
@@ -99,9 +114,9 @@ pub(crate) fn encap<P: Port>(
 
 /// Queues a frame released from a pending queue, where it was kept behind
 /// its virtio-net header.
-pub(crate) fn send_queued(
+pub(crate) fn send_queued<P: Port>(
     txq: &mut TxQueue,
-    ov: &mut Overlay,
+    ov: &mut P,
     mux: &Mux,
     stored: &[u8],
     dest: SocketAddr,
@@ -176,57 +191,36 @@ pub(crate) fn flush_tx<P: Port>(txq: &mut TxQueue, ports: &mut HashMap<u64, P>) 
     }
 }
 
-/// A frame was dropped (and counted).
-pub(crate) struct Dropped;
-
 /// Readies a frame read from a TAP queue for encapsulation, given its
 /// virtio-net header `h` (and `src`, its source MAC): a TCP super-frame
 /// (TSO) is checked and described for cutting, a partial checksum is
 /// completed (and the header made plain), a frame larger than the MTU
-/// allows is dropped; what goes is counted against the VNIC of `src`,
-/// as the segments that will cross the underlay.
+/// allows is dropped (counted, and its reason returned)
+/// ([`decide::prepare_tx`]); what goes is counted against the VNIC of
+/// `src`, as the segments that will cross the underlay.
 pub(crate) fn offloads<P: Port>(
     ov: &mut P,
     h: &mut [u8; VNET_HDR_LEN],
     frame: &mut [u8],
     src: Mac,
-) -> Result<Option<Tso>, Dropped> {
-    let hdr = VnetHdr::parse(h);
+) -> Result<Option<Tso>, DropReason> {
     let len = frame.len();
-    let max = ov.cfg().max_frame();
-    let drop = |ov: &mut P, reason: DropReason| {
-        ov.drop(reason, len);
-        Err(Dropped)
-    };
-    let tso = if hdr.is_tso() {
-        match Tso::new(frame, &hdr) {
-            Ok(t) if t.ip_segment_max() <= ov.cfg().mtu as usize => {
-                let c = ov.counters();
-                c.offload.tso_frames += 1;
-                c.offload.tso_segments += t.count() as u64;
-                Some(t)
-            }
-            Ok(_) => return drop(ov, DropReason::TooBig),
-            Err(e) => {
-                log::debug!("{}: {e}", ov.cfg().name);
-                return drop(ov, DropReason::BadOffload);
-            }
-        }
-    } else {
-        if len > max {
-            return drop(ov, DropReason::TooBig);
-        }
-        if hdr.gso_type != GSO_NONE {
-            return drop(ov, DropReason::BadOffload);
-        }
-        if hdr.flags & F_NEEDS_CSUM != 0 {
-            if let Err(e) = offload::complete_checksum(frame, hdr.csum_start, hdr.csum_offset) {
-                log::debug!("{}: {e}", ov.cfg().name);
-                return drop(ov, DropReason::BadOffload);
-            }
+    let tso = match decide::prepare_tx(ov.cfg(), &VnetHdr::parse(h), frame) {
+        Ok(TxPrepared::Plain) => None,
+        Ok(TxPrepared::Completed) => {
             *h = PLAIN;
+            None
         }
-        None
+        Ok(TxPrepared::Tso(t)) => {
+            let c = ov.counters();
+            c.offload.tso_frames += 1;
+            c.offload.tso_segments += t.count() as u64;
+            Some(t)
+        }
+        Err(reason) => {
+            ov.drop(reason, len);
+            return Err(reason);
+        }
     };
     if let Some(c) = ov.vnic(src) {
         // Segments and their bytes, as they will cross the underlay.
@@ -243,223 +237,213 @@ pub(crate) fn offloads<P: Port>(
     Ok(tso)
 }
 
-impl Daemon {
-    /// Sends what the send queue holds and counts what became of it.
-    pub(crate) fn flush_tx(&mut self) {
-        flush_tx(&mut self.txq, &mut self.overlays);
+/// What a forwarding thread may do with a frame beyond forwarding it:
+/// the one difference between the event loop and a worker running a
+/// [`Forwarder`]. The event loop's owner (`lookups.rs`) queues misses and
+/// asks varpd; a worker's (`worker.rs`) hands such frames to the event
+/// loop, which decides them again.
+pub(crate) trait Owner<P: Port> {
+    /// varpd, as this thread knows it, for port `p`.
+    fn varpd(&self, p: &P) -> Varpd;
+    /// Whether this thread performs `v` itself; if not, the frame goes,
+    /// untouched, to [`hand_over`](Self::hand_over).
+    fn performs(&self, v: &TxVerdict) -> bool;
+    /// Takes a frame (behind its virtio-net header) of `p` that this
+    /// thread does not perform.
+    fn hand_over(&mut self, p: &mut P, frame: &[u8]);
+    /// Guest MAC `mac` sent a frame on `p` at `now`.
+    fn learn(&mut self, p: &mut P, mac: Mac, now: Instant);
+    /// Performs a [`TxVerdict::Queue`] or [`TxVerdict::AskBroadcast`] of a
+    /// frame (offloads done, behind its header `h`) from `src` to `dst`;
+    /// returns the verdict as performed (a frame that could not be queued
+    /// or sent to varpd is a drop, counted).
+    #[allow(clippy::too_many_arguments)]
+    fn miss(
+        &mut self,
+        p: &mut P,
+        v: TxVerdict,
+        h: &[u8; VNET_HDR_LEN],
+        frame: &[u8],
+        src: Mac,
+        dst: Mac,
+        now: Instant,
+    ) -> TxVerdict;
+    /// Whether a received buffer of mux `mid` goes to the owner whole
+    /// instead of through this thread (a worker's datagrams for an overlay
+    /// that checks sources).
+    fn take_rx(
+        &mut self,
+        mid: u64,
+        mux: &Mux,
+        ports: &HashMap<u64, P>,
+        buf: (&[u8], SocketAddr, usize),
+    ) -> bool;
+    /// After a receive batch on `mux`: what [`take_rx`](Self::take_rx)
+    /// took goes on, and `asks` (inner sources found unknown) are asked.
+    fn rx_done(&mut self, mux: &mut Mux, ports: &mut HashMap<u64, P>, asks: &[(u64, Mac)]);
+}
+
+/// A forwarding engine: one thread's ports (one per overlay), muxes, send
+/// queue, receive batch, coalescer and TAP buffer, and the one frame path
+/// both ways. The event loop runs one over its overlays, each worker one
+/// over its own ports; what a thread does with a frame it cannot forward
+/// itself is its [`Owner`]'s.
+pub(crate) struct Forwarder<P> {
+    /// The ports, by overlay id.
+    pub ports: HashMap<u64, P>,
+    /// The muxes, by id.
+    pub muxes: HashMap<u64, Mux>,
+    /// Datagrams waiting to be sent to the underlay.
+    pub txq: TxQueue,
+    /// Buffers of the last batch received from the underlay.
+    rxq: RxBatch,
+    /// The super-frame being coalesced for a TAP device.
+    gro: Gro,
+    /// Where a TAP read lands (virtio-net header, frame).
+    pub tapbuf: Box<[u8]>,
+    /// Inner source MACs that the receive path found unknown on overlays
+    /// with `target/check_source`, to ask varpd about after the batch.
+    asks: Vec<(u64, Mac)>,
+}
+
+impl<P: Port> Forwarder<P> {
+    /// An engine with no ports or muxes.
+    pub fn new() -> Self {
+        Forwarder {
+            ports: HashMap::new(),
+            muxes: HashMap::new(),
+            txq: TxQueue::new(),
+            rxq: RxBatch::new(),
+            gro: Gro::default(),
+            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
+            asks: Vec::new(),
+        }
     }
 
-    /// Reads every frame the TAP device of overlay `oid` has.
-    pub(crate) fn tap_readable(&mut self, oid: u64) {
+    /// Sends what the send queue holds and counts what became of it.
+    pub fn flush_tx(&mut self) {
+        flush_tx(&mut self.txq, &mut self.ports);
+    }
+
+    /// Reads and forwards every frame this thread's queue of overlay
+    /// `oid`'s TAP device has.
+    pub fn tap_readable(&mut self, oid: u64, owner: &mut impl Owner<P>) {
         while let Some(n) = self
-            .overlays
+            .ports
             .get(&oid)
-            .and_then(|ov| ov.read_frame(&mut self.tapbuf))
+            .and_then(|p| p.read_frame(&mut self.tapbuf))
         {
-            self.tx_frame(oid, n);
+            self.tx_frame(oid, n, owner);
             if self.txq.len() >= FLUSH_MSGS {
                 self.flush_tx();
             }
         }
     }
 
-    /// Sends `frame` out of overlay `oid` as if its TAP device had sent it
-    /// (varpd's proxy DHCP, illumos `OVERLAY_TARG_RESEND`): through the
-    /// target table and the mux like any frame, counted and traced as one.
-    /// A frame to a group address is refused, for it would go back to varpd
-    /// as one more broadcast lookup.
-    pub(crate) fn resend(&mut self, oid: u64, frame: &[u8]) {
-        let Some(ov) = self.overlays.get_mut(&oid) else {
-            return;
-        };
-        let n = VNET_HDR_LEN + frame.len();
-        match eth::classify(frame) {
-            None => return ov.drop(DropReason::RuntFrame, frame.len()),
-            Some(i) if i.group.is_some() => {
-                log::warn!(
-                    "{}: varpd asked to resend a frame to group address {}; dropped",
-                    ov.cfg.name,
-                    i.dst
-                );
-                return ov.drop(DropReason::MulticastUnsupported, frame.len());
-            }
-            Some(_) if n > self.tapbuf.len() => return ov.drop(DropReason::TooBig, frame.len()),
-            Some(_) => {}
-        }
-        self.tapbuf[..VNET_HDR_LEN].copy_from_slice(&PLAIN);
-        self.tapbuf[VNET_HDR_LEN..n].copy_from_slice(frame);
-        self.tx_frame(oid, n);
-    }
-
-    /// Guest MAC `mac` sent a frame on overlay `oid` at `now` (forwarded by
-    /// a worker that told us).
-    pub(crate) fn learn(&mut self, oid: u64, mac: Mac, now: Instant) {
-        if let Some(ov) = self.overlays.get_mut(&oid) {
-            learn(ov, self.link.as_mut(), mac, now);
-        }
-    }
-
-    pub(crate) fn tx_frame(&mut self, oid: u64, n: usize) {
+    /// Decides a frame in `tapbuf` (virtio-net header and frame, `n`
+    /// bytes) from overlay `oid` and performs the verdict, or hands it to
+    /// the owner. Returns the verdict as performed (a frame that could not
+    /// be queued is a drop), `None` for an overlay that is gone.
+    pub fn tx_frame(&mut self, oid: u64, n: usize, owner: &mut impl Owner<P>) -> Option<TxVerdict> {
         let now = Instant::now();
-        let Some(ov) = self.overlays.get_mut(&oid) else {
-            return;
-        };
-        let Some(mux) = self.muxes.get(&ov.mux) else {
-            return;
+        let p = self.ports.get_mut(&oid)?;
+        let mux = self.muxes.get(&p.mux_id())?;
+        let drop = |p: &mut P, reason: DropReason, len: usize| {
+            p.drop(reason, len);
+            Some(TxVerdict::Drop(reason))
         };
         let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
-            return ov.drop(DropReason::RuntFrame, n);
+            return drop(p, DropReason::RuntFrame, n);
         };
         let Some(info) = eth::classify(frame) else {
-            return ov.drop(DropReason::RuntFrame, frame.len());
+            return drop(p, DropReason::RuntFrame, frame.len());
         };
         let len = frame.len();
-        probe::tx(&ov.cfg.name, ov.cfg.vnetid, info.src, info.dst, len);
-        learn(ov, self.link.as_mut(), info.src, now);
-        let Ok(tso) = offloads(ov, h, frame, info.src) else {
-            return;
+        let port = TxPort {
+            mode: p.mode(),
+            point: p.point(),
+            varpd: owner.varpd(p),
+        };
+        let facts = TxFacts {
+            dst: info.dst,
+            group: info.group,
+            tso: VnetHdr::parse(h).is_tso(),
+        };
+        let verdict = decide::decide_tx(&port, &facts, |dst| p.entry(dst, now));
+        if !owner.performs(&verdict) {
+            owner.hand_over(p, &self.tapbuf[..n]);
+            return Some(verdict);
+        }
+        let cfg = p.cfg();
+        probe::tx(&cfg.name, cfg.vnetid, info.src, info.dst, len);
+        owner.learn(p, info.src, now);
+        if let TxVerdict::Drop(reason) = verdict {
+            if reason == DropReason::TargetDrop {
+                p.hit(info.dst, len, now);
+            }
+            return drop(p, reason, len);
+        }
+        let tso = match offloads(p, h, frame, info.src) {
+            Ok(t) => t,
+            Err(reason) => return Some(TxVerdict::Drop(reason)),
         };
         let frame = &*frame;
-        match (ov.mode, ov.point) {
-            (Some(DestMode::Point), Some(dest)) => {
-                return encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest)
-            }
-            (Some(DestMode::Dynamic), _) => {}
-            _ => return ov.drop(DropReason::NoDestination, len),
-        }
-        if let Some(kind) = info.group {
-            if kind == GroupKind::Other || tso.is_some() {
-                return ov.drop(DropReason::MulticastUnsupported, len);
-            }
-            let Some(link) = self.link.as_mut().filter(|_| ov.configured) else {
-                return ov.drop(DropReason::VarpdUnavailable, len);
-            };
-            if ov.bcast_inflight >= BCAST_INFLIGHT_MAX {
-                return ov.drop(DropReason::VarpdBusy, len);
-            }
-            self.next_lookup += 1;
-            let id = self.next_lookup;
-            let frame: Box<[u8]> = frame.into();
-            let msg = DriverMsg::Lookup {
-                id,
-                oid,
-                src: info.src,
-                dst: info.dst,
-                frame: Some(frame.to_vec()),
-            };
-            if !link.conn.send(&msg) {
-                return ov.drop(DropReason::VarpdBusy, len);
-            }
-            ov.counters.lookups += 1;
-            ov.bcast_inflight += 1;
-            probe::lookup_request(&ov.cfg.name, info.dst, id, true);
-            self.lookups.insert(
-                id,
-                LookupCtx {
-                    oid,
-                    mac: info.dst,
-                    frame: Some(frame),
-                    asked: now,
-                },
-            );
-            return;
-        }
-        match ov.table.tx_with(info.dst, h, frame, now) {
-            TxDecision::Send(dest) => {
-                probe::target_hit(&ov.cfg.name, info.dst, dest);
-                encap(&mut self.txq, ov, mux, frame, tso.as_ref(), info.dst, dest)
-            }
-            TxDecision::Drop(DropReason::QueueOverflow) => {
-                probe::target_queue_overflow(
-                    &ov.cfg.name,
-                    info.dst,
-                    ov.table.queued_bytes(info.dst),
-                );
-                ov.drop(DropReason::QueueOverflow, len)
-            }
-            TxDecision::Drop(r) => ov.drop(r, len),
-            TxDecision::Queued { ask } => {
-                ov.counters.misses += 1;
-                probe::target_miss(&ov.cfg.name, info.dst, ask);
-                if ask && ov.configured {
-                    if let Some(link) = self.link.as_mut() {
-                        self.next_lookup += 1;
-                        let id = self.next_lookup;
-                        if link.conn.send(&DriverMsg::Lookup {
-                            id,
-                            oid,
-                            src: info.src,
-                            dst: info.dst,
-                            frame: None,
-                        }) {
-                            ov.counters.lookups += 1;
-                            ov.table.asked(info.dst, now);
-                            probe::lookup_request(&ov.cfg.name, info.dst, id, false);
-                            self.lookups.insert(
-                                id,
-                                LookupCtx {
-                                    oid,
-                                    mac: info.dst,
-                                    frame: None,
-                                    asked: now,
-                                },
-                            );
-                        }
-                    }
+        match verdict {
+            TxVerdict::Encap { dest, table } => {
+                if table {
+                    p.hit(info.dst, len, now);
+                    probe::target_hit(&p.cfg().name, info.dst, dest);
                 }
+                encap(&mut self.txq, p, mux, frame, tso.as_ref(), info.dst, dest);
+                Some(verdict)
+            }
+            v => {
+                if matches!(v, TxVerdict::Queue { .. }) {
+                    p.hit(info.dst, len, now);
+                }
+                Some(owner.miss(p, v, h, frame, info.src, info.dst, now))
             }
         }
     }
 
-    /// Receives every datagram mux `mid` has, a batch at a time.
-    pub(crate) fn mux_readable(&mut self, mid: u64) {
-        loop {
-            let Some(mux) = self.muxes.get_mut(&mid) else {
-                return;
-            };
+    /// Receives every datagram this thread's socket of mux `mid` has, a
+    /// batch at a time.
+    pub fn mux_readable(&mut self, mid: u64, owner: &mut impl Owner<P>) {
+        while let Some(mux) = self.muxes.get_mut(&mid) {
             let more = rx_batch(
                 mux,
-                &mut self.overlays,
+                &mut self.ports,
                 &mut self.rxq,
                 &mut self.gro,
-                &mut self.rx_asks,
-                |_, _, _| false,
+                &mut self.asks,
+                |mux, ports, buf| owner.take_rx(mid, mux, ports, buf),
             );
+            owner.rx_done(mux, &mut self.ports, &self.asks);
+            self.asks.clear();
             if !more {
                 break;
             }
         }
-        if !self.rx_asks.is_empty() {
-            self.ask_rx_sources(Instant::now());
-        }
     }
 
-    /// Takes a buffer a worker received on mux `mid` and left to the event
-    /// loop (for an overlay with `target/check_source`, which asks varpd).
-    pub(crate) fn rx_deferred(&mut self, mid: u64, data: &mut [u8], from: SocketAddr, seg: usize) {
+    /// Takes a buffer received on mux `mid` by another thread (a worker's
+    /// hand-over: an overlay with `target/check_source`).
+    pub fn rx_deferred(
+        &mut self,
+        mid: u64,
+        data: &mut [u8],
+        from: SocketAddr,
+        seg: usize,
+        owner: &mut impl Owner<P>,
+    ) {
         let Some(mux) = self.muxes.get_mut(&mid) else {
             return;
         };
-        let (ports, gro, asks) = (&mut self.overlays, &mut self.gro, &mut self.rx_asks);
+        let (ports, gro, asks) = (&mut self.ports, &mut self.gro, &mut self.asks);
         rx_buffer(mux, ports, gro, asks, data, from, seg);
         gro.flush(ports);
-        if !self.rx_asks.is_empty() {
-            self.ask_rx_sources(Instant::now());
-        }
-    }
-}
-
-/// Guest MAC `mac` sent a frame on `ov` at `now`: varpd hears of new ones
-/// (the etcd plugin publishes them).
-fn learn(ov: &mut Overlay, link: Option<&mut Link>, mac: Mac, now: Instant) {
-    if ov.local.touch(mac, now) && ov.configured {
-        if let Some(link) = link {
-            link.conn.send(&DriverMsg::LocalMac {
-                oid: ov.oid,
-                mac,
-                present: true,
-            });
-        }
+        owner.rx_done(mux, &mut self.ports, &self.asks);
+        self.asks.clear();
     }
 }
 
@@ -600,13 +584,14 @@ fn rx_super<P: Port>(
     mux.counters.options_skipped += u64::from(options);
     let ov = overlays.get_mut(&oid).expect("checked above");
     let (frames, bytes) = (tso.count() as u64, tso.segments_len(inner) as u64);
-    if tso.ip_segment_max() > mtu {
-        ov.drop(DropReason::TooBig, inner.len());
-        return true;
-    }
     let mac = |at: usize| Mac(inner[at..at + 6].try_into().expect("a TCP frame"));
     let (src, dst) = (mac(6), mac(0));
-    if !ov.source_ok(src, from.ip(), inner.len(), asks) {
+    let facts = RxFacts {
+        src,
+        from: from.ip(),
+        fits: tso.ip_segment_max() <= mtu,
+    };
+    if !ov.admit(&facts, inner.len(), asks) {
         return true;
     }
     // The checksum is verified before the frame is trusted: a corrupt
@@ -655,10 +640,15 @@ fn rx_datagram<P: Port>(
             .expect("parse() checked the length"))
     };
     let ip = from.ip();
+    let facts = RxFacts {
+        src: mac(6),
+        from: ip,
+        fits: len <= overlays[&oid].cfg().max_frame(),
+    };
     if !overlays
         .get_mut(&oid)
         .expect("checked above")
-        .source_ok(mac(6), ip, len, asks)
+        .admit(&facts, len, asks)
     {
         return;
     }
@@ -674,9 +664,6 @@ fn rx_datagram<P: Port>(
     }
     let ov = overlays.get_mut(&oid).expect("checked above");
     let cfg = ov.cfg();
-    if len > cfg.max_frame() {
-        return ov.drop(DropReason::TooBig, len);
-    }
     probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, ip);
     if gro.c.start(inner) {
         (gro.oid, gro.from, gro.frames, gro.bytes) = (oid, Some(ip), 1, len as u64);
@@ -685,4 +672,362 @@ fn rx_datagram<P: Port>(
     // A kernel peer over a veth leaves checksums partial: keep them so.
     let hdr = offload::partial_checksum(inner).map_or(PLAIN, |h| h.emit());
     ov.deliver(&hdr, inner, ip, 1, len as u64);
+}
+
+/// The engine's frame path, driven without root: ports whose "TAP queue"
+/// is a pipe, a real mux on loopback, and an owner that records what it is
+/// given. Each test names the verdict or drop reason it reaches.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tap::Tap;
+    use crate::vnic::VnicCounters;
+    use overlay_api::{DestMode, OverlaySpec};
+    use overlay_core::decide::{decide_rx, Entry, RxFacts, RxPort, RxVerdict};
+    use overlay_core::stats::Peers;
+    use overlay_core::{Counters, OverlayConfig, SourceCheck};
+    use overlay_wire::vxlan;
+    use std::io::Read;
+    use std::net::UdpSocket;
+
+    use std::time::Duration;
+
+    const OID: u64 = 7;
+    const MID: u64 = 1;
+    const VNI: u32 = 4242;
+    const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
+    const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
+
+    struct TestPort {
+        cfg: OverlayConfig,
+        tap: Tap,
+        mode: Option<DestMode>,
+        point: Option<SocketAddr>,
+        table: HashMap<Mac, Entry>,
+        counters: Counters,
+        peers: Peers,
+    }
+
+    impl Port for TestPort {
+        fn oid(&self) -> u64 {
+            OID
+        }
+        fn cfg(&self) -> &OverlayConfig {
+            &self.cfg
+        }
+        fn tap(&self) -> &Tap {
+            &self.tap
+        }
+        fn mux_id(&self) -> u64 {
+            MID
+        }
+        fn mode(&self) -> Option<DestMode> {
+            self.mode
+        }
+        fn point(&self) -> Option<SocketAddr> {
+            self.point
+        }
+        fn entry(&self, dst: Mac, _: Instant) -> Entry {
+            self.table.get(&dst).copied().unwrap_or(Entry::Absent)
+        }
+        fn hit(&self, _: Mac, _: usize, _: Instant) {}
+        fn counters(&mut self) -> &mut Counters {
+            &mut self.counters
+        }
+        fn peers(&mut self) -> &mut Peers {
+            &mut self.peers
+        }
+        fn vnic(&mut self, _: Mac) -> Option<&mut VnicCounters> {
+            None
+        }
+        fn rx_verdict(&mut self, f: &RxFacts, _: &mut Vec<(u64, Mac)>) -> RxVerdict {
+            let port = RxPort {
+                check_source: false,
+                mode: self.mode,
+                point: self.point,
+            };
+            decide_rx(&port, f, |_, _| SourceCheck::Known)
+        }
+    }
+
+    /// Records what the engine hands it; performs every verdict, or only
+    /// encapsulations and drops (as a worker).
+    #[derive(Default)]
+    struct Recorder {
+        worker: bool,
+        handed: Vec<Vec<u8>>,
+        learned: Vec<Mac>,
+        misses: Vec<TxVerdict>,
+    }
+
+    impl Owner<TestPort> for Recorder {
+        fn varpd(&self, _: &TestPort) -> Varpd {
+            match self.worker {
+                true => Varpd::NotKnownHere,
+                false => Varpd::Ready {
+                    broadcasts_waiting: 0,
+                },
+            }
+        }
+        fn performs(&self, v: &TxVerdict) -> bool {
+            !self.worker || matches!(v, TxVerdict::Encap { .. } | TxVerdict::Drop(_))
+        }
+        fn hand_over(&mut self, _: &mut TestPort, frame: &[u8]) {
+            self.handed.push(frame.to_vec());
+        }
+        fn learn(&mut self, _: &mut TestPort, mac: Mac, _: Instant) {
+            self.learned.push(mac);
+        }
+        fn miss(
+            &mut self,
+            _: &mut TestPort,
+            v: TxVerdict,
+            _: &[u8; VNET_HDR_LEN],
+            _: &[u8],
+            _: Mac,
+            _: Mac,
+            _: Instant,
+        ) -> TxVerdict {
+            self.misses.push(v);
+            v
+        }
+        fn take_rx(
+            &mut self,
+            _: u64,
+            _: &Mux,
+            _: &HashMap<u64, TestPort>,
+            _: (&[u8], SocketAddr, usize),
+        ) -> bool {
+            false
+        }
+        fn rx_done(&mut self, _: &mut Mux, _: &mut HashMap<u64, TestPort>, _: &[(u64, Mac)]) {}
+    }
+
+    /// An engine with one VXLAN port over a pipe (whose read end comes
+    /// back) and one mux on a free loopback port.
+    fn engine(
+        mode: Option<DestMode>,
+        point: Option<SocketAddr>,
+    ) -> (Forwarder<TestPort>, std::fs::File) {
+        let (r, w) = crate::testkit::pipe(libc::O_NONBLOCK);
+        let listen = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port");
+        let spec = OverlaySpec {
+            name: "ov0".into(),
+            encap: "vxlan".into(),
+            search: "direct".into(),
+            vnetid: VNI,
+            props: [
+                ("vxlan/listen_ip".to_string(), "127.0.0.1".to_string()),
+                ("vxlan/listen_port".to_string(), listen.port().to_string()),
+            ]
+            .into(),
+            temporary: true,
+        };
+        let cfg = OverlayConfig::from_spec(&spec, None).expect("a valid spec");
+        let mut mux = Mux::bind(&vxlan::MODULE, cfg.listen, false).expect("bind the mux");
+        mux.table.join(cfg.listen, VNI, OID, "ov0").expect("join");
+        let mut f = Forwarder::new();
+        f.muxes.insert(MID, mux);
+        f.ports.insert(
+            OID,
+            TestPort {
+                cfg,
+                tap: Tap::for_test(w, "ov0"),
+                mode,
+                point,
+                table: HashMap::new(),
+                counters: Counters::default(),
+                peers: Peers::default(),
+            },
+        );
+        (f, r)
+    }
+
+    /// An Ethernet frame from A to `dst` with `len` bytes in all.
+    fn frame(dst: Mac, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len.max(14)];
+        f[..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&A.0);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        f.truncate(len);
+        f
+    }
+
+    /// Puts `frame` behind a plain virtio-net header in the TAP buffer.
+    fn put(f: &mut Forwarder<TestPort>, frame: &[u8]) -> usize {
+        f.tapbuf[..VNET_HDR_LEN].fill(0);
+        f.tapbuf[VNET_HDR_LEN..VNET_HDR_LEN + frame.len()].copy_from_slice(frame);
+        VNET_HDR_LEN + frame.len()
+    }
+
+    fn peer() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a peer");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    fn drops(f: &Forwarder<TestPort>, r: DropReason) -> u64 {
+        f.ports[&OID].counters.drops(r)
+    }
+
+    #[test]
+    fn a_frame_for_the_point_is_encapsulated_and_sent() {
+        let p = peer();
+        let (mut f, _tap) = engine(Some(DestMode::Point), Some(p.local_addr().unwrap()));
+        let mut owner = Recorder::default();
+        let sent = frame(B, 100);
+        let n = put(&mut f, &sent);
+        let v = f.tx_frame(OID, n, &mut owner);
+        assert_eq!(
+            v,
+            Some(TxVerdict::Encap {
+                dest: p.local_addr().unwrap(),
+                table: false
+            })
+        );
+        f.flush_tx();
+        let mut buf = [0u8; 2048];
+        let got = p.recv(&mut buf).expect("the datagram");
+        let pkt = vxlan::parse(&buf[..got]).expect("VXLAN");
+        assert_eq!((pkt.vni, pkt.inner), (VNI, &sent[..]));
+        assert_eq!(f.ports[&OID].counters.tx_frames, 1);
+        assert_eq!(owner.learned, [A], "the source is learned");
+    }
+
+    #[test]
+    fn a_runt_and_an_over_size_frame_are_dropped_with_their_reasons() {
+        let (mut f, _tap) = engine(Some(DestMode::Dynamic), None);
+        let mut owner = Recorder::default();
+        assert_eq!(
+            f.tx_frame(OID, 5, &mut owner),
+            Some(TxVerdict::Drop(DropReason::RuntFrame))
+        );
+        let n = put(&mut f, &frame(B, 10));
+        assert_eq!(
+            f.tx_frame(OID, n, &mut owner),
+            Some(TxVerdict::Drop(DropReason::RuntFrame))
+        );
+        let max = f.ports[&OID].cfg.max_frame();
+        f.ports
+            .get_mut(&OID)
+            .unwrap()
+            .table
+            .insert(B, Entry::Valid("127.0.0.1:9".parse().unwrap()));
+        let n = put(&mut f, &frame(B, max + 1));
+        assert_eq!(
+            f.tx_frame(OID, n, &mut owner),
+            Some(TxVerdict::Drop(DropReason::TooBig))
+        );
+        assert_eq!(drops(&f, DropReason::RuntFrame), 2);
+        assert_eq!(drops(&f, DropReason::TooBig), 1);
+    }
+
+    #[test]
+    fn misses_and_broadcasts_go_to_the_owner_or_are_handed_over_by_a_worker() {
+        let (mut f, _tap) = engine(Some(DestMode::Dynamic), None);
+        let mut event_loop = Recorder::default();
+        let n = put(&mut f, &frame(B, 60));
+        assert_eq!(
+            f.tx_frame(OID, n, &mut event_loop),
+            Some(TxVerdict::Queue { ask: true })
+        );
+        let mut arp = frame(Mac([0xff; 6]), 60);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let n = put(&mut f, &arp);
+        assert_eq!(
+            f.tx_frame(OID, n, &mut event_loop),
+            Some(TxVerdict::AskBroadcast)
+        );
+        assert_eq!(
+            event_loop.misses,
+            [TxVerdict::Queue { ask: true }, TxVerdict::AskBroadcast]
+        );
+        // A worker performs neither: the frames go over whole, unlearned.
+        let mut worker = Recorder {
+            worker: true,
+            ..Recorder::default()
+        };
+        let n = put(&mut f, &frame(B, 60));
+        f.tx_frame(OID, n, &mut worker);
+        let n = put(&mut f, &arp);
+        f.tx_frame(OID, n, &mut worker);
+        assert!(worker.misses.is_empty() && worker.learned.is_empty());
+        assert_eq!(worker.handed.len(), 2);
+        assert_eq!(&worker.handed[1][VNET_HDR_LEN..], &arp[..]);
+        // A worker drops what is a drop whatever the thread.
+        let mut other = frame(Mac([0x01, 0, 0x5e, 0, 0, 1]), 60);
+        other[12..14].copy_from_slice(&[0x08, 0x00]);
+        let n = put(&mut f, &other);
+        assert_eq!(
+            f.tx_frame(OID, n, &mut worker),
+            Some(TxVerdict::Drop(DropReason::MulticastUnsupported))
+        );
+    }
+
+    #[test]
+    fn a_send_that_fails_is_counted_as_send_error() {
+        // An IPv6 destination from an IPv4 socket: sendmsg refuses it.
+        let (mut f, _tap) = engine(
+            Some(DestMode::Point),
+            Some("[2001:db8::1]:4789".parse().unwrap()),
+        );
+        let n = put(&mut f, &frame(B, 60));
+        f.tx_frame(OID, n, &mut Recorder::default());
+        f.flush_tx();
+        assert_eq!(drops(&f, DropReason::SendError), 1);
+        assert_eq!(f.ports[&OID].counters.tx_frames, 0);
+    }
+
+    /// Sends `d` to the engine's mux and lets it receive.
+    fn receive(f: &mut Forwarder<TestPort>, d: &[u8]) {
+        let to = f.muxes[&MID].listen;
+        peer().send_to(d, to).expect("send to the mux");
+        let mut owner = Recorder::default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let before = f.muxes[&MID].counters.rx_frames;
+        while f.muxes[&MID].counters.rx_frames == before && Instant::now() < deadline {
+            f.mux_readable(MID, &mut owner);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; vxlan::HEADER_LEN];
+        vxlan::emit(vni, (&mut d[..]).try_into().unwrap());
+        d.extend_from_slice(inner);
+        d
+    }
+
+    #[test]
+    fn a_received_frame_is_delivered_to_its_overlays_tap_queue() {
+        let (mut f, mut tap) = engine(Some(DestMode::Dynamic), None);
+        let inner = frame(B, 80);
+        receive(&mut f, &vxlan(VNI, &inner));
+        let mut got = vec![0u8; 4096];
+        let n = tap.read(&mut got).expect("the delivered frame");
+        assert_eq!(&got[VNET_HDR_LEN..n], &inner[..]);
+        assert_eq!(f.ports[&OID].counters.rx_frames, 1);
+    }
+
+    #[test]
+    fn unknown_vnis_and_short_datagrams_are_the_muxs_drops() {
+        let (mut f, _tap) = engine(Some(DestMode::Dynamic), None);
+        receive(&mut f, &vxlan(VNI + 1, &frame(B, 80)));
+        receive(&mut f, &[0x08, 0, 0, 0]);
+        let m = &f.muxes[&MID].counters;
+        assert_eq!(m.drops(DropReason::UnknownVni), 1);
+        assert_eq!(m.drops(DropReason::ShortHeader), 1);
+        assert_eq!(f.ports[&OID].counters.rx_frames, 0);
+    }
+
+    #[test]
+    fn a_tap_write_that_fails_is_counted_as_tap_write_error() {
+        let (mut f, tap) = engine(Some(DestMode::Dynamic), None);
+        drop(tap); // the pipe has no reader: writes fail (EPIPE)
+        receive(&mut f, &vxlan(VNI, &frame(B, 80)));
+        assert_eq!(drops(&f, DropReason::TapWriteError), 1);
+        assert_eq!(f.ports[&OID].counters.rx_frames, 0);
+    }
 }

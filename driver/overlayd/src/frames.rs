@@ -20,9 +20,11 @@ use crate::daemon::Daemon;
 use crate::port::Port;
 use overlay_api::proto::Reply;
 use overlay_api::{ApiError, DropReason, ErrorKind};
+use overlay_core::decide::TxVerdict;
 use overlay_core::props::L2_OVERHEAD;
 use overlay_probes::overlay as probe;
 use overlay_wire::eth;
+use overlay_wire::offload::VNET_HDR_LEN;
 use std::io;
 
 fn error(kind: ErrorKind, msg: String) -> Reply {
@@ -65,11 +67,41 @@ pub(crate) fn check(frame: &[u8], mtu: u32, resend: bool) -> Result<(), String> 
 }
 
 impl Daemon {
+    /// Sends `frame` out of overlay `oid` as if its TAP device had sent it
+    /// (varpd's proxy DHCP, illumos `OVERLAY_TARG_RESEND`): through the
+    /// target table and the mux like any frame, counted and traced as one.
+    /// A frame to a group address is refused, for it would go back to varpd
+    /// as one more broadcast lookup. Returns the verdict as performed.
+    pub(crate) fn resend(&mut self, oid: u64, frame: &[u8]) -> Option<TxVerdict> {
+        let ov = self.fwd.ports.get_mut(&oid)?;
+        let n = VNET_HDR_LEN + frame.len();
+        let refuse = |ov: &mut crate::overlay::Overlay, reason: DropReason| {
+            ov.drop(reason, frame.len());
+            Some(TxVerdict::Drop(reason))
+        };
+        match eth::classify(frame) {
+            None => return refuse(ov, DropReason::RuntFrame),
+            Some(i) if i.group.is_some() => {
+                log::warn!(
+                    "{}: varpd asked to resend a frame to group address {}; dropped",
+                    ov.cfg.name,
+                    i.dst
+                );
+                return refuse(ov, DropReason::MulticastUnsupported);
+            }
+            Some(_) if n > self.fwd.tapbuf.len() => return refuse(ov, DropReason::TooBig),
+            Some(_) => {}
+        }
+        self.fwd.tapbuf[..VNET_HDR_LEN].fill(0);
+        self.fwd.tapbuf[VNET_HDR_LEN..n].copy_from_slice(frame);
+        self.tx_frame(oid, n)
+    }
+
     /// Writes `frame` into the TAP device of overlay `oid` and counts it as
     /// injected (`inject` probe); a write error is counted as a
     /// `tap-write-error` drop and returned.
     pub(crate) fn inject(&mut self, oid: u64, frame: &[u8]) -> io::Result<()> {
-        let Some(ov) = self.overlays.get_mut(&oid) else {
+        let Some(ov) = self.fwd.ports.get_mut(&oid) else {
             return Ok(());
         };
         match ov
@@ -104,7 +136,7 @@ impl Daemon {
                 format!("cannot {what} a frame: no such overlay: {name}"),
             ));
         };
-        let mtu = self.overlays[&oid].cfg.mtu;
+        let mtu = self.fwd.ports[&oid].cfg.mtu;
         check(frame, mtu, resend).map_err(|m| {
             error(
                 ErrorKind::BadRequest,
@@ -140,38 +172,36 @@ impl Daemon {
             Ok(o) => o,
             Err(r) => return r,
         };
-        let seen = |d: &Daemon| {
-            let c = &d.overlays[&oid].counters;
-            let drops: Vec<u64> = DropReason::ALL.iter().map(|r| c.drops(*r)).collect();
-            (c.tx_frames, c.misses, drops)
-        };
-        let before = seen(self);
-        self.resend(oid, frame);
-        // Sent now, so that the counters (and the reply) say what happened.
-        self.flush_tx();
-        let after = seen(self);
         let dst = eth::classify(frame).map(|i| i.dst).unwrap_or_default();
-        if let Some(r) = DropReason::ALL
-            .iter()
-            .zip(before.2.iter().zip(&after.2))
-            .find(|(_, (b, a))| a > b)
-            .map(|(r, _)| r)
-        {
-            return error(
+        let send_errors = |d: &Daemon| d.fwd.ports[&oid].counters.drops(DropReason::SendError);
+        let before = send_errors(self);
+        let verdict = self.resend(oid, frame);
+        // Sent now, so that the counters say what the reply says, and a
+        // send that failed is told as the drop it is.
+        self.flush_tx();
+        let verdict = match verdict {
+            Some(TxVerdict::Encap { .. }) if send_errors(self) > before => {
+                Some(TxVerdict::Drop(DropReason::SendError))
+            }
+            v => v,
+        };
+        match verdict {
+            Some(TxVerdict::Drop(r)) => error(
                 ErrorKind::BadRequest,
                 format!("the frame to {dst} was dropped by {name}: {r}"),
-            );
-        }
-        log::info!(
-            "{name}: operator resent a frame of {} bytes to {dst}",
-            frame.len()
-        );
-        // Not sent but missed: it waits behind a lookup.
-        let waits = after.0 == before.0 && after.1 > before.1;
-        Reply::Ok {
-            warning: waits.then(|| format!(
-                "{name} has no target entry for {dst} yet: the frame waits for varpd's answer (see show-overlay -t)"
-            )),
+            ),
+            None => error(ErrorKind::NotFound, format!("overlay {name} went away")),
+            Some(v) => {
+                log::info!(
+                    "{name}: operator resent a frame of {} bytes to {dst}",
+                    frame.len()
+                );
+                Reply::Ok {
+                    warning: matches!(v, TxVerdict::Queue { .. }).then(|| format!(
+                        "{name} has no target entry for {dst} yet: the frame waits for varpd's answer (see show-overlay -t)"
+                    )),
+                }
+            }
         }
     }
 }

@@ -10,8 +10,6 @@
 
 use crate::daemon::{Daemon, Link};
 use crate::datapath::{encap, send_queued};
-use crate::lookups::{LookupCtx, Lookups};
-use crate::overlay::Overlay;
 use crate::port::Port;
 use crate::txq::TxQueue;
 use overlay_api::proto::{DriverMsg, LookupResult, Reply, VarpdMsg};
@@ -49,7 +47,7 @@ impl Daemon {
             pid,
             plugins,
         });
-        let mut oids: Vec<u64> = self.overlays.keys().copied().collect();
+        let mut oids: Vec<u64> = self.fwd.ports.keys().copied().collect();
         oids.sort_unstable();
         for oid in oids {
             self.send_instance(oid);
@@ -73,11 +71,11 @@ impl Daemon {
         );
         probe::varpd_disconnect(link.pid);
         for ctx in self.lookups.drain() {
-            if let (Some(f), Some(ov)) = (&ctx.frame, self.overlays.get_mut(&ctx.oid)) {
+            if let (Some(f), Some(ov)) = (&ctx.frame, self.fwd.ports.get_mut(&ctx.oid)) {
                 ov.drop(DropReason::VarpdUnavailable, f.len());
             }
         }
-        for ov in self.overlays.values_mut() {
+        for ov in self.fwd.ports.values_mut() {
             ov.table.unask_all();
             ov.bcast_inflight = 0;
             ov.instance_error = None;
@@ -93,7 +91,7 @@ impl Daemon {
 
     /// Sends the instance configuration of overlay `oid` to varpd.
     pub(crate) fn send_instance(&mut self, oid: u64) {
-        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else {
+        let (Some(link), Some(ov)) = (self.link.as_mut(), self.fwd.ports.get(&oid)) else {
             return;
         };
         let msg = DriverMsg::Instance {
@@ -109,7 +107,7 @@ impl Daemon {
     /// Tells varpd every local MAC of overlay `oid` (its instance is new, or
     /// just recovered, and may have forgotten them).
     fn send_local_macs(&mut self, oid: u64) {
-        let (Some(link), Some(ov)) = (self.link.as_mut(), self.overlays.get(&oid)) else {
+        let (Some(link), Some(ov)) = (self.link.as_mut(), self.fwd.ports.get(&oid)) else {
             return;
         };
         if !ov.configured {
@@ -129,49 +127,17 @@ impl Daemon {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        for (oid, ov) in self.overlays.iter_mut().filter(|(_, o)| o.configured) {
+        for (oid, ov) in self.fwd.ports.iter_mut().filter(|(_, o)| o.configured) {
             for mac in ov.table.to_ask(stale) {
                 self.lookups.forget_unicast(*oid, mac);
-                if !ask(
-                    link,
-                    &mut self.next_lookup,
-                    &mut self.lookups,
-                    *oid,
-                    ov,
-                    mac,
-                    now,
-                ) {
+                if !self
+                    .lookups
+                    .ask_unicast(&mut link.conn, ov, Mac::default(), mac, now)
+                {
                     return;
                 }
             }
         }
-    }
-
-    /// Asks varpd where the sources in `rx_asks` live (the receive path's
-    /// unknown sources on overlays with `target/check_source`).
-    pub(crate) fn ask_rx_sources(&mut self, now: Instant) {
-        let asks = std::mem::take(&mut self.rx_asks);
-        if let Some(link) = self.link.as_mut() {
-            for &(oid, mac) in &asks {
-                let Some(ov) = self.overlays.get_mut(&oid).filter(|o| o.configured) else {
-                    continue;
-                };
-                if !ask(
-                    link,
-                    &mut self.next_lookup,
-                    &mut self.lookups,
-                    oid,
-                    ov,
-                    mac,
-                    now,
-                ) {
-                    break;
-                }
-            }
-        }
-        // Keep the buffer: the receive path allocates nothing per frame.
-        self.rx_asks = asks;
-        self.rx_asks.clear();
     }
 
     pub(crate) fn link_event(&mut self) {
@@ -203,7 +169,7 @@ impl Daemon {
         let now = Instant::now();
         match m {
             VarpdMsg::InstanceReady { oid, mode, point } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
+                let Some(ov) = self.fwd.ports.get_mut(&oid) else {
                     return;
                 };
                 if mode == DestMode::Point && point.is_none() {
@@ -231,7 +197,7 @@ impl Daemon {
                 error,
                 serving,
             } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
+                let Some(ov) = self.fwd.ports.get_mut(&oid) else {
                     return;
                 };
                 log::warn!("{}: search plugin {}: {error}", ov.cfg.name, ov.cfg.search);
@@ -242,18 +208,21 @@ impl Daemon {
                 self.report_all();
             }
             VarpdMsg::LookupReply { id, oid, result } => self.lookup_reply(id, oid, result, now),
-            VarpdMsg::Resend { oid, frame } => self.resend(oid, &frame),
+            VarpdMsg::Resend { oid, frame } => {
+                // Counted (sent, queued or dropped with its reason) either way.
+                let _ = self.resend(oid, &frame);
+            }
             VarpdMsg::Inject { oid, frame } => {
                 // Counted (injected, or a tap-write-error drop) either way.
                 let _ = self.inject(oid, &frame);
             }
             VarpdMsg::ForgetLocalMac { oid, mac } => {
-                if let Some(ov) = self.overlays.get_mut(&oid) {
+                if let Some(ov) = self.fwd.ports.get_mut(&oid) {
                     ov.local.forget(mac);
                 }
             }
             VarpdMsg::Invalidate { oid, mac } => {
-                let Some(ov) = self.overlays.get_mut(&oid) else {
+                let Some(ov) = self.fwd.ports.get_mut(&oid) else {
                     return;
                 };
                 match mac {
@@ -279,10 +248,10 @@ impl Daemon {
         if ctx.oid != oid {
             return;
         }
-        let Some(ov) = self.overlays.get_mut(&oid) else {
+        let Some(ov) = self.fwd.ports.get_mut(&oid) else {
             return;
         };
-        let Some(mux) = self.muxes.get(&ov.mux) else {
+        let Some(mux) = self.fwd.muxes.get(&ov.mux) else {
             return;
         };
         let ns = now.saturating_duration_since(ctx.asked).as_nanos() as u64;
@@ -293,7 +262,7 @@ impl Daemon {
             match result {
                 LookupResult::Handled => {}
                 LookupResult::Target { dest } => {
-                    encap(&mut self.txq, ov, mux, &frame, None, ctx.mac, dest)
+                    encap(&mut self.fwd.txq, ov, mux, &frame, None, ctx.mac, dest)
                 }
                 LookupResult::Drop { .. } | LookupResult::NotAnswered { .. } => {
                     ov.drop(DropReason::NotAnswered, frame.len())
@@ -318,7 +287,7 @@ impl Daemon {
                 Answer::Dest(d) => probe::target_set(&ov.cfg.name, ctx.mac, &d, "varpd"),
                 Answer::Drop => probe::target_set(&ov.cfg.name, ctx.mac, &"drop", "varpd"),
             }
-            release(&mut self.txq, ov, mux, r);
+            release(&mut self.fwd.txq, ov, mux, r);
         }
     }
 
@@ -332,7 +301,8 @@ impl Daemon {
             None => self.reply_ok(p.conn, None),
             Some(e) => {
                 let name = self
-                    .overlays
+                    .fwd
+                    .ports
                     .get(&oid)
                     .map(|o| o.cfg.name.clone())
                     .unwrap_or_default();
@@ -375,39 +345,130 @@ pub(crate) fn release(
     }
 }
 
-/// Sends one unicast lookup for `mac` of overlay `oid` and records it;
-/// false if the link would not take it.
-fn ask(
-    link: &mut Link,
-    next_lookup: &mut u64,
-    lookups: &mut Lookups,
-    oid: u64,
-    ov: &mut Overlay,
-    mac: Mac,
-    now: Instant,
-) -> bool {
-    *next_lookup += 1;
-    let id = *next_lookup;
-    if !link.conn.send(&DriverMsg::Lookup {
-        id,
-        oid,
-        src: Mac::default(),
-        dst: mac,
-        frame: None,
-    }) {
-        return false;
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{Kit, Peer};
+    use overlay_api::proto::{DriverMsg, LookupResult, VarpdMsg};
+    use overlay_api::{DropReason, Mac};
+    use overlay_wire::offload::VNET_HDR_LEN;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    const SRC: Mac = Mac([2, 0, 0, 0, 0, 1]);
+    const DST: Mac = Mac([2, 0, 0, 0, 0, 2]);
+
+    fn frame(dst: Mac, ethertype: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&SRC.0);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f
     }
-    ov.counters.lookups += 1;
-    ov.table.asked(mac, now);
-    probe::lookup_request(&ov.cfg.name, mac, id, false);
-    lookups.insert(
-        id,
-        LookupCtx {
+
+    /// The guest of overlay `oid` sends `f`.
+    fn send(k: &mut Kit, oid: u64, f: &[u8]) {
+        k.d.fwd.tapbuf[..VNET_HDR_LEN].fill(0);
+        k.d.fwd.tapbuf[VNET_HDR_LEN..VNET_HDR_LEN + f.len()].copy_from_slice(f);
+        k.d.tx_frame(oid, VNET_HDR_LEN + f.len());
+    }
+
+    /// The lookup id of the next lookup varpd is asked (skipping the
+    /// guest's MAC being announced).
+    fn asked(varpd: &mut Peer) -> (u64, Option<Vec<u8>>) {
+        loop {
+            match Kit::lookup_sent(varpd) {
+                DriverMsg::Lookup { id, frame, .. } => return (id, frame),
+                DriverMsg::LocalMac { .. } => continue,
+                m => panic!("not a lookup: {m:?}"),
+            }
+        }
+    }
+
+    fn drops(k: &Kit, oid: u64, r: DropReason) -> u64 {
+        k.d.fwd.ports[&oid].counters.drops(r)
+    }
+
+    #[test]
+    fn a_broadcast_varpd_cannot_answer_is_dropped_as_not_answered() {
+        let mut k = Kit::new("not_answered");
+        let (oid, _tap) = k.overlay("ov0", 10);
+        let mut varpd = k.varpd();
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        let (id, carried) = asked(&mut varpd);
+        assert!(carried.is_some(), "a broadcast lookup carries its frame");
+        assert_eq!(k.d.fwd.ports[&oid].bcast_inflight, 1);
+        let reason = "no such address".to_string();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
             oid,
-            mac,
-            frame: None,
-            asked: now,
-        },
-    );
-    true
+            result: LookupResult::NotAnswered { reason },
+        });
+        assert_eq!(drops(&k, oid, DropReason::NotAnswered), 1);
+        assert_eq!(k.d.fwd.ports[&oid].bcast_inflight, 0);
+    }
+
+    #[test]
+    fn an_answer_sends_the_queued_frames_to_their_destination() {
+        let mut k = Kit::new("answer");
+        let (oid, _tap) = k.overlay("ov0", 11);
+        let mut varpd = k.varpd();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let sent = frame(DST, 0x88b5);
+        send(&mut k, oid, &sent);
+        send(&mut k, oid, &sent);
+        let (id, _) = asked(&mut varpd);
+        let dest = peer.local_addr().unwrap();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
+            oid,
+            result: LookupResult::Target { dest },
+        });
+        k.d.flush_tx();
+        let mut buf = [0u8; 2048];
+        for _ in 0..2 {
+            let n = peer.recv(&mut buf).expect("a released frame");
+            let p = overlay_wire::vxlan::parse(&buf[..n]).unwrap();
+            assert_eq!((p.vni, p.inner), (11, &sent[..]));
+        }
+        let ov = &k.d.fwd.ports[&oid];
+        assert_eq!((ov.counters.misses, ov.counters.tx_frames), (2, 2));
+        assert_eq!(
+            ov.table.dump(),
+            [(DST, overlay_api::TargetDest::Valid(dest))]
+        );
+    }
+
+    #[test]
+    fn a_drop_answer_drops_the_queued_frames_as_target_drop() {
+        let mut k = Kit::new("drop_answer");
+        let (oid, _tap) = k.overlay("ov0", 12);
+        let mut varpd = k.varpd();
+        send(&mut k, oid, &frame(DST, 0x88b5));
+        let (id, _) = asked(&mut varpd);
+        let reason = "no such MAC".to_string();
+        k.d.link_msg(VarpdMsg::LookupReply {
+            id,
+            oid,
+            result: LookupResult::Drop { reason },
+        });
+        assert_eq!(drops(&k, oid, DropReason::TargetDrop), 1);
+        // Later frames are dropped at once, while the answer holds.
+        send(&mut k, oid, &frame(DST, 0x88b5));
+        assert_eq!(drops(&k, oid, DropReason::TargetDrop), 2);
+    }
+
+    #[test]
+    fn broadcasts_waiting_on_a_varpd_that_goes_away_are_varpd_unavailable() {
+        let mut k = Kit::new("link_down");
+        let (oid, _tap) = k.overlay("ov0", 13);
+        let mut varpd = k.varpd();
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        let _ = asked(&mut varpd);
+        k.d.link_down();
+        assert_eq!(drops(&k, oid, DropReason::VarpdUnavailable), 1);
+        // With no varpd, the next one is refused at once.
+        send(&mut k, oid, &frame(Mac([0xff; 6]), 0x0806));
+        assert_eq!(drops(&k, oid, DropReason::VarpdUnavailable), 2);
+    }
 }

@@ -13,20 +13,86 @@
 //! into TAP devices.
 //!
 //! ```text
-//!  TAP ──► datapath::tx ──► target table ──hit──► module encap ──► mux sender ──► underlay
+//!  TAP ──► decide_tx ──► target table ──hit──► module encap ──► mux sender ──► underlay
 //!                               │ miss
 //!                               └──► pending queue ──► link ──► varpd ──► answer / inject
-//!  underlay ──► mux socket ──► module decap ──► demux by VNI ──► TAP
+//!  underlay ──► mux socket ──► module decap ──► demux by VNI ──► decide_rx ──► TAP
 //! ```
 //!
-//! Parts: [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
+//! ## Threads and what each owns
+//!
+//! - The **event loop** ([`daemon`]): one thread, one `mio::Poll`. It owns
+//!   every overlay ([`overlay::Overlay`]: configuration, target table,
+//!   counters, VNICs), every mux, the control connections, the varpd link
+//!   and the outstanding lookups, and queue 0 of every TAP device. Control
+//!   requests ([`control`]) are served between frames from the same state.
+//! - **Workers** ([`worker`], `--workers N`): each owns one queue of every
+//!   overlay's multi-queue TAP device, one socket of each mux's
+//!   `SO_REUSEPORT` group, and its own counters, which the event loop
+//!   collects. They read the target table lock-free and only its valid
+//!   entries.
+//!
+//! - Two threads do the control plane's blocking work, so that no
+//!   forwarding thread ever waits for the disk or the kernel: the state
+//!   file's writer ([`persist::Saver`]) and the chore thread ([`chores`]:
+//!   the netlink requests of VNICs). Worker commands are not waited for
+//!   either. A reply to a request waits instead — held, with no further
+//!   request taken — until every worker has applied, the state file holds
+//!   and the chores have done the changes made before it
+//!   (`Daemon::reply`).
+//!
+//! Both kinds of thread run the same **forwarding engine**
+//! ([`datapath::Forwarder`]) over their ports ([`port::Port`], the one
+//! trait the engine sees an overlay through). The only difference between
+//! them is the engine's [`datapath::Owner`]: what a thread does with a
+//! frame it cannot forward itself. The event loop's
+//! ([`lookups::EventLoop`]) queues misses and asks varpd; a worker's hands
+//! such frames to the event loop, which decides them again.
+//!
+//! ## How a frame flows
+//!
+//! tx: the engine reads a frame and its virtio-net header from a TAP queue;
+//! `overlay_core::decide::decide_tx` (a pure function of the overlay's
+//! state, the frame's facts and the table's entry for its destination)
+//! gives the verdict — encapsulate to a destination, queue behind a lookup,
+//! send to varpd (ARP/NDP/DHCP), or drop with a reason;
+//! `overlay_core::decide::prepare_tx` checks its offloads (a TCP
+//! super-frame is cut into MTU-sized segments on the way); the encapsulated
+//! datagrams leave in batched `sendmsg` calls ([`txq`]). rx: a batch of
+//! datagrams ([`rxq`], UDP GRO) is checked by the mux's encapsulation
+//! module, demultiplexed by VNI, decided by `decide_rx` (source checks,
+//! size) and written to the TAP device, consecutive TCP segments coalesced.
+//! Every frame not delivered is counted under its `DropReason` and traced
+//! by the `overlay:drop` probe.
+//!
+//! ## How a lookup lives and ends
+//!
+//! A miss makes a *pending* entry in the target table, with the frame
+//! queued behind it (bounded), and asks varpd ([`lookups`]: the lookup's
+//! id, what it is for, when it was asked). It ends when varpd answers
+//! ([`link`]: the entry becomes valid and the queued frames go, or a drop),
+//! or is asked again after `LOOKUP_RETRY` unanswered or when varpd returns
+//! after going away (pending entries keep their frames meanwhile; a
+//! broadcast waiting on a varpd that went away is dropped as
+//! `varpd-unavailable`), or is dropped with its entry (`flush`, idle
+//! expiry, overlay deleted).
+//!
+//! ## Parts
+//!
+//! [`tap`] (TAP devices), [`mux`] (underlay sockets), [`conn`]
 //! (line-framed control connections), [`daemon`] (the event loop and its
-//! state), [`lookups`] (the lookups asked of varpd, by id and by
-//! overlay and MAC), [`datapath`] (tx and rx), [`control`] (requests), [`link`] (the
-//! varpd link), [`frames`] (inject and resend, for varpd and the operator), [`vnic`] (VNICs: macvlans over a TAP device, one per
-//! guest, and their counters), [`persist`] (the state file: persistent
-//! overlays and their VNICs, restored at start). Decisions that need no I/O (properties, the table, the VNI
-//! map, counters) live in `overlay-core`.
+//! state), [`datapath`] (the forwarding engine), [`port`] (an overlay as
+//! one thread sees it), [`lookups`] (the lookups asked of varpd, and the
+//! event loop's owner of the engine), [`registry`] (the life of overlays,
+//! muxes and VNICs), [`chores`] (blocking control-plane work), [`control`]
+//! (requests), [`link`] (the
+//! varpd link), [`frames`] (inject and resend, for varpd and the
+//! operator), [`vnic`] (VNICs: macvlans over a TAP device, one per guest,
+//! and their counters), [`persist`] (the state file) and [`restore`]
+//! (persistent overlays set up again at start, and saved on every change).
+//! Decisions that need no I/O (properties, verdicts, the table, the VNI
+//! map, counters) live in `overlay-core`. Modules import each other
+//! without cycles: the engine reaches an overlay only through [`port::Port`].
 //!
 //! Restart: a persistent overlay's TAP device (and the VNICs over it)
 //! outlives overlayd; the next overlayd re-attaches to it from the state
@@ -36,6 +102,7 @@
 //! forwarding and pending lookups are asked again when it returns. Malformed
 //! datagrams and requests are counted or answered with an error, never fatal.
 
+mod chores;
 mod conn;
 mod control;
 mod daemon;
@@ -48,8 +115,12 @@ mod mux;
 mod overlay;
 mod persist;
 mod port;
+mod registry;
+mod restore;
 mod rxq;
 mod tap;
+#[cfg(test)]
+mod testkit;
 mod txq;
 mod vnic;
 mod worker;

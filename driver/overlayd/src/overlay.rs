@@ -5,11 +5,12 @@ use crate::local::LocalMacs;
 use crate::port::Port;
 use crate::tap::Tap;
 use crate::vnic::{self, Vnic, VnicCounters};
-use overlay_api::{DestMode, DropReason, Mac, OverlayState};
+use overlay_api::{DestMode, Mac, OverlayState};
+use overlay_core::decide::{self, Entry, RxFacts, RxPort, RxVerdict};
 use overlay_core::stats::{Histogram, Peers};
-use overlay_core::{Counters, OverlayConfig, SourceCheck, TargetTable};
+use overlay_core::{Counters, OverlayConfig, TargetTable};
 use overlay_probes::overlay as probe;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// An overlay.
@@ -53,6 +54,39 @@ pub struct Overlay {
     pub local: LocalMacs,
 }
 
+impl Overlay {
+    /// A new overlay `oid` on mux `mid`, not yet configured by varpd,
+    /// created at `created_mono_ns`.
+    pub fn new(
+        oid: u64,
+        cfg: OverlayConfig,
+        tap: Tap,
+        mid: u64,
+        table: TargetTable,
+        created_mono_ns: u64,
+    ) -> Overlay {
+        Overlay {
+            oid,
+            cfg,
+            tap,
+            mux: mid,
+            mode: None,
+            point: None,
+            configured: false,
+            instance_error: None,
+            table,
+            counters: Counters::default(),
+            bcast_inflight: 0,
+            peers: Default::default(),
+            lookup_ns: Default::default(),
+            reported: (OverlayState::Online, None),
+            created_mono_ns,
+            vnics: Vec::new(),
+            local: Default::default(),
+        }
+    }
+}
+
 /// Fires the `table-resize-*` probes for one overlay's target table.
 #[derive(Debug)]
 pub struct ResizeProbe {
@@ -92,6 +126,28 @@ impl Port for Overlay {
         self.oid
     }
 
+    fn mux_id(&self) -> u64 {
+        self.mux
+    }
+
+    fn mode(&self) -> Option<DestMode> {
+        self.mode
+    }
+
+    fn point(&self) -> Option<SocketAddr> {
+        self.point
+    }
+
+    #[inline]
+    fn entry(&self, dst: Mac, now: Instant) -> Entry {
+        self.table.entry(dst, now)
+    }
+
+    #[inline]
+    fn hit(&self, dst: Mac, len: usize, now: Instant) {
+        self.table.hit(dst, len, now)
+    }
+
     fn cfg(&self) -> &OverlayConfig {
         &self.cfg
     }
@@ -115,50 +171,24 @@ impl Port for Overlay {
         vnic::counters_of(&mut self.vnics, mac)
     }
 
-    /// In point mode the sender must be the destination; in dynamic mode
-    /// the target table must map `src` there. A source not known yet is
-    /// queued in `asks` for varpd (once) and its frame dropped as
-    /// `unknown-peer`; a source known elsewhere, or to be dropped, is
-    /// `spoofed-source`.
-    fn source_ok(
-        &mut self,
-        src: Mac,
-        from: IpAddr,
-        len: usize,
-        asks: &mut Vec<(u64, Mac)>,
-    ) -> bool {
-        if !self.cfg.check_source {
-            return true;
-        }
-        let verdict = if src.is_multicast() {
-            Err(DropReason::SpoofedSource)
-        } else {
-            match (self.mode, self.point) {
-                (Some(DestMode::Point), Some(p)) if p.ip() == from => Ok(()),
-                (Some(DestMode::Point), _) => Err(DropReason::SpoofedSource),
-                // Not configured by varpd yet: nothing is known.
-                (None, _) => Err(DropReason::UnknownPeer),
-                (Some(DestMode::Dynamic), _) => {
-                    match self.table.check_source(src, from, Instant::now()) {
-                        SourceCheck::Known => Ok(()),
-                        SourceCheck::Elsewhere => Err(DropReason::SpoofedSource),
-                        SourceCheck::Unknown { ask } => {
-                            if ask {
-                                asks.push((self.oid, src));
-                            }
-                            Err(DropReason::UnknownPeer)
-                        }
-                    }
-                }
-            }
+    /// With `target/check_source`, in point mode the sender must be the
+    /// destination; in dynamic mode the target table must map the source
+    /// there ([`TargetTable::check_source`], which makes an unknown source
+    /// pending: it goes to `asks`, once).
+    fn rx_verdict(&mut self, f: &RxFacts, asks: &mut Vec<(u64, Mac)>) -> RxVerdict {
+        let port = RxPort {
+            check_source: self.cfg.check_source,
+            mode: self.mode,
+            point: self.point,
         };
-        match verdict {
-            Ok(()) => true,
-            Err(reason) => {
-                self.drop(reason, len);
-                false
-            }
+        let table = &mut self.table;
+        let v = decide::decide_rx(&port, f, |src, from| {
+            table.check_source(src, from, Instant::now())
+        });
+        if v == RxVerdict::AskSource {
+            asks.push((self.oid, f.src));
         }
+        v
     }
 }
 

@@ -24,17 +24,19 @@
 //! host yet) stays in the file and is tried again every 5 s; until then
 //! `show-overlay` lists it, DEGRADED with the reason ([`Unrestored`]).
 
-use crate::daemon::Daemon;
-use crate::vnic::{self, Vnic, VnicCounters};
-use overlay_api::proto::Reply;
+use mio::Waker;
 use overlay_api::statefile::StateFile;
-use overlay_api::{Mac, MacAddrType, OverlaySpec, OverlayState, PropRow, StatusRow};
+use overlay_api::{Mac, MacAddrType, OverlaySpec};
 use overlay_core::OverlayConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The state file's name in the state directory.
@@ -255,7 +257,7 @@ pub fn save(dir: &Path, overlays: &[SavedOverlay]) -> io::Result<()> {
 
 /// How often overlays that could not be restored are tried again (their
 /// underlay address may come up after overlayd, as after a reboot).
-const RETRY: Duration = Duration::from_secs(5);
+pub(crate) const RETRY: Duration = Duration::from_secs(5);
 
 /// Persistent overlays of the state file that could not be set up.
 #[derive(Debug, Default)]
@@ -264,9 +266,9 @@ pub struct Unrestored {
     pub list: Vec<SavedOverlay>,
     /// Why each (by name) could not be set up the last time it was tried:
     /// `show-overlay -f` shows it.
-    why: HashMap<String, String>,
+    pub(crate) why: HashMap<String, String>,
     /// When to try them again.
-    next: Option<Instant>,
+    pub(crate) next: Option<Instant>,
 }
 
 impl Unrestored {
@@ -277,275 +279,90 @@ impl Unrestored {
     }
 
     /// Every one, by name.
-    fn sorted(&self) -> Vec<&SavedOverlay> {
+    pub(crate) fn sorted(&self) -> Vec<&SavedOverlay> {
         let mut v: Vec<_> = self.list.iter().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
-    fn failed(&mut self, o: SavedOverlay, why: String) {
+    pub(crate) fn failed(&mut self, o: SavedOverlay, why: String) {
         self.why.insert(o.name.clone(), why);
         self.list.push(o);
     }
 }
 
-fn reply_text(r: Reply) -> String {
-    match r {
-        Reply::Error { error } => error.message,
-        other => format!("{other:?}"),
-    }
+/// Writes the state file on a thread of its own, so that no forwarding
+/// thread ever waits for `fsync`. Snapshots are numbered; when several
+/// wait, only the latest is written (it holds every earlier change). Each
+/// write (or failure, which is logged: the change then holds until
+/// overlayd exits) is told to the event loop through its waker.
+pub(crate) struct Saver {
+    tx: Option<Sender<(u64, Vec<SavedOverlay>)>>,
+    /// The number of the last snapshot given.
+    issued: u64,
+    /// The number of the last snapshot written (or given up on).
+    written: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
 }
 
-fn where_(netns: Option<&str>) -> String {
-    netns
-        .map(|n| format!(" in network namespace {n}"))
-        .unwrap_or_default()
-}
-
-impl Daemon {
-    /// The persistent overlays, as the state file holds them, by name.
-    fn saved(&self) -> Vec<SavedOverlay> {
-        let mut v: Vec<SavedOverlay> = self
-            .overlays
-            .values()
-            .filter(|o| !o.cfg.temporary)
-            .map(|o| SavedOverlay {
-                name: o.cfg.name.clone(),
-                encap: o.cfg.encap.clone(),
-                search: o.cfg.search.clone(),
-                vnetid: o.cfg.vnetid,
-                props: o.cfg.props.clone(),
-                vnics: o
-                    .vnics
-                    .iter()
-                    .map(|v| SavedVnic {
-                        name: v.name.clone(),
-                        mac: v.mac,
-                        addrtype: v.addrtype,
-                        netns: v.netns.clone(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        v.extend(
-            self.unrestored
-                .list
-                .iter()
-                .filter(|u| !self.by_name.contains_key(&u.name))
-                .cloned(),
-        );
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    /// Writes the state file after a change to a persistent overlay or VNIC.
-    /// A failure is logged: the change holds until overlayd exits.
-    pub(crate) fn save_state(&mut self) {
-        if let Err(e) = save(&self.state_dir, &self.saved()) {
-            log::error!(
-                "cannot save persistent overlays to {}: {e}; the last change will not survive an overlayd restart",
-                self.state_dir.join(STATE_FILE).display()
-            );
-        }
-    }
-
-    /// Forgets a persistent overlay that could not be restored (for
-    /// `delete-overlay`); true if there was one of that name.
-    pub(crate) fn forget_unrestored(&mut self, name: &str) -> bool {
-        let before = self.unrestored.list.len();
-        self.unrestored.list.retain(|u| u.name != name);
-        if self.unrestored.list.len() == before {
-            return false;
-        }
-        self.save_state();
-        true
-    }
-
-    /// At start: sets up every overlay of the state file again, re-attaching
-    /// to TAP devices and VNICs that survived, and making anew those that
-    /// did not (a reboot). A state file that cannot be used is set aside and
-    /// reported; overlayd then starts with no overlays.
-    pub fn restore(&mut self) {
-        let path = self.state_dir.join(STATE_FILE);
-        let saved = match load(&self.state_dir) {
-            Ok(v) => v,
-            Err(e) => {
-                match set_aside(&self.state_dir) {
-                    Ok(to) => log::error!(
-                        "state file {}: {e}; it is kept as {} (contents intact) and overlayd starts with NO overlays: fix it and move it back before the next start, or re-create the overlays",
-                        path.display(),
-                        to.display()
-                    ),
-                    Err(e2) => log::error!(
-                        "state file {}: {e}; cannot set it aside ({e2}); overlayd starts with NO overlays",
-                        path.display()
-                    ),
-                }
-                return;
-            }
-        };
-        if saved.is_empty() {
-            return;
-        }
-        log::info!(
-            "restoring {} persistent overlay(s) from {}",
-            saved.len(),
-            path.display()
-        );
-        let mut changed = false;
-        for o in saved {
-            match self.restore_one(&o) {
-                Ok(forgot) => changed |= forgot,
-                Err(e) => {
-                    log::error!(
-                        "{}: cannot restore the persistent overlay: {e}; it stays in {} and is tried again every {} s",
-                        o.name,
-                        path.display(),
-                        RETRY.as_secs()
-                    );
-                    self.unrestored.failed(o, e);
-                }
-            }
-        }
-        self.unrestored.next = Some(Instant::now() + RETRY);
-        if changed {
-            self.save_state();
-        }
-    }
-
-    /// Sets up one saved overlay and its VNICs; `Ok(true)` if a VNIC could
-    /// not be recreated and was forgotten.
-    fn restore_one(&mut self, o: &SavedOverlay) -> Result<bool, String> {
-        let oid = self.make_overlay(&o.spec(), None).map_err(reply_text)?;
-        let mut forgot = false;
-        for v in &o.vnics {
-            forgot |= !self.restore_vnic(oid, v);
-        }
-        Ok(forgot)
-    }
-
-    /// Re-adopts VNIC `v` of overlay `oid` if it still exists (name and MAC
-    /// in its namespace), else creates it again; false if that failed (its
-    /// namespace is gone, say), and then it is forgotten.
-    fn restore_vnic(&mut self, oid: u64, v: &SavedVnic) -> bool {
-        let ov = self.overlays.get_mut(&oid).expect("just made");
-        let (over, mtu, ns) = (ov.cfg.name.clone(), ov.cfg.mtu, v.netns.as_deref());
-        match vnic::exists(&v.name, v.mac, ns) {
-            Ok(true) => log::info!(
-                "{over}: VNIC {} ({}) re-adopted{}",
-                v.name,
-                v.mac,
-                where_(ns)
-            ),
-            other => {
-                if let Err(e) = other {
-                    log::warn!("{over}: cannot look for VNIC {}{}: {e}", v.name, where_(ns));
-                }
-                if let Err(e) = vnic::create(&v.name, &over, v.mac, mtu, ns) {
-                    log::error!(
-                        "{over}: cannot recreate VNIC {} ({}){}: {e}; it is forgotten (create it again with create-vnic)",
-                        v.name,
-                        v.mac,
-                        where_(ns)
-                    );
-                    return false;
-                }
-                log::info!(
-                    "{over}: VNIC {} ({}) recreated{}",
-                    v.name,
-                    v.mac,
-                    where_(ns)
-                );
-            }
-        }
-        ov.vnics.push(Vnic {
-            name: v.name.clone(),
-            mac: v.mac,
-            addrtype: v.addrtype,
-            netns: v.netns.clone(),
-            counters: VnicCounters::default(),
-        });
-        self.sync_workers(oid);
-        true
-    }
-
-    /// `show-overlay -f` rows of the persistent overlays that could not be
-    /// restored (`name`'s only, if given): DEGRADED, with why and when it
-    /// is tried again. They have no TAP device yet, so they forward nothing.
-    pub(crate) fn unrestored_status(&self, name: Option<&str>) -> Vec<StatusRow> {
-        self.unrestored
-            .sorted()
-            .into_iter()
-            .filter(|o| name.is_none_or(|n| o.name == n))
-            .map(|o| StatusRow {
-                link: o.name.clone(),
-                status: OverlayState::Degraded,
-                details: Some(format!(
-                    "not restored from the state file: {}; tried again every {} s",
-                    self.unrestored.get(&o.name).map_or("", |(_, why)| why),
-                    RETRY.as_secs()
-                )),
-            })
-            .collect()
-    }
-
-    /// `show-overlay` property rows of the persistent overlays that could
-    /// not be restored (`name`'s only, if given), as saved; `varpd/id` is
-    /// unset, for no varpd instance exists.
-    pub(crate) fn unrestored_props(&self, name: Option<&str>) -> Vec<PropRow> {
-        self.unrestored
-            .sorted()
-            .into_iter()
-            .filter(|o| name.is_none_or(|n| o.name == n))
-            .flat_map(|o| {
-                let spec = o.spec();
-                let plugin = self
-                    .plugins
-                    .iter()
-                    .find(|p| p.name == o.search)
-                    .map(|p| p.props.as_slice());
-                let cfg = OverlayConfig::from_spec(&spec, plugin)
-                    .or_else(|_| OverlayConfig::from_spec(&spec, None));
-                let mut rows = match cfg {
-                    Ok(c) => c.prop_rows(0, plugin),
-                    Err(_) => Vec::new(),
-                };
-                for r in rows.iter_mut().filter(|r| r.property == "varpd/id") {
-                    r.value = None;
-                }
-                rows
-            })
-            .collect()
-    }
-
-    /// Tries the overlays that could not be restored again, every [`RETRY`].
-    pub(crate) fn retry_restore(&mut self, now: Instant) {
-        if self.unrestored.list.is_empty() || self.unrestored.next.is_some_and(|t| t > now) {
-            return;
-        }
-        self.unrestored.next = Some(now + RETRY);
-        let mut changed = false;
-        for o in std::mem::take(&mut self.unrestored.list) {
-            if self.by_name.contains_key(&o.name) {
-                continue; // re-created by hand meanwhile
-            }
-            match self.restore_one(&o) {
-                Ok(forgot) => {
-                    log::info!("{}: persistent overlay restored", o.name);
-                    self.unrestored.why.remove(&o.name);
-                    changed |= forgot;
-                    if let Some(oid) = self.by_name.get(&o.name).copied() {
-                        self.send_instance(oid);
+impl Saver {
+    /// Starts the thread that writes `dir`'s state file; `waker` wakes
+    /// the event loop after each write.
+    pub fn start(dir: PathBuf, waker: Arc<Waker>) -> std::io::Result<Saver> {
+        let (tx, rx) = mpsc::channel::<(u64, Vec<SavedOverlay>)>();
+        let written = Arc::new(AtomicU64::new(0));
+        let done = Arc::clone(&written);
+        let thread = std::thread::Builder::new()
+            .name("state-saver".into())
+            .spawn(move || {
+                while let Ok(mut next) = rx.recv() {
+                    while let Ok(later) = rx.try_recv() {
+                        next = later;
                     }
+                    let (seq, overlays) = next;
+                    if let Err(e) = save(&dir, &overlays) {
+                        log::error!(
+                            "cannot save persistent overlays to {}: {e}; the last change will not survive an overlayd restart",
+                            dir.join(STATE_FILE).display()
+                        );
+                    }
+                    done.store(seq, Ordering::Release);
+                    let _ = waker.wake();
                 }
-                Err(e) => {
-                    log::debug!("{}: still cannot restore: {e}", o.name);
-                    self.unrestored.failed(o, e);
-                }
-            }
+            })?;
+        Ok(Saver {
+            tx: Some(tx),
+            issued: 0,
+            written,
+            thread: Some(thread),
+        })
+    }
+
+    /// Has `overlays` written; returns the snapshot's number.
+    pub fn save(&mut self, overlays: Vec<SavedOverlay>) -> u64 {
+        self.issued += 1;
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((self.issued, overlays));
         }
-        if changed {
-            self.save_state();
+        self.issued
+    }
+
+    /// The number of the last snapshot given.
+    pub fn issued(&self) -> u64 {
+        self.issued
+    }
+
+    /// Whether snapshot `seq` (and every earlier one) is written.
+    pub fn written(&self, seq: u64) -> bool {
+        self.written.load(Ordering::Acquire) >= seq
+            || self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Writes what waits and stops the thread (at shutdown).
+    pub fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

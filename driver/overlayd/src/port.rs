@@ -8,12 +8,15 @@
 
 use crate::tap::Tap;
 use crate::vnic::VnicCounters;
+use overlay_api::DestMode;
 use overlay_api::{DropReason, Mac};
+use overlay_core::decide::{Entry, RxFacts, RxVerdict};
 use overlay_core::stats::Peers;
 use overlay_core::{Counters, OverlayConfig};
 use overlay_probes::overlay as probe;
 use overlay_wire::offload::VNET_HDR_LEN;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// One overlay as one forwarding thread sees it.
 pub(crate) trait Port {
@@ -23,17 +26,44 @@ pub(crate) trait Port {
     fn cfg(&self) -> &OverlayConfig;
     /// The TAP queue this thread writes to.
     fn tap(&self) -> &Tap;
+    /// The id of the mux it sends through.
+    fn mux_id(&self) -> u64;
+    /// Its destination mode, once varpd configured it.
+    fn mode(&self) -> Option<DestMode>;
+    /// Its point-mode destination.
+    fn point(&self) -> Option<SocketAddr>;
+    /// What this thread's view of the target table holds for `dst` at
+    /// `now` (a worker sees valid entries only: anything else is absent).
+    fn entry(&self, dst: Mac, now: Instant) -> Entry;
+    /// Counts a frame of `len` bytes sent to `dst` against its entry.
+    fn hit(&self, dst: Mac, len: usize, now: Instant);
     /// This thread's counters of the overlay.
     fn counters(&mut self) -> &mut Counters;
     /// This thread's counters per underlay peer.
     fn peers(&mut self) -> &mut Peers;
     /// This thread's counters of the VNIC whose MAC is `mac`, if one has it.
     fn vnic(&mut self, mac: Mac) -> Option<&mut VnicCounters>;
-    /// `target/check_source`: whether a frame whose inner source is `src`
-    /// may come from underlay address `from` (a refused one is counted);
-    /// sources to ask varpd about go to `asks`.
-    fn source_ok(&mut self, src: Mac, from: IpAddr, len: usize, asks: &mut Vec<(u64, Mac)>)
-        -> bool;
+    /// What becomes of a received frame with these facts
+    /// ([`overlay_core::decide::decide_rx`], with this thread's knowledge of the
+    /// overlay); a source to ask varpd about goes to `asks`.
+    fn rx_verdict(&mut self, f: &RxFacts, asks: &mut Vec<(u64, Mac)>) -> RxVerdict;
+
+    /// Performs [`rx_verdict`](Self::rx_verdict) up to delivery: true if
+    /// the frame (of `len` bytes) is to be delivered, else it is counted
+    /// as dropped with its reason.
+    fn admit(&mut self, f: &RxFacts, len: usize, asks: &mut Vec<(u64, Mac)>) -> bool {
+        match self.rx_verdict(f, asks) {
+            RxVerdict::Deliver => true,
+            RxVerdict::AskSource => {
+                self.drop(DropReason::UnknownPeer, len);
+                false
+            }
+            RxVerdict::Drop(reason) => {
+                self.drop(reason, len);
+                false
+            }
+        }
+    }
 
     /// Reads one frame (behind its virtio-net header) from this thread's
     /// TAP queue into `buf`: its length, or `None` when none waits (or the

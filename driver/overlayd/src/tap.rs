@@ -124,6 +124,17 @@ impl Tap {
         }
     }
 
+    /// A stand-in for a TAP queue over any descriptor (a pipe's write end in
+    /// the forwarding engine's unit tests, which need no TAP device).
+    #[cfg(test)]
+    pub fn for_test(fd: OwnedFd, name: &str) -> Tap {
+        Tap {
+            fd,
+            name: name.to_string(),
+            adopted: false,
+        }
+    }
+
     /// A second descriptor of the same queue (for a thread that only writes).
     pub fn try_clone(&self) -> io::Result<Tap> {
         Ok(Tap {

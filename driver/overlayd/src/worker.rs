@@ -40,32 +40,34 @@
 //! every snapshot includes them.
 //!
 //! Commands (an overlay or mux added or removed, a destination or the
-//! VNICs changed) are applied between batches and acknowledged: when the
-//! event loop has removed an overlay, no worker holds its TAP queue any
-//! more.
+//! VNICs changed) are numbered and applied between batches; the event loop
+//! does not wait for them. Each worker publishes the number of the last
+//! one it applied and wakes the event loop, which holds the reply to the
+//! request that caused them until every worker has (`Daemon::reply`):
+//! when `delete-overlay` is answered, no worker holds the overlay's TAP
+//! queue any more.
 
-use crate::daemon::{token, KIND_MUX, KIND_TAP, TAPBUF};
-use crate::datapath::{self, Gro, FLUSH_MSGS};
+use crate::datapath::{token, KIND_MUX, KIND_TAP};
+use crate::datapath::{Forwarder, Owner};
 use crate::mux::Mux;
 use crate::port::Port;
-use crate::rxq::RxBatch;
 use crate::tap::Tap;
-use crate::txq::TxQueue;
 use crate::vnic::VnicCounters;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use overlay_api::{DestMode, DropReason, Mac};
+use overlay_core::decide::{self, Entry, RxFacts, RxPort, RxVerdict, TxVerdict, Varpd};
 use overlay_core::stats::Peers;
+use overlay_core::target::SourceCheck;
 use overlay_core::target::{TableHandle, TableView};
 use overlay_core::{Counters, OverlayConfig};
-use overlay_probes::overlay as probe;
-use overlay_wire::eth;
 use overlay_wire::offload::VNET_HDR_LEN;
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -80,8 +82,6 @@ const LOCAL_REFRESH: Duration = Duration::from_secs(10);
 /// Source MACs a worker remembers per overlay (beyond, each of their frames
 /// tells the event loop).
 const LOCAL_MAX: usize = crate::local::MAX_LOCAL_MACS;
-/// How long the event loop waits for a worker to apply a command.
-const COMMAND_WAIT: Duration = Duration::from_secs(5);
 
 const TOKEN_WAKE: Token = Token(0);
 
@@ -209,6 +209,29 @@ impl Port for WorkerPort {
         self.oid
     }
 
+    fn mux_id(&self) -> u64 {
+        self.mux
+    }
+
+    fn mode(&self) -> Option<DestMode> {
+        self.mode
+    }
+
+    fn point(&self) -> Option<SocketAddr> {
+        self.point
+    }
+
+    /// Valid entries only: the rest is the event loop's.
+    #[inline]
+    fn entry(&self, dst: Mac, _: Instant) -> Entry {
+        self.table.valid(dst).map_or(Entry::Absent, Entry::Valid)
+    }
+
+    #[inline]
+    fn hit(&self, dst: Mac, len: usize, now: Instant) {
+        self.table.hit(dst, len, now)
+    }
+
     fn cfg(&self) -> &OverlayConfig {
         &self.cfg
     }
@@ -240,10 +263,16 @@ impl Port for WorkerPort {
     }
 
     /// Datagrams for overlays that check sources are handed over before
-    /// they get here (see `WorkerState::needs_event_loop`).
-    fn source_ok(&mut self, _: Mac, _: IpAddr, _: usize, _: &mut Vec<(u64, Mac)>) -> bool {
+    /// they get here (see `WorkerState::needs_event_loop`): a worker has
+    /// no source to check.
+    fn rx_verdict(&mut self, f: &RxFacts, _: &mut Vec<(u64, Mac)>) -> RxVerdict {
         debug_assert!(!self.cfg.check_source, "handed over, never checked here");
-        true
+        let port = RxPort {
+            check_source: false,
+            mode: self.mode,
+            point: self.point,
+        };
+        decide::decide_rx(&port, f, |_, _| SourceCheck::Unknown { ask: false })
     }
 }
 
@@ -257,8 +286,11 @@ pub(crate) struct Workers {
 }
 
 struct Handle {
-    commands: Sender<Command>,
-    acks: Receiver<()>,
+    commands: Sender<(u64, Command)>,
+    /// The sequence number of the last command the worker has applied.
+    applied: Arc<AtomicU64>,
+    /// The sequence number of the last command sent.
+    sent: AtomicU64,
     waker: Arc<Waker>,
     shard: Arc<Mutex<Shard>>,
     thread: Option<JoinHandle<()>>,
@@ -266,15 +298,15 @@ struct Handle {
 
 impl Workers {
     /// Starts `n` workers; `waker` wakes the event loop.
-    pub fn start(n: usize, waker: Waker) -> io::Result<Workers> {
+    pub fn start(n: usize, waker: Arc<Waker>) -> io::Result<Workers> {
         let (handover_tx, handover) = mpsc::sync_channel(HANDOVER_LIMIT);
-        let waker = Arc::new(waker);
         let workers = (1..=n)
             .map(|k| {
                 let poll = Poll::new()?;
                 let own = Arc::new(Waker::new(poll.registry(), TOKEN_WAKE)?);
                 let (commands, rx) = mpsc::channel();
-                let (ack_tx, acks) = mpsc::channel();
+                let applied = Arc::new(AtomicU64::new(0));
+                let applied_w = Arc::clone(&applied);
                 let shard = Arc::new(Mutex::new(Shard::default()));
                 let (shard_w, handover, wake_loop) =
                     (Arc::clone(&shard), handover_tx.clone(), Arc::clone(&waker));
@@ -284,24 +316,23 @@ impl Workers {
                         WorkerState {
                             poll,
                             commands: rx,
-                            acks: ack_tx,
+                            applied: applied_w,
                             shard: shard_w,
-                            handover,
                             wake_loop,
-                            ports: HashMap::new(),
-                            muxes: HashMap::new(),
-                            checking: 0,
-                            tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
-                            txq: TxQueue::new(),
-                            rxq: RxBatch::new(),
-                            gro: Gro::default(),
-                            handed: false,
+                            fwd: Forwarder::new(),
+                            side: WorkerSide {
+                                handover,
+                                handed: false,
+                                checking: 0,
+                                rx: Vec::new(),
+                            },
                         }
                         .run()
                     })?;
                 Ok(Handle {
                     commands,
-                    acks,
+                    applied,
+                    sent: AtomicU64::new(0),
                     waker: own,
                     shard,
                     thread: Some(thread),
@@ -320,30 +351,45 @@ impl Workers {
         self.workers.len()
     }
 
-    /// Gives worker `k` (0-based) `cmd` and waits until it has applied it.
+    /// Gives worker `k` (0-based) `cmd`, numbered: the event loop does not
+    /// wait for it ([`Workers::caught_up`] says when it is applied).
     fn command(&self, k: usize, cmd: Command) {
         let w = &self.workers[k];
-        if w.commands.send(cmd).is_err() {
+        let seq = w.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        if w.commands.send((seq, cmd)).is_err() {
             log::error!("worker-{} is gone", k + 1);
             return;
         }
         let _ = w.waker.wake();
-        match w.acks.recv_timeout(COMMAND_WAIT) {
-            Ok(()) => {}
-            Err(RecvTimeoutError::Timeout) => {
-                log::error!("worker-{} did not apply a command within 5 s", k + 1)
-            }
-            Err(RecvTimeoutError::Disconnected) => log::error!("worker-{} is gone", k + 1),
-        }
     }
 
-    /// Gives every worker the command `make` builds for it.
+    /// Gives every worker the command `make` builds for it, without
+    /// waiting: a reply that must not go before the workers applied it is
+    /// held until [`Workers::caught_up`] with [`Workers::sent`].
     pub fn each(&self, mut make: impl FnMut(usize) -> Option<Command>) {
         for k in 0..self.workers.len() {
             if let Some(cmd) = make(k) {
                 self.command(k, cmd);
             }
         }
+    }
+
+    /// The sequence number of the last command given to each worker.
+    pub fn sent(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.sent.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Whether every worker has applied every command up to `sent` (as
+    /// [`Workers::sent`] gave it). A worker that is gone counts as caught
+    /// up: nothing of it holds a descriptor any more.
+    pub fn caught_up(&self, sent: &[u64]) -> bool {
+        self.workers.iter().zip(sent).all(|(w, &s)| {
+            w.applied.load(Ordering::Acquire) >= s
+                || w.thread.as_ref().is_none_or(|t| t.is_finished())
+        })
     }
 
     /// Moves every worker's counts into `add` (by overlay) and `add_mux`.
@@ -386,21 +432,131 @@ impl Drop for Workers {
 /// A worker thread's state.
 struct WorkerState {
     poll: Poll,
-    commands: Receiver<Command>,
-    acks: Sender<()>,
+    commands: Receiver<(u64, Command)>,
+    /// The sequence number of the last command applied, for the event loop.
+    applied: Arc<AtomicU64>,
     shard: Arc<Mutex<Shard>>,
-    handover: SyncSender<Handover>,
     wake_loop: Arc<Waker>,
-    ports: HashMap<u64, WorkerPort>,
-    muxes: HashMap<u64, Mux>,
-    /// Ports with `target/check_source` (their datagrams are handed over).
-    checking: usize,
-    tapbuf: Box<[u8]>,
-    txq: TxQueue,
-    rxq: RxBatch,
-    gro: Gro,
+    /// Its forwarding engine.
+    fwd: Forwarder<WorkerPort>,
+    /// What it does with what it does not forward itself.
+    side: WorkerSide,
+}
+
+/// A worker's [`Owner`]: it performs what needs nothing but valid entries
+/// (and drops), and hands every other frame to the event loop, which
+/// decides it again; a guest MAC it has not told the event loop about
+/// lately goes there out of band, while its frame goes on from here.
+struct WorkerSide {
+    handover: SyncSender<Handover>,
     /// Something was handed over since the event loop was last woken.
     handed: bool,
+    /// Ports with `target/check_source` (their datagrams are handed over).
+    checking: usize,
+    /// Buffers taken from the current receive batch, to hand over after it.
+    rx: Vec<Handover>,
+}
+
+impl WorkerSide {
+    /// Hands `h` over to the event loop, or gives it back if the queue is
+    /// full.
+    fn try_hand_over(&mut self, h: Handover) -> Result<(), Handover> {
+        match self.handover.try_send(h) {
+            Ok(()) => {
+                self.handed = true;
+                Ok(())
+            }
+            Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => Err(h),
+        }
+    }
+}
+
+impl Owner<WorkerPort> for WorkerSide {
+    fn varpd(&self, _: &WorkerPort) -> Varpd {
+        Varpd::NotKnownHere
+    }
+
+    fn performs(&self, v: &TxVerdict) -> bool {
+        matches!(v, TxVerdict::Encap { .. } | TxVerdict::Drop(_))
+    }
+
+    /// The event loop learns the source from the frame itself. A full
+    /// hand-over queue drops the frame as `queue-overflow`.
+    fn hand_over(&mut self, p: &mut WorkerPort, frame: &[u8]) {
+        let h = Handover::Tx {
+            oid: p.oid,
+            frame: frame.to_vec(),
+        };
+        if self.try_hand_over(h).is_err() {
+            p.drop(DropReason::QueueOverflow, frame.len() - VNET_HDR_LEN);
+        }
+    }
+
+    fn learn(&mut self, p: &mut WorkerPort, mac: Mac, now: Instant) {
+        let tell = match p.local.get_mut(&mac) {
+            Some(t) if now.duration_since(*t) < LOCAL_REFRESH => false,
+            Some(t) => {
+                *t = now;
+                true
+            }
+            None => {
+                if p.local.len() < LOCAL_MAX {
+                    p.local.insert(mac, now);
+                }
+                true
+            }
+        };
+        if tell
+            && self
+                .try_hand_over(Handover::Learn { oid: p.oid, mac })
+                .is_err()
+        {
+            // A full hand-over queue: tell it with the source's next frame.
+            p.local.remove(&mac);
+        }
+    }
+
+    fn miss(
+        &mut self,
+        _: &mut WorkerPort,
+        v: TxVerdict,
+        _: &[u8; VNET_HDR_LEN],
+        _: &[u8],
+        _: Mac,
+        _: Mac,
+        _: Instant,
+    ) -> TxVerdict {
+        unreachable!("a worker hands misses over ({v:?})")
+    }
+
+    fn take_rx(
+        &mut self,
+        mid: u64,
+        mux: &Mux,
+        ports: &HashMap<u64, WorkerPort>,
+        (data, from, seg): (&[u8], SocketAddr, usize),
+    ) -> bool {
+        if self.checking == 0 || !needs_event_loop(mux, ports, data, seg) {
+            return false;
+        }
+        self.rx.push(Handover::Rx {
+            mid,
+            data: data.to_vec(),
+            from,
+            seg,
+        });
+        true
+    }
+
+    fn rx_done(&mut self, mux: &mut Mux, _: &mut HashMap<u64, WorkerPort>, _: &[(u64, Mac)]) {
+        for h in std::mem::take(&mut self.rx) {
+            if let Err(Handover::Rx { data, seg, .. }) = self.try_hand_over(h) {
+                let n = data.len().div_ceil(seg.max(1)) as u64;
+                mux.counters.rx_frames += n;
+                mux.counters.drop(DropReason::QueueOverflow, n);
+            }
+        }
+    }
 }
 
 impl WorkerState {
@@ -425,13 +581,13 @@ impl WorkerState {
                 }
                 let id = (t.0 >> 2) as u64;
                 match t.0 & 3 {
-                    KIND_TAP => self.tap_readable(id),
-                    KIND_MUX => self.mux_readable(id),
+                    KIND_TAP => self.fwd.tap_readable(id, &mut self.side),
+                    KIND_MUX => self.fwd.mux_readable(id, &mut self.side),
                     _ => {}
                 }
             }
-            datapath::flush_tx(&mut self.txq, &mut self.ports);
-            if std::mem::take(&mut self.handed) {
+            self.fwd.flush_tx();
+            if std::mem::take(&mut self.side.handed) {
                 let _ = self.wake_loop.wake();
             }
             self.publish();
@@ -442,9 +598,11 @@ impl WorkerState {
     fn apply_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(cmd) => {
+                Ok((seq, cmd)) => {
                     self.apply(cmd);
-                    let _ = self.acks.send(());
+                    self.applied.store(seq, Ordering::Release);
+                    // The event loop may hold a reply until this one.
+                    let _ = self.wake_loop.wake();
                 }
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
@@ -466,10 +624,10 @@ impl WorkerState {
                         log::warn!("worker: cannot watch mux {}: {e}", mux.listen);
                     }
                 }
-                self.muxes.insert(mid, *mux);
+                self.fwd.muxes.insert(mid, *mux);
             }
             Command::Unmux { mid } => {
-                if let Some(m) = self.muxes.remove(&mid) {
+                if let Some(m) = self.fwd.muxes.remove(&mid) {
                     let _ = registry.deregister(&mut SourceFd(&m.sock.as_raw_fd()));
                 }
                 self.lock().muxes.remove(&mid);
@@ -491,11 +649,11 @@ impl WorkerState {
                         log::warn!("worker: cannot watch TAP queue of {}: {e}", cfg.name);
                     }
                 }
-                if let Some(m) = self.muxes.get_mut(&mux) {
+                if let Some(m) = self.fwd.muxes.get_mut(&mux) {
                     let _ = m.table.join(cfg.listen, cfg.vnetid, oid, &cfg.name);
                 }
-                self.checking += usize::from(cfg.check_source);
-                self.ports.insert(
+                self.side.checking += usize::from(cfg.check_source);
+                self.fwd.ports.insert(
                     oid,
                     WorkerPort {
                         oid,
@@ -517,7 +675,7 @@ impl WorkerState {
                 point,
                 vnics,
             } => {
-                if let Some(p) = self.ports.get_mut(&oid) {
+                if let Some(p) = self.fwd.ports.get_mut(&oid) {
                     (p.mode, p.point) = (mode, point);
                     let old = std::mem::take(&mut p.counts.vnics);
                     p.counts.vnics = vnics
@@ -531,12 +689,12 @@ impl WorkerState {
                 }
             }
             Command::Unport { oid } => {
-                if let Some(p) = self.ports.remove(&oid) {
+                if let Some(p) = self.fwd.ports.remove(&oid) {
                     let _ = registry.deregister(&mut SourceFd(&p.tap.as_raw_fd()));
-                    if let Some(m) = self.muxes.get_mut(&p.mux) {
+                    if let Some(m) = self.fwd.muxes.get_mut(&p.mux) {
                         m.table.leave(p.cfg.vnetid);
                     }
-                    self.checking -= usize::from(p.cfg.check_source);
+                    self.side.checking -= usize::from(p.cfg.check_source);
                     // Dropping the port closes the worker's TAP queue.
                 }
                 self.lock().ports.remove(&oid);
@@ -551,7 +709,7 @@ impl WorkerState {
     /// Moves what the ports and muxes counted into the shard.
     fn publish(&mut self) {
         let mut shard = self.shard.lock().unwrap_or_else(|e| e.into_inner());
-        for p in self.ports.values_mut().filter(|p| p.dirty) {
+        for p in self.fwd.ports.values_mut().filter(|p| p.dirty) {
             p.dirty = false;
             let s = shard.ports.entry(p.oid).or_default();
             s.counters.take_from(&mut p.counts.counters);
@@ -563,147 +721,12 @@ impl WorkerState {
                 }
             }
         }
-        for (mid, m) in self.muxes.iter_mut() {
+        for (mid, m) in self.fwd.muxes.iter_mut() {
             shard
                 .muxes
                 .entry(*mid)
                 .or_default()
                 .take_from(&mut m.counters);
-        }
-    }
-
-    /// Hands `h` over to the event loop, or drops its frame(s) if the
-    /// hand-over queue is full.
-    fn hand_over(&mut self, h: Handover) {
-        match self.handover.try_send(h) {
-            Ok(()) => self.handed = true,
-            Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => match h {
-                Handover::Tx { oid, frame } => {
-                    if let Some(p) = self.ports.get_mut(&oid) {
-                        p.drop(DropReason::QueueOverflow, frame.len() - VNET_HDR_LEN);
-                    }
-                }
-                // Learning is told with `try_send` directly (`tx_frame`).
-                Handover::Learn { .. } => {}
-                Handover::Rx { mid, data, seg, .. } => {
-                    if let Some(m) = self.muxes.get_mut(&mid) {
-                        let n = data.len().div_ceil(seg.max(1)) as u64;
-                        m.counters.rx_frames += n;
-                        m.counters.drop(DropReason::QueueOverflow, n);
-                    }
-                }
-            },
-        }
-    }
-
-    /// Reads every frame the worker's queue of overlay `oid` has.
-    fn tap_readable(&mut self, oid: u64) {
-        while let Some(n) = self
-            .ports
-            .get(&oid)
-            .and_then(|p| p.read_frame(&mut self.tapbuf))
-        {
-            self.tx_frame(oid, n);
-            if self.txq.len() >= FLUSH_MSGS {
-                datapath::flush_tx(&mut self.txq, &mut self.ports);
-            }
-        }
-    }
-
-    /// Forwards a frame read into `tapbuf` if it needs nobody else, or
-    /// hands it over.
-    fn tx_frame(&mut self, oid: u64, n: usize) {
-        let now = Instant::now();
-        let Some(p) = self.ports.get_mut(&oid) else {
-            return;
-        };
-        let Some(mux) = self.muxes.get(&p.mux) else {
-            return;
-        };
-        let Some((h, frame)) = self.tapbuf[..n].split_first_chunk_mut::<VNET_HDR_LEN>() else {
-            return p.drop(DropReason::RuntFrame, n);
-        };
-        let Some(info) = eth::classify(frame) else {
-            return p.drop(DropReason::RuntFrame, frame.len());
-        };
-        // A source the event loop has not heard of lately is told to it out
-        // of band; the frame itself goes on here, in its flow's order.
-        let learn = match p.local.get_mut(&info.src) {
-            Some(t) if now.duration_since(*t) < LOCAL_REFRESH => false,
-            Some(t) => {
-                *t = now;
-                true
-            }
-            None => {
-                if p.local.len() < LOCAL_MAX {
-                    p.local.insert(info.src, now);
-                }
-                true
-            }
-        };
-        let dest = match (p.mode, p.point, info.group) {
-            (Some(DestMode::Point), Some(d), _) => Some(d),
-            (Some(DestMode::Dynamic), _, None) => p.table.valid(info.dst),
-            _ => None,
-        };
-        let Some(dest) = dest else {
-            // The event loop learns the source from the frame itself.
-            let frame = self.tapbuf[..n].to_vec();
-            return self.hand_over(Handover::Tx { oid, frame });
-        };
-        if learn {
-            match self
-                .handover
-                .try_send(Handover::Learn { oid, mac: info.src })
-            {
-                Ok(()) => self.handed = true,
-                // A full hand-over queue: tell it with the source's next frame.
-                Err(_) => {
-                    p.local.remove(&info.src);
-                }
-            }
-        }
-        probe::tx(&p.cfg.name, p.cfg.vnetid, info.src, info.dst, frame.len());
-        let Ok(tso) = datapath::offloads(p, h, frame, info.src) else {
-            return;
-        };
-        if p.mode == Some(DestMode::Dynamic) {
-            p.table.hit(info.dst, frame.len(), now);
-            probe::target_hit(&p.cfg.name, info.dst, dest);
-        }
-        datapath::encap(&mut self.txq, p, mux, frame, tso.as_ref(), info.dst, dest);
-    }
-
-    /// Receives every datagram the worker's socket of mux `mid` has.
-    fn mux_readable(&mut self, mid: u64) {
-        let mut handed = Vec::new();
-        while let Some(mux) = self.muxes.get_mut(&mid) {
-            let checking = self.checking > 0;
-            let more = datapath::rx_batch(
-                mux,
-                &mut self.ports,
-                &mut self.rxq,
-                &mut self.gro,
-                &mut Vec::new(),
-                |mux, ports, (data, from, seg)| {
-                    if checking && needs_event_loop(mux, ports, data, seg) {
-                        handed.push(Handover::Rx {
-                            mid,
-                            data: data.to_vec(),
-                            from,
-                            seg,
-                        });
-                        return true;
-                    }
-                    false
-                },
-            );
-            for h in handed.drain(..) {
-                self.hand_over(h);
-            }
-            if !more {
-                break;
-            }
         }
     }
 }

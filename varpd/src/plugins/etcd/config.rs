@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `etcd/endpoints` | (required) | comma-separated `http://HOST:PORT` or `https://HOST:PORT` |
 //! | `etcd/prefix` | `/overlay` | where the keys live: `PREFIX/VNI/vl2/MAC`, `PREFIX/VNI/vl3/IP` |
-//! | `etcd/lease_ttl` | `10` | seconds (2–3600) a dead host's registrations outlive it |
+//! | `etcd/lease_ttl` | `30` | seconds (2–3600) a dead host's registrations outlive it — and the longest varpd restart that other hosts do not notice |
 //! | `etcd/ca` | | PEM CA bundle that signed the servers' certificates (needed for `https`) |
 //! | `etcd/cert`, `etcd/key` | | PEM client certificate and key (mutual TLS), both or neither |
 //! | `etcd/user`, `etcd/password_file` | | etcd authentication: user name, and a file holding the password (kept out of `show-overlay`) |
@@ -31,8 +31,10 @@ pub const PROP_PASSWORD_FILE: &str = "etcd/password_file";
 
 /// Default `etcd/prefix`.
 pub const DEFAULT_PREFIX: &str = "/overlay";
-/// Default `etcd/lease_ttl`, seconds.
-pub const DEFAULT_TTL: i64 = 10;
+/// Default `etcd/lease_ttl`, seconds: long enough for a varpd restart
+/// (an upgrade) to take its lease over before it expires, short enough
+/// that a dead host's guests are forgotten within half a minute.
+pub const DEFAULT_TTL: i64 = 30;
 /// Allowed `etcd/lease_ttl` range, seconds.
 pub const TTL_RANGE: std::ops::RangeInclusive<i64> = 2..=3600;
 
@@ -279,7 +281,7 @@ mod tests {
     #[test]
     fn ttl_prefix_and_files() {
         let mut c = Config::default();
-        assert_eq!(c.ttl(), 10);
+        assert_eq!(c.ttl(), 30);
         assert_eq!(c.prefix(), "/overlay");
         for bad in ["1", "3601", "-5", "ten", ""] {
             assert_eq!(

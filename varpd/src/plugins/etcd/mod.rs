@@ -36,18 +36,46 @@
 //!   cancelled for compaction (that history is gone) is followed by a
 //!   fresh read whose differences with the mirror are invalidated. The
 //!   first read invalidates everything at once (one message).
+//! - *Conflicts.* Another host registering a MAC this host announces is
+//!   first taken as a move: this host stops announcing it and overlayd
+//!   forgets it, so that it is announced again if the guest sends again (a
+//!   move back). Losing it a second time within
+//!   [`session::CONFLICT_WINDOW`] while the guest here still sends means
+//!   two guests use one MAC: the later registration (by etcd revision)
+//!   wins, and this host yields — it keeps the MAC local but announces it
+//!   no more (not after a LocalMac, a new session or a restart), so the key
+//!   settles after at most one claim back per host. The loser counts the
+//!   conflict (`mac_conflicts`, `varpd_mac_conflicts_total`), fires
+//!   `varpd:mac-conflict` (MAC, winner, loser) and reports itself degraded
+//!   while serving, naming the MAC and both hosts (`show-overlay -f`). The
+//!   conflict ends when the winner's key goes (the MAC is claimed again, if
+//!   the key is still absent) or the guest here goes idle.
 //! - *Failure.* Any etcd call that fails or times out ends the session: the
 //!   instance reports itself degraded *while serving* (the mirror keeps
 //!   answering; overlayd keeps its valid entries), and the session is
-//!   retried with jittered backoff (200 ms → 5 s). When it is back: a new
-//!   lease, the local MACs and IPs published again (one transaction), the
-//!   watch resumed from the last revision applied, and `ready`. Reading
-//!   the whole overlay again on every reconnection is what a thousand
-//!   hosts cannot do at once after an etcd member fails (`bench/scale`).
+//!   retried with jittered backoff (200 ms → 5 s). When it is back: the
+//!   lease again if it is still alive, else a new one; the local MACs and
+//!   IPs published again (one transaction), the watch resumed from the last
+//!   revision applied, and `ready`. Reading the whole overlay again on every
+//!   reconnection is what a thousand hosts cannot do at once after an etcd
+//!   member fails (`bench/scale`).
+//! - *Graceful restart.* Stopping an instance ([`Instance::stop`]: varpd
+//!   shuts down or restarts, overlayd goes away) withdraws nothing: other
+//!   hosts keep this host's guests, and overlayd keeps forwarding to what it
+//!   knows. The lease id is saved ([`Instance::save`]); the next instance
+//!   takes the lease over if it is still alive (`LeaseTimeToLive`) and
+//!   otherwise grants a new one. Either way it then *adopts* the keys that
+//!   are this host's — vl2 keys naming its own underlay address, and the
+//!   vl3 keys of those MACs, written under a lease (keys set by hand carry
+//!   none) — re-putting under its lease those under another (same values:
+//!   other hosts see no change). An adopted MAC that overlayd does not
+//!   report as local within one lease TTL left while varpd was down, and
+//!   is withdrawn. A restart shorter than the lease TTL therefore loses
+//!   nothing; only [`Instance::destroy`] (the overlay deleted) withdraws
+//!   this host's keys at once, by revoking the lease.
 //!
 //! The session runs on varpd's tokio runtime as one task spawned at `start`
-//! and aborted at `stop` (which also revokes the lease, so a deleted overlay
-//! unregisters at once).
+//! and aborted at `stop`.
 
 pub mod config;
 pub mod schema;
@@ -59,7 +87,7 @@ use config::Config;
 use overlay_api::proto::LookupResult;
 use overlay_api::{DestMode, Mac, Perm, PropSpec};
 use schema::{Key, Mirror, Schema};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -102,20 +130,40 @@ impl Plugin for Etcd {
         Box::new(EtcdInstance::new(provider))
     }
 
+    /// Properties as saved, and the lease to take over (see [`SAVED_LEASE`]).
     fn restore(
         &self,
         provider: Provider,
         saved: &serde_json::Value,
     ) -> Result<Box<dyn Instance>, PluginError> {
-        let mut inst = self.create(provider);
+        let mut inst = EtcdInstance::new(provider);
         if let Some(m) = saved.as_object() {
             for (k, v) in m {
-                if let Some(v) = v.as_str() {
+                let Some(v) = v.as_str() else { continue };
+                if k == SAVED_LEASE {
+                    inst.saved_lease = Some(parse_lease(v)?);
+                } else {
                     inst.setprop(k, v)?;
                 }
             }
         }
-        Ok(inst)
+        Ok(Box::new(inst))
+    }
+}
+
+/// The key of the lease id (hexadecimal, as etcdctl prints it) in what
+/// [`Instance::save`] writes: not a property, the state a restarted varpd
+/// takes over.
+pub const SAVED_LEASE: &str = "lease";
+
+fn parse_lease(v: &str) -> Result<i64, PluginError> {
+    match i64::from_str_radix(v, 16) {
+        Ok(l) if l > 0 => Ok(l),
+        _ => Err(PluginError::BadValue {
+            name: format!("saved {SAVED_LEASE}"),
+            value: v.into(),
+            expected: "an etcd lease id in hexadecimal".into(),
+        }),
     }
 }
 
@@ -124,6 +172,9 @@ impl Plugin for Etcd {
 pub(crate) enum Cmd {
     /// Publish (true) or withdraw (false) a local MAC.
     Mac(Mac, bool),
+    /// Publish a local MAC only if its key is absent or names this host
+    /// (a conflict's winner went away).
+    Claim(Mac),
     /// Publish a local VL3 address.
     Ip(IpAddr, Mac),
 }
@@ -137,6 +188,8 @@ pub(crate) struct Shared {
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) state: Mutex<State>,
     pub(crate) cmds: mpsc::UnboundedSender<Cmd>,
+    /// The lease a previous instance saved, to take over if still alive.
+    pub(crate) saved_lease: Option<i64>,
 }
 
 /// The mutable part of [`Shared`].
@@ -154,6 +207,18 @@ pub(crate) struct State {
     pub(crate) local_macs: HashSet<Mac>,
     /// VL3 addresses of this host's guests.
     pub(crate) local_ips: HashMap<IpAddr, Mac>,
+    /// The lease of the current (or last) session.
+    pub(crate) lease: Option<i64>,
+    /// When each MAC this host announced was last registered by another
+    /// host (moved away, as far as this host could tell then).
+    pub(crate) lost: HashMap<Mac, std::time::Instant>,
+    /// MACs this host yields in a conflict (its guest still uses them, but
+    /// another host registered them later), with that host's address.
+    pub(crate) conflicts: BTreeMap<Mac, SocketAddr>,
+    /// MACs whose keys a previous instance left (they name this host) and
+    /// this one adopted, not yet reported local by overlayd: since when,
+    /// and their adopted vl3 addresses. Withdrawn after a lease TTL.
+    pub(crate) adopted: HashMap<Mac, (std::time::Instant, Vec<IpAddr>)>,
 }
 
 impl Shared {
@@ -205,6 +270,8 @@ pub struct EtcdInstance {
     listen: Option<SocketAddr>,
     shared: Option<Arc<Shared>>,
     task: Option<tokio::task::AbortHandle>,
+    /// The lease [`Plugin::restore`] found saved.
+    saved_lease: Option<i64>,
 }
 
 impl EtcdInstance {
@@ -216,6 +283,7 @@ impl EtcdInstance {
             listen: None,
             shared: None,
             task: None,
+            saved_lease: None,
         }
     }
 
@@ -257,6 +325,7 @@ impl Instance for EtcdInstance {
             listen: self.listen,
             state: Mutex::new(State::default()),
             cmds: tx,
+            saved_lease: self.saved_lease,
         });
         log::info!(
             "overlay {}: etcd {} under {}",
@@ -269,12 +338,18 @@ impl Instance for EtcdInstance {
         Ok(())
     }
 
+    /// Ends the session; this host's keys stay, under a lease that lives
+    /// one TTL more unless the next instance takes it over.
     fn stop(&self) {
         if let Some(t) = &self.task {
             t.abort();
         }
+    }
+
+    /// Revokes the lease and deletes this host's keys: the overlay is gone.
+    fn destroy(&self) {
         if let Some(s) = &self.shared {
-            session::revoke(s);
+            session::withdraw(s);
         }
     }
 
@@ -308,14 +383,31 @@ impl Instance for EtcdInstance {
         let changed = {
             let mut st = s.state();
             if present {
+                // Adopted from a previous instance: confirmed, with its
+                // addresses.
+                if let Some((_, ips)) = st.adopted.remove(&mac) {
+                    for ip in ips {
+                        st.local_ips.insert(ip, mac);
+                    }
+                }
                 st.local_macs.insert(mac)
             } else {
                 st.local_ips.retain(|_, m| *m != mac);
+                st.lost.remove(&mac);
+                if st.conflicts.remove(&mac).is_some() {
+                    log::info!(
+                        "overlay {}: {mac} is idle here; its conflict is over",
+                        s.provider.overlay()
+                    );
+                }
                 st.local_macs.remove(&mac)
             }
         };
         if changed {
             let _ = s.cmds.send(Cmd::Mac(mac, present));
+            if !present {
+                session::report_health(&s);
+            }
         }
     }
 
@@ -334,12 +426,22 @@ impl Instance for EtcdInstance {
         Box::pin(async move { session::hand(&s, m).await })
     }
 
+    /// The properties, and the lease id ([`SAVED_LEASE`]) for the next
+    /// instance to take over.
     fn save(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for name in config::ALL {
             if let Ok(Some(v)) = self.cfg.get(name) {
                 m.insert((*name).into(), v.into());
             }
+        }
+        let lease = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.state().lease)
+            .or(self.saved_lease);
+        if let Some(l) = lease {
+            m.insert(SAVED_LEASE.into(), format!("{l:x}").into());
         }
         m.into()
     }
@@ -465,6 +567,149 @@ mod tests {
             Some("4")
         );
         assert_eq!(back.getprop(config::PROP_CA).unwrap(), None);
+    }
+
+    #[test]
+    fn the_lease_is_saved_and_restored_but_is_no_property() {
+        let (p, _rx) = provider();
+        let mut inst = EtcdInstance::new(p.clone());
+        inst.setprop(config::PROP_ENDPOINTS, "http://10.0.0.1:2379")
+            .unwrap();
+        assert_eq!(inst.save().get(SAVED_LEASE), None, "no lease yet");
+        inst.saved_lease = Some(0x694d9a3b2c1f0e07);
+        let saved = inst.save();
+        assert_eq!(saved[SAVED_LEASE], "694d9a3b2c1f0e07");
+        let back = Etcd.restore(p.clone(), &saved).unwrap();
+        assert_eq!(back.save(), saved, "restored, then saved again");
+        assert!(back.getprop(SAVED_LEASE).is_err(), "not a property");
+        for bad in ["", "0", "-5", "xyz", "694d9a3b2c1f0e07ff"] {
+            let mut s = saved.clone();
+            s[SAVED_LEASE] = bad.into();
+            let e = Etcd.restore(p.clone(), &s).err().unwrap().to_string();
+            assert_eq!(
+                e,
+                format!("saved lease: '{bad}' is not an etcd lease id in hexadecimal")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_withdraws_nothing_and_adopted_macs_are_confirmed_by_overlayd() {
+        let (inst, s, mut rx) = unreachable().await;
+        let m = mac("02:00:00:00:00:0e");
+        let ip: IpAddr = "192.168.5.14".parse().unwrap();
+        // As the session's adoption leaves it: a MAC registered here
+        // before the restart, with one address, not yet local.
+        s.state()
+            .adopted
+            .insert(m, (std::time::Instant::now(), vec![ip]));
+        inst.local_mac(m, true);
+        {
+            let st = s.state();
+            assert!(st.adopted.is_empty());
+            assert!(st.local_macs.contains(&m));
+            assert_eq!(st.local_ips.get(&ip), Some(&m));
+        }
+        // Moved away meanwhile: no longer adopted.
+        let other = mac("02:00:00:00:00:0f");
+        s.state()
+            .adopted
+            .insert(other, (std::time::Instant::now(), vec![]));
+        session::event(
+            &s,
+            b"/t/55/vl2/02:00:00:00:00:0f",
+            Some(br#"{"ip":"10.0.0.9","port":4789}"#),
+            true,
+        );
+        assert!(s.state().adopted.is_empty());
+        drain(&mut rx);
+        // Stopping says nothing to anyone, and keeps what is known.
+        inst.stop();
+        assert_eq!(drain(&mut rx), vec![]);
+        assert!(s.state().local_macs.contains(&m));
+        // Destroying without a session (etcd unreachable) cannot withdraw:
+        // the keys expire with their lease.
+        inst.destroy();
+        assert_eq!(s.state().lease, None);
+    }
+
+    #[tokio::test]
+    async fn a_mac_lost_twice_while_in_use_is_a_conflict_and_yielded() {
+        let (inst, s, mut rx) = unreachable().await;
+        let m = mac("02:00:00:00:00:0c");
+        let key = b"/t/55/vl2/02:00:00:00:00:0c";
+        let other = br#"{"ip":"10.0.0.2","port":4789}"#;
+        let conflicts = || {
+            s.provider
+                .status()
+                .mac_conflicts
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        inst.local_mac(m, true);
+        // Host 10.0.0.2 registers it: a move, as far as we know.
+        session::event(&s, key, Some(other), true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                VarpdMsg::Invalidate {
+                    oid: 5,
+                    mac: Some(m)
+                },
+                VarpdMsg::ForgetLocalMac { oid: 5, mac: m }
+            ]
+        );
+        // The guest here sends again: claimed back (a move back)...
+        inst.local_mac(m, true);
+        session::event(&s, key, Some(br#"{"ip":"10.0.0.1","port":4789}"#), true);
+        drain(&mut rx);
+        // ... and taken again: a conflict. Yielded, not forgotten.
+        session::event(&s, key, Some(other), true);
+        let msgs = drain(&mut rx);
+        assert_eq!(conflicts(), 1);
+        assert!(
+            !msgs
+                .iter()
+                .any(|m| matches!(m, VarpdMsg::ForgetLocalMac { .. })),
+            "{msgs:?}"
+        );
+        let want = "MAC conflict: 02:00:00:00:00:0c at 10.0.0.1:4789 and at 10.0.0.2:4789 (registered later; it wins); this host yields";
+        match msgs.last() {
+            Some(VarpdMsg::InstanceFailed {
+                error,
+                serving: true,
+                ..
+            }) => assert!(error.ends_with(want), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        {
+            let st = s.state();
+            assert!(st.local_macs.contains(&m));
+            assert_eq!(
+                st.conflicts.get(&m),
+                Some(&"10.0.0.2:4789".parse().unwrap())
+            );
+        }
+        // The guest keeps sending: nothing is claimed, nothing changes.
+        inst.local_mac(m, true);
+        session::event(&s, key, Some(other), true);
+        assert_eq!(drain(&mut rx), vec![]);
+        assert_eq!(conflicts(), 1);
+        // The winner's key goes: the conflict is over, the health says so.
+        session::event(&s, key, None, true);
+        let msgs = drain(&mut rx);
+        assert!(s.state().conflicts.is_empty());
+        match msgs.last() {
+            Some(VarpdMsg::InstanceFailed { error, .. }) => {
+                assert!(!error.contains("conflict"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A conflict also ends when the guest here goes idle.
+        s.state()
+            .conflicts
+            .insert(m, "10.0.0.2:4789".parse().unwrap());
+        inst.local_mac(m, false);
+        assert!(s.state().conflicts.is_empty());
     }
 
     #[tokio::test]

@@ -3,12 +3,14 @@
 
 use super::schema::{self, Change, Entry, Key, Mirror};
 use super::{Cmd, Shared};
+use crate::provider::InstanceStatus;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    KeyValue, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use overlay_api::Mac;
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -20,6 +22,11 @@ pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 /// Most announcements (gratuitous ARP / unsolicited NA) after one resync.
 const MAX_ANNOUNCE: usize = 64;
+/// A MAC lost to another host a second time within this long of the
+/// first, while a guest here still uses it, is a conflict, not a move.
+pub(crate) const CONFLICT_WINDOW: Duration = Duration::from_secs(300);
+/// Most conflicts named in the instance's health (the rest are counted).
+const MAX_CONFLICTS_SHOWN: usize = 4;
 
 type Error = String;
 
@@ -81,7 +88,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<C
         if report {
             log::warn!("overlay {overlay}: {reason}; serving what is known, retrying");
             overlay_probes::varpd::plugin_error("etcd", &overlay, &reason);
-            shared.provider.degraded_serving(reason);
+            report_health(&shared);
         }
         // What was asked meanwhile is in the local sets, published again
         // by the next session.
@@ -137,15 +144,27 @@ async fn session(
 ) -> Result<std::convert::Infallible, Error> {
     let mut client = connect(shared).await?;
     let ttl = shared.cfg.ttl();
-    let lease = retry("lease grant", &client, |mut c| async move {
-        c.lease_grant(ttl, None).await
-    })
-    .await?
-    .id();
+    let (lease, taken) = match takeover(shared, &client, ttl).await? {
+        Some(l) => (l, true),
+        None => (
+            retry("lease grant", &client, |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
+            .await?
+            .id(),
+            false,
+        ),
+    };
+    shared.state().lease = Some(lease);
     let (mut keeper, mut alive) = retry("lease keep-alive", &client, |mut c| async move {
         c.lease_keep_alive(lease).await
     })
     .await?;
+    if taken {
+        // A lease taken over may have less than a third of its TTL left:
+        // renewed now, it has the whole TTL before the first tick.
+        keep_alive(&mut keeper, &mut alive, lease).await?;
+    }
     // Renewals count from the grant: publishing and reading a large
     // overlay on a busy cluster may take a good part of the TTL, and the
     // first renewal must not wait for it and then a third of the TTL more.
@@ -159,7 +178,13 @@ async fn session(
     let queued: Vec<Cmd> = std::iter::from_fn(|| cmds.try_recv().ok()).collect();
     let (macs, ips) = {
         let st = shared.state();
-        let macs: Vec<Mac> = st.local_macs.iter().copied().collect();
+        // A MAC yielded in a conflict is not announced again.
+        let macs: Vec<Mac> = st
+            .local_macs
+            .iter()
+            .filter(|m| !st.conflicts.contains_key(m))
+            .copied()
+            .collect();
         let ips: Vec<(IpAddr, Mac)> = st.local_ips.iter().map(|(i, m)| (*i, *m)).collect();
         (macs, ips)
     };
@@ -174,9 +199,14 @@ async fn session(
     // costs etcd and this host the whole overlay — a thousand hosts doing
     // so at once after a member failure is more than etcd can serve — and
     // is needed only when etcd no longer has that history (compacted: the
-    // watch is cancelled, below).
+    // watch is cancelled, below). The first read also finds the keys a
+    // previous instance left (a varpd restart) for adoption; `seen` moves
+    // only once they are adopted, so a session that fails before reads
+    // again.
     if *seen == 0 {
-        *seen = resync(shared, &mut client).await?;
+        let (rev, leased) = resync(shared, &mut client, true).await?;
+        adopt(shared, &client, lease, leased).await?;
+        *seen = rev;
     }
     let rev = *seen;
     let mut watch = watch_from(shared, &mut client, rev + 1).await?;
@@ -189,7 +219,7 @@ async fn session(
     let overlay = shared.provider.overlay();
     log::info!("overlay {overlay}: etcd session up (lease {lease:x}, ttl {ttl} s, revision {rev})");
     if was_degraded || shared.provider.is_degraded() {
-        shared.provider.ready(None);
+        report_health(shared);
     }
     loop {
         tokio::select! {
@@ -200,7 +230,7 @@ async fn session(
                             "overlay {overlay}: watch cancelled at revision {seen} (compacted to {}: {}); reading again",
                             resp.compact_revision(), resp.cancel_reason()
                         );
-                        *seen = resync(shared, &mut client).await?;
+                        *seen = resync(shared, &mut client, false).await?.0;
                         true
                     }
                     Ok(Some(resp)) => {
@@ -236,6 +266,7 @@ async fn session(
                 write(shared, &client, lease, batch).await?;
             }
             _ = tick.tick() => {
+                expire_adopted(shared, &client, ttl).await?;
                 if let Err(e) = keep_alive(&mut keeper, &mut alive, lease).await {
                     // Its stream may have gone with one member: another
                     // stream, through whichever member answers.
@@ -336,6 +367,28 @@ async fn txns(client: &Client, ops: Vec<TxnOp>) -> Result<Vec<TxnOpResponse>, Er
     Ok(out)
 }
 
+/// `vl2/MAC` = this host under `lease`, unless the key names another host
+/// (a missing key fails `version > 0`, our own value fails `!=`: both
+/// put). Its response is a transaction that *succeeded* exactly when
+/// another host has the MAC. `None` without a listen address.
+fn claim_op(shared: &Shared, lease: i64, mac: Mac) -> Option<TxnOp> {
+    let listen = shared.listen?;
+    let key = shared.schema.key(Key::Vl2(mac));
+    let value = schema::vl2_value(listen);
+    Some(TxnOp::txn(
+        Txn::new()
+            .when([
+                Compare::version(key.clone(), CompareOp::Greater, 0),
+                Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
+            ])
+            .or_else([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]),
+    ))
+}
+
 /// Publishes or withdraws local mappings, the last command for a key
 /// winning, in as few transactions as etcd takes.
 async fn write(shared: &Shared, client: &Client, lease: i64, cmds: Vec<Cmd>) -> Result<(), Error> {
@@ -343,15 +396,14 @@ async fn write(shared: &Shared, client: &Client, lease: i64, cmds: Vec<Cmd>) -> 
         TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
     };
     // One operation per key: etcd refuses a transaction that writes a key
-    // twice.
+    // twice. A claim and a MAC command write the same key.
+    let key_of = |c: &Cmd| match c {
+        Cmd::Mac(m, _) | Cmd::Claim(m) => Key::Vl2(*m),
+        Cmd::Ip(ip, _) => Key::Vl3(*ip),
+    };
     let mut last: Vec<Cmd> = Vec::with_capacity(cmds.len());
     for c in cmds.into_iter().rev() {
-        let same = |o: &Cmd| match (o, &c) {
-            (Cmd::Mac(a, _), Cmd::Mac(b, _)) => a == b,
-            (Cmd::Ip(a, _), Cmd::Ip(b, _)) => a == b,
-            _ => false,
-        };
-        if !last.iter().any(same) {
+        if !last.iter().any(|o| key_of(o) == key_of(&c)) {
             last.push(c);
         }
     }
@@ -378,6 +430,9 @@ async fn write(shared: &Shared, client: &Client, lease: i64, cmds: Vec<Cmd>) -> 
             Cmd::Ip(ip, mac) => {
                 ops.push(put(shared.schema.key(Key::Vl3(ip)), schema::vl3_value(mac)))
             }
+            // Another host that registers it first is reported by the
+            // watch, as any registration is.
+            Cmd::Claim(mac) => ops.extend(claim_op(shared, lease, mac)),
         }
     }
     txns(client, ops).await.map(drop)
@@ -394,32 +449,17 @@ async fn republish(
     macs: &[Mac],
     ips: &[(IpAddr, Mac)],
 ) -> Result<(), Error> {
-    let opts = || Some(PutOptions::new().with_lease(lease));
-    let mut ops = Vec::with_capacity(macs.len() + ips.len());
     // Without a listen address there is nothing to say where MACs are.
-    let (macs, listen) = match shared.listen {
-        Some(listen) => (macs, listen),
-        None => (&[][..], std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
-    };
-    for &mac in macs {
-        let key = shared.schema.key(Key::Vl2(mac));
-        let value = schema::vl2_value(listen);
-        // A missing key fails `version > 0`, our own value fails `!=`:
-        // both put. Only a key naming another host is left alone.
-        ops.push(TxnOp::txn(
-            Txn::new()
-                .when([
-                    Compare::version(key.clone(), CompareOp::Greater, 0),
-                    Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
-                ])
-                .or_else([TxnOp::put(key, value, opts())]),
-        ));
-    }
+    let macs = if shared.listen.is_some() { macs } else { &[] };
+    let mut ops: Vec<TxnOp> = macs
+        .iter()
+        .filter_map(|&mac| claim_op(shared, lease, mac))
+        .collect();
     for &(ip, mac) in ips {
         ops.push(TxnOp::put(
             shared.schema.key(Key::Vl3(ip)),
             schema::vl3_value(mac),
-            opts(),
+            Some(PutOptions::new().with_lease(lease)),
         ));
     }
     let resp = txns(client, ops).await?;
@@ -460,12 +500,20 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// first: each page is a bounded call that fits [`OP_TIMEOUT`] and gRPC's
 /// 4 MiB message limit however large the overlay, where one GET of a
 /// whole VNI grows with it (and many hosts reading at once time out).
-async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
+///
+/// With `leased`, it also returns the keys that are under a lease (for
+/// [`adopt`]), as read.
+async fn resync(
+    shared: &Shared,
+    client: &mut Client,
+    leased: bool,
+) -> Result<(i64, Vec<KeyValue>), Error> {
     let base = shared.schema.base().as_bytes().to_vec();
     let end = prefix_end(&base);
     let mut from = base;
     let mut rev = 0;
     let mut new = Mirror::default();
+    let mut kept = Vec::new();
     loop {
         let resp = retry("get", client, |mut c| {
             let (from, end) = (from.clone(), end.clone());
@@ -485,6 +533,9 @@ async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
                     new.set(e);
                 }
                 Err(e) => log::warn!("overlay {}: ignoring {e}", shared.provider.overlay()),
+            }
+            if leased && kv.lease() != 0 {
+                kept.push(kv.clone());
             }
         }
         match resp.kvs().last() {
@@ -522,7 +573,7 @@ async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
     if first {
         shared.provider.invalidate(None);
     }
-    Ok(rev)
+    Ok((rev, kept))
 }
 
 async fn watch_from(
@@ -575,17 +626,19 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool, invalidate: bo
             if invalidate {
                 p.invalidate(Some(mac));
             }
-            // One of ours, registered by another host: it moved away.
-            if now.is_some() && now != shared.listen {
-                let moved = {
-                    let mut st = shared.state();
-                    st.local_ips.retain(|_, m| *m != mac);
-                    st.local_macs.remove(&mac)
-                };
-                if moved {
-                    log::info!("overlay {}: {mac} moved to {now:?}", p.overlay());
-                    p.forget_local_mac(mac);
+            match now {
+                Some(dest) if Some(dest) != shared.listen => lost_to(shared, mac, dest),
+                // A conflict's winner went away: the guest here is the
+                // MAC's only user now.
+                None if shared.state().conflicts.remove(&mac).is_some() => {
+                    log::info!(
+                        "overlay {}: {mac}'s key is gone; its conflict is over, registering it here",
+                        p.overlay()
+                    );
+                    let _ = shared.cmds.send(Cmd::Claim(mac));
+                    report_health(shared);
                 }
+                _ => {}
             }
         }
         Change::Vl3 { ip, was, now } => {
@@ -609,10 +662,300 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool, invalidate: bo
     }
 }
 
-/// Revokes the current lease in the background, so that a deleted overlay's
-/// registrations go at once rather than after the TTL.
-pub(crate) fn revoke(shared: &Arc<Shared>) {
-    let Some(mut client) = shared.state().client.take() else {
+/// Another host registered `mac` at `winner`. If a guest here announced it,
+/// the first time it is taken as a move: this host stops announcing it and
+/// overlayd forgets it (it announces it again if the guest sends again — a
+/// move back). A second time within [`CONFLICT_WINDOW`], with the guest
+/// here still sending, it is a conflict: the later registration wins, and
+/// this host yields — it keeps the MAC local but announces it no more, and
+/// counts, probes, logs and shows the conflict (DEGRADED, serving).
+fn lost_to(shared: &Shared, mac: Mac, winner: SocketAddr) {
+    let p = &shared.provider;
+    let conflict = {
+        let mut st = shared.state();
+        st.adopted.remove(&mac);
+        if let Some(w) = st.conflicts.get_mut(&mac) {
+            // Yielded already; the winner changed.
+            let changed = *w != winner;
+            *w = winner;
+            drop(st);
+            if changed {
+                report_health(shared);
+            }
+            return;
+        }
+        if !st.local_macs.contains(&mac) {
+            return;
+        }
+        st.lost.retain(|_, t| t.elapsed() < CONFLICT_WINDOW);
+        if st.lost.remove(&mac).is_some() {
+            st.conflicts.insert(mac, winner);
+            true
+        } else {
+            st.lost.insert(mac, std::time::Instant::now());
+            st.local_ips.retain(|_, m| *m != mac);
+            st.local_macs.remove(&mac);
+            false
+        }
+    };
+    if !conflict {
+        log::info!("overlay {}: {mac} moved to {winner}", p.overlay());
+        p.forget_local_mac(mac);
+        return;
+    }
+    let loser = shared.listen.unwrap_or(winner);
+    log::warn!(
+        "overlay {}: MAC conflict: {mac} is used here ({loser}) and at {winner}, which registered it later; yielding it",
+        p.overlay()
+    );
+    InstanceStatus::bump(&p.status().mac_conflicts);
+    overlay_probes::varpd::mac_conflict("etcd", p.overlay(), mac, winner, loser);
+    report_health(shared);
+}
+
+/// What the conflicts say in the instance's health, if there are any.
+fn conflict_text(
+    listen: Option<SocketAddr>,
+    conflicts: &BTreeMap<Mac, SocketAddr>,
+) -> Option<String> {
+    if conflicts.is_empty() {
+        return None;
+    }
+    let here = listen.map_or_else(|| "here".to_string(), |l| l.to_string());
+    let mut parts: Vec<String> = conflicts
+        .iter()
+        .take(MAX_CONFLICTS_SHOWN)
+        .map(|(mac, w)| format!("{mac} at {here} and at {w} (registered later; it wins)"))
+        .collect();
+    if conflicts.len() > MAX_CONFLICTS_SHOWN {
+        parts.push(format!(
+            "and {} more",
+            conflicts.len() - MAX_CONFLICTS_SHOWN
+        ));
+    }
+    Some(format!(
+        "MAC conflict{}: {}; this host yields",
+        if conflicts.len() > 1 { "s" } else { "" },
+        parts.join(", ")
+    ))
+}
+
+/// Tells overlayd the instance's health: degraded (serving) with etcd's
+/// failure and the conflicts, if either, else ready.
+pub(crate) fn report_health(shared: &Shared) {
+    let why: Vec<String> = {
+        let st = shared.state();
+        [
+            st.error.clone(),
+            conflict_text(shared.listen, &st.conflicts),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    };
+    let p = &shared.provider;
+    if why.is_empty() {
+        if p.is_degraded() {
+            p.ready(None);
+        }
+        return;
+    }
+    let why = why.join("; ");
+    if p.status().health().1.as_deref() != Some(why.as_str()) {
+        p.degraded_serving(why);
+    }
+}
+
+/// The lease of the last session, or the one a previous instance saved,
+/// if it is still alive with the TTL in force: this instance's lease, so
+/// that a restart re-puts nothing. `None`: grant a new one.
+async fn takeover(shared: &Shared, client: &Client, ttl: i64) -> Result<Option<i64>, Error> {
+    let Some(old) = shared.state().lease.or(shared.saved_lease) else {
+        return Ok(None);
+    };
+    let resp = retry("lease time-to-live", client, |mut c| async move {
+        c.lease_time_to_live(old, None).await
+    })
+    .await?;
+    let overlay = shared.provider.overlay();
+    if resp.ttl() > 0 && resp.granted_ttl() == ttl {
+        log::info!(
+            "overlay {overlay}: taking over lease {old:x} ({} s left)",
+            resp.ttl()
+        );
+        return Ok(Some(old));
+    }
+    log::info!(
+        "overlay {overlay}: lease {old:x} {}; granting a new one",
+        if resp.ttl() > 0 {
+            format!("has a TTL of {} s, not {ttl}", resp.granted_ttl())
+        } else {
+            "has expired".into()
+        }
+    );
+    Ok(None)
+}
+
+/// Adopts the keys that are this host's but not under `lease`: left by a
+/// previous instance (a varpd restart) under its lease, which would expire.
+/// They are re-put under `lease` — the same values, so other hosts see no
+/// change — unless they changed meanwhile (compared by revision). Keys
+/// without a lease were set by hand and are left alone. MACs overlayd has
+/// not (yet) reported local are remembered in [`super::State::adopted`].
+async fn adopt(
+    shared: &Shared,
+    client: &Client,
+    lease: i64,
+    leased: Vec<KeyValue>,
+) -> Result<(), Error> {
+    let Some(listen) = shared.listen else {
+        return Ok(());
+    };
+    let mut mine: std::collections::HashSet<Mac> = Default::default();
+    let mut vl3 = Vec::new();
+    let mut moves = Vec::new();
+    for kv in &leased {
+        if kv.lease() == 0 {
+            continue;
+        }
+        match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
+            Ok(Entry::Vl2(mac, dest)) if dest == listen => {
+                mine.insert(mac);
+                if kv.lease() != lease {
+                    moves.push(kv.clone());
+                }
+            }
+            Ok(Entry::Vl3(ip, mac)) => vl3.push((ip, mac, kv.clone())),
+            _ => {}
+        }
+    }
+    let mut ips: std::collections::HashMap<Mac, Vec<IpAddr>> = Default::default();
+    for (ip, mac, kv) in vl3 {
+        if mine.contains(&mac) {
+            ips.entry(mac).or_default().push(ip);
+            if kv.lease() != lease {
+                moves.push(kv);
+            }
+        }
+    }
+    // Each only if unchanged since the read (by revision), all in as few
+    // transactions as etcd takes.
+    let ops = moves
+        .iter()
+        .map(|kv| {
+            TxnOp::txn(
+                Txn::new()
+                    .when([Compare::mod_revision(
+                        kv.key(),
+                        CompareOp::Equal,
+                        kv.mod_revision(),
+                    )])
+                    .and_then([TxnOp::put(
+                        kv.key(),
+                        kv.value(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]),
+            )
+        })
+        .collect();
+    let moved = txns(client, ops)
+        .await?
+        .iter()
+        .filter(|r| matches!(r, TxnOpResponse::Txn(t) if t.succeeded()))
+        .count();
+    let pending = {
+        let mut st = shared.state();
+        let now = std::time::Instant::now();
+        for (mac, ips) in ips.iter() {
+            if st.local_macs.contains(mac) {
+                for ip in ips {
+                    st.local_ips.entry(*ip).or_insert(*mac);
+                }
+            }
+        }
+        let unconfirmed: Vec<Mac> = mine
+            .iter()
+            .filter(|m| !st.local_macs.contains(m))
+            .copied()
+            .collect();
+        for mac in unconfirmed {
+            let ips = ips.remove(&mac).unwrap_or_default();
+            st.adopted.entry(mac).or_insert((now, ips));
+        }
+        st.adopted.len()
+    };
+    if !mine.is_empty() {
+        log::info!(
+            "overlay {}: {} MACs registered here in etcd; {moved} keys adopted under lease {lease:x}, {pending} MACs awaiting overlayd",
+            shared.provider.overlay(),
+            mine.len()
+        );
+    }
+    Ok(())
+}
+
+/// Withdraws the adopted MACs that overlayd has not reported local within
+/// a lease TTL: their guests left while varpd was down.
+async fn expire_adopted(shared: &Shared, client: &Client, ttl: i64) -> Result<(), Error> {
+    let Some(listen) = shared.listen else {
+        return Ok(());
+    };
+    let grace = Duration::from_secs(ttl as u64);
+    let gone: Vec<(Mac, Vec<IpAddr>)> = {
+        let mut st = shared.state();
+        let old: Vec<Mac> = st
+            .adopted
+            .iter()
+            .filter(|(_, (t, _))| t.elapsed() >= grace)
+            .map(|(m, _)| *m)
+            .collect();
+        old.into_iter()
+            .filter_map(|m| st.adopted.remove(&m).map(|(_, ips)| (m, ips)))
+            .collect()
+    };
+    for (mac, ips) in gone {
+        log::info!(
+            "overlay {}: {mac} was registered here before a restart but is not local; withdrawing it",
+            shared.provider.overlay()
+        );
+        let mut keys = vec![(shared.schema.key(Key::Vl2(mac)), schema::vl2_value(listen))];
+        keys.extend(
+            ips.into_iter()
+                .map(|ip| (shared.schema.key(Key::Vl3(ip)), schema::vl3_value(mac))),
+        );
+        for (key, value) in keys {
+            delete_if(client, &key, &value).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `key` if its value is still `value`.
+async fn delete_if(client: &Client, key: &str, value: &str) -> Result<(), Error> {
+    retry("delete", client, |mut c| {
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, value)])
+            .and_then([TxnOp::delete(key, None)]);
+        async move { c.txn(txn).await }
+    })
+    .await
+    .map(drop)
+}
+
+/// Withdraws this instance's registrations in the background (the overlay
+/// is deleted), so that they go at once rather than after the TTL: revokes
+/// the lease, which deletes every key under it, and deletes the local keys
+/// that may be under another lease (if they still say here).
+pub(crate) fn withdraw(shared: &Arc<Shared>) {
+    let (client, lease) = {
+        let mut st = shared.state();
+        (st.client.take(), st.lease.take())
+    };
+    let Some(mut client) = client else {
+        log::warn!(
+            "overlay {}: etcd is unreachable; this host's keys expire with their lease",
+            shared.provider.overlay()
+        );
         return;
     };
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -627,8 +970,11 @@ pub(crate) fn revoke(shared: &Arc<Shared>) {
     };
     let shared = shared.clone();
     rt.spawn(async move {
-        // The lease id is the session's; deleting our own keys (if they
-        // still say here) is as good and needs no id.
+        if let Some(l) = lease {
+            if let Err(e) = op("lease revoke", client.lease_revoke(l)).await {
+                log::warn!("overlay {}: {e}", shared.provider.overlay());
+            }
+        }
         for m in macs {
             if let Some(listen) = shared.listen {
                 let key = shared.schema.key(Key::Vl2(m));
@@ -650,5 +996,4 @@ pub(crate) fn revoke(shared: &Arc<Shared>) {
             .await;
         }
     });
-    let _ = Entry::Vl2;
 }
