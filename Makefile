@@ -13,7 +13,7 @@
 #   make build-deps      the same for the build's own tools only (protoc, cc): every cargo step runs
 #                        it first; it prints nothing and costs nothing when all is there
 #   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios),
-#                        and the CPU time each costs (CPU s per Gbit: the machine, softirq, overlayd)
+#                        and what each costs (CPU s per Gbit: machine, softirq, the flow, overlayd) (root)
 #   make profile [PATHS=overlayd|kernel|both] [SECS=8]  one TCP flow under perf record -e cpu-clock -a -g:
 #                        the share of copies, segmentation, checksums, syscalls, wake-ups, idle (root)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
