@@ -12,7 +12,10 @@
 #                        is missing; as another user: say what is missing, fail if the build needs it)
 #   make build-deps      the same for the build's own tools only (protoc, cc): every cargo step runs
 #                        it first; it prints nothing and costs nothing when all is there
-#   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
+#   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios),
+#                        and what each costs (CPU s per Gbit: machine, softirq, the flow, overlayd) (root)
+#   make profile [PATHS=overlayd|kernel|both] [SECS=8]  one TCP flow under perf record -e cpu-clock -a -g:
+#                        the share of copies, segmentation, checksums, syscalls, wake-ups, idle (root)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
 #   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
 #   make bench-ovsnoop   ovsnoop against tcpdump -n -r on a 1,000,000-frame VXLAN capture (ratio)
@@ -49,7 +52,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-exporter bench-ovsnoop bench-scale
+.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench profile bench-probes bench-exporter bench-ovsnoop bench-scale
 
 all: build
 
@@ -114,6 +117,12 @@ deps-test:
 # every figure and the ratio overlayd/kernel, writes target/bench/datapath.json (root).
 bench: deps build
 	$(CARGO) bench -p overlay-tests --bench datapath
+
+# Where one TCP flow's CPU time goes, through overlayd and through kernel VXLAN (PATHS=overlayd,
+# kernel or both; SECS of perf record each): buckets, processes, top symbols; writes
+# target/bench/profile.json (root).
+profile: deps build
+	$(CARGO) bench -p overlay-tests --bench profile
 
 bench-probes: deps build
 	$(CARGO) build --release -p overlayd --no-default-features --target-dir target/noprobes
