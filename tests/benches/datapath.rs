@@ -29,7 +29,8 @@
 //! `target/bench/datapath.json`.
 //!
 //! Run as root: `make bench` (`cargo bench -p overlay-tests --bench
-//! datapath`). Env: ROUNDS (3), SECS (5), PINGS (200). The machines are
+//! datapath`). Env: ROUNDS (3), SECS (5), PINGS (200), BENCH_OVERLAYD_ARGS
+//! (more overlayd options, for an A/B of two runs). The machines are
 //! shared and noisy: read medians and ratios, not single rounds.
 
 use overlay_tests::bench::{

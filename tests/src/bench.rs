@@ -77,9 +77,17 @@ pub struct SideBySide {
 impl SideBySide {
     /// Builds the lab `name`, checks both overlays with pings and starts
     /// the iperf3 server. Panics if a tool is missing or a path is dead.
+    /// The overlayds get the options in `BENCH_OVERLAYD_ARGS` too (e.g.
+    /// `--busy-poll-us 50`), for an A/B of two runs.
     pub fn new(name: &str) -> SideBySide {
         crate::require_tools(&["iperf3"]);
         let mut lab = Lab::new(name);
+        let extra = std::env::var("BENCH_OVERLAYD_ARGS").unwrap_or_default();
+        let extra: Vec<&str> = extra.split_whitespace().collect();
+        if !extra.is_empty() {
+            println!("overlayd options: {}", extra.join(" "));
+            lab.overlayd_args(&extra);
+        }
         let p = lab.files_pair(71, 7171);
         let (a, b) = (p.a, p.b);
         for (i, h) in [(1u8, a), (2, b)] {
