@@ -12,12 +12,17 @@
 #                        is missing; as another user: say what is missing, fail if the build needs it)
 #   make build-deps      the same for the build's own tools only (protoc, cc): every cargo step runs
 #                        it first; it prints nothing and costs nothing when all is there
-#   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios)
+#   make bench           the data path against kernel VXLAN: TCP 1 and 4 flows, 64-byte frames, ping (ratios),
+#                        and what each costs (CPU s per Gbit: machine, softirq, the flow, overlayd) (root)
+#   make profile [PATHS=overlayd|kernel|both] [SECS=8]  one TCP flow under perf record -e cpu-clock -a -g:
+#                        the share of copies, segmentation, checksums, syscalls, wake-ups, idle (root)
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
 #   make bench-capture   what the capture point (ovsnoop --capture) costs the data path, off and capturing (ratios)
 #   make bench-capture-engine  the same for the forwarding engine alone, ns per frame (no root)
 #   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
 #   make bench-ovsnoop   ovsnoop against tcpdump -n -r on a 1,000,000-frame VXLAN capture (ratio)
+#   make bench-scale [HOSTS=1000] [GUESTS=10]  the etcd plugin at scale: a real 3-member etcd and
+#                        HOSTS real plugin instances (cold start, migrations, leader and host kills)
 #   make fuzz            run every fuzz target FUZZ_SECS (60) on its corpus (nightly; make test: 15 s)
 #   make fmt / clippy    cargo fmt / cargo clippy -D warnings over the whole workspace
 #   make clean           cargo clean
@@ -49,7 +54,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench bench-probes bench-capture bench-capture-engine bench-exporter bench-ovsnoop
+.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench profile bench-probes bench-capture bench-capture-engine bench-exporter bench-ovsnoop bench-scale
 
 all: build
 
@@ -115,6 +120,12 @@ deps-test:
 bench: deps build
 	$(CARGO) bench -p overlay-tests --bench datapath
 
+# Where one TCP flow's CPU time goes, through overlayd and through kernel VXLAN (PATHS=overlayd,
+# kernel or both; SECS of perf record each): buckets, processes, top symbols; writes
+# target/bench/profile.json (root).
+profile: deps build
+	$(CARGO) bench -p overlay-tests --bench profile
+
 bench-probes: deps build
 	$(CARGO) build --release -p overlayd --no-default-features --features capture --target-dir target/noprobes
 	mkdir -p target/noprobes/bin
@@ -144,6 +155,16 @@ bench-ovsnoop: deps
 # Unix sockets, the real exporter binary over HTTP): median and p99 against the 50 ms budget.
 bench-exporter: build-deps
 	$(CARGO) bench -p overlay-exporter --bench scrape
+
+# The etcd plugin at scale (bench/scale): a three-member etcd on loopback ports and HOSTS real etcd
+# plugin instances with GUESTS guests each, in one process. Prints every figure and writes
+# target/bench/scale.json. Here HOSTS and GUESTS default to 1,000 and 10 (the lab's 2 and 1 are
+# for the lab); `make test` runs a 20-host smoke of it (bench/scale/tests/smoke.rs).
+bench-scale: HOSTS = 1000
+bench-scale: GUESTS = 10
+bench-scale: build-deps
+	$(CARGO) build --release -p overlay-bench-scale
+	target/release/bench-scale --hosts $(HOSTS) --guests $(GUESTS) --out target/bench/scale.json
 
 fmt:
 	$(CARGO) fmt --all

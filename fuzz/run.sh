@@ -3,7 +3,7 @@
 # checked-in corpus (fuzz/corpus/TARGET), failing on the first crash. `make fuzz` calls it, and
 # `make test` with a short budget. Needs the nightly toolchain (libFuzzer's sanitizer flags);
 # without one it says so and skips. Installs cargo-fuzz from crates.io when missing.
-# For a long run: `make fuzz FUZZ_SECS=3600`. A crash leaves its input in fuzz/artifacts/TARGET/.
+# For a long run: `make fuzz FUZZ_SECS=3600` (FUZZ_GROW=1 to keep what it finds in the corpus). A crash leaves its input in fuzz/artifacts/TARGET/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 secs=${1:-15}
@@ -24,7 +24,11 @@ failed=()
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   log=$(mktemp)
-  if cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
+  # libFuzzer adds what it finds to (and reduces) its first corpus
+  # directory: a scratch one, so that a test run leaves the checked-in
+  # corpus as it is; FUZZ_GROW=1 grows the checked-in one instead.
+  if [[ "${FUZZ_GROW:-}" == 1 ]]; then dirs=("corpus/$t"); else dirs=("$(mktemp -d)" "corpus/$t"); fi
+  if cargo +nightly fuzz run -O "$t" "${dirs[@]}" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     echo "fuzz: $t: ${runs:-?} runs in ${secs}s, no crash"
   else
@@ -33,6 +37,7 @@ for t in "${targets[@]}"; do
     failed+=("$t")
   fi
   rm -f "$log"
+  [[ "${FUZZ_GROW:-}" == 1 ]] || rm -rf "${dirs[0]}"
 done
 if ((${#failed[@]})); then
   echo "fuzz: crashes in: ${failed[*]}" >&2

@@ -20,7 +20,7 @@ set -euo pipefail
 BUILD_DEPS=(protoc:protobuf-compiler cc:build-essential)
 TEST_DEPS=(ip:iproute2 ping:iputils-ping iperf3:iperf3 ethtool:ethtool tshark:tshark
   tcpdump:tcpdump bpftrace:bpftrace tmux:tmux prometheus:prometheus python3:python3
-  ovs-vsctl:openvswitch-switch etcd:etcd-server etcdctl:etcd-client openssl:openssl)
+  ovs-vsctl:openvswitch-switch etcd:etcd-server etcdctl:etcd-client openssl:openssl perf:linux-perf)
 
 mode=${1:-all}
 case $mode in

@@ -20,15 +20,18 @@ fail() {
 
 # 1. Every target that compiles or needs the system tools runs deps.sh first. `make -n` prints the
 # recipes in the order make would run them, `@` lines included.
-for target in build lab bench bench-probes bench-exporter bench-ovsnoop unit-test clippy; do
-  first=$(make -n --no-print-directory "$target" | grep -v '^\s*$' | head -1)
+for target in build lab bench profile bench-probes bench-exporter bench-ovsnoop unit-test clippy; do
+  # The whole output first: a reader that stops early (head, grep -q) would give make a SIGPIPE,
+  # which pipefail turns into a failure now and then.
+  recipe=$(make -n --no-print-directory "$target")
+  first=$(grep -v '^\s*$' <<<"$recipe" | sed -n 1p)
   if [[ $first != *lab/deps.sh* ]]; then
     fail "make $target runs '$first' before lab/deps.sh"
   fi
 done
 # The lab and the benches need the lab's tools too (ip, etcd, iperf3...), not only the build's.
-for target in lab bench bench-probes bench-ovsnoop; do
-  if ! make -n --no-print-directory "$target" | grep -qx 'bash lab/deps.sh'; then
+for target in lab bench profile bench-probes bench-ovsnoop; do
+  if ! grep -qx 'bash lab/deps.sh' <<<"$(make -n --no-print-directory "$target")"; then
     fail "make $target does not install every tool (bash lab/deps.sh)"
   fi
 done

@@ -12,15 +12,32 @@
 //!   receiver,
 //! - ping latency: PINGS echo requests 10 ms apart, p50 and p99.
 //!
+//! Each throughput run also says what it cost, per Gbit the receiver got
+//! (per frame received, in nanoseconds, for 64-byte frames): the machine's
+//! busy CPU time over the run (all CPUs: user, nice, system, irq, softirq,
+//! from `/proc/stat`) and its irq + softirq part; the flow's own CPU time
+//! (both overlayds, the iperf3 client and server, the ksoftirqd threads);
+//! and the two overlayds' part of it (utime + stime of all their threads,
+//! `/proc/PID/stat`; softirq work done on their threads counts there too,
+//! see `overlay_tests::bench`). A change that buys throughput by burning
+//! cores shows there. The machine's figure holds whatever else ran: each
+//! round first measures that background (1 s, nothing of ours running) and
+//! prints it; when it is near the number of CPUs, read the flow's figure.
+//!
 //! It prints every figure, the medians and the ratio overlayd/kernel (for
-//! latency, lower is better), and writes them to `target/bench/datapath.json`.
+//! latency and CPU cost, lower is better), and writes them to
+//! `target/bench/datapath.json`.
 //!
 //! Run as root: `make bench` (`cargo bench -p overlay-tests --bench
-//! datapath`). Env: ROUNDS (3), SECS (5), PINGS (200). The machines are
+//! datapath`). Env: ROUNDS (3), SECS (5), PINGS (200), BENCH_OVERLAYD_ARGS
+//! (more overlayd options, for an A/B of two runs). The machines are
 //! shared and noisy: read medians and ratios, not single rounds.
 
-use overlay_tests::{env_num, median, Host, Lab};
-use std::process::{Child, Command, Stdio};
+use overlay_tests::bench::{
+    background_cores, clock_ticks_per_sec, iperf_cpu_secs, ksoftirqd_ticks, tcp_received,
+    write_result, MachineTicks, SideBySide, Via,
+};
+use overlay_tests::{env_num, median};
 use std::time::Duration;
 
 fn percentile(v: &[f64], p: f64) -> f64 {
@@ -29,68 +46,79 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[((s.len() - 1) as f64 * p).round() as usize]
 }
 
-/// iperf3 servers, killed when dropped.
-struct Servers(Vec<Child>);
+/// CPU seconds a run used: the machine's busy time and its irq + softirq
+/// part, the flow's processes' (overlayds, iperf3s, ksoftirqd) and the
+/// overlayds' part of that.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cost {
+    busy: f64,
+    softirq: f64,
+    flow: f64,
+    overlayd: f64,
+}
 
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
+impl Cost {
+    fn per(self, units: f64) -> Cost {
+        let u = units.max(f64::MIN_POSITIVE);
+        Cost {
+            busy: self.busy / u,
+            softirq: self.softirq / u,
+            flow: self.flow / u,
+            overlayd: self.overlayd / u,
         }
     }
 }
 
-/// One iperf3 client run from `a`; the parsed JSON.
-fn iperf(lab: &Lab, a: Host, dest: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", dest, "-p", "5201", "-J"];
-    all.extend_from_slice(args);
-    let out = lab.exec(a, "iperf3", &all);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "iperf3 {all:?} output is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+/// One iperf3 run over `via` with `args`, and the CPU time it cost.
+fn costed(s: &mut SideBySide, via: Via, args: &[&str]) -> (serde_json::Value, Cost) {
+    let (m0, o0, k0) = (MachineTicks::now(), s.overlayd_ticks(), ksoftirqd_ticks());
+    let v = s.iperf(via, args);
+    let (m1, o1, k1) = (MachineTicks::now(), s.overlayd_ticks(), ksoftirqd_ticks());
+    let (m, hz) = (m1.since(m0), clock_ticks_per_sec());
+    let overlayd = o1.saturating_sub(o0) as f64 / hz;
+    let cost = Cost {
+        busy: m.busy as f64 / hz,
+        softirq: m.softirq as f64 / hz,
+        flow: overlayd + iperf_cpu_secs(&v) + k1.saturating_sub(k0) as f64 / hz,
+        overlayd,
+    };
+    (v, cost)
 }
 
-fn tcp_gbits(lab: &Lab, a: Host, dest: &str, secs: usize, flows: usize) -> f64 {
-    let v = iperf(
-        lab,
-        a,
-        dest,
-        &["-t", &secs.to_string(), "-P", &flows.to_string()],
-    );
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no throughput in iperf3 output: {v}"))
-        / 1e9
+/// One TCP run of `flows` flows: Gbit/s received, and CPU seconds per Gbit
+/// received.
+fn tcp(s: &mut SideBySide, via: Via, secs: usize, flows: usize) -> (f64, Cost) {
+    let args = ["-t", &secs.to_string(), "-P", &flows.to_string()];
+    let (v, cost) = costed(s, via, &args);
+    let (gbits, bytes) = tcp_received(&v);
+    (gbits, cost.per(bytes as f64 * 8.0 / 1e9))
 }
 
-/// Frames per second received of 64-byte frames.
-fn small_frame_rate(lab: &Lab, a: Host, dest: &str, secs: usize) -> f64 {
-    let v = iperf(
-        lab,
-        a,
-        dest,
-        &["-u", "-b", "0", "-l", "18", "-t", &secs.to_string()],
-    );
-    let s = &v["end"]["sum"];
+/// 64-byte frames received per second, and CPU nanoseconds per frame
+/// received.
+fn small_frames(s: &mut SideBySide, via: Via, secs: usize) -> (f64, Cost) {
+    let args = ["-u", "-b", "0", "-l", "18", "-t", &secs.to_string()];
+    let (v, cost) = costed(s, via, &args);
+    let sum = &v["end"]["sum"];
     let (packets, lost, seconds) = (
-        s["packets"].as_f64(),
-        s["lost_packets"].as_f64(),
-        s["seconds"].as_f64(),
+        sum["packets"].as_f64(),
+        sum["lost_packets"].as_f64(),
+        sum["seconds"].as_f64(),
     );
     match (packets, lost, seconds) {
-        (Some(p), Some(l), Some(t)) if t > 0.0 => (p - l).max(0.0) / t,
+        (Some(p), Some(l), Some(t)) if t > 0.0 => {
+            let got = (p - l).max(0.0);
+            (got / t, cost.per(got / 1e9))
+        }
         _ => panic!("no UDP packet counts in iperf3 output: {v}"),
     }
 }
 
 /// Round-trip times in milliseconds of `n` pings 10 ms apart.
-fn ping_ms(lab: &Lab, a: Host, dest: &str, n: usize) -> Vec<f64> {
-    let out = lab.exec(
-        a,
+fn ping_ms(s: &SideBySide, via: Via, n: usize) -> Vec<f64> {
+    let dest = s.dest(via);
+    let out = s.lab.exec(
+        s.a,
         "ping",
         ["-c", &n.to_string(), "-i", "0.01", "-W", "1", dest],
     );
@@ -114,6 +142,19 @@ struct Figures {
     pps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    /// CPU seconds per Gbit (one flow, four flows), per frame (64 bytes).
+    tcp1_cost: Vec<Cost>,
+    tcp4_cost: Vec<Cost>,
+    pps_cost: Vec<Cost>,
+}
+
+/// One part of a cost in the summary: its JSON key suffix, its label and
+/// how to take it.
+type CostPart = (&'static str, &'static str, fn(&Cost) -> f64);
+
+/// The median of one part of some costs.
+fn med(v: &[Cost], part: fn(&Cost) -> f64) -> f64 {
+    median(&v.iter().map(part).collect::<Vec<_>>())
 }
 
 fn main() {
@@ -125,59 +166,44 @@ fn main() {
     let rounds = env_num("ROUNDS", 3);
     let secs = env_num("SECS", 5);
     let pings = env_num("PINGS", 200);
-    let mut lab = Lab::new("bench_datapath");
-    let p = lab.files_pair(71, 7171);
-    let (a, b) = (p.a, p.b);
-    for (i, h) in [(1u8, a), (2, b)] {
-        let o = 3 - i;
-        let dev = [
-            "link", "add", "kvx", "type", "vxlan", "id", "7272", "dstport", "4790",
-        ];
-        let ends = ["local", &p.ul(i), "remote", &p.ul(o), "nolearning"];
-        lab.ip(h, &[&dev[..], &ends[..]].concat());
-        lab.ip(h, &["link", "set", "kvx", "mtu", "1400", "up"]);
-        lab.ip(
-            h,
-            &["addr", "add", &format!("192.168.72.{i}/24"), "dev", "kvx"],
-        );
-    }
-    let ov_dest = p.ip4(2);
-    let kv_dest = "192.168.72.2".to_string();
-    for d in [&ov_dest, &kv_dest] {
-        assert!(
-            lab.wait_ping(a, d, Duration::from_secs(10)).all_answered(),
-            "no ping to {d}"
-        );
-    }
-    let server = Command::new("ip")
-        .args(["netns", "exec", lab.ns(b), "iperf3", "-s", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 -s (install iperf3: make deps)");
-    let _servers = Servers(vec![server]);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut s = SideBySide::new("bench_datapath");
 
     let (mut ov, mut kv) = (Figures::default(), Figures::default());
-    println!("round  path      tcp-1 Gbit/s  tcp-4 Gbit/s  64B frames/s  ping p50 ms  p99 ms");
+    let mut background = Vec::new();
+    println!(
+        "round  path      tcp-1 Gbit/s  tcp-4 Gbit/s  64B frames/s  ping p50 ms  p99 ms  \
+         flow's CPU s/Gbit tcp-1 (overlayd's)  tcp-4  64B ns/frame"
+    );
     for r in 1..=rounds {
-        for (name, dest, f) in [
-            ("overlayd", &ov_dest, &mut ov),
-            ("kernel", &kv_dest, &mut kv),
-        ] {
-            f.tcp1.push(tcp_gbits(&lab, a, dest, secs, 1));
-            f.tcp4.push(tcp_gbits(&lab, a, dest, secs, 4));
-            f.pps.push(small_frame_rate(&lab, a, dest, secs));
-            let rtt = ping_ms(&lab, a, dest, pings);
+        let bg = background_cores(Duration::from_secs(1));
+        background.push(bg);
+        println!("{r:>5}  background: {bg:.2} CPUs busy with nothing of ours running");
+        for (via, f) in [(Via::Overlayd, &mut ov), (Via::Kernel, &mut kv)] {
+            let (g, c) = tcp(&mut s, via, secs, 1);
+            f.tcp1.push(g);
+            f.tcp1_cost.push(c);
+            let (g, c) = tcp(&mut s, via, secs, 4);
+            f.tcp4.push(g);
+            f.tcp4_cost.push(c);
+            let (pps, c) = small_frames(&mut s, via, secs);
+            f.pps.push(pps);
+            f.pps_cost.push(c);
+            let rtt = ping_ms(&s, via, pings);
             f.p50.push(percentile(&rtt, 0.5));
             f.p99.push(percentile(&rtt, 0.99));
+            let i = r - 1;
             println!(
-                "{r:>5}  {name:<8}  {:>12.2}  {:>12.2}  {:>12.0}  {:>11.3}  {:>6.3}",
-                f.tcp1[r - 1],
-                f.tcp4[r - 1],
-                f.pps[r - 1],
-                f.p50[r - 1],
-                f.p99[r - 1]
+                "{r:>5}  {:<8}  {:>12.2}  {:>12.2}  {:>12.0}  {:>11.3}  {:>6.3}  {:>23.3} ({:.3})  {:>5.3}  {:>12.0}",
+                via.name(),
+                f.tcp1[i],
+                f.tcp4[i],
+                f.pps[i],
+                f.p50[i],
+                f.p99[i],
+                f.tcp1_cost[i].flow,
+                f.tcp1_cost[i].overlayd,
+                f.tcp4_cost[i].flow,
+                f.pps_cost[i].flow,
             );
         }
     }
@@ -188,29 +214,52 @@ fn main() {
         ("ping_p50_ms", median(&ov.p50), median(&kv.p50)),
         ("ping_p99_ms", median(&ov.p99), median(&kv.p99)),
     ];
+    // What each throughput test cost: per Gbit received (per frame for
+    // 64-byte frames, in nanoseconds), the whole machine and its
+    // irq+softirq part, the flow's processes and the overlayds' part.
+    let costs = [
+        ("tcp_1flow_cpu_s_per_gbit", &ov.tcp1_cost, &kv.tcp1_cost),
+        ("tcp_4flows_cpu_s_per_gbit", &ov.tcp4_cost, &kv.tcp4_cost),
+        ("udp_64byte_cpu_ns_per_frame", &ov.pps_cost, &kv.pps_cost),
+    ];
+    let parts: [CostPart; 4] = [
+        ("", "", |c| c.busy),
+        ("_softirq", "  machine's irq+softirq", |c| c.softirq),
+        ("_flow", "  the flow's processes", |c| c.flow),
+        ("_overlayd", "    of which overlayds", |c| c.overlayd),
+    ];
     println!("\nmedians of {rounds} rounds ({secs} s each, {pings} pings)");
     println!(
-        "{:<26} {:>12} {:>12} {:>16}",
+        "{:<28} {:>12} {:>12} {:>16}",
         "figure", "overlayd", "kernel", "overlayd/kernel"
     );
     let mut json = serde_json::Map::new();
     for (name, o, k) in rows {
         let ratio = o / k;
-        println!("{name:<26} {o:>12.3} {k:>12.3} {ratio:>16.2}");
+        println!("{name:<28} {o:>12.3} {k:>12.3} {ratio:>16.2}");
         json.insert(
             name.into(),
             serde_json::json!({ "overlayd": o, "kernel": k, "ratio": ratio }),
         );
     }
+    for (name, o, k) in costs {
+        for (suffix, label, part) in parts {
+            let (o, k) = (med(o, part), med(k, part));
+            let ratio = o / k;
+            match suffix {
+                "" => println!("{name:<28} {o:>12.3} {k:>12.3} {ratio:>16.2}   (whole machine)"),
+                "_flow" => println!("{label:<28} {o:>12.3} {k:>12.3} {ratio:>16.2}"),
+                _ => println!("{label:<28} {o:>12.3} {k:>12.3}"),
+            }
+            json.insert(
+                format!("{name}{suffix}"),
+                serde_json::json!({ "overlayd": o, "kernel": k, "ratio": ratio }),
+            );
+        }
+    }
+    json.insert("background_cpus_busy".into(), background.into());
     json.insert("rounds".into(), rounds.into());
     json.insert("secs".into(), secs.into());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.canonicalize().unwrap_or(dir).join("datapath.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&serde_json::Value::Object(json)).expect("JSON"),
-    )
-    .expect("write the JSON");
+    let path = write_result("datapath.json", &serde_json::Value::Object(json));
     println!("written to {}", path.display());
 }

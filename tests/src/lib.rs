@@ -42,6 +42,12 @@
 //!   ([`Lab::bpftrace`]) or a library script run through `probes/ovtrace`
 //!   ([`Lab::ovtrace`]), stopped with SIGINT so that its maps are printed.
 //! - `tools.rs`: running commands, [`Ping`] results, waiting for conditions.
+//! - [`bench`]: what the benches share — overlayd and kernel VXLAN side by
+//!   side on two hosts ([`bench::SideBySide`]), iperf3 runs, CPU time from
+//!   `/proc`, results in `target/bench/`.
+//! - [`perf`]: `perf record -e cpu-clock -a -g` over a flow and its samples
+//!   sorted into copies, segmentation, checksums, system calls, wake-ups
+//!   and idle (`make profile`).
 //!
 //! ## Rules the harness keeps
 //!
@@ -60,6 +66,7 @@
 //!   `#[ignore = "needs root ..."]`, so an ordinary `cargo test` lists them
 //!   as ignored with the reason.
 
+pub mod bench;
 mod bpftrace;
 mod capture;
 mod craft;
@@ -70,6 +77,7 @@ mod lab;
 mod netns;
 mod ovs;
 mod packet;
+pub mod perf;
 mod scenario;
 pub mod snapshot;
 pub mod stream;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 /// Debian packages that provide the tools the harness and the tests use.
-const PACKAGES: &str = "iproute2 iputils-ping iperf3 ethtool tshark tcpdump bpftrace";
+const PACKAGES: &str = "iproute2 iputils-ping iperf3 ethtool tshark tcpdump bpftrace linux-perf";
 
 /// Panics unless every tool is on `PATH`, saying how to install it.
 pub fn require_tools(tools: &[&str]) {

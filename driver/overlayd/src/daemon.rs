@@ -19,6 +19,7 @@ use crate::lookups::{EventLoop, Lookups};
 use crate::overlay::Overlay;
 
 use crate::persist::Saver;
+use crate::spin::Spin;
 use crate::worker::{Handover, Workers};
 use anyhow::{bail, Context};
 use mio::net::UnixListener;
@@ -112,6 +113,8 @@ pub struct Daemon {
     pub(crate) captures: HashMap<u64, Session>,
     /// The capture point's ring losses already told to the sessions.
     pub(crate) cap_ring_lost_seen: u64,
+    /// How the event loop waits for frames.
+    spin: Spin,
 }
 
 /// A reply waiting for the changes before it to be applied and written.
@@ -132,12 +135,14 @@ impl Daemon {
     /// Binds the control socket in `run_dir`, with `access`'s owner and
     /// mode (0600, or 0660 with an operators' group); persistent overlays
     /// live in `state_dir` (see [`Daemon::restore`]). `threads` forwarding
-    /// threads in all: this event loop and `threads - 1` workers.
+    /// threads in all: this event loop and `threads - 1` workers, each
+    /// waiting for frames as `spin` says.
     pub fn new(
         run_dir: &Path,
         state_dir: &Path,
         access: Access,
         threads: usize,
+        spin: Spin,
     ) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
@@ -164,7 +169,7 @@ impl Daemon {
         let workers = match threads {
             0 | 1 => None,
             n => Some(
-                Workers::start(n - 1, Arc::clone(&waker), Arc::clone(&cap))
+                Workers::start(n - 1, Arc::clone(&waker), spin, Arc::clone(&cap))
                     .context("cannot start the forwarding threads")?,
             ),
         };
@@ -204,6 +209,7 @@ impl Daemon {
             cap,
             captures: HashMap::new(),
             cap_ring_lost_seen: 0,
+            spin,
         })
     }
 
@@ -217,20 +223,27 @@ impl Daemon {
     pub fn run(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut last_tick = Instant::now();
+        // Whether the last wait brought frames (then the next one spins).
+        let mut busy = false;
         while !self.shutdown.load(Ordering::Relaxed) {
             let wait = if self.captures.is_empty() {
                 TICK
             } else {
                 crate::capture::DRAIN
             };
-            match self.poll.poll(&mut events, Some(wait)) {
+            match self
+                .spin
+                .wait(&mut self.poll, &mut events, Some(wait), busy)
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
+            busy = false;
             for ev in events.iter() {
                 let t = ev.token().0;
                 let id = (t >> 2) as u64;
+                busy |= matches!(t & 3, KIND_TAP | KIND_MUX);
                 match t & 3 {
                     KIND_LISTENER if ev.token() == WAKE => {
                         self.take_handovers();

@@ -69,6 +69,7 @@ impl Kit {
             &dir.join("state"),
             Access::owner_only(),
             1,
+            crate::spin::Spin::default(),
         )
         .expect("a daemon");
         Kit { d, dir }

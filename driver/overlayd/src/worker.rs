@@ -52,6 +52,7 @@ use crate::datapath::{token, KIND_MUX, KIND_TAP};
 use crate::datapath::{Forwarder, Owner};
 use crate::mux::Mux;
 use crate::port::Port;
+use crate::spin::Spin;
 use crate::tap::Tap;
 use crate::vnic::VnicCounters;
 use mio::unix::SourceFd;
@@ -298,9 +299,14 @@ struct Handle {
 }
 
 impl Workers {
-    /// Starts `n` workers; `waker` wakes the event loop; they capture into
-    /// `cap`.
-    pub fn start(n: usize, waker: Arc<Waker>, cap: Arc<Capture>) -> io::Result<Workers> {
+    /// Starts `n` workers, waiting for frames as `spin` says; `waker`
+    /// wakes the event loop; they capture into `cap`.
+    pub fn start(
+        n: usize,
+        waker: Arc<Waker>,
+        spin: Spin,
+        cap: Arc<Capture>,
+    ) -> io::Result<Workers> {
         let (handover_tx, handover) = mpsc::sync_channel(HANDOVER_LIMIT);
         let workers = (1..=n)
             .map(|k| {
@@ -318,6 +324,7 @@ impl Workers {
                     .spawn(move || {
                         WorkerState {
                             poll,
+                            spin,
                             commands: rx,
                             applied: applied_w,
                             shard: shard_w,
@@ -435,6 +442,7 @@ impl Drop for Workers {
 /// A worker thread's state.
 struct WorkerState {
     poll: Poll,
+    spin: Spin,
     commands: Receiver<(u64, Command)>,
     /// The sequence number of the last command applied, for the event loop.
     applied: Arc<AtomicU64>,
@@ -565,8 +573,10 @@ impl Owner<WorkerPort> for WorkerSide {
 impl WorkerState {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        // Whether the last wait brought frames (then the next one spins).
+        let mut busy = false;
         loop {
-            match self.poll.poll(&mut events, None) {
+            match self.spin.wait(&mut self.poll, &mut events, None, busy) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -574,6 +584,7 @@ impl WorkerState {
                     return;
                 }
             }
+            busy = false;
             for ev in events.iter() {
                 let t = ev.token();
                 if t == TOKEN_WAKE {
@@ -583,6 +594,7 @@ impl WorkerState {
                     continue;
                 }
                 let id = (t.0 >> 2) as u64;
+                busy = true;
                 match t.0 & 3 {
                     KIND_TAP => self.fwd.tap_readable(id, &mut self.side),
                     KIND_MUX => self.fwd.mux_readable(id, &mut self.side),

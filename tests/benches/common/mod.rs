@@ -5,6 +5,7 @@
 // Each benchmark uses the part it needs.
 #![allow(dead_code)]
 
+use overlay_tests::bench::{clock_ticks_per_sec, process_ticks};
 use overlay_tests::{Daemon, Lab};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -69,16 +70,7 @@ pub fn side(name: &str, bin_dir: &Path, n: u8) -> Side {
 
 /// CPU time (user + system) of a process so far, in nanoseconds.
 pub fn cpu_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces) start after ") ".
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of stat: 11 and 12 after ") ".
-    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = field(11) + field(12);
-    // SAFETY: sysconf(3) with a constant name.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    ticks * 1_000_000_000 / hz
+    (process_ticks(pid) as f64 * 1e9 / clock_ticks_per_sec()) as u64
 }
 
 /// overlayd's CPU time and frames forwarded (tx + rx) on both hosts.

@@ -15,22 +15,27 @@
 //!   session puts `vl2/MAC` = this overlay's own listen address under the
 //!   host's lease. The sender of a guest's ARP and the source of its
 //!   neighbour solicitation ([`Instance::local_ip`]) become `vl3/IP` keys
-//!   under the same lease. A MAC that overlayd forgets (idle) is deleted,
+//!   under the same lease. What is queued when the session gets to it is
+//!   written in one transaction (up to 64 operations), so that every other
+//!   host's watch carries it as one message. A MAC that overlayd forgets (idle) is deleted,
 //!   but only if the key still says this host (a transaction comparing the
 //!   value): the MAC may have moved. The lease is kept alive every TTL/3; a
 //!   host that dies stops doing so and its keys expire by themselves.
-//! - *Mirror.* The session reads `PREFIX/VNI/` with one ranged GET and
-//!   watches it from the GET's revision + 1, so no event falls between
-//!   them; the [`schema::Mirror`] answers lookups. A miss in the mirror
+//! - *Mirror.* The session reads `PREFIX/VNI/` with ranged GETs of 10,000
+//!   keys, all at the first one's revision, and watches it from that
+//!   revision + 1, so no event falls between them; the [`schema::Mirror`]
+//!   answers lookups. A miss in the mirror
 //!   reads etcd (the watch may lag); an absent key is a drop, with the key
 //!   named.
 //! - *Coherence (SVP "shootdown").* Every vl2 change the watch reports
 //!   invalidates overlayd's entry for that MAC, which is asked again on its
 //!   next frame; every vl3 change also injects a gratuitous ARP (IPv4) or an
 //!   unsolicited neighbour advertisement (IPv6) into the overlay so that
-//!   guests update their neighbour caches. A watch cancelled for compaction,
-//!   or a stream that ends, is followed by a fresh GET whose differences
-//!   with the mirror are invalidated, and a watch from its revision.
+//!   guests update their neighbour caches. A stream that ends is watched
+//!   again from the last revision the mirror applied; only a watch
+//!   cancelled for compaction (that history is gone) is followed by a
+//!   fresh read whose differences with the mirror are invalidated. The
+//!   first read invalidates everything at once (one message).
 //! - *Conflicts.* Another host registering a MAC this host announces is
 //!   first taken as a move: this host stops announcing it and overlayd
 //!   forgets it, so that it is announced again if the guest sends again (a
@@ -48,9 +53,12 @@
 //! - *Failure.* Any etcd call that fails or times out ends the session: the
 //!   instance reports itself degraded *while serving* (the mirror keeps
 //!   answering; overlayd keeps its valid entries), and the session is
-//!   retried with backoff (200 ms → 5 s). When it is back: the lease again
-//!   if it is still alive, else a new one; the local MACs and IPs published
-//!   again, a fresh GET, and `ready`.
+//!   retried with jittered backoff (200 ms → 5 s). When it is back: the
+//!   lease again if it is still alive, else a new one; the local MACs and
+//!   IPs published again (one transaction), the watch resumed from the last
+//!   revision applied, and `ready`. Reading the whole overlay again on every
+//!   reconnection is what a thousand hosts cannot do at once after an etcd
+//!   member fails (`bench/scale`).
 //! - *Graceful restart.* Stopping an instance ([`Instance::stop`]: varpd
 //!   shuts down or restarts, overlayd goes away) withdraws nothing: other
 //!   hosts keep this host's guests, and overlayd keeps forwarding to what it
@@ -253,8 +261,10 @@ impl Shared {
     }
 }
 
-/// One overlay's etcd instance.
-struct EtcdInstance {
+/// One overlay's etcd instance. varpd sees it only as a `Box<dyn
+/// Instance>`; it is public so that the scale benchmark (`bench/scale`) can
+/// run many real instances in one process and read their mirrors.
+pub struct EtcdInstance {
     provider: Provider,
     cfg: Config,
     listen: Option<SocketAddr>,
@@ -265,7 +275,8 @@ struct EtcdInstance {
 }
 
 impl EtcdInstance {
-    fn new(provider: Provider) -> EtcdInstance {
+    /// A new, unconfigured instance (what [`Plugin::create`] boxes).
+    pub fn new(provider: Provider) -> EtcdInstance {
         EtcdInstance {
             provider,
             cfg: Config::default(),
@@ -274,6 +285,13 @@ impl EtcdInstance {
             task: None,
             saved_lease: None,
         }
+    }
+
+    /// Calls `f` on the instance's mirror as it is now (under its lock:
+    /// keep `f` short); `None` before `start`. For measurements: lookups
+    /// go through [`Instance::lookup`], which also asks etcd on a miss.
+    pub fn with_mirror<R>(&self, f: impl FnOnce(&Mirror) -> R) -> Option<R> {
+        self.shared.as_ref().map(|s| f(&s.state().mirror))
     }
 
     fn shared(&self) -> Option<Arc<Shared>> {

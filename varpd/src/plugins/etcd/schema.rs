@@ -118,7 +118,11 @@ pub enum Entry {
 
 /// Parses a key and its value.
 pub fn parse_entry(schema: &Schema, key: &[u8], value: &[u8]) -> Result<Entry, SchemaError> {
-    let k = schema.parse_key(key)?;
+    parse_value(key, schema.parse_key(key)?, value)
+}
+
+/// Parses the value of full key `key`, already parsed as `k`.
+pub fn parse_value(key: &[u8], k: Key, value: &[u8]) -> Result<Entry, SchemaError> {
     let bad = |e: serde_json::Error| SchemaError::Value {
         key: String::from_utf8_lossy(key).into(),
         value: String::from_utf8_lossy(value).into(),

@@ -6,7 +6,7 @@ use super::{Cmd, Shared};
 use crate::provider::InstanceStatus;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    KeyValue, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use overlay_api::Mac;
 use std::collections::BTreeMap;
@@ -72,9 +72,11 @@ where
 /// Runs sessions for ever (until aborted).
 pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     let mut backoff = BACKOFF.0;
+    // The revision the mirror is current to, across sessions.
+    let mut seen = 0;
     let overlay = shared.provider.overlay().to_string();
     loop {
-        let Err(e) = session(&shared, &mut cmds, &mut backoff).await;
+        let Err(e) = session(&shared, &mut cmds, &mut backoff, &mut seen).await;
         let reason = format!("etcd {}: {e}", shared.cfg.endpoints.join(","));
         let report = {
             let mut st = shared.state();
@@ -90,10 +92,19 @@ pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<C
         }
         // What was asked meanwhile is in the local sets, published again
         // by the next session.
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(jittered(backoff)).await;
         while cmds.try_recv().is_ok() {}
         backoff = (backoff * 2).min(BACKOFF.1);
     }
+}
+
+/// `d` scaled by a factor between 0.5 and 1.5, so that hosts that lost
+/// etcd together do not all come back in the same instant.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
 }
 
 async fn connect(shared: &Shared) -> Result<Client, Error> {
@@ -129,22 +140,42 @@ async fn session(
     shared: &Arc<Shared>,
     cmds: &mut mpsc::UnboundedReceiver<Cmd>,
     backoff: &mut Duration,
+    seen: &mut i64,
 ) -> Result<std::convert::Infallible, Error> {
     let mut client = connect(shared).await?;
     let ttl = shared.cfg.ttl();
-    let lease = match takeover(shared, &client, ttl).await? {
-        Some(l) => l,
-        None => retry("lease grant", &client, |mut c| async move {
-            c.lease_grant(ttl, None).await
-        })
-        .await?
-        .id(),
+    let (lease, taken) = match takeover(shared, &client, ttl).await? {
+        Some(l) => (l, true),
+        None => (
+            retry("lease grant", &client, |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
+            .await?
+            .id(),
+            false,
+        ),
     };
     shared.state().lease = Some(lease);
     let (mut keeper, mut alive) = retry("lease keep-alive", &client, |mut c| async move {
         c.lease_keep_alive(lease).await
     })
     .await?;
+    if taken {
+        // A lease taken over may have less than a third of its TTL left:
+        // renewed now, it has the whole TTL before the first tick.
+        keep_alive(&mut keeper, &mut alive, lease).await?;
+    }
+    // Renewals count from the grant: publishing and reading a large
+    // overlay on a busy cluster may take a good part of the TTL, and the
+    // first renewal must not wait for it and then a third of the TTL more.
+    let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    // What overlayd asked until now is in the local sets, published just
+    // below: the queue would only write it a second time (one more watch
+    // event on every host per key). Withdrawals of MACs that are not
+    // back still go.
+    let queued: Vec<Cmd> = std::iter::from_fn(|| cmds.try_recv().ok()).collect();
     let (macs, ips) = {
         let st = shared.state();
         // A MAC yielded in a conflict is not announced again.
@@ -157,14 +188,27 @@ async fn session(
         let ips: Vec<(IpAddr, Mac)> = st.local_ips.iter().map(|(i, m)| (*i, *m)).collect();
         (macs, ips)
     };
-    for m in macs {
-        republish(shared, &client, lease, m).await?;
+    republish(shared, &client, lease, &macs, &ips).await?;
+    let withdrawn: Vec<Cmd> = queued
+        .into_iter()
+        .filter(|c| matches!(c, Cmd::Mac(m, false) if !macs.contains(m)))
+        .collect();
+    write(shared, &client, lease, withdrawn).await?;
+    // A mirror read before is current to `seen`: the watch resumes after
+    // it and brings what was missed as events. Reading everything again
+    // costs etcd and this host the whole overlay — a thousand hosts doing
+    // so at once after a member failure is more than etcd can serve — and
+    // is needed only when etcd no longer has that history (compacted: the
+    // watch is cancelled, below). The first read also finds the keys a
+    // previous instance left (a varpd restart) for adoption; `seen` moves
+    // only once they are adopted, so a session that fails before reads
+    // again.
+    if *seen == 0 {
+        let (rev, leased) = resync(shared, &mut client, true).await?;
+        adopt(shared, &client, lease, leased).await?;
+        *seen = rev;
     }
-    for (ip, m) in ips {
-        write(shared, &mut client, lease, Cmd::Ip(ip, m)).await?;
-    }
-    adopt(shared, &client, lease).await?;
-    let mut rev = resync(shared, &mut client).await?;
+    let rev = *seen;
     let mut watch = watch_from(shared, &mut client, rev + 1).await?;
     let was_degraded = {
         let mut st = shared.state();
@@ -177,48 +221,49 @@ async fn session(
     if was_degraded || shared.provider.is_degraded() {
         report_health(shared);
     }
-    let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
-    tick.tick().await;
     loop {
         tokio::select! {
             msg = watch.message() => {
                 let restart = match msg {
                     Ok(Some(resp)) if resp.canceled() || resp.compact_revision() > 0 => {
                         log::info!(
-                            "overlay {overlay}: watch cancelled at revision {rev} (compacted to {}: {}); reading again",
+                            "overlay {overlay}: watch cancelled at revision {seen} (compacted to {}: {}); reading again",
                             resp.compact_revision(), resp.cancel_reason()
                         );
+                        *seen = resync(shared, &mut client, false).await?.0;
                         true
                     }
                     Ok(Some(resp)) => {
+                        // Only events move `seen`: etcd never splits a
+                        // revision across messages, but a header may be
+                        // ahead of events still to come.
                         for ev in resp.events() {
                             let Some(kv) = ev.kv() else { continue };
-                            rev = rev.max(kv.mod_revision());
+                            *seen = (*seen).max(kv.mod_revision());
                             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
                             event(shared, kv.key(), value, true);
-                        }
-                        if let Some(h) = resp.header() {
-                            rev = rev.max(h.revision());
                         }
                         false
                     }
                     Ok(None) => {
-                        log::info!("overlay {overlay}: watch stream ended; reading again");
+                        log::info!("overlay {overlay}: watch stream ended; watching again from revision {seen}");
                         true
                     }
                     Err(e) => {
-                        log::info!("overlay {overlay}: watch: {e}; reading again");
+                        log::info!("overlay {overlay}: watch: {e}; watching again from revision {seen}");
                         true
                     }
                 };
                 if restart {
-                    rev = resync(shared, &mut client).await?;
-                    watch = watch_from(shared, &mut client, rev + 1).await?;
+                    watch = watch_from(shared, &mut client, *seen + 1).await?;
                 }
             }
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { return Err("instance gone".into()) };
-                write(shared, &mut client, lease, cmd).await?;
+                // Whatever else is queued goes in the same transactions.
+                let mut batch = vec![cmd];
+                batch.extend(std::iter::from_fn(|| cmds.try_recv().ok()));
+                write(shared, &client, lease, batch).await?;
             }
             _ = tick.tick() => {
                 expire_adopted(shared, &client, ttl).await?;
@@ -297,106 +342,208 @@ async fn keep_alive(
     }
 }
 
-/// Publishes or withdraws one local mapping.
-async fn write(shared: &Shared, client: &mut Client, lease: i64, cmd: Cmd) -> Result<(), Error> {
-    let put = |key: String, value: String| {
-        retry("put", client, move |mut c| {
-            let (k, v) = (key.clone(), value.clone());
-            async move { c.put(k, v, Some(PutOptions::new().with_lease(lease))).await }
+/// Most operations in one transaction: half etcd's default
+/// `--max-txn-ops` (128), because etcd counts a nested transaction's
+/// operations against what its parent leaves of that budget.
+const MAX_TXN_OPS: usize = 64;
+
+/// Runs `ops` in transactions of at most [`MAX_TXN_OPS`] operations each
+/// (retried whole: every operation here is idempotent); the responses.
+///
+/// A transaction is one revision, which the watch of every host delivers
+/// as one message however many keys it holds: a guest's MAC and two
+/// addresses, or a whole host's guests, cost each other host one message
+/// rather than one per key.
+async fn txns(client: &Client, ops: Vec<TxnOp>) -> Result<Vec<TxnOpResponse>, Error> {
+    let mut out = Vec::with_capacity(ops.len());
+    for chunk in ops.chunks(MAX_TXN_OPS) {
+        let resp = retry("put", client, |mut c| {
+            let txn = Txn::new().and_then(chunk.to_vec());
+            async move { c.txn(txn).await }
         })
-    };
-    match cmd {
-        Cmd::Mac(mac, present) => {
-            let Some(listen) = shared.listen else {
-                return Ok(());
-            };
-            let key = shared.schema.key(Key::Vl2(mac));
-            let value = schema::vl2_value(listen);
-            if present {
-                put(key, value).await?;
-            } else {
-                // Only if it still says here: the MAC may have moved on.
-                retry("delete", client, |mut c| {
-                    let txn = Txn::new()
-                        .when([Compare::value(key.clone(), CompareOp::Equal, value.clone())])
-                        .and_then([TxnOp::delete(key.clone(), None)]);
-                    async move { c.txn(txn).await }
-                })
-                .await?;
-            }
-        }
-        Cmd::Ip(ip, mac) => {
-            let key = shared.schema.key(Key::Vl3(ip));
-            put(key, schema::vl3_value(mac)).await?;
-        }
-        Cmd::Claim(mac) => {
-            // Another host that registers it first is reported by the
-            // watch, as any registration is.
-            claim(shared, client, lease, mac).await?;
-        }
+        .await?;
+        out.extend(resp.op_responses());
     }
-    Ok(())
+    Ok(out)
 }
 
-/// Puts `vl2/MAC` = this host under `lease` unless the key names another
-/// host (a missing key fails `version > 0`, our own value fails `!=`: both
-/// put); true if another host has it.
-async fn claim(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<bool, Error> {
-    let Some(listen) = shared.listen else {
-        return Ok(false);
-    };
+/// `vl2/MAC` = this host under `lease`, unless the key names another host
+/// (a missing key fails `version > 0`, our own value fails `!=`: both
+/// put). Its response is a transaction that *succeeded* exactly when
+/// another host has the MAC. `None` without a listen address.
+fn claim_op(shared: &Shared, lease: i64, mac: Mac) -> Option<TxnOp> {
+    let listen = shared.listen?;
     let key = shared.schema.key(Key::Vl2(mac));
     let value = schema::vl2_value(listen);
-    let resp = retry("put", client, |mut c| {
-        let txn = Txn::new()
+    Some(TxnOp::txn(
+        Txn::new()
             .when([
                 Compare::version(key.clone(), CompareOp::Greater, 0),
                 Compare::value(key.clone(), CompareOp::NotEqual, value.clone()),
             ])
             .or_else([TxnOp::put(
-                key.clone(),
-                value.clone(),
+                key,
+                value,
                 Some(PutOptions::new().with_lease(lease)),
-            )]);
-        async move { c.txn(txn).await }
-    })
-    .await?;
-    Ok(resp.succeeded())
+            )]),
+    ))
 }
 
-/// Publishes a local MAC again under a new lease (a new session) — unless
-/// another host registered it meanwhile (it moved while this host could
-/// not reach etcd): then it is forgotten, as when the watch reports a move.
-async fn republish(shared: &Shared, client: &Client, lease: i64, mac: Mac) -> Result<(), Error> {
-    if claim(shared, client, lease, mac).await? {
-        shared.state().local_macs.remove(&mac);
-        shared.state().local_ips.retain(|_, m| *m != mac);
-        log::info!(
-            "overlay {}: {mac} moved to another host while etcd was unreachable",
-            shared.provider.overlay()
-        );
-        shared.provider.forget_local_mac(mac);
+/// Publishes or withdraws local mappings, the last command for a key
+/// winning, in as few transactions as etcd takes.
+async fn write(shared: &Shared, client: &Client, lease: i64, cmds: Vec<Cmd>) -> Result<(), Error> {
+    let put = |key: String, value: String| {
+        TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
+    };
+    // One operation per key: etcd refuses a transaction that writes a key
+    // twice. A claim and a MAC command write the same key.
+    let key_of = |c: &Cmd| match c {
+        Cmd::Mac(m, _) | Cmd::Claim(m) => Key::Vl2(*m),
+        Cmd::Ip(ip, _) => Key::Vl3(*ip),
+    };
+    let mut last: Vec<Cmd> = Vec::with_capacity(cmds.len());
+    for c in cmds.into_iter().rev() {
+        if !last.iter().any(|o| key_of(o) == key_of(&c)) {
+            last.push(c);
+        }
+    }
+    let mut ops = Vec::with_capacity(last.len());
+    for cmd in last.into_iter().rev() {
+        match cmd {
+            Cmd::Mac(mac, present) => {
+                let Some(listen) = shared.listen else {
+                    continue;
+                };
+                let key = shared.schema.key(Key::Vl2(mac));
+                let value = schema::vl2_value(listen);
+                if present {
+                    ops.push(put(key, value));
+                } else {
+                    // Only if it still says here: the MAC may have moved on.
+                    ops.push(TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::value(key.clone(), CompareOp::Equal, value)])
+                            .and_then([TxnOp::delete(key, None)]),
+                    ));
+                }
+            }
+            Cmd::Ip(ip, mac) => {
+                ops.push(put(shared.schema.key(Key::Vl3(ip)), schema::vl3_value(mac)))
+            }
+            // Another host that registers it first is reported by the
+            // watch, as any registration is.
+            Cmd::Claim(mac) => ops.extend(claim_op(shared, lease, mac)),
+        }
+    }
+    txns(client, ops).await.map(drop)
+}
+
+/// Publishes the local MACs and addresses again under a new lease (a new
+/// session), in as few transactions as etcd takes — except a MAC that
+/// another host registered meanwhile (it moved while this host could not
+/// reach etcd): that one is forgotten, as when the watch reports a move.
+async fn republish(
+    shared: &Shared,
+    client: &Client,
+    lease: i64,
+    macs: &[Mac],
+    ips: &[(IpAddr, Mac)],
+) -> Result<(), Error> {
+    // Without a listen address there is nothing to say where MACs are.
+    let macs = if shared.listen.is_some() { macs } else { &[] };
+    let mut ops: Vec<TxnOp> = macs
+        .iter()
+        .filter_map(|&mac| claim_op(shared, lease, mac))
+        .collect();
+    for &(ip, mac) in ips {
+        ops.push(TxnOp::put(
+            shared.schema.key(Key::Vl3(ip)),
+            schema::vl3_value(mac),
+            Some(PutOptions::new().with_lease(lease)),
+        ));
+    }
+    let resp = txns(client, ops).await?;
+    for (&mac, r) in macs.iter().zip(&resp) {
+        if matches!(r, TxnOpResponse::Txn(t) if t.succeeded()) {
+            shared.state().local_macs.remove(&mac);
+            shared.state().local_ips.retain(|_, m| *m != mac);
+            log::info!(
+                "overlay {}: {mac} moved to another host while etcd was unreachable",
+                shared.provider.overlay()
+            );
+            shared.provider.forget_local_mac(mac);
+        }
     }
     Ok(())
 }
 
+/// Keys per page of a resync read (about 90 bytes each: some 900 KB).
+const PAGE: i64 = 10000;
+
+/// The end of the range of keys that start with `prefix` (etcd's
+/// convention: the prefix with its last byte below 0xff incremented).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// Reads all of `PREFIX/VNI/`, replaces the mirror with it, reports the
 /// differences, and returns the revision it was read at.
-async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
-    let base = shared.schema.base().to_string();
-    let resp = retry("get", client, |mut c| {
-        let base = base.clone();
-        async move { c.get(base, Some(GetOptions::new().with_prefix())).await }
-    })
-    .await?;
-    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+///
+/// The read goes in pages of [`PAGE`] keys, all at the revision of the
+/// first: each page is a bounded call that fits [`OP_TIMEOUT`] and gRPC's
+/// 4 MiB message limit however large the overlay, where one GET of a
+/// whole VNI grows with it (and many hosts reading at once time out).
+///
+/// With `leased`, it also returns the keys that are under a lease (for
+/// [`adopt`]), as read.
+async fn resync(
+    shared: &Shared,
+    client: &mut Client,
+    leased: bool,
+) -> Result<(i64, Vec<KeyValue>), Error> {
+    let base = shared.schema.base().as_bytes().to_vec();
+    let end = prefix_end(&base);
+    let mut from = base;
+    let mut rev = 0;
     let mut new = Mirror::default();
-    for kv in resp.kvs() {
-        match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
-            Ok(e) => {
-                new.set(e);
+    let mut kept = Vec::new();
+    loop {
+        let resp = retry("get", client, |mut c| {
+            let (from, end) = (from.clone(), end.clone());
+            let mut opts = GetOptions::new().with_range(end).with_limit(PAGE);
+            if rev > 0 {
+                opts = opts.with_revision(rev);
             }
-            Err(e) => log::warn!("overlay {}: ignoring {e}", shared.provider.overlay()),
+            async move { c.get(from, Some(opts)).await }
+        })
+        .await?;
+        if rev == 0 {
+            rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        for kv in resp.kvs() {
+            match schema::parse_entry(&shared.schema, kv.key(), kv.value()) {
+                Ok(e) => {
+                    new.set(e);
+                }
+                Err(e) => log::warn!("overlay {}: ignoring {e}", shared.provider.overlay()),
+            }
+            if leased && kv.lease() != 0 {
+                kept.push(kv.clone());
+            }
+        }
+        match resp.kvs().last() {
+            Some(kv) if resp.more() => {
+                from = kv.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
         }
     }
     let (changes, first) = {
@@ -418,9 +565,15 @@ async fn resync(shared: &Shared, client: &mut Client) -> Result<i64, Error> {
         if matches!(c, Change::Vl3 { now: Some(_), .. }) && announce {
             announced += 1;
         }
-        changed(shared, c, announce);
+        changed(shared, c, announce, !first);
     }
-    Ok(rev)
+    // The first read of an instance changes everything overlayd may hold
+    // for the overlay: one message says so, where one per mapping would be
+    // tens of thousands.
+    if first {
+        shared.provider.invalidate(None);
+    }
+    Ok((rev, kept))
 }
 
 async fn watch_from(
@@ -448,7 +601,7 @@ pub(crate) fn event(shared: &Shared, key: &[u8], value: Option<&[u8]>, announce:
             return;
         }
     };
-    let change = match value.map(|v| schema::parse_entry(&shared.schema, key, v)) {
+    let change = match value.map(|v| schema::parse_value(key, k, v)) {
         Some(Ok(e)) => shared.state().mirror.set(e),
         Some(Err(e)) => {
             log::warn!("overlay {}: ignoring {e}", shared.provider.overlay());
@@ -457,19 +610,22 @@ pub(crate) fn event(shared: &Shared, key: &[u8], value: Option<&[u8]>, announce:
         None => shared.state().mirror.remove(k),
     };
     if let Some(c) = change {
-        changed(shared, c, announce);
+        changed(shared, c, announce, true);
     }
 }
 
 /// Tells overlayd about one change: invalidate the target entry, and for a
 /// new owner of a VL3 address (not one of this host's own guests, which
-/// know their addresses) announce it to the guests.
-pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
+/// know their addresses) announce it to the guests. Without `invalidate`
+/// the caller invalidates every entry at once instead.
+pub(crate) fn changed(shared: &Shared, c: Change, announce: bool, invalidate: bool) {
     let p = &shared.provider;
     match c {
         Change::Vl2 { mac, now } => {
             log::debug!("overlay {}: vl2 {mac} now {now:?}", p.overlay());
-            p.invalidate(Some(mac));
+            if invalidate {
+                p.invalidate(Some(mac));
+            }
             match now {
                 Some(dest) if Some(dest) != shared.listen => lost_to(shared, mac, dest),
                 // A conflict's winner went away: the guest here is the
@@ -487,11 +643,13 @@ pub(crate) fn changed(shared: &Shared, c: Change, announce: bool) {
         }
         Change::Vl3 { ip, was, now } => {
             log::debug!("overlay {}: vl3 {ip} was {was:?} now {now:?}", p.overlay());
-            if let Some(m) = was {
+            if let (Some(m), true) = (was, invalidate) {
                 p.invalidate(Some(m));
             }
             let Some(mac) = now else { return };
-            p.invalidate(Some(mac));
+            if invalidate {
+                p.invalidate(Some(mac));
+            }
             if !announce || shared.state().local_macs.contains(&mac) {
                 return;
             }
@@ -644,20 +802,19 @@ async fn takeover(shared: &Shared, client: &Client, ttl: i64) -> Result<Option<i
 /// change — unless they changed meanwhile (compared by revision). Keys
 /// without a lease were set by hand and are left alone. MACs overlayd has
 /// not (yet) reported local are remembered in [`super::State::adopted`].
-async fn adopt(shared: &Shared, client: &Client, lease: i64) -> Result<(), Error> {
+async fn adopt(
+    shared: &Shared,
+    client: &Client,
+    lease: i64,
+    leased: Vec<KeyValue>,
+) -> Result<(), Error> {
     let Some(listen) = shared.listen else {
         return Ok(());
     };
-    let base = shared.schema.base().to_string();
-    let resp = retry("get", client, |mut c| {
-        let base = base.clone();
-        async move { c.get(base, Some(GetOptions::new().with_prefix())).await }
-    })
-    .await?;
     let mut mine: std::collections::HashSet<Mac> = Default::default();
     let mut vl3 = Vec::new();
     let mut moves = Vec::new();
-    for kv in resp.kvs() {
+    for kv in &leased {
         if kv.lease() == 0 {
             continue;
         }
@@ -681,26 +838,31 @@ async fn adopt(shared: &Shared, client: &Client, lease: i64) -> Result<(), Error
             }
         }
     }
-    let mut moved = 0;
-    for kv in &moves {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                kv.key(),
-                CompareOp::Equal,
-                kv.mod_revision(),
-            )])
-            .and_then([TxnOp::put(
-                kv.key(),
-                kv.value(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let resp = retry("adopt", client, |mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
+    // Each only if unchanged since the read (by revision), all in as few
+    // transactions as etcd takes.
+    let ops = moves
+        .iter()
+        .map(|kv| {
+            TxnOp::txn(
+                Txn::new()
+                    .when([Compare::mod_revision(
+                        kv.key(),
+                        CompareOp::Equal,
+                        kv.mod_revision(),
+                    )])
+                    .and_then([TxnOp::put(
+                        kv.key(),
+                        kv.value(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]),
+            )
         })
-        .await?;
-        moved += resp.succeeded() as usize;
-    }
+        .collect();
+    let moved = txns(client, ops)
+        .await?
+        .iter()
+        .filter(|r| matches!(r, TxnOpResponse::Txn(t) if t.succeeded()))
+        .count();
     let pending = {
         let mut st = shared.state();
         let now = std::time::Instant::now();
