@@ -25,6 +25,11 @@
 //! loop and calls in here for every decision.
 
 pub mod decide;
+/// A hash map for the per-frame lookups (overlays and muxes by id, a mux's
+/// overlays by VNI, peers by address): foldhash's fast hasher, seeded per
+/// process, where std's SipHash costs a few percent of a flow (`make
+/// profile`). Keys here come from overlayd itself or are bounded by it.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub mod mux;
 pub mod props;
 pub mod stats;

@@ -2,7 +2,7 @@
 //! socket, and received datagrams are demultiplexed by VNI (illumos
 //! `overlay_mux`). This is the bookkeeping; the socket lives in overlayd.
 
-use std::collections::HashMap;
+use crate::FastMap as HashMap;
 use std::net::SocketAddr;
 
 /// Why an overlay cannot join a mux.
@@ -30,7 +30,7 @@ impl<T: Copy + PartialEq> MuxTable<T> {
     /// An empty mux.
     pub fn new() -> Self {
         MuxTable {
-            by_vni: HashMap::new(),
+            by_vni: HashMap::default(),
         }
     }
 

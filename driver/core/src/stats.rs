@@ -1,8 +1,9 @@
 //! Counters: plain integers owned by the thread that forwards, so counting
 //! costs an add; a snapshot copies them out for the control socket.
 
+use crate::FastMap as HashMap;
 use overlay_api::{DropReason, HistBucket, MuxStats, OffloadStats, OverlayStats, PeerStats};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 const REASONS: usize = DropReason::ALL.len();

@@ -28,10 +28,10 @@ use overlay_api::capture::{CaptureDir, CaptureVerdict};
 use overlay_api::{DropReason, Mac};
 use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
 use overlay_core::props::{L2_OVERHEAD, MTU_MIN};
+use overlay_core::FastMap as HashMap;
 use overlay_probes::overlay as probe;
 use overlay_wire::eth;
 use overlay_wire::offload::{self, Coalescer, TcpLayout, Tso, VnetHdr, VNET_HDR_LEN};
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -339,8 +339,8 @@ impl<P: Port> Forwarder<P> {
     /// An engine with no ports or muxes, capturing into `cap`.
     pub fn with_capture(cap: Arc<Capture>) -> Self {
         Forwarder {
-            ports: HashMap::new(),
-            muxes: HashMap::new(),
+            ports: HashMap::default(),
+            muxes: HashMap::default(),
             txq: TxQueue::new(),
             rxq: RxBatch::new(),
             gro: Gro::default(),
@@ -930,7 +930,7 @@ mod tests {
                 tap: Tap::for_test(w, "ov0"),
                 mode,
                 point,
-                table: HashMap::new(),
+                table: HashMap::default(),
                 counters: Counters::default(),
                 peers: Peers::default(),
             },

@@ -267,7 +267,7 @@ impl Owner<Overlay> for EventLoop<'_> {
         &mut self,
         _: u64,
         _: &Mux,
-        _: &HashMap<u64, Overlay>,
+        _: &overlay_core::FastMap<u64, Overlay>,
         _: (&[u8], SocketAddr, usize),
     ) -> bool {
         false
@@ -279,7 +279,12 @@ impl Owner<Overlay> for EventLoop<'_> {
 
     /// Asks varpd where the unknown sources live (overlays with
     /// `target/check_source`), while the link takes them.
-    fn rx_done(&mut self, _: &mut Mux, ports: &mut HashMap<u64, Overlay>, asks: &[(u64, Mac)]) {
+    fn rx_done(
+        &mut self,
+        _: &mut Mux,
+        ports: &mut overlay_core::FastMap<u64, Overlay>,
+        asks: &[(u64, Mac)],
+    ) {
         let Some(link) = self.link.as_deref_mut() else {
             return;
         };
@@ -445,7 +450,7 @@ mod tests {
     fn unknown_sources_are_asked_after_the_batch() {
         let (ov, mut link, mut varpd) = setup();
         let mut lookups = Lookups::default();
-        let mut ports = HashMap::from([(3, ov)]);
+        let mut ports: overlay_core::FastMap<u64, Overlay> = [(3, ov)].into_iter().collect();
         let mut mux = crate::mux::Mux::bind(
             &overlay_wire::vxlan::MODULE,
             "127.0.0.1:0".parse().unwrap(),

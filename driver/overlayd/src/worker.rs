@@ -544,7 +544,7 @@ impl Owner<WorkerPort> for WorkerSide {
         &mut self,
         mid: u64,
         mux: &Mux,
-        ports: &HashMap<u64, WorkerPort>,
+        ports: &overlay_core::FastMap<u64, WorkerPort>,
         (data, from, seg): (&[u8], SocketAddr, usize),
     ) -> bool {
         if self.checking == 0 || !needs_event_loop(mux, ports, data, seg) {
@@ -559,7 +559,12 @@ impl Owner<WorkerPort> for WorkerSide {
         true
     }
 
-    fn rx_done(&mut self, mux: &mut Mux, _: &mut HashMap<u64, WorkerPort>, _: &[(u64, Mac)]) {
+    fn rx_done(
+        &mut self,
+        mux: &mut Mux,
+        _: &mut overlay_core::FastMap<u64, WorkerPort>,
+        _: &[(u64, Mac)],
+    ) {
         for h in std::mem::take(&mut self.rx) {
             if let Err(Handover::Rx { data, seg, .. }) = self.try_hand_over(h) {
                 let n = data.len().div_ceil(seg.max(1)) as u64;
@@ -750,7 +755,12 @@ impl WorkerState {
 /// sources (`target/check_source`: the event loop asks varpd about new
 /// ones), which only the event loop may take. Looks at each datagram's
 /// header only.
-fn needs_event_loop(mux: &Mux, ports: &HashMap<u64, WorkerPort>, data: &[u8], seg: usize) -> bool {
+fn needs_event_loop(
+    mux: &Mux,
+    ports: &overlay_core::FastMap<u64, WorkerPort>,
+    data: &[u8],
+    seg: usize,
+) -> bool {
     data.chunks(seg.max(1)).any(|d| {
         (mux.encap.decap)(d)
             .ok()
