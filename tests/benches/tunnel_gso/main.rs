@@ -97,11 +97,6 @@ const ROWS: &[Row] = &[
         digits: 3,
     },
     Row {
-        label: "  … net of the round's background",
-        value: |r| (r.busy - r.background * r.secs).max(0.0) / gb(r),
-        digits: 3,
-    },
-    Row {
         label: "  … irq + softirq",
         value: |r| r.softirq / gb(r),
         digits: 3,
