@@ -19,6 +19,8 @@
 #   make bench-probes    what the USDT probes cost the data path (ratios, see tests/benches)
 #   make bench-capture   what the capture point (ovsnoop --capture) costs the data path, off and capturing (ratios)
 #   make bench-capture-engine  the same for the forwarding engine alone, ns per frame (no root)
+#   make bench-tunnel-gso  issue 21's prototype: VXLAN super-frames written whole to an underlay TAP
+#                        device (kernel tunnel GSO, 6.17+) against overlayd's UDP_SEGMENT sends (root)
 #   make bench-exporter  one exporter scrape of 1,000 overlays / 100,000 entries against its 50 ms budget
 #   make bench-ovsnoop   ovsnoop against tcpdump -n -r on a 1,000,000-frame VXLAN capture (ratio)
 #   make bench-scale [HOSTS=1000] [GUESTS=10]  the etcd plugin at scale: a real 3-member etcd and
@@ -54,7 +56,7 @@ endif
 # One thing at a time: cargo parallelises on its own, and the steps of `test` must not overlap.
 .NOTPARALLEL:
 
-.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench profile bench-probes bench-capture bench-capture-engine bench-exporter bench-ovsnoop bench-scale
+.PHONY: all build build-deps test deps-test unit-test acceptance fuzz lab lab-down lab-status deps fmt clippy clean bench profile bench-probes bench-capture bench-capture-engine bench-tunnel-gso bench-exporter bench-ovsnoop bench-scale
 
 all: build
 
@@ -144,6 +146,14 @@ bench-capture: deps build
 # in (off) and compiled out, ROUNDS alternating runs of each, medians and their ratio.
 bench-capture-engine: build-deps
 	bash driver/overlayd/bench/capture_engine.sh $(ROUNDS)
+
+# Issue 21's prototype (tests/benches/tunnel_gso): the same TCP stream sent as pre-cut VXLAN datagrams
+# with UDP_SEGMENT (overlayd today) and as whole super-frames through an underlay TAP device with the
+# 6.17 tunnel virtio-net header, alternating ROUNDS (5) times, to a kernel VXLAN peer and to a UDP
+# socket; CPU per GB, ratios; writes target/bench/tunnel-gso.json. Exits 0 with a message on kernels
+# without TUN_F_UDP_TUNNEL_GSO (root).
+bench-tunnel-gso: deps build
+	ROUNDS=$(ROUNDS) $(CARGO) bench -p overlay-tests --bench tunnel_gso
 
 # ovsnoop's one-line output against tcpdump -n -r on the same generated capture, alternating,
 # ROUNDS times; prints both medians and their ratio (ovsnoop/bench/bench.sh).

@@ -45,6 +45,10 @@
 //! - [`bench`]: what the benches share — overlayd and kernel VXLAN side by
 //!   side on two hosts ([`bench::SideBySide`]), iperf3 runs, CPU time from
 //!   `/proc`, results in `target/bench/`.
+//! - [`tunnel_gso`]: the kernel's tunnel segmentation through a TAP
+//!   device (a VXLAN super-frame behind a 24-byte virtio-net header), and
+//!   [`tcp_repair`]: a kernel TCP receiver put into ESTABLISHED without a
+//!   handshake — what `make bench-tunnel-gso` measures with.
 //! - [`perf`]: `perf record -e cpu-clock -a -g` over a flow and its samples
 //!   sorted into copies, segmentation, checksums, system calls, wake-ups
 //!   and idle (`make profile`).
@@ -81,7 +85,9 @@ pub mod perf;
 mod scenario;
 pub mod snapshot;
 pub mod stream;
+pub mod tcp_repair;
 mod tools;
+pub mod tunnel_gso;
 
 pub use bpftrace::{map_value, ovtrace_path, provider_probes, Trace, READY};
 pub use capture::Capture;
