@@ -10,7 +10,11 @@
 //! - 64-byte frame rate: UDP with 18-byte payloads (a 64-byte Ethernet
 //!   frame with its FCS), as fast as iperf3 can send, counted at the
 //!   receiver,
-//! - ping latency: PINGS echo requests 10 ms apart, p50 and p99.
+//! - ping latency: PINGS echo requests 10 ms apart, p50 and p99; and, as
+//!   the unit to read them in, what one thread wake-up costs on this
+//!   machine at the same spacing (`bench::wakeup_ms`): overlayd's round
+//!   trip wakes three or four of its threads besides the pinger, kernel
+//!   VXLAN's none.
 //!
 //! Each throughput run also says what it cost, per Gbit the receiver got
 //! (per frame received, in nanoseconds, for 64-byte frames): the machine's
@@ -35,7 +39,7 @@
 
 use overlay_tests::bench::{
     background_cores, clock_ticks_per_sec, iperf_cpu_secs, ksoftirqd_ticks, tcp_received,
-    write_result, MachineTicks, SideBySide, Via,
+    wakeup_ms, write_result, MachineTicks, SideBySide, Via,
 };
 use overlay_tests::{env_num, median};
 use std::time::Duration;
@@ -170,6 +174,7 @@ fn main() {
 
     let (mut ov, mut kv) = (Figures::default(), Figures::default());
     let mut background = Vec::new();
+    let mut wakeups = Vec::new();
     println!(
         "round  path      tcp-1 Gbit/s  tcp-4 Gbit/s  64B frames/s  ping p50 ms  p99 ms  \
          flow's CPU s/Gbit tcp-1 (overlayd's)  tcp-4  64B ns/frame"
@@ -178,6 +183,15 @@ fn main() {
         let bg = background_cores(Duration::from_secs(1));
         background.push(bg);
         println!("{r:>5}  background: {bg:.2} CPUs busy with nothing of ours running");
+        // The unit of a userland path's latency, measured as the pings are
+        // spaced (10 ms), in the same minute.
+        let w = wakeup_ms(100, Duration::from_millis(10));
+        println!(
+            "{r:>5}  one thread wake-up after 10 ms idle: p50 {:.3} ms, p99 {:.3} ms",
+            percentile(&w, 0.5),
+            percentile(&w, 0.99)
+        );
+        wakeups.push(percentile(&w, 0.5));
         for (via, f) in [(Via::Overlayd, &mut ov), (Via::Kernel, &mut kv)] {
             let (g, c) = tcp(&mut s, via, secs, 1);
             f.tcp1.push(g);
@@ -257,6 +271,20 @@ fn main() {
             );
         }
     }
+    // A ping through two overlayds wakes three or four of their threads
+    // (a's on the request's way out, b's on its way in, b's again for the
+    // reply unless still awake, a's on the reply's way in) besides the
+    // pinger; through kernel VXLAN only the pinger wakes. Say what the
+    // difference is in wake-ups of this machine.
+    let wake = median(&wakeups);
+    let extra = median(&ov.p50) - median(&kv.p50);
+    println!(
+        "{:<28} {wake:>12.3}   ping p50 overlayd - kernel = {extra:.3} ms = {:.1} wake-ups",
+        "thread_wakeup_p50_ms",
+        extra / wake
+    );
+    json.insert("thread_wakeup_p50_ms".into(), wake.into());
+    json.insert("ping_p50_extra_wakeups".into(), (extra / wake).into());
     json.insert("background_cpus_busy".into(), background.into());
     json.insert("rounds".into(), rounds.into());
     json.insert("secs".into(), secs.into());

@@ -318,6 +318,34 @@ pub fn background_cores(window: Duration) -> f64 {
     used.busy as f64 / clock_ticks_per_sec() / t0.elapsed().as_secs_f64()
 }
 
+/// What one thread wake-up costs on this machine, the unit a userland
+/// data path pays in latency: two threads hand a byte back and forth over
+/// a Unix socket pair `n` times, `gap` apart (the first sleeps between
+/// exchanges, so both block and their CPUs may idle, as between two pings
+/// `gap` apart). Each exchange wakes the second thread and then the first
+/// again: half of it is one wake-up (with one write and one read).
+/// Returns each exchange's half, in ms, in the order measured.
+pub fn wakeup_ms(n: usize, gap: Duration) -> Vec<f64> {
+    use std::io::{Read, Write};
+    let (mut a, mut b) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    let echo = std::thread::spawn(move || {
+        let mut byte = [0u8];
+        while b.read_exact(&mut byte).is_ok() && b.write_all(&byte).is_ok() {}
+    });
+    let mut halves = Vec::with_capacity(n);
+    let mut byte = [0u8];
+    for _ in 0..n {
+        std::thread::sleep(gap);
+        let t = Instant::now();
+        a.write_all(&[1]).expect("write to the echo thread");
+        a.read_exact(&mut byte).expect("read from the echo thread");
+        halves.push(t.elapsed().as_secs_f64() * 1e3 / 2.0);
+    }
+    drop(a);
+    echo.join().expect("the echo thread");
+    halves
+}
+
 /// `target/bench` of the workspace (made if missing), where benches leave
 /// their results.
 pub fn result_dir() -> PathBuf {
@@ -337,6 +365,13 @@ pub fn write_result(name: &str, value: &serde_json::Value) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wake_up_takes_some_time_and_less_than_the_gap() {
+        let w = wakeup_ms(5, Duration::from_millis(2));
+        assert_eq!(w.len(), 5);
+        assert!(w.iter().all(|&ms| ms > 0.0 && ms < 1000.0), "{w:?}");
+    }
 
     #[test]
     fn proc_stat_busy_and_softirq_are_read() {
