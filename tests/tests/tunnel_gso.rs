@@ -7,13 +7,15 @@
 //! arrive intact both ways between two overlayds (VXLAN and Geneve, with
 //! IPv4 and IPv6 inside) and from overlayd to a kernel VXLAN peer, with no
 //! checksum error, no data-path drop, and the counters showing that the
-//! super-frames took the tunnel path. A kernel that refuses
+//! super-frames took the tunnel path; and a flow whose frames change way
+//! mid-stream (the neighbour entry flushed again and again) keeps its
+//! order. A kernel that refuses
 //! `TUN_F_UDP_TUNNEL_GSO` (before 6.17) makes overlayd fall back to its
 //! sockets with a warning; the tests then say so and pass.
 
 use overlay_api::{DropReason, OverlayStats};
 use overlay_tests::snapshot::overlay;
-use overlay_tests::stream::{self, csum_errors, Amount};
+use overlay_tests::stream::{self, csum_errors, tcp_disorder, Amount};
 use overlay_tests::{Daemon, Host, Lab, Pair};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -167,5 +169,57 @@ fn a_kernel_vxlan_peer_receives_streams_sent_through_the_underlay_tap() {
         "overlayd did not send through the underlay TAP device: {:?}",
         o.offload
     );
+    assert_no_data_drops(o);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run `sudo make test`"]
+fn a_flow_that_changes_way_mid_stream_keeps_its_order() {
+    let mut lab = Lab::new("tunnel_gso_switch");
+    lab.overlayd_args(ARGS);
+    let p = lab.files_pair_bridged(67, 6767, "vxlan");
+    if !supported(&lab, &[p.a, p.b]) {
+        return;
+    }
+    let r = lab.wait_ping(p.a, &p.ip4(2), Duration::from_secs(10));
+    assert!(r.all_answered(), "no path before the stream:\n{r}");
+    std::thread::sleep(Duration::from_millis(1200));
+    let (reorder0, retrans0) = tcp_disorder(&lab, p.a);
+    let lab = &lab;
+    let addr = SocketAddr::new(p.ip4(2).parse().unwrap(), 5400);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // Host a forgets b's MAC every 300 ms: the flow's super-frames go
+        // through the sockets until the kernel has resolved it again and
+        // the cache has read it, then through the underlay TAP again.
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(300));
+                lab.ip(p.a, &["neigh", "flush", "dev", "br0"]);
+            }
+        });
+        stream::stream(lab, p.a, p.b, addr, 40, Amount::For(Duration::from_secs(6)));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let (reorder1, retrans1) = tcp_disorder(lab, p.a);
+    let s = lab.stats(p.a);
+    let o = overlay(&s, "ov0");
+    let off = &o.offload;
+    eprintln!(
+        "{off:?}; sender: {} reordering events, {} segments retransmitted",
+        reorder1 - reorder0,
+        retrans1 - retrans0
+    );
+    assert!(
+        off.tunnel_gso_sends > 100 && off.tso_frames > off.tunnel_gso_sends + 10,
+        "the flow did not take both ways: {off:?}"
+    );
+    assert_eq!(
+        reorder1 - reorder0,
+        0,
+        "the flow was reordered ({} retransmissions)",
+        retrans1 - retrans0
+    );
+    assert_eq!(csum_errors(lab, p.b), 0, "TCP checksum errors on host b");
     assert_no_data_drops(o);
 }

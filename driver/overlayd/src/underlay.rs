@@ -29,11 +29,13 @@
 //! - **When.** A TCP super-frame to a UDP module's mux listening on a
 //!   specific IPv4 address, for an IPv4 destination on link on BRIDGE
 //!   (in the subnet of one of its addresses) whose MAC the kernel's
-//!   neighbour table holds (REACHABLE, STALE, DELAY or PERMANENT), not
-//!   VLAN-tagged inside, and small enough for one outer IPv4 packet.
-//!   Everything else takes the socket path; a miss also takes it, and
-//!   the kernel's send through the socket resolves the neighbour, so the
-//!   next refresh finds it. A flow that changes way keeps its order:
+//!   neighbour table holds (REACHABLE, STALE, DELAY or PERMANENT), small
+//!   enough for one outer IPv4 packet. Everything else takes the socket
+//!   path: so do frames released from a pending lookup (`link.rs`) and
+//!   frames whose headers the kernel is not relied on to parse (VLAN-
+//!   tagged inside, IPv6 extension headers). A miss takes it too, and the
+//!   kernel's send through the socket resolves the neighbour, so the next
+//!   refresh finds it. A flow that changes way keeps its order:
 //!   the send queue is flushed before a super-frame goes to the device
 //!   (the device's write is synchronous, so nothing of the flow waits
 //!   anywhere when it goes back to the sockets).
