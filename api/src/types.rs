@@ -179,8 +179,10 @@ pub struct TargetCursor {
 }
 
 /// What the data path's offloads did: TCP super-frames cut apart on the
-/// way out (TSO), segments coalesced on the way in (GRO), and batched UDP
-/// sends (GSO). Frame counters elsewhere count segments, as on the wire.
+/// way out (TSO), segments coalesced on the way in (GRO), batched UDP sends
+/// (GSO), and super-frames written whole to the underlay TAP device for the
+/// kernel to cut (tunnel GSO). Frame counters elsewhere count segments, as
+/// on the wire.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OffloadStats {
     /// TCP super-frames read from the TAP device.
@@ -195,6 +197,13 @@ pub struct OffloadStats {
     pub gso_sends: u64,
     /// Datagrams those sends carried.
     pub gso_datagrams: u64,
+    /// TCP super-frames written whole to the underlay TAP device for the
+    /// kernel to segment (`overlayd --underlay-bridge`).
+    #[serde(default)]
+    pub tunnel_gso_sends: u64,
+    /// Segments (datagrams on the wire) those super-frames stand for.
+    #[serde(default)]
+    pub tunnel_gso_segments: u64,
 }
 
 /// The target table's shape and its live resizes.

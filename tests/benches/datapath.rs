@@ -34,7 +34,10 @@
 //!
 //! Run as root: `make bench` (`cargo bench -p overlay-tests --bench
 //! datapath`). Env: ROUNDS (3), SECS (5), PINGS (200), BENCH_OVERLAYD_ARGS
-//! (more overlayd options, for an A/B of two runs). The machines are
+//! (more overlayd options, for an A/B of two runs), BENCH_UNDERLAY
+//! (`bridge`: each host's underlay address on a bridge `br0` with the veth
+//! enslaved, for both paths — what `BENCH_OVERLAYD_ARGS="--underlay-bridge
+//! br0"` needs; default `veth`). The machines are
 //! shared and noisy: read medians and ratios, not single rounds.
 
 use overlay_tests::bench::{
@@ -287,7 +290,26 @@ fn main() {
     json.insert("ping_p50_extra_wakeups".into(), (extra / wake).into());
     json.insert("background_cpus_busy".into(), background.into());
     json.insert("rounds".into(), rounds.into());
+    json.insert("underlay".into(), overlay_tests::bench::underlay().into());
+    json.insert(
+        "overlayd_args".into(),
+        std::env::var("BENCH_OVERLAYD_ARGS")
+            .unwrap_or_default()
+            .into(),
+    );
     json.insert("secs".into(), secs.into());
+    // Which way overlayd's TCP super-frames left (socket or underlay TAP).
+    let sent = overlay_tests::snapshot::overlay(&s.lab.stats(s.a), "ov0")
+        .offload
+        .clone();
+    println!(
+        "host a's overlayd: {} TSO frames; {} UDP GSO sends; {} tunnel-GSO sends ({} segments)",
+        sent.tso_frames, sent.gso_sends, sent.tunnel_gso_sends, sent.tunnel_gso_segments
+    );
+    json.insert(
+        "sender_offload".into(),
+        serde_json::to_value(&sent).unwrap_or_default(),
+    );
     let path = write_result("datapath.json", &serde_json::Value::Object(json));
     println!("written to {}", path.display());
 }

@@ -57,7 +57,8 @@ impl Via {
     }
 }
 
-/// Two hosts on one veth pair carrying two overlays at once: `ov0` between
+/// Two hosts on one veth pair (each end on a bridge with
+/// `BENCH_UNDERLAY=bridge`) carrying two overlays at once: `ov0` between
 /// two overlayds (files plugin, VXLAN on UDP 4789, `192.168.71.0/24`) and
 /// `kvx` between two kernel VXLAN devices (UDP 4790, `192.168.72.0/24`),
 /// both MTU 1400; an iperf3 server listens on host b (port 5201), killed
@@ -78,7 +79,10 @@ impl SideBySide {
     /// Builds the lab `name`, checks both overlays with pings and starts
     /// the iperf3 server. Panics if a tool is missing or a path is dead.
     /// The overlayds get the options in `BENCH_OVERLAYD_ARGS` too (e.g.
-    /// `--busy-poll-us 50`), for an A/B of two runs.
+    /// `--busy-poll-us 50`), for an A/B of two runs. `BENCH_UNDERLAY=bridge`
+    /// puts each host's underlay address on a bridge `br0` with its veth
+    /// enslaved, for both overlays alike (what `overlayd --underlay-bridge
+    /// br0` needs); the default, `veth`, leaves it on the veth.
     pub fn new(name: &str) -> SideBySide {
         crate::require_tools(&["iperf3"]);
         let mut lab = Lab::new(name);
@@ -88,7 +92,14 @@ impl SideBySide {
             println!("overlayd options: {}", extra.join(" "));
             lab.overlayd_args(&extra);
         }
-        let p = lab.files_pair(71, 7171);
+        let p = match underlay().as_str() {
+            "bridge" => {
+                println!("underlay: each host's address on a bridge br0 with its veth enslaved");
+                lab.files_pair_bridged(71, 7171, "vxlan")
+            }
+            "" | "veth" => lab.files_pair(71, 7171),
+            other => panic!("BENCH_UNDERLAY={other}: expected `veth` (the default) or `bridge`"),
+        };
         let (a, b) = (p.a, p.b);
         for (i, h) in [(1u8, a), (2, b)] {
             let o = 3 - i;
@@ -183,6 +194,11 @@ impl SideBySide {
     pub fn overlayd_ticks(&mut self) -> u64 {
         self.overlayd_pids().into_iter().map(process_ticks).sum()
     }
+}
+
+/// `BENCH_UNDERLAY`: `veth` (or unset) or `bridge` (see [`SideBySide::new`]).
+pub fn underlay() -> String {
+    std::env::var("BENCH_UNDERLAY").unwrap_or_default()
 }
 
 impl Drop for SideBySide {

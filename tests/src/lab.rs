@@ -172,6 +172,27 @@ impl Lab {
         }
     }
 
+    /// As [`Lab::link`], but each host's underlay address lives on a
+    /// bridge `br0` of its own with the veth end `ul0` enslaved to it (the
+    /// layout `overlayd --underlay-bridge br0` needs: the host's address
+    /// and link on one bridge that overlayd's underlay TAP device joins).
+    /// The bridges do not call netfilter, where `br_netfilter` is loaded.
+    pub fn link_bridged(&mut self, a: Host, a_cidr: &str, b: Host, b_cidr: &str) {
+        let (na, nb) = (self.ns(a).to_string(), self.ns(b).to_string());
+        run_ok(Command::new("ip").args([
+            "link", "add", "ul0", "netns", &na, "type", "veth", "peer", "name", "ul0", "netns", &nb,
+        ]));
+        for (h, cidr) in [(a, a_cidr), (b, b_cidr)] {
+            let _ = self.exec(h, "sysctl", ["-qw", "net.bridge.bridge-nf-call-iptables=0"]);
+            self.ip(h, &["link", "add", "br0", "type", "bridge"]);
+            self.ip(h, &["link", "set", "ul0", "master", "br0", "up"]);
+            let nodad = if cidr.contains(':') { "nodad" } else { "" };
+            let args = ["addr", "add", cidr, "dev", "br0", nodad];
+            self.ip(h, &args[..if nodad.is_empty() { 5 } else { 6 }]);
+            self.ip(h, &["link", "set", "br0", "up"]);
+        }
+    }
+
     /// Puts hosts on one bridge that lives in a namespace of its own
     /// (`…-swN`). Host number i (1-based, in the order given) gets underlay
     /// address `PREFIX.i/24` on `ul0`; its bridge port is `p<label>`.

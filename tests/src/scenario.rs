@@ -167,9 +167,24 @@ impl Lab {
     /// `192.168.N.1`, `fdN::1`), Linux kernel VXLAN on `b` (`vx0`,
     /// `192.168.N.2`, `fdN::2`, MTU 1400), the path checked by a ping.
     pub fn kernel_vxlan_pair(&mut self, n: u8) -> (Host, Host) {
+        self.kernel_vxlan_pair_with(n, false)
+    }
+
+    /// As [`Lab::kernel_vxlan_pair`], each host's underlay on a bridge
+    /// `br0` ([`Lab::link_bridged`]).
+    pub fn kernel_vxlan_pair_bridged(&mut self, n: u8) -> (Host, Host) {
+        self.kernel_vxlan_pair_with(n, true)
+    }
+
+    fn kernel_vxlan_pair_with(&mut self, n: u8, bridged: bool) -> (Host, Host) {
         let a = self.add_host("a");
         let b = self.add_host("b");
-        self.link(a, &format!("10.{n}.0.1/24"), b, &format!("10.{n}.0.2/24"));
+        let (ca, cb) = (format!("10.{n}.0.1/24"), format!("10.{n}.0.2/24"));
+        if bridged {
+            self.link_bridged(a, &ca, b, &cb);
+        } else {
+            self.link(a, &ca, b, &cb);
+        }
         self.overlay_host(a);
         let peer = FilesEntry {
             mac: format!("02:{n}:00:00:00:02"),
@@ -234,6 +249,16 @@ impl Lab {
 
     /// As [`Lab::files_pair`], with encapsulation `encap` on both hosts.
     pub fn files_pair_encap(&mut self, n: u8, vni: u32, encap: &'static str) -> Pair {
+        self.files_pair_with(n, vni, encap, false)
+    }
+
+    /// As [`Lab::files_pair_encap`], each host's underlay address on a
+    /// bridge `br0` with its veth end enslaved ([`Lab::link_bridged`]).
+    pub fn files_pair_bridged(&mut self, n: u8, vni: u32, encap: &'static str) -> Pair {
+        self.files_pair_with(n, vni, encap, true)
+    }
+
+    fn files_pair_with(&mut self, n: u8, vni: u32, encap: &'static str, bridged: bool) -> Pair {
         assert!((10..=99).contains(&n), "pair number {n} must be 10..=99");
         let a = self.add_host("a");
         let b = self.add_host("b");
@@ -245,7 +270,12 @@ impl Lab {
             config: PathBuf::new(),
             encap,
         };
-        self.link(a, &format!("{}/24", p.ul(1)), b, &format!("{}/24", p.ul(2)));
+        let (ca, cb) = (format!("{}/24", p.ul(1)), format!("{}/24", p.ul(2)));
+        if bridged {
+            self.link_bridged(a, &ca, b, &cb);
+        } else {
+            self.link(a, &ca, b, &cb);
+        }
         p.config = self.write_file("files.json", &FilesEntry::json(&[p.entry(1), p.entry(2)]));
         for i in [1, 2] {
             let h = p.host(i);

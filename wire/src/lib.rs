@@ -25,6 +25,9 @@
 //! - [`offload`]: the virtio-net header of a TAP device with offloads, the
 //!   Internet checksum, TCP segmentation of the kernel's super-frames and
 //!   coalescing of received segments (TSO/GRO at layer 2).
+//! - [`tunnel`]: the 24-byte tunnel virtio-net header and the outer
+//!   Ethernet/IPv4/UDP headers that hand a whole tunnelled TCP super-frame
+//!   to an underlay TAP device, for the kernel to segment (Linux 6.17+).
 //!
 //! Standard protocols are parsed with smoltcp's `wire` module; only what no
 //! library has (VXLAN, Geneve, NVGRE) is written here by hand.
@@ -37,6 +40,7 @@ pub mod geneve;
 pub mod ndp;
 pub mod nvgre;
 pub mod offload;
+pub mod tunnel;
 pub mod vxlan;
 
 pub use overlay_api::Mac;

@@ -505,6 +505,11 @@ impl Tso {
         frame.len() + (self.count - 1) * self.layout.payload
     }
 
+    /// TCP payload bytes per segment (the last may carry fewer).
+    pub fn mss(&self) -> usize {
+        self.mss
+    }
+
     /// Number of segments.
     pub fn count(&self) -> usize {
         self.count

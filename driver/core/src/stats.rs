@@ -69,6 +69,8 @@ impl Counters {
             gro_segments,
             gso_sends,
             gso_datagrams,
+            tunnel_gso_sends,
+            tunnel_gso_segments,
         } = offload;
         self.rx_frames += rx_frames;
         self.rx_bytes += rx_bytes;
@@ -85,6 +87,8 @@ impl Counters {
         a.gro_segments += gro_segments;
         a.gso_sends += gso_sends;
         a.gso_datagrams += gso_datagrams;
+        a.tunnel_gso_sends += tunnel_gso_sends;
+        a.tunnel_gso_segments += tunnel_gso_segments;
         self.options_skipped += options_skipped;
         for (d, n) in self.drops.iter_mut().zip(drops) {
             *d += n;

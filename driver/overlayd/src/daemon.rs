@@ -115,6 +115,9 @@ pub struct Daemon {
     pub(crate) cap_ring_lost_seen: u64,
     /// How the event loop waits for frames.
     spin: Spin,
+    /// The underlay TAP device's neighbour-cache thread
+    /// (`--underlay-bridge`), stopped when the daemon goes.
+    _underlay: Option<crate::underlay::Refresher>,
 }
 
 /// A reply waiting for the changes before it to be applied and written.
@@ -143,6 +146,7 @@ impl Daemon {
         access: Access,
         threads: usize,
         spin: Spin,
+        underlay_bridge: Option<&str>,
     ) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
@@ -166,11 +170,26 @@ impl Daemon {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let cap = Arc::new(Capture::default());
+        let (ul, refresher) = match underlay_bridge.map(crate::underlay::Underlay::start) {
+            None => (None, None),
+            Some(Ok((ul, r))) => (Some(ul), Some(r)),
+            Some(Err(e @ crate::underlay::UnderlayError::NoTunnelOffload { .. })) => {
+                log::warn!("{e}; TCP super-frames go through the UDP sockets");
+                (None, None)
+            }
+            Some(Err(e)) => return Err(anyhow::Error::new(e).context("--underlay-bridge")),
+        };
         let workers = match threads {
             0 | 1 => None,
             n => Some(
-                Workers::start(n - 1, Arc::clone(&waker), spin, Arc::clone(&cap))
-                    .context("cannot start the forwarding threads")?,
+                Workers::start(
+                    n - 1,
+                    Arc::clone(&waker),
+                    spin,
+                    Arc::clone(&cap),
+                    ul.clone(),
+                )
+                .context("cannot start the forwarding threads")?,
             ),
         };
         let saver = Saver::start(state_dir.to_path_buf(), Arc::clone(&waker))
@@ -188,7 +207,8 @@ impl Daemon {
             access,
             sock_path,
             by_name: HashMap::new(),
-            fwd: Forwarder::with_capture(Arc::clone(&cap)),
+            fwd: Forwarder::with_capture(Arc::clone(&cap))
+                .with_underlay(ul.map(crate::underlay::UnderlayTx::new)),
             mux_by_addr: HashMap::new(),
             conns: HashMap::new(),
             link: None,
@@ -210,6 +230,7 @@ impl Daemon {
             captures: HashMap::new(),
             cap_ring_lost_seen: 0,
             spin,
+            _underlay: refresher,
         })
     }
 

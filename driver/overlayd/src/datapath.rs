@@ -28,6 +28,7 @@ use crate::mux::Mux;
 use crate::port::Port;
 use crate::rxq::RxBatch;
 use crate::txq::TxQueue;
+use crate::underlay::{Sent, UnderlayTx};
 use overlay_api::capture::{CaptureDir, CaptureVerdict};
 use overlay_api::{DropReason, Mac};
 use overlay_core::decide::{self, RxFacts, TxFacts, TxPort, TxPrepared, TxVerdict, Varpd};
@@ -358,6 +359,10 @@ pub(crate) struct Forwarder<P> {
     asks: Vec<(u64, Mac)>,
     /// The capture point, shared by every thread of the daemon.
     pub cap: Arc<Capture>,
+    /// The underlay TAP device, as this thread sends to it
+    /// (`--underlay-bridge`): TCP super-frames to neighbours on the
+    /// bridge leave whole through it.
+    pub underlay: Option<UnderlayTx>,
 }
 
 impl<P: Port> Forwarder<P> {
@@ -378,7 +383,14 @@ impl<P: Port> Forwarder<P> {
             tapbuf: vec![0u8; TAPBUF].into_boxed_slice(),
             asks: Vec::new(),
             cap,
+            underlay: None,
         }
+    }
+
+    /// The same engine, sending TCP super-frames through `underlay` where
+    /// they may.
+    pub fn with_underlay(self, underlay: Option<UnderlayTx>) -> Self {
+        Forwarder { underlay, ..self }
     }
 
     /// Sends what the send queue holds and counts what became of it.
@@ -472,6 +484,38 @@ impl<P: Port> Forwarder<P> {
                 if table {
                     p.hit(info.dst, len, now);
                     probe::target_hit(&p.cfg().name, info.dst, dest);
+                }
+                if let (Some(t), Some(ul)) = (tso.as_ref(), self.underlay.as_mut()) {
+                    let txq = &mut self.txq;
+                    let (hash, vni) = (eth::flow_hash(frame), p.cfg().vnetid);
+                    // What the socket path holds leaves first: a flow
+                    // that changes way keeps its order.
+                    match ul.send(mux, hash, vni, frame, t, dest, now, || txq.flush()) {
+                        Sent::Declined => {}
+                        Sent::Done { segments, bytes } => {
+                            for i in 0..t.count() {
+                                let len = t.segment_len(frame, i);
+                                probe::encap(&p.cfg().name, vni, info.dst, dest, len);
+                            }
+                            let c = p.counters();
+                            c.tx_frames += segments;
+                            c.tx_bytes += bytes;
+                            c.offload.tunnel_gso_sends += 1;
+                            c.offload.tunnel_gso_segments += segments;
+                            p.peers().tx_many(dest.ip(), segments, bytes);
+                            return Some(verdict);
+                        }
+                        Sent::Failed {
+                            segments,
+                            bytes,
+                            error,
+                        } => {
+                            log::debug!("{}: underlay TAP write to {dest}: {error}", p.cfg().name);
+                            let each = (bytes / segments.max(1)) as usize;
+                            p.drop_many(DropReason::SendError, segments, each);
+                            return Some(verdict);
+                        }
+                    }
                 }
                 encap(&mut self.txq, p, mux, frame, tso.as_ref(), info.dst, dest);
                 Some(verdict)

@@ -131,6 +131,7 @@ mod tap;
 #[cfg(test)]
 mod testkit;
 mod txq;
+mod underlay;
 mod vnic;
 mod worker;
 
@@ -171,6 +172,14 @@ struct Args {
     #[arg(long, value_name = "US", env = "OVERLAY_BUSY_POLL_US", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
     busy_poll_us: u64,
+    /// Write TCP super-frames for VXLAN/Geneve peers on link on this
+    /// bridge whole to an underlay TAP device enslaved to it (`ovu-PID`),
+    /// for the kernel to segment (Linux 6.17+ tunnel GSO), instead of
+    /// cutting them into datagrams for the UDP sockets. The bridge must
+    /// hold the host's underlay address and link. Off by default; on a
+    /// kernel without tunnel GSO, a warning and the socket path.
+    #[arg(long, value_name = "BRIDGE", env = "OVERLAY_UNDERLAY_BRIDGE")]
+    underlay_bridge: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -192,7 +201,14 @@ fn main() -> ExitCode {
             usize::from,
         );
         let spin = spin::Spin::micros(args.busy_poll_us);
-        let mut d = daemon::Daemon::new(&args.run_dir, &args.state_dir, access, threads, spin)?;
+        let mut d = daemon::Daemon::new(
+            &args.run_dir,
+            &args.state_dir,
+            access,
+            threads,
+            spin,
+            args.underlay_bridge.as_deref(),
+        )?;
         d.restore();
         d.run()
     };

@@ -114,6 +114,11 @@ pub struct Mux {
     /// every queued message that will leave through one ([`crate::txq`]):
     /// a socket closes only when nothing can send on it any more.
     pub senders: Vec<Arc<OwnedFd>>,
+    /// The local port of each sending socket (0 for a raw socket): the UDP
+    /// source port of a flow's datagrams, which the underlay TAP device's
+    /// sends (`underlay.rs`) use too, so that a flow keeps one 5-tuple
+    /// whichever way its frames leave.
+    pub ports: Vec<u16>,
     /// Whether sends may be batched with UDP GSO (UDP modules).
     pub gso: bool,
     /// Whether received buffers start with an IPv4 header (raw IPv4).
@@ -133,19 +138,21 @@ impl Mux {
             return Mux::bind_raw(encap, listen, proto);
         }
         let sock = udp_receiver(listen, shared)?;
-        let senders = (0..SENDERS)
+        let (senders, ports) = (0..SENDERS)
             .map(|_| {
                 let s = StdUdp::bind(SocketAddr::new(listen.ip(), 0))?;
                 s.set_nonblocking(true)?;
                 buffer(s.as_raw_fd(), libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF);
-                Ok(Arc::new(OwnedFd::from(s)))
+                let port = s.local_addr()?.port();
+                Ok((Arc::new(OwnedFd::from(s)), port))
             })
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<io::Result<(Vec<_>, Vec<_>)>>()?;
         Ok(Mux {
             encap,
             listen,
             sock: MuxSocket(sock),
             senders,
+            ports,
             gso: true,
             ip_header: false,
             table: MuxTable::new(),
@@ -168,6 +175,7 @@ impl Mux {
             listen: self.listen,
             sock: MuxSocket(sock),
             senders,
+            ports: self.ports.clone(),
             gso: self.gso,
             ip_header: self.ip_header,
             table: MuxTable::new(),
@@ -206,6 +214,7 @@ impl Mux {
             listen,
             sock: MuxSocket(sock),
             senders: vec![Arc::new(sender)],
+            ports: vec![0],
             gso: false,
             ip_header: listen.is_ipv4(),
             table: MuxTable::new(),
@@ -221,6 +230,18 @@ impl Mux {
     /// The sending socket for a flow hash.
     #[inline]
     pub fn sender(&self, hash: u32) -> &Arc<OwnedFd> {
-        &self.senders[(hash ^ (hash >> 16)) as usize % self.senders.len()]
+        &self.senders[self.sender_index(hash)]
+    }
+
+    /// The UDP source port of a flow hash's datagrams: its sending
+    /// socket's ([`Mux::sender`]).
+    #[inline]
+    pub fn sender_port(&self, hash: u32) -> u16 {
+        self.ports[self.sender_index(hash)]
+    }
+
+    #[inline]
+    fn sender_index(&self, hash: u32) -> usize {
+        (hash ^ (hash >> 16)) as usize % self.senders.len()
     }
 }

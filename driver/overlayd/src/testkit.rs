@@ -84,6 +84,7 @@ impl Kit {
             Access::owner_only(),
             1,
             crate::spin::Spin::default(),
+            None,
         )
         .expect("a daemon");
         Kit { d, dir }

@@ -54,6 +54,7 @@ use crate::mux::Mux;
 use crate::port::Port;
 use crate::spin::Spin;
 use crate::tap::Tap;
+use crate::underlay::{Underlay, UnderlayTx};
 use crate::vnic::VnicCounters;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -300,12 +301,14 @@ struct Handle {
 
 impl Workers {
     /// Starts `n` workers, waiting for frames as `spin` says; `waker`
-    /// wakes the event loop; they capture into `cap`.
+    /// wakes the event loop; they capture into `cap`, and send TCP
+    /// super-frames through `underlay` where they may.
     pub fn start(
         n: usize,
         waker: Arc<Waker>,
         spin: Spin,
         cap: Arc<Capture>,
+        underlay: Option<Arc<Underlay>>,
     ) -> io::Result<Workers> {
         let (handover_tx, handover) = mpsc::sync_channel(HANDOVER_LIMIT);
         let workers = (1..=n)
@@ -319,6 +322,7 @@ impl Workers {
                 let (shard_w, handover, wake_loop) =
                     (Arc::clone(&shard), handover_tx.clone(), Arc::clone(&waker));
                 let cap = Arc::clone(&cap);
+                let ul = underlay.clone().map(UnderlayTx::new);
                 let thread = std::thread::Builder::new()
                     .name(format!("worker-{k}"))
                     .spawn(move || {
@@ -329,7 +333,7 @@ impl Workers {
                             applied: applied_w,
                             shard: shard_w,
                             wake_loop,
-                            fwd: Forwarder::with_capture(cap),
+                            fwd: Forwarder::with_capture(cap).with_underlay(ul),
                             side: WorkerSide {
                                 handover,
                                 handed: false,
