@@ -594,10 +594,6 @@ impl Tso {
     }
 }
 
-/// Most segments one super-frame coalesces (each is a piece of the
-/// `writev` that hands the super-frame to the TAP device).
-pub const COALESCE_MAX_SEGS: usize = 64;
-
 /// Coalesces consecutive TCP segments of one flow into one super-frame to
 /// be written to a TAP device with a GSO virtio-net header.
 ///
@@ -605,31 +601,17 @@ pub const COALESCE_MAX_SEGS: usize = 64;
 /// Ethernet and IP header (but lengths, IPv4 identification and checksum),
 /// same ports, acknowledgement, window and options, the next sequence
 /// number, at most `mss` bytes, and only ACK (and PSH) set. The held frame
-/// stops growing after a short segment or a PSH, or at
-/// [`COALESCE_MAX_SEGS`] segments. Every segment's checksum is verified
-/// before it joins; one that fails is never coalesced, so the kernel sees
-/// it as it came and drops it itself. A partial checksum (see
+/// stops growing after a short segment or a PSH. Every segment's checksum
+/// is verified before it joins; one that fails is never coalesced, so the
+/// kernel sees it as it came and drops it itself. A partial checksum (see
 /// [`partial_checksum`]) is accepted as the kernel accepts it, and the
 /// frame goes out with its checksum left partial.
-///
-/// Nothing is copied but the first segment's headers: the coalescer keeps
-/// where each segment's payload lies, and [`finish`](Self::finish) gives
-/// them back as slices of the buffer they were received into (the
-/// *arena*), to be written behind the headers by one `writev`. The caller
-/// keeps that buffer unchanged until it has finished; a payload found
-/// outside the arena given to `finish` (a caller's mistake) makes the
-/// super-frame `None`, never another buffer's bytes.
 #[derive(Debug)]
 pub struct Coalescer {
-    /// The first segment's headers, lengths and checksums rewritten by
-    /// `finish`.
-    head: Vec<u8>,
-    /// Address and length of each segment's payload.
-    pieces: Vec<(usize, usize)>,
-    /// Length of the super-frame.
-    len: usize,
+    buf: Vec<u8>,
     layout: Option<TcpLayout>,
     mss: usize,
+    segs: usize,
     next_seq: u32,
     closed: bool,
     partial: bool,
@@ -641,63 +623,14 @@ impl Default for Coalescer {
     }
 }
 
-/// A coalesced super-frame: its virtio-net header, its headers, and its
-/// payload in pieces, in order (see [`Coalescer::finish`]).
-#[derive(Debug)]
-pub struct Coalesced<'c, 'a> {
-    /// The virtio-net header to write it with.
-    pub vnet: VnetHdr,
-    /// Its Ethernet, IP and TCP headers.
-    pub head: &'c [u8],
-    /// Offset and length of each payload piece in `arena`, all in bounds.
-    pieces: &'c [(usize, usize)],
-    arena: &'a [u8],
-    len: usize,
-}
-
-impl<'c, 'a> Coalesced<'c, 'a> {
-    /// Its payload, segment by segment, where it was received.
-    pub fn payload(&self) -> impl Iterator<Item = &'a [u8]> + use<'c, 'a> {
-        let arena = self.arena;
-        self.pieces
-            .iter()
-            .map(move |&(at, len)| &arena[at..at + len])
-    }
-
-    /// Number of payload pieces (segments).
-    pub fn pieces(&self) -> usize {
-        self.pieces.len()
-    }
-
-    /// Its length (headers and payload).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it is empty (never, for a coalesced frame).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Its bytes, copied into one buffer (for tests and captures).
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = self.head.to_vec();
-        for p in self.payload() {
-            v.extend_from_slice(p);
-        }
-        v
-    }
-}
-
 impl Coalescer {
-    /// An empty coalescer.
+    /// An empty coalescer (its buffer holds the largest IP packet).
     pub fn new() -> Coalescer {
         Coalescer {
-            head: Vec::with_capacity(128),
-            pieces: Vec::with_capacity(COALESCE_MAX_SEGS),
-            len: 0,
+            buf: Vec::with_capacity(IP_MAX + 18),
             layout: None,
             mss: 0,
+            segs: 0,
             next_seq: 0,
             closed: false,
             partial: false,
@@ -711,7 +644,7 @@ impl Coalescer {
 
     /// Segments in the held super-frame.
     pub fn segments(&self) -> usize {
-        self.pieces.len()
+        self.segs
     }
 
     /// The layout of `f` and whether its checksum is partial, if it is a
@@ -742,13 +675,10 @@ impl Coalescer {
             return false;
         };
         self.partial = partial;
-        self.head.clear();
-        self.head.extend_from_slice(&f[..l.payload]);
-        self.pieces.clear();
-        self.pieces
-            .push((f[l.payload..].as_ptr() as usize, f.len() - l.payload));
-        self.len = f.len();
+        self.buf.clear();
+        self.buf.extend_from_slice(f);
         self.mss = f.len() - l.payload;
+        self.segs = 1;
         self.next_seq = seq(f, l.l4).wrapping_add(self.mss as u32);
         self.closed = f[l.l4 + 13] & TCP_PSH != 0;
         self.layout = Some(l);
@@ -765,12 +695,10 @@ impl Coalescer {
             return false;
         }
         let plen = f.len() - h.payload;
-        if self.len + plen - h.l3 > IP_MAX + if h.v6 { 40 } else { 0 }
-            || self.pieces.len() == COALESCE_MAX_SEGS
-        {
+        if self.buf.len() + plen - h.l3 > IP_MAX + if h.v6 { 40 } else { 0 } {
             return false;
         }
-        let (b, l3, l4) = (&self.head, h.l3, h.l4);
+        let (b, l3, l4) = (&self.buf, h.l3, h.l4);
         let same = |r: std::ops::Range<usize>| b[r.clone()] == f[r];
         let ip_same = if h.v6 {
             same(0..l3 + 4) && same(l3 + 6..l4)
@@ -793,11 +721,11 @@ impl Coalescer {
             ChecksumState::Wrong => return false,
             state => self.partial |= state == ChecksumState::Partial,
         }
-        self.pieces.push((f[h.payload..].as_ptr() as usize, plen));
-        self.len += plen;
+        self.buf.extend_from_slice(&f[h.payload..]);
+        self.segs += 1;
         self.next_seq = self.next_seq.wrapping_add(plen as u32);
         if flags & TCP_PSH != 0 {
-            self.head[l4 + 13] |= TCP_PSH;
+            self.buf[l4 + 13] |= TCP_PSH;
             self.closed = true;
         }
         if plen < self.mss {
@@ -806,27 +734,14 @@ impl Coalescer {
         true
     }
 
-    /// Takes the held super-frame, whose segments were received into
-    /// `arena`: its virtio-net header, its headers and its payload pieces.
-    /// A single segment goes out unchanged, marked verified (or partial, as
-    /// it came); several become one GSO frame whose TCP checksum is left
-    /// partial for the kernel. `None` if nothing is held, or if a payload
-    /// does not lie in `arena`.
-    pub fn finish<'c, 'a>(&'c mut self, arena: &'a [u8]) -> Option<Coalesced<'c, 'a>> {
+    /// Takes the held super-frame: its virtio-net header and bytes. A single
+    /// segment goes out unchanged, marked verified (or partial, as it came);
+    /// several become one GSO frame whose TCP checksum is left partial for
+    /// the kernel.
+    pub fn finish(&mut self) -> Option<(VnetHdr, &[u8])> {
         let h = self.layout.take()?;
-        // Addresses become offsets in the arena, each checked to lie in it.
-        let base = arena.as_ptr() as usize;
-        for p in self.pieces.iter_mut() {
-            match p.0.checked_sub(base).filter(|at| at + p.1 <= arena.len()) {
-                Some(at) => p.0 = at,
-                None => {
-                    debug_assert!(false, "a coalesced payload outside the arena");
-                    return None;
-                }
-            }
-        }
-        if self.pieces.len() == 1 {
-            let vnet = if self.partial {
+        if self.segs == 1 {
+            let hdr = if self.partial {
                 VnetHdr {
                     flags: F_NEEDS_CSUM,
                     csum_start: h.l4 as u16,
@@ -839,16 +754,10 @@ impl Coalescer {
                     ..VnetHdr::default()
                 }
             };
-            return Some(Coalesced {
-                vnet,
-                head: &self.head,
-                pieces: &self.pieces,
-                arena,
-                len: self.len,
-            });
+            return Some((hdr, &self.buf));
         }
-        let (l3, l4, len) = (h.l3, h.l4, self.len);
-        let b = &mut self.head;
+        let (l3, l4, len) = (h.l3, h.l4, self.buf.len());
+        let b = &mut self.buf;
         if h.v6 {
             b[l3 + 4..l3 + 6].copy_from_slice(&((len - l3 - 40) as u16).to_be_bytes());
         } else {
@@ -859,7 +768,7 @@ impl Coalescer {
         }
         let c = fold(h.pseudo(b, len - l4));
         b[l4 + 16..l4 + 18].copy_from_slice(&c.to_ne_bytes());
-        let vnet = VnetHdr {
+        let hdr = VnetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: if h.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
             hdr_len: h.payload as u16,
@@ -867,13 +776,7 @@ impl Coalescer {
             csum_start: l4 as u16,
             csum_offset: 16,
         };
-        Some(Coalesced {
-            vnet,
-            head: &self.head,
-            pieces: &self.pieces,
-            arena,
-            len: self.len,
-        })
+        Some((hdr, &self.buf))
     }
 }
 
@@ -944,17 +847,6 @@ mod tests {
         }
     }
 
-    /// The frames one behind the other in one buffer, as a receive batch
-    /// holds them, and where each lies.
-    fn arena(frames: &[&[u8]]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
-        let (mut buf, mut at) = (Vec::new(), Vec::new());
-        for f in frames {
-            at.push(buf.len()..buf.len() + f.len());
-            buf.extend_from_slice(f);
-        }
-        (buf, at)
-    }
-
     fn segments(frame: &[u8], tso: &Tso) -> Vec<Vec<u8>> {
         (0..tso.count())
             .map(|i| {
@@ -1000,20 +892,15 @@ mod tests {
             let tso = Tso::new(&big, &tso_hdr(v6, 1400)).unwrap();
             assert_eq!(tso.count(), 8);
             let segs = segments(&big, &tso);
-            let refs: Vec<&[u8]> = segs.iter().map(|s| &s[..]).collect();
-            let (ar, at) = arena(&refs);
             let mut c = Coalescer::new();
-            assert!(c.start(&ar[at[0].clone()]));
-            for r in &at[1..] {
-                let s = &ar[r.clone()];
+            assert!(c.start(&segs[0]));
+            for s in &segs[1..] {
                 let l = TcpLayout::of(s).unwrap();
                 assert!(l.checksum_ok(s), "segment checksum");
                 assert!(c.append(s));
             }
             assert_eq!(c.segments(), 8);
-            let done = c.finish(&ar).unwrap();
-            assert_eq!(done.pieces(), 8);
-            let (hdr, out) = (done.vnet, &done.to_vec()[..]);
+            let (hdr, out) = c.finish().unwrap();
             assert_eq!(hdr.gso_size, 1400);
             assert_eq!(hdr.flags, F_NEEDS_CSUM);
             assert_eq!(out.len(), big.len());
@@ -1054,9 +941,9 @@ mod tests {
         assert!(!c.start(&bad));
         // A single segment goes out as it came, marked verified.
         assert!(c.start(&a));
-        let done = c.finish(&a).unwrap();
+        let (hdr, out) = c.finish().unwrap();
         assert_eq!(
-            (done.vnet.flags, done.vnet.gso_type, &done.to_vec()[..]),
+            (hdr.flags, hdr.gso_type, out),
             (F_DATA_VALID, GSO_NONE, &a[..])
         );
     }
@@ -1101,21 +988,14 @@ mod tests {
         make_partial(&mut s1);
         make_partial(&mut s2);
         assert!(c.start(&s1));
-        let hdr = c.finish(&s1).unwrap().vnet;
+        let (hdr, _) = c.finish().unwrap();
         assert_eq!((hdr.flags, hdr.gso_type), (F_NEEDS_CSUM, GSO_NONE));
-        let (ar, at) = arena(&[&s1, &s2]);
-        assert!(c.start(&ar[at[0].clone()]) && c.append(&ar[at[1].clone()]));
-        let done = c.finish(&ar).unwrap();
+        assert!(c.start(&s1) && c.append(&s2));
+        let (hdr, out) = c.finish().unwrap();
         assert_eq!(
-            (done.vnet.flags, done.vnet.gso_type, done.len()),
+            (hdr.flags, hdr.gso_type, out.len()),
             (F_NEEDS_CSUM, GSO_TCPV6, s1.len() + 200)
         );
-        // A payload outside the arena given is never read.
-        assert!(c.start(&s1));
-        if !cfg!(debug_assertions) {
-            assert!(c.finish(&s2).is_none());
-            assert!(c.is_empty());
-        }
     }
 
     #[test]
@@ -1334,29 +1214,14 @@ mod tests {
             let big = tcp_frame(v6, false, seq0, TCP_ACK, &payload);
             let tso = Tso::new(&big, &tso_hdr(v6, mss)).unwrap();
             let segs = segments(&big, &tso);
-            let refs: Vec<&[u8]> = segs.iter().map(|s| &s[..]).collect();
-            let (ar, at) = arena(&refs);
-            // Super-frames of at most COALESCE_MAX_SEGS segments, whose
-            // payloads in order are the original's.
             let mut c = Coalescer::new();
-            let mut payload = Vec::new();
-            let mut take = |c: &mut Coalescer| {
-                let done = c.finish(&ar).unwrap();
-                assert!(done.pieces() <= COALESCE_MAX_SEGS);
-                let out = done.to_vec();
-                let l = TcpLayout::of(&out).unwrap();
-                payload.extend_from_slice(&out[l.payload..]);
-            };
-            prop_assert!(c.start(&ar[at[0].clone()]));
-            for r in &at[1..] {
-                if !c.append(&ar[r.clone()]) {
-                    prop_assert_eq!(c.segments(), COALESCE_MAX_SEGS);
-                    take(&mut c);
-                    prop_assert!(c.start(&ar[r.clone()]));
-                }
+            prop_assert!(c.start(&segs[0]));
+            for s in &segs[1..] {
+                prop_assert!(c.append(s));
             }
-            take(&mut c);
-            prop_assert_eq!(&payload[..], &big[TcpLayout::of(&big).unwrap().payload..]);
+            let (_, out) = c.finish().unwrap();
+            let l = TcpLayout::of(out).unwrap();
+            prop_assert_eq!(&out[l.payload..], &big[l.payload..]);
         }
     }
 }

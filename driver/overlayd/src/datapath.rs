@@ -170,25 +170,14 @@ pub(crate) struct Gro {
 }
 
 impl Gro {
-    /// Writes the held super-frame (if any) to its overlay's TAP device:
-    /// its headers and, in place, the payloads of its segments, which were
-    /// received into `arena` — one `writev`, no copy. Called before
-    /// `arena` is received into again: every receive batch ends with it.
-    pub(crate) fn flush<P: Port>(&mut self, ports: &mut HashMap<u64, P>, arena: &[u8]) {
+    /// Writes the held super-frame (if any) to its overlay's TAP device.
+    pub(crate) fn flush<P: Port>(&mut self, ports: &mut HashMap<u64, P>) {
         let (oid, frames, bytes) = (self.oid, self.frames, self.bytes);
-        let Some(done) = self.c.finish(arena) else {
+        let Some((hdr, frame)) = self.c.finish() else {
             return;
         };
         if let (Some(ov), Some(from)) = (ports.get_mut(&oid), self.from) {
-            let mut parts: [&[u8]; 1 + offload::COALESCE_MAX_SEGS] =
-                [&[]; 1 + offload::COALESCE_MAX_SEGS];
-            parts[0] = done.head;
-            let mut n = 1;
-            for p in done.payload() {
-                parts[n] = p;
-                n += 1;
-            }
-            ov.deliver(&done.vnet.emit(), &parts[..n], from, frames, bytes);
+            ov.deliver(&hdr.emit(), frame, from, frames, bytes);
         }
     }
 }
@@ -564,9 +553,8 @@ impl<P: Port> Forwarder<P> {
             return;
         };
         let (ports, gro, asks) = (&mut self.ports, &mut self.gro, &mut self.asks);
-        let all = 0..data.len();
-        rx_buffer(mux, ports, gro, asks, &self.cap, data, all, from, seg);
-        gro.flush(ports, data);
+        rx_buffer(mux, ports, gro, asks, &self.cap, data, from, seg);
+        gro.flush(ports);
         owner.rx_done(mux, &mut self.ports, &self.asks);
         self.asks.clear();
     }
@@ -594,29 +582,24 @@ pub(crate) fn rx_batch<P: Port>(
             return true;
         }
     };
-    debug_assert!(gro.c.is_empty(), "a super-frame held across receives");
     for i in 0..n {
-        let Some((at, from, seg)) = rxq.get(i) else {
+        let Some((data, from, seg)) = rxq.get(i) else {
             // Truncated (cannot happen with 64 KiB buffers) or no sender.
             mux.counters.rx_frames += 1;
             mux.counters.drop(DropReason::ShortHeader, 1);
             continue;
         };
-        let arena = rxq.arena_mut();
-        if !defer(mux, ports, (&arena[at.clone()], from, seg)) {
-            rx_buffer(mux, ports, gro, asks, cap, arena, at, from, seg);
+        if !defer(mux, ports, (data, from, seg)) {
+            rx_buffer(mux, ports, gro, asks, cap, data, from, seg);
         }
     }
-    // Coalesce only within what one system call brought: the super-frame
-    // is written before the buffers are received into again.
-    gro.flush(ports, rxq.arena_mut());
+    // Coalesce only within what one system call brought.
+    gro.flush(ports);
     true
 }
 
-/// Takes one received buffer, `arena[at]`: a datagram, a GRO batch of
-/// datagrams `seg` bytes apart, or one datagram around a TCP super-frame.
-/// `arena` is everything the receive brought (the super-frame being
-/// coalesced may hold payloads from any of it).
+/// Takes one received buffer: a datagram, a GRO batch of datagrams `seg`
+/// bytes apart, or one datagram around a TCP super-frame.
 #[allow(clippy::too_many_arguments)]
 fn rx_buffer<P: Port>(
     mux: &mut Mux,
@@ -624,31 +607,28 @@ fn rx_buffer<P: Port>(
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
     cap: &Capture,
-    arena: &mut [u8],
-    at: std::ops::Range<usize>,
+    data: &mut [u8],
     from: SocketAddr,
     seg: usize,
 ) {
     // An IPv4 raw socket delivers the IP header too; skip it.
-    let (at, seg) = if mux.ip_header {
-        let ihl = usize::from(arena[at.clone()].first().map_or(0, |b| b & 0x0f)) * 4;
-        if ihl < 20 || ihl >= at.len() {
+    let (data, seg) = if mux.ip_header {
+        let ihl = usize::from(data.first().map_or(0, |b| b & 0x0f)) * 4;
+        let Some(d) = data.get_mut(ihl..).filter(|d| ihl >= 20 && !d.is_empty()) else {
             mux.counters.rx_frames += 1;
             mux.counters.drop(DropReason::ShortHeader, 1);
             return;
-        }
-        let at = at.start + ihl..at.end;
-        let n = at.len().max(1);
-        (at, n)
+        };
+        let n = d.len().max(1);
+        (d, n)
     } else {
-        (at, seg)
+        (data, seg)
     };
-    if at.len() > SUPER_MIN && rx_super(mux, ports, gro, asks, cap, arena, at.clone(), from, seg) {
+    if data.len() > SUPER_MIN && rx_super(mux, ports, gro, asks, cap, data, from, seg) {
         return;
     }
-    let arena = &*arena;
-    for d in arena[at].chunks(seg) {
-        rx_datagram(mux, ports, gro, asks, cap, arena, d, from);
+    for d in data.chunks(seg) {
+        rx_datagram(mux, ports, gro, asks, cap, d, from);
     }
 }
 
@@ -675,12 +655,10 @@ fn rx_super<P: Port>(
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
     cap: &Capture,
-    arena: &mut [u8],
-    at_data: std::ops::Range<usize>,
+    data: &mut [u8],
     from: SocketAddr,
     seg: usize,
 ) -> bool {
-    let data = &arena[at_data.clone()];
     let len = data.len();
     let Ok(p) = (mux.encap.decap)(data) else {
         return false;
@@ -689,7 +667,7 @@ fn rx_super<P: Port>(
     let Some(oid) = mux.table.demux(vni).filter(|o| overlays.contains_key(o)) else {
         return false;
     };
-    let inner = &data[at..];
+    let inner = &mut data[at..];
     let max = overlays[&oid].cfg().max_frame();
     if inner.len() <= max && seg >= len {
         return false;
@@ -719,9 +697,7 @@ fn rx_super<P: Port>(
     let Ok(tso) = Tso::new(inner, &hint) else {
         return false;
     };
-    gro.flush(overlays, arena);
-    let data = &mut arena[at_data];
-    let inner = &mut data[at..];
+    gro.flush(overlays);
     mux.counters.rx_frames += 1;
     mux.counters.options_skipped += u64::from(options);
     let ov = overlays.get_mut(&oid).expect("checked above");
@@ -764,19 +740,17 @@ fn rx_super<P: Port>(
         let len = tso.segment_len(inner, i);
         probe::rx(&cfg.name, cfg.vnetid, src, dst, len, from.ip());
     }
-    ov.deliver(&hdr.emit(), &[inner], from.ip(), frames, bytes);
+    ov.deliver(&hdr.emit(), inner, from.ip(), frames, bytes);
     true
 }
 
-/// Takes one datagram `d` from the underlay, received into `arena`.
-#[allow(clippy::too_many_arguments)]
+/// Takes one datagram from the underlay.
 fn rx_datagram<P: Port>(
     mux: &mut Mux,
     overlays: &mut HashMap<u64, P>,
     gro: &mut Gro,
     asks: &mut Vec<(u64, Mac)>,
     cap: &Capture,
-    arena: &[u8],
     d: &[u8],
     from: SocketAddr,
 ) {
@@ -843,7 +817,7 @@ fn rx_datagram<P: Port>(
             probe::rx(&cfg.name, cfg.vnetid, mac(6), mac(0), len, ip);
             return;
         }
-        gro.flush(overlays, arena);
+        gro.flush(overlays);
     }
     let ov = overlays.get_mut(&oid).expect("checked above");
     let cfg = ov.cfg();
@@ -854,7 +828,7 @@ fn rx_datagram<P: Port>(
     }
     // A kernel peer over a veth leaves checksums partial: keep them so.
     let hdr = offload::partial_checksum(inner).map_or(PLAIN, |h| h.emit());
-    ov.deliver(&hdr, &[inner], ip, 1, len as u64);
+    ov.deliver(&hdr, inner, ip, 1, len as u64);
 }
 
 /// The engine's frame path, driven without root: ports whose "TAP queue"
@@ -1192,56 +1166,6 @@ mod tests {
         let n = tap.read(&mut got).expect("the delivered frame");
         assert_eq!(&got[VNET_HDR_LEN..n], &inner[..]);
         assert_eq!(f.ports[&OID].counters.rx_frames, 1);
-    }
-
-    /// A peer's GSO send of a TCP super-frame's segments arrives as one
-    /// GRO batch; the segments are verified and coalesced into one
-    /// super-frame, written to the TAP queue as its headers and the
-    /// segments' payloads where they were received.
-    #[test]
-    fn a_peers_segments_reach_the_tap_queue_as_one_super_frame() {
-        use overlay_wire::offload::{TcpLayout, GSO_TCPV4};
-        let (mut f, mut tap) = engine(Some(DestMode::Dynamic), None);
-        let big = crate::testkit::tcp_super_frame(20 * 1000 + 300);
-        let hint = VnetHdr {
-            gso_type: GSO_TCPV4,
-            gso_size: 1000,
-            ..VnetHdr::default()
-        };
-        let tso = Tso::new(&big, &hint).unwrap();
-        let to = f.muxes[&MID].listen;
-        let tx = Arc::new(std::os::fd::OwnedFd::from(peer()));
-        let mut q = TxQueue::new();
-        let hlen = vxlan::HEADER_LEN;
-        let emit = |h: &mut [u8]| vxlan::emit(VNI, h.try_into().unwrap());
-        q.segments(&tx, to, OID, hlen, &big, &tso, emit, |_, _| {});
-        assert!(q.outcomes.iter().all(|o| o.error.is_none()));
-        let mut owner = Recorder::default();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while f.muxes[&MID].counters.rx_frames < 21 && Instant::now() < deadline {
-            f.mux_readable(MID, &mut owner);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let c = &f.ports[&OID].counters;
-        assert_eq!((c.rx_frames, c.offload.gro_frames), (21, 1));
-        let mut got = vec![0u8; 65536];
-        let n = tap.read(&mut got).expect("the delivered super-frame");
-        let vnet = VnetHdr::parse(got[..VNET_HDR_LEN].try_into().unwrap());
-        assert_eq!((vnet.gso_type, vnet.gso_size), (GSO_TCPV4, 1000));
-        let out = &got[VNET_HDR_LEN..n];
-        assert_eq!(out.len(), big.len());
-        let l = TcpLayout::of(out).unwrap();
-        assert_eq!(
-            &out[l.payload..],
-            &big[l.payload..],
-            "the payload, in order"
-        );
-        assert_eq!(&out[..l.l3 + 2], &big[..l.l3 + 2]);
-        assert_eq!(
-            &out[l.l3 + 2..l.l3 + 4],
-            &big[l.l3 + 2..l.l3 + 4],
-            "IP length"
-        );
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Daemon {
         };
         let written = ov
             .tap
-            .write(&[0; overlay_wire::offload::VNET_HDR_LEN], &[frame]);
+            .write(&[0; overlay_wire::offload::VNET_HDR_LEN], frame);
         if self.fwd.cap.on() {
             let v = match &written {
                 Ok(_) => CaptureVerdict::Injected,

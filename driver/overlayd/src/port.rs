@@ -99,15 +99,14 @@ pub(crate) trait Port {
         }
     }
 
-    /// Writes `frame`, given in pieces (the first holding at least the
-    /// Ethernet header) to the TAP queue behind its virtio-net header, in
-    /// one `writev`, and counts it: `frames` frames of `bytes` bytes in all as they crossed
+    /// Writes `frame` to the TAP queue behind its virtio-net header and
+    /// counts it: `frames` frames of `bytes` bytes in all as they crossed
     /// the underlay from `from` (several when the frame is a super-frame,
     /// which also counts as coalesced), or as many dropped.
     fn deliver(
         &mut self,
         hdr: &[u8; VNET_HDR_LEN],
-        frame: &[&[u8]],
+        frame: &[u8],
         from: IpAddr,
         frames: u64,
         bytes: u64,
@@ -121,7 +120,7 @@ pub(crate) trait Port {
                     c.offload.gro_frames += 1;
                     c.offload.gro_segments += frames;
                 }
-                if let Some(dst) = frame.first().and_then(|f| f.first_chunk::<6>()) {
+                if let Some(dst) = frame.first_chunk::<6>() {
                     if let Some(c) = self.vnic(Mac(*dst)) {
                         c.rx_frames += frames;
                         c.rx_bytes += bytes;

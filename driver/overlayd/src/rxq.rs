@@ -91,11 +91,10 @@ impl RxBatch {
         Ok(self.filled)
     }
 
-    /// Buffer `i` of the last receive: where its bytes lie in the
-    /// [`arena`](Self::arena_mut), the sender, and the size of the
-    /// datagrams it holds (all of that size but perhaps a shorter last
-    /// one). `None` for a truncated buffer or an unknown sender.
-    pub fn get(&self, i: usize) -> Option<(std::ops::Range<usize>, SocketAddr, usize)> {
+    /// Buffer `i` of the last receive: its bytes, the sender, and the size
+    /// of the datagrams it holds (all of that size but perhaps a shorter
+    /// last one). `None` for a truncated buffer or an unknown sender.
+    pub fn get(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr, usize)> {
         if i >= self.filled {
             return None;
         }
@@ -120,13 +119,8 @@ impl RxBatch {
                 c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
             }
         }
-        Some((i * SLOT_BYTES..i * SLOT_BYTES + len, from, seg.max(1)))
-    }
-
-    /// All the receive buffers, in which [`get`](Self::get) places each
-    /// buffer's bytes (left as they are until the next receive).
-    pub fn arena_mut(&mut self) -> &mut [u8] {
-        &mut self.bufs
+        let data = &mut self.bufs[i * SLOT_BYTES..i * SLOT_BYTES + len];
+        Some((data, from, seg.max(1)))
     }
 }
 
@@ -201,8 +195,7 @@ mod tests {
             match b.recv(rx.as_raw_fd()) {
                 Ok(n) => {
                     for i in 0..n {
-                        let (at, from, seg) = b.get(i).unwrap();
-                        let d = &b.arena_mut()[at];
+                        let (d, from, seg) = b.get(i).unwrap();
                         assert_eq!((from, seg, d.len()), (tx.local_addr().unwrap(), 50, 50));
                         got.push(d[0]);
                     }

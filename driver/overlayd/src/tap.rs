@@ -31,9 +31,6 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Most pieces a frame may be written in ([`Tap::write`]): the headers and
-/// the payloads of as many segments as a super-frame coalesces.
-pub const MAX_PIECES: usize = 1 + overlay_wire::offload::COALESCE_MAX_SEGS;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
@@ -194,32 +191,22 @@ impl Tap {
         }
     }
 
-    /// Writes one frame, given in pieces, behind its virtio-net header: one
-    /// `writev(2)` of at most [`MAX_PIECES`] pieces (more is `EINVAL`, as
-    /// the kernel's own limit is).
+    /// Writes one frame behind its virtio-net header.
     #[inline]
-    pub fn write(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[&[u8]]) -> io::Result<usize> {
-        if frame.len() > MAX_PIECES {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let piece = |p: &[u8]| libc::iovec {
-            iov_base: p.as_ptr() as *mut libc::c_void,
-            iov_len: p.len(),
-        };
-        let mut iov = [piece(&[]); 1 + MAX_PIECES];
-        iov[0] = piece(hdr);
-        for (v, p) in iov[1..].iter_mut().zip(frame) {
-            *v = piece(p);
-        }
-        // SAFETY: the first 1 + frame.len() iovecs point at live buffers of
-        // their lengths, which writev(2) only reads.
-        let n = unsafe {
-            libc::writev(
-                self.fd.as_raw_fd(),
-                iov.as_ptr(),
-                (1 + frame.len()) as libc::c_int,
-            )
-        };
+    pub fn write(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs point at live buffers of their lengths, which
+        // writev(2) only reads.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {

@@ -489,6 +489,19 @@ mod tests {
         assert_eq!((sent, bytes, err.is_none()), (5, 4 * 92 + 32, true));
     }
 
+    /// An Ethernet/IPv4/TCP frame with `payload` (checksums left for the
+    /// segmentation to compute).
+    fn tcp_super_frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&((40 + payload) as u16).to_be_bytes());
+        f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&[0x9c, 0x40, 0x14, 0x51, 0, 0, 1, 0, 0, 0, 0, 7]);
+        f.extend_from_slice(&[0x50, 0x18, 0x01, 0xf5, 0, 0, 0, 0]);
+        f.extend((0..payload).map(|i| (i * 7 + i / 251) as u8));
+        f
+    }
+
     #[test]
     fn a_super_frame_leaves_in_scatter_gather_segments_equal_to_copied_ones() {
         use overlay_wire::offload::{TcpLayout, VnetHdr, GSO_TCPV4};
@@ -503,7 +516,7 @@ mod tests {
         let tx = Arc::new(OwnedFd::from(UdpSocket::bind("127.0.0.1:0").unwrap()));
         // 80 segments of 500 bytes and a last one of 123: more than one
         // GSO message holds (64 datagrams, 65,000 bytes).
-        let frame = crate::testkit::tcp_super_frame(80 * 500 + 123);
+        let frame = tcp_super_frame(80 * 500 + 123);
         let hdr = VnetHdr {
             gso_type: GSO_TCPV4,
             gso_size: 500,
