@@ -548,12 +548,12 @@ mod tests {
         let mut buf = vec![0u8; 2000];
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[0xee; 30]);
-        for (i, &(told_i, told_len)) in told.iter().enumerate() {
+        for i in 0..81 {
             let n = rx.recv(&mut buf).unwrap();
             let mut want = vec![0xaa; 8 + tso.segment_len(&frame, i)];
             tso.write(&frame, i, &mut want[8..]);
             assert_eq!(&buf[..n], &want[..], "segment {i}");
-            assert_eq!((told_i, told_len), (i, n - 8));
+            assert_eq!(told[i], (i, n - 8));
             let seg = &buf[8..n];
             let l = TcpLayout::of(seg).unwrap();
             assert!(l.checksum_ok(seg), "segment {i}'s TCP checksum");
