@@ -526,31 +526,11 @@ impl Tso {
         self.layout.payload + (payload - i * self.mss).min(self.mss)
     }
 
-    /// The payload bytes of segment `i` of `frame`: a slice of the
-    /// super-frame, to go out behind the headers that
-    /// [`write_headers`](Self::write_headers) writes for it (scatter/gather,
-    /// without copying the payload).
-    pub fn payload<'f>(&self, frame: &'f [u8], i: usize) -> &'f [u8] {
-        let from = self.layout.payload + i * self.mss;
-        &frame[from..from + self.segment_len(frame, i) - self.layout.payload]
-    }
-
     /// Writes segment `i` of `frame` into `out` (exactly
     /// [`segment_len`](Self::segment_len) bytes): headers copied, IP length
     /// and identification, TCP sequence number and flags adjusted, both
     /// checksums computed.
     pub fn write(&self, frame: &[u8], i: usize, out: &mut [u8]) {
-        let (hdrs, payload) = out[..self.segment_len(frame, i)].split_at_mut(self.layout.payload);
-        payload.copy_from_slice(self.payload(frame, i));
-        self.write_headers(frame, i, hdrs);
-    }
-
-    /// Writes the headers of segment `i` of `frame` into `out` (exactly
-    /// [`header_len`](Self::header_len) bytes), as [`write`](Self::write)
-    /// does, for a segment whose payload stays in `frame`
-    /// ([`payload`](Self::payload)): the TCP checksum covers these headers
-    /// and that payload, summed where it lies.
-    pub fn write_headers(&self, frame: &[u8], i: usize, out: &mut [u8]) {
         let TcpLayout {
             l3,
             l4,
@@ -559,8 +539,10 @@ impl Tso {
             ..
         } = self.layout;
         let len = self.segment_len(frame, i);
-        let out = &mut out[..payload];
-        out.copy_from_slice(&frame[..payload]);
+        let out = &mut out[..len];
+        let from = payload + i * self.mss;
+        out[..payload].copy_from_slice(&frame[..payload]);
+        out[payload..].copy_from_slice(&frame[from..from + len - payload]);
         if v6 {
             out[l3 + 4..l3 + 6].copy_from_slice(&((len - l3 - 40) as u16).to_be_bytes());
         } else {
@@ -586,10 +568,7 @@ impl Tso {
             Some(a) => a + pseudo_len_v6(len - l4),
             None => self.layout.pseudo(out, len - l4),
         };
-        // The TCP header is a whole number of 32-bit words, so summing it
-        // and then the payload is summing the segment.
-        let acc = sum(sum(acc, &out[l4..]), self.payload(frame, i));
-        let c = !fold(acc);
+        let c = !fold(sum(acc, &out[l4..]));
         out[l4 + 16..l4 + 18].copy_from_slice(&c.to_ne_bytes());
     }
 }

@@ -112,22 +112,6 @@ pub(crate) fn encap<P: Port>(
     };
     match tso {
         None => put(frame.len(), &mut |out| out.copy_from_slice(frame)),
-        // A super-frame's segments leave with their payload where the TAP
-        // read put it (scatter/gather): only their headers are written.
-        Some(t) if gso => txq.segments(
-            fd,
-            dest,
-            oid,
-            hlen,
-            frame,
-            t,
-            |hdr| {
-                if let Err(e) = emit(vni, hdr) {
-                    debug_assert!(false, "{e}");
-                }
-            },
-            |_, len| probe::encap(&cfg.name, vni, dst, dest, len),
-        ),
         Some(t) => {
             for i in 0..t.count() {
                 put(t.segment_len(frame, i), &mut |out| t.write(frame, i, out));

@@ -32,8 +32,7 @@
 //! the socket it was queued for, never on a descriptor number that the
 //! kernel has since handed to something else.
 
-use overlay_wire::offload::Tso;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -93,9 +92,6 @@ pub struct TxQueue {
     buf: Box<[u8]>,
     used: usize,
     msgs: Vec<Msg>,
-    /// Headers (encapsulation and inner) of the segments of a super-frame
-    /// sent by [`TxQueue::segments`], each behind the last.
-    hdrs: Vec<u8>,
     /// Outcomes of flushed messages, for the event loop to count and clear.
     pub outcomes: Vec<Outcome>,
 }
@@ -113,7 +109,6 @@ impl TxQueue {
             buf: vec![0u8; BUF_BYTES].into_boxed_slice(),
             used: 0,
             msgs: Vec::with_capacity(MAX_MSGS),
-            hdrs: Vec::with_capacity(MAX_SEGS * 256),
             outcomes: Vec::with_capacity(MAX_MSGS),
         }
     }
@@ -203,93 +198,6 @@ impl TxQueue {
         &mut self.buf[start..start + len]
     }
 
-    /// Sends the segments of TCP super-frame `frame` (cut as `tso` says)
-    /// that socket `fd` sends to `dest` for overlay `oid`, each behind
-    /// `hlen` bytes of encapsulation that `encap` writes, without copying
-    /// their payload: each segment is two pieces of one scatter/gather
-    /// `sendmsg` with `UDP_SEGMENT`, its headers (written here) and its
-    /// payload (a slice of `frame`), and the kernel's copy into the socket
-    /// buffer is the only one. What was queued before leaves first, and
-    /// these leave before this returns, so `frame` may be reused at once.
-    /// `each(i, len)` is told of segment `i` (`len` inner bytes) as it is
-    /// readied.
-    #[allow(clippy::too_many_arguments)]
-    pub fn segments(
-        &mut self,
-        fd: &Arc<OwnedFd>,
-        dest: SocketAddr,
-        oid: u64,
-        hlen: usize,
-        frame: &[u8],
-        tso: &Tso,
-        mut encap: impl FnMut(&mut [u8]),
-        mut each: impl FnMut(usize, usize),
-    ) {
-        self.flush();
-        let (count, hl) = (tso.count(), tso.header_len());
-        let seg = hlen + tso.segment_len(frame, 0);
-        // Segments per message: within the kernel's count and one UDP
-        // datagram's size.
-        let per = MAX_SEGS.min(MAX_GSO_BYTES / seg).max(1);
-        let mut first = 0;
-        while first < count {
-            let n = per.min(count - first);
-            self.hdrs.clear();
-            self.hdrs.resize(n * (hlen + hl), 0);
-            let mut bytes = 0;
-            for (k, h) in self.hdrs.chunks_exact_mut(hlen + hl).enumerate() {
-                let i = first + k;
-                let (outer, inner) = h.split_at_mut(hlen);
-                encap(outer);
-                tso.write_headers(frame, i, inner);
-                let len = tso.segment_len(frame, i);
-                bytes += len as u64;
-                each(i, len);
-            }
-            let piece = |k: usize| {
-                let i = first + k;
-                [
-                    IoSlice::new(&self.hdrs[k * (hlen + hl)..(k + 1) * (hlen + hl)]),
-                    IoSlice::new(tso.payload(frame, i)),
-                ]
-            };
-            let raw = fd.as_raw_fd();
-            let outcome = |frames: usize, bytes: u64, error, gso| Outcome {
-                oid,
-                dest,
-                frames: frames as u64,
-                bytes,
-                error,
-                gso,
-            };
-            // On the stack: nothing is allocated per super-frame.
-            let mut iov = [IoSlice::new(&[]); 2 * MAX_SEGS];
-            for k in 0..n {
-                [iov[2 * k], iov[2 * k + 1]] = piece(k);
-            }
-            let r = send(raw, dest, &iov[..2 * n], (n > 1).then_some(seg));
-            match r {
-                Ok(()) => self.outcomes.push(outcome(n, bytes, None, n > 1)),
-                Err(e) if n > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                    let (sent, sent_bytes, error) = one_by_one(
-                        n,
-                        |k| tso.segment_len(frame, first + k) as u64,
-                        |k| send(raw, dest, &piece(k), None),
-                    );
-                    if sent > 0 {
-                        self.outcomes.push(outcome(sent, sent_bytes, None, false));
-                    }
-                    if let Some(e) = error {
-                        self.outcomes
-                            .push(outcome(n - sent, bytes - sent_bytes, Some(e), false));
-                    }
-                }
-                Err(e) => self.outcomes.push(outcome(n, bytes, Some(e), n > 1)),
-            }
-            first += n;
-        }
-    }
-
     /// Sends everything queued; outcomes go to [`outcomes`](Self::outcomes).
     pub fn flush(&mut self) {
         for m in self.msgs.drain(..) {
@@ -304,22 +212,18 @@ impl TxQueue {
                 gso,
             };
             if m.segs == 1 {
-                let r = send(fd, m.dest, &[IoSlice::new(data)], None);
+                let r = send(fd, m.dest, data, None);
                 self.outcomes.push(outcome(1, m.bytes, r.err(), false));
                 continue;
             }
-            match send(fd, m.dest, &[IoSlice::new(data)], Some(m.seg)) {
+            match send(fd, m.dest, data, Some(m.seg)) {
                 Ok(()) => self.outcomes.push(outcome(m.segs, m.bytes, None, true)),
                 // EIO: no checksum offload on the route; EINVAL: a segment
                 // larger than the path MTU. Send them one by one, and count
                 // exactly what left and what did not.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                    let d = |k: usize| &data[k * m.seg..((k + 1) * m.seg).min(data.len())];
-                    let (sent, sent_bytes, error) = one_by_one(
-                        m.segs,
-                        |k| (d(k).len() - m.hlen) as u64,
-                        |k| send(fd, m.dest, &[IoSlice::new(d(k))], None),
-                    );
+                    let (sent, sent_bytes, error) =
+                        one_by_one(data, m.seg, m.hlen, |d| send(fd, m.dest, d, None));
                     if sent > 0 {
                         self.outcomes.push(outcome(sent, sent_bytes, None, false));
                     }
@@ -336,38 +240,41 @@ impl TxQueue {
     }
 }
 
-/// Sends `n` datagrams one at a time through `send` (by index; datagram
-/// `k` carries `inner(k)` inner bytes), stopping at the first refusal: how
-/// many left, their inner bytes, and the refusal.
+/// Sends the datagrams of `data` (`seg` bytes apart, each with `hlen`
+/// bytes of encapsulation) one at a time through `send`, stopping at the
+/// first refusal: how many left, their inner bytes, and the refusal.
 fn one_by_one(
-    n: usize,
-    inner: impl Fn(usize) -> u64,
-    mut send: impl FnMut(usize) -> io::Result<()>,
+    data: &[u8],
+    seg: usize,
+    hlen: usize,
+    mut send: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> (usize, u64, Option<io::Error>) {
     let (mut sent, mut bytes) = (0, 0);
-    for k in 0..n {
-        if let Err(e) = send(k) {
+    for d in data.chunks(seg) {
+        if let Err(e) = send(d) {
             return (sent, bytes, Some(e));
         }
         sent += 1;
-        bytes += inner(k);
+        bytes += (d.len() - hlen) as u64;
     }
     (sent, bytes, None)
 }
 
-/// One `sendmsg(2)` of the bytes of `iov`, in order, to `dest`, with a GSO
-/// segment size if given.
-fn send(fd: RawFd, dest: SocketAddr, iov: &[IoSlice], seg: Option<usize>) -> io::Result<()> {
+/// One `sendmsg(2)` of `data` to `dest`, with a GSO segment size if given.
+fn send(fd: RawFd, dest: SocketAddr, data: &[u8], seg: Option<usize>) -> io::Result<()> {
     let addr = socket2::SockAddr::from(dest);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
     // Room for one cmsg carrying a u16, aligned as cmsghdr wants.
     let mut control = [0u64; 4];
     // SAFETY: msghdr is plain old data; all-zero is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = addr.as_ptr() as *mut libc::c_void;
     msg.msg_namelen = addr.len();
-    // IoSlice is ABI-compatible with iovec; sendmsg only reads through it.
-    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = iov.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
     if let Some(seg) = seg {
         // SAFETY: CMSG_SPACE is a pure computation.
         let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
@@ -474,8 +381,7 @@ mod tests {
         // the kernel refuses the fourth.
         let data = vec![0u8; 440];
         let mut calls = 0;
-        let inner = |k: usize| (data.chunks(100).nth(k).unwrap().len() - 8) as u64;
-        let (sent, bytes, err) = one_by_one(5, inner, |_| {
+        let (sent, bytes, err) = one_by_one(&data, 100, 8, |_| {
             calls += 1;
             if calls == 4 {
                 Err(io::Error::from_raw_os_error(libc::ENOBUFS))
@@ -485,78 +391,7 @@ mod tests {
         });
         assert_eq!((sent, bytes), (3, 3 * 92));
         assert_eq!(err.unwrap().raw_os_error(), Some(libc::ENOBUFS));
-        let (sent, bytes, err) = one_by_one(5, inner, |_| Ok(()));
+        let (sent, bytes, err) = one_by_one(&data, 100, 8, |_| Ok(()));
         assert_eq!((sent, bytes, err.is_none()), (5, 4 * 92 + 32, true));
-    }
-
-    /// An Ethernet/IPv4/TCP frame with `payload` (checksums left for the
-    /// segmentation to compute).
-    fn tcp_super_frame(payload: usize) -> Vec<u8> {
-        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&((40 + payload) as u16).to_be_bytes());
-        f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-        f.extend_from_slice(&[0x9c, 0x40, 0x14, 0x51, 0, 0, 1, 0, 0, 0, 0, 7]);
-        f.extend_from_slice(&[0x50, 0x18, 0x01, 0xf5, 0, 0, 0, 0]);
-        f.extend((0..payload).map(|i| (i * 7 + i / 251) as u8));
-        f
-    }
-
-    #[test]
-    fn a_super_frame_leaves_in_scatter_gather_segments_equal_to_copied_ones() {
-        use overlay_wire::offload::{TcpLayout, VnetHdr, GSO_TCPV4};
-        let rx = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-        rx.set_recv_buffer_size(4 << 20).unwrap();
-        rx.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .unwrap();
-        let rx = UdpSocket::from(rx);
-        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let dest = rx.local_addr().unwrap();
-        let tx = Arc::new(OwnedFd::from(UdpSocket::bind("127.0.0.1:0").unwrap()));
-        // 80 segments of 500 bytes and a last one of 123: more than one
-        // GSO message holds (64 datagrams, 65,000 bytes).
-        let frame = tcp_super_frame(80 * 500 + 123);
-        let hdr = VnetHdr {
-            gso_type: GSO_TCPV4,
-            gso_size: 500,
-            ..VnetHdr::default()
-        };
-        let tso = Tso::new(&frame, &hdr).unwrap();
-        assert_eq!(tso.count(), 81);
-        let mut q = TxQueue::new();
-        // Something queued before leaves before.
-        q.datagram(&tx, dest, 1, 30, 22).fill(0xee);
-        let mut told = Vec::new();
-        q.segments(
-            &tx,
-            dest,
-            1,
-            8,
-            &frame,
-            &tso,
-            |h| h.fill(0xaa),
-            |i, len| told.push((i, len)),
-        );
-        assert!(q.is_empty());
-        let sent: Vec<(u64, bool)> = q.outcomes.iter().map(|o| (o.frames, o.gso)).collect();
-        assert_eq!(sent, [(1, false), (64, true), (17, true)]);
-        assert!(q.outcomes.iter().all(|o| o.error.is_none()));
-        let inner: u64 = (0..81).map(|i| tso.segment_len(&frame, i) as u64).sum();
-        assert_eq!(q.outcomes[1].bytes + q.outcomes[2].bytes, inner);
-        assert_eq!(told.len(), 81);
-        let mut buf = vec![0u8; 2000];
-        let n = rx.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], &[0xee; 30]);
-        for i in 0..81 {
-            let n = rx.recv(&mut buf).unwrap();
-            let mut want = vec![0xaa; 8 + tso.segment_len(&frame, i)];
-            tso.write(&frame, i, &mut want[8..]);
-            assert_eq!(&buf[..n], &want[..], "segment {i}");
-            assert_eq!(told[i], (i, n - 8));
-            let seg = &buf[8..n];
-            let l = TcpLayout::of(seg).unwrap();
-            assert!(l.checksum_ok(seg), "segment {i}'s TCP checksum");
-        }
     }
 }
