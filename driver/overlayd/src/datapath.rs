@@ -4,19 +4,15 @@
 //! tx: read a frame and its virtio-net header from the TAP device; complete
 //! a checksum the kernel left partial, or take a TCP super-frame (TSO) as
 //! it is; decide where it goes (point destination, target table, or varpd
-//! for ARP/NDP/DHCP); encapsulate it into the send queue ([`TxQueue`]),
-//! which leaves in batched, GSO-sized `sendmsg` calls — a super-frame is
-//! cut into MTU-sized segments on the way, each segment's headers written
-//! and its payload left where the TAP read put it (scatter/gather,
-//! [`TxQueue::segments`]). rx: receive a batch of datagrams ([`RxBatch`],
-//! UDP GRO), check each header with the mux's encapsulation module (VXLAN,
-//! Geneve: [`overlay_wire::encap`]), demultiplex by VNI, and write the
-//! inner frames to the TAP device, consecutive TCP segments of a flow
-//! coalesced into one super-frame ([`Coalescer`]) that one `writev` takes
-//! from the receive buffers, and a checksum that a kernel peer left
-//! partial kept partial ([`offload::partial_checksum`]). Between the TAP
-//! device and the socket no payload byte is copied in userland: the
-//! kernel's copy in and copy out are the only ones on each host.
+//! for ARP/NDP/DHCP); encapsulate it — a super-frame cut into MTU-sized
+//! segments on the way — into the send queue ([`TxQueue`]), which leaves in
+//! batched, GSO-sized `sendmsg` calls. rx: receive a batch of datagrams
+//! ([`RxBatch`], UDP GRO), check each header with the mux's encapsulation
+//! module (VXLAN, Geneve: [`overlay_wire::encap`]), demultiplex by VNI, and
+//! write the inner frames to the TAP device, consecutive TCP segments of a
+//! flow coalesced into one super-frame ([`Coalescer`]), and a checksum that
+//! a kernel peer left partial kept partial
+//! ([`offload::partial_checksum`]).
 //!
 //! On the hit path nothing is locked and nothing is allocated; every frame
 //! that is not delivered is counted under a [`DropReason`] and traced by

@@ -13,15 +13,6 @@
 //! checksum offload, a path MTU smaller than a segment), the message is
 //! sent again one datagram at a time.
 //!
-//! The segments of a TCP super-frame do not go through the queue's buffer:
-//! [`TxQueue::segments`] sends them at once as a scatter/gather list, each
-//! segment's headers (written into a small buffer) followed by its payload
-//! where it lies in the frame read from the TAP device, so the payload is
-//! copied once, by the kernel, into the socket buffer. The frame's buffer
-//! is read again by the next TAP read, so nothing may still point into it:
-//! these sends never wait in the queue (what waits is sent first, to keep
-//! order).
-//!
 //! The queue is flushed by the event loop before it waits, and whenever it
 //! fills. What happened to each message is kept as an [`Outcome`] for the
 //! loop to count, so counters only ever count datagrams the kernel took.
