@@ -1148,6 +1148,55 @@ mod tests {
         assert_eq!(f.ports[&OID].counters.rx_frames, 1);
     }
 
+    /// A peer's GSO send of a TCP super-frame's segments arrives as one
+    /// GRO batch; the segments are verified and coalesced into one
+    /// super-frame, written to the TAP queue with a GSO header.
+    #[test]
+    fn a_peers_segments_reach_the_tap_queue_as_one_super_frame() {
+        use overlay_wire::offload::{TcpLayout, GSO_TCPV4};
+        let (mut f, mut tap) = engine(Some(DestMode::Dynamic), None);
+        let big = crate::testkit::tcp_super_frame(20 * 1000 + 300);
+        let hint = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 1000,
+            ..VnetHdr::default()
+        };
+        let tso = Tso::new(&big, &hint).unwrap();
+        let to = f.muxes[&MID].listen;
+        let tx = Arc::new(std::os::fd::OwnedFd::from(peer()));
+        let mut q = TxQueue::new();
+        let hlen = vxlan::HEADER_LEN;
+        for i in 0..tso.count() {
+            let len = tso.segment_len(&big, i);
+            let out = q.datagram(&tx, to, OID, hlen + len, len);
+            vxlan::emit(VNI, (&mut out[..hlen]).try_into().unwrap());
+            tso.write(&big, i, &mut out[hlen..]);
+        }
+        q.flush();
+        assert!(q.outcomes.iter().all(|o| o.error.is_none() && o.gso));
+        let mut owner = Recorder::default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while f.muxes[&MID].counters.rx_frames < 21 && Instant::now() < deadline {
+            f.mux_readable(MID, &mut owner);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let c = &f.ports[&OID].counters;
+        assert_eq!((c.rx_frames, c.offload.gro_frames), (21, 1));
+        let mut got = vec![0u8; 65536];
+        let n = tap.read(&mut got).expect("the delivered super-frame");
+        let vnet = VnetHdr::parse(got[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!((vnet.gso_type, vnet.gso_size), (GSO_TCPV4, 1000));
+        let out = &got[VNET_HDR_LEN..n];
+        assert_eq!(out.len(), big.len());
+        let l = TcpLayout::of(out).unwrap();
+        assert_eq!(
+            &out[l.payload..],
+            &big[l.payload..],
+            "the payload, in order"
+        );
+        assert_eq!(&out[..l.l3 + 4], &big[..l.l3 + 4], "headers and IP length");
+    }
+
     #[test]
     fn unknown_vnis_and_short_datagrams_are_the_muxs_drops() {
         let (mut f, _tap) = engine(Some(DestMode::Dynamic), None);
