@@ -3,6 +3,7 @@
 //! retransmissions, reordering), read from its namespace's `/proc/net`.
 
 use crate::lab::{Host, Lab};
+use overlay_api::{DropReason, OverlayStats};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -139,4 +140,28 @@ pub fn tcp_disorder(lab: &Lab, h: Host) -> (u64, u64) {
         reorder,
         kernel_counter(lab, h, "snmp", "Tcp", "RetransSegs"),
     )
+}
+
+/// The drops a stream's frames may meet inside overlayd: none of them may
+/// be counted while verified streams run (the hosts' own multicast, such
+/// as MLD reports, is dropped as ever under other reasons).
+pub const DATA_DROPS: [DropReason; 5] = [
+    DropReason::SendError,
+    DropReason::TapWriteError,
+    DropReason::TooBig,
+    DropReason::BadOffload,
+    DropReason::QueueOverflow,
+];
+
+/// Asserts that overlay `o` counted none of [`DATA_DROPS`], nor any of
+/// `also`.
+pub fn assert_no_data_drops(o: &OverlayStats, also: &[DropReason]) {
+    for r in DATA_DROPS.iter().chain(also) {
+        assert!(
+            !o.drops.contains_key(r.as_str()),
+            "{}: {r} drops during the streams: {:?}",
+            o.name,
+            o.drops
+        );
+    }
 }

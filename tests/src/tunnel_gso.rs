@@ -10,7 +10,7 @@
 //! virtio_net.h`, `if_tun.h`, `drivers/net/tun_vnet.h`,
 //! `include/linux/virtio_net.h`):
 //!
-//! - [`TunnelHdr`]: the header. Its first 12 bytes are `virtio_net_hdr_v1`
+//! - [`TunnelVnetHdr`] (overlayd's own, from `overlay_wire::tunnel`): the header. Its first 12 bytes are `virtio_net_hdr_v1`
 //!   (`flags`, `gso_type`, `hdr_len`, `gso_size`, `csum_start`,
 //!   `csum_offset`, `num_buffers`), then the hash fields (`hash_value_lo`,
 //!   `hash_value_hi`, `hash_report`, `padding`: zero here), then
@@ -44,6 +44,9 @@
 //!   sender for its flow control).
 
 use overlay_wire::offload::{fold, sum, VnetHdr, F_NEEDS_CSUM, GSO_TCPV4};
+pub use overlay_wire::tunnel::{
+    TunnelVnetHdr, F_UDP_TUNNEL_CSUM, GSO_UDP_TUNNEL_IPV4, GSO_UDP_TUNNEL_IPV6, TUNNEL_VNET_HDR_LEN,
+};
 use std::io::{self, IoSlice};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -58,14 +61,6 @@ pub const TUN_F_TSO6: u32 = 0x04;
 pub const TUN_F_UDP_TUNNEL_GSO: u32 = 0x080;
 /// `TUN_F_UDP_TUNNEL_GSO_CSUM` (6.17): the same, outer UDP checksum offloaded.
 pub const TUN_F_UDP_TUNNEL_GSO_CSUM: u32 = 0x100;
-/// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4`: an IPv4 UDP tunnel around the GSO type.
-pub const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
-/// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6`.
-pub const GSO_UDP_TUNNEL_IPV6: u8 = 0x40;
-/// `VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM`: the outer UDP checksum is offloaded too.
-pub const F_UDP_TUNNEL_CSUM: u8 = 8;
-/// `sizeof(struct virtio_net_hdr_v1_hash_tunnel)`.
-pub const TUNNEL_HDR_LEN: usize = 24;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
@@ -78,60 +73,6 @@ pub const OUTER_LEN: usize = 14 + 20 + 8 + 8;
 pub const INNER_HDR_LEN: usize = 14 + 20 + 20;
 /// The VXLAN header's I flag.
 const VXLAN_I: u8 = 0x08;
-
-/// `struct virtio_net_hdr_v1_hash_tunnel` (the hash fields always zero).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TunnelHdr {
-    /// `NEEDS_CSUM`, `DATA_VALID`, [`F_UDP_TUNNEL_CSUM`].
-    pub flags: u8,
-    /// Inner GSO type ORed with [`GSO_UDP_TUNNEL_IPV4`]/[`GSO_UDP_TUNNEL_IPV6`].
-    pub gso_type: u8,
-    /// All headers' length (a hint).
-    pub hdr_len: u16,
-    /// Inner payload bytes per segment.
-    pub gso_size: u16,
-    /// The inner transport header.
-    pub csum_start: u16,
-    /// The checksum field, from `csum_start`.
-    pub csum_offset: u16,
-    /// The outer UDP header.
-    pub outer_th_offset: u16,
-    /// The inner IP header.
-    pub inner_nh_offset: u16,
-}
-
-impl TunnelHdr {
-    /// The 24 bytes, little-endian (a TAP device's default byte order on
-    /// a little-endian host; the two tunnel offsets are always LE).
-    pub fn emit(&self) -> [u8; TUNNEL_HDR_LEN] {
-        let mut b = [0u8; TUNNEL_HDR_LEN];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-        // 10..12 num_buffers, 12..20 hash_value_lo/hi, hash_report, padding.
-        b[20..22].copy_from_slice(&self.outer_th_offset.to_le_bytes());
-        b[22..24].copy_from_slice(&self.inner_nh_offset.to_le_bytes());
-        b
-    }
-
-    /// Reads one (as `tun_put_user` writes it).
-    pub fn parse(b: &[u8; TUNNEL_HDR_LEN]) -> TunnelHdr {
-        let u = |at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-        TunnelHdr {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u(2),
-            gso_size: u(4),
-            csum_start: u(6),
-            csum_offset: u(8),
-            outer_th_offset: u(20),
-            inner_nh_offset: u(22),
-        }
-    }
-}
 
 /// A TAP device with 24-byte virtio-net headers, in the namespace of the
 /// thread that opened it.
@@ -163,7 +104,7 @@ impl UnderlayTap {
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        let size: libc::c_int = TUNNEL_HDR_LEN as libc::c_int;
+        let size: libc::c_int = TUNNEL_VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) } < 0 {
             return Err(io::Error::last_os_error());
@@ -253,7 +194,7 @@ pub struct Flow {
 /// overlay TAP device. The inner TCP checksum field holds the pseudo-header
 /// sum (`NEEDS_CSUM`, as the guest's kernel left it).
 pub struct SuperFrame {
-    outer: [u8; TUNNEL_HDR_LEN + OUTER_LEN],
+    outer: [u8; TUNNEL_VNET_HDR_LEN + OUTER_LEN],
     /// The inner frame.
     pub inner: Vec<u8>,
     flow: Flow,
@@ -296,8 +237,8 @@ impl SuperFrame {
         );
         inner[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&fold(pseudo).to_ne_bytes());
 
-        let mut outer = [0u8; TUNNEL_HDR_LEN + OUTER_LEN];
-        let hdr = TunnelHdr {
+        let mut outer = [0u8; TUNNEL_VNET_HDR_LEN + OUTER_LEN];
+        let hdr = TunnelVnetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: GSO_TCPV4 | GSO_UDP_TUNNEL_IPV4,
             hdr_len: (OUTER_LEN + INNER_HDR_LEN) as u16,
@@ -307,8 +248,8 @@ impl SuperFrame {
             outer_th_offset: (14 + 20) as u16,
             inner_nh_offset: (OUTER_LEN + 14) as u16,
         };
-        outer[..TUNNEL_HDR_LEN].copy_from_slice(&hdr.emit());
-        let o = &mut outer[TUNNEL_HDR_LEN..];
+        outer[..TUNNEL_VNET_HDR_LEN].copy_from_slice(&hdr.emit());
+        let o = &mut outer[TUNNEL_VNET_HDR_LEN..];
         o[0..6].copy_from_slice(&flow.outer_dst.0);
         o[6..12].copy_from_slice(&flow.outer_src.0);
         o[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -335,7 +276,7 @@ impl SuperFrame {
         self.inner[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&seq.to_be_bytes());
         set_ip_id(&mut self.inner[14..34], ip_id);
         set_ip_id(
-            &mut self.outer[TUNNEL_HDR_LEN + 14..TUNNEL_HDR_LEN + 34],
+            &mut self.outer[TUNNEL_VNET_HDR_LEN + 14..TUNNEL_VNET_HDR_LEN + 34],
             ip_id,
         );
     }
@@ -361,24 +302,25 @@ impl SuperFrame {
 
     /// The outer headers alone (Ethernet first), without the virtio header.
     pub fn outer_headers(&self) -> &[u8] {
-        &self.outer[TUNNEL_HDR_LEN..]
+        &self.outer[TUNNEL_VNET_HDR_LEN..]
     }
 
     /// The VXLAN header every datagram of the flow starts with.
     pub fn vxlan_header(&self) -> [u8; 8] {
         let mut h = [0u8; 8];
-        h.copy_from_slice(&self.outer[TUNNEL_HDR_LEN + 42..TUNNEL_HDR_LEN + 50]);
+        h.copy_from_slice(&self.outer[TUNNEL_VNET_HDR_LEN + 42..TUNNEL_VNET_HDR_LEN + 50]);
         h
     }
 
     /// Sets the outer destination UDP port (for probes of other receivers).
     pub fn set_outer_dst_port(&mut self, port: u16) {
-        self.outer[TUNNEL_HDR_LEN + 36..TUNNEL_HDR_LEN + 38].copy_from_slice(&port.to_be_bytes());
+        self.outer[TUNNEL_VNET_HDR_LEN + 36..TUNNEL_VNET_HDR_LEN + 38]
+            .copy_from_slice(&port.to_be_bytes());
     }
 
     /// Sets the outer destination MAC (for probes of other receivers).
     pub fn set_outer_dst_mac(&mut self, mac: [u8; 6]) {
-        self.outer[TUNNEL_HDR_LEN..TUNNEL_HDR_LEN + 6].copy_from_slice(&mac);
+        self.outer[TUNNEL_VNET_HDR_LEN..TUNNEL_VNET_HDR_LEN + 6].copy_from_slice(&mac);
     }
 }
 
@@ -457,7 +399,7 @@ mod tests {
 
     #[test]
     fn tunnel_header_layout() {
-        let h = TunnelHdr {
+        let h = TunnelVnetHdr {
             flags: 1,
             gso_type: 0x21,
             hdr_len: 104,
@@ -472,7 +414,7 @@ mod tests {
         assert_eq!(&b[..10], &[1, 0x21, 104, 0, 0x50, 0x05, 84, 0, 16, 0]);
         assert_eq!(&b[10..20], &[0; 10]);
         assert_eq!(&b[20..], &[34, 0, 64, 0]);
-        assert_eq!(TunnelHdr::parse(&b), h);
+        assert_eq!(TunnelVnetHdr::parse(&b), h);
     }
 
     #[test]
@@ -490,7 +432,7 @@ mod tests {
         complete_checksum(&mut whole, 34, 16).unwrap();
         assert!(layout.checksum_ok(&whole));
         // The tunnel header matches the layout the kernel validates.
-        let h = TunnelHdr::parse(sf.outer[..24].try_into().unwrap());
+        let h = TunnelVnetHdr::parse(sf.outer[..24].try_into().unwrap());
         assert_eq!(
             (h.outer_th_offset, h.inner_nh_offset, h.csum_start),
             (34, 64, 84)

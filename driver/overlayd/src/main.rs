@@ -94,7 +94,9 @@
 //! (requests), [`link`] (the
 //! varpd link), [`frames`] (inject and resend, for varpd and the
 //! operator), [`vnic`] (VNICs: macvlans over a TAP device, one per guest,
-//! and their counters), [`persist`] (the state file) and [`restore`]
+//! and their counters), [`underlay`] (`--underlay-bridge`: TCP super-frames
+//! written whole to an underlay TAP device, and its neighbour cache),
+//! [`netlink`] (the rtnetlink requests of both), [`persist`] (the state file) and [`restore`]
 //! (persistent overlays set up again at start, and saved on every change).
 //! Decisions that need no I/O (properties, verdicts, the table, the VNI
 //! map, counters) live in `overlay-core`. Modules import each other
@@ -120,6 +122,7 @@ mod link;
 mod local;
 mod lookups;
 mod mux;
+mod netlink;
 mod overlay;
 mod persist;
 mod port;

@@ -34,12 +34,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
-const IFF_VNET_HDR: libc::c_int = 0x4000;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+/// `IFF_VNET_HDR`: frames are read and written behind a virtio-net header.
+pub(crate) const IFF_VNET_HDR: libc::c_int = 0x4000;
 const IFF_PERSIST: u32 = 0x0800;
 const IFF_MULTI_QUEUE: libc::c_int = 0x0100;
-const TUN_F_CSUM: libc::c_uint = 0x01;
-const TUN_F_TSO4: libc::c_uint = 0x02;
-const TUN_F_TSO6: libc::c_uint = 0x04;
+/// `TUN_F_CSUM`: the device takes frames with partial checksums.
+pub(crate) const TUN_F_CSUM: libc::c_uint = 0x01;
+/// `TUN_F_TSO4`.
+pub(crate) const TUN_F_TSO4: libc::c_uint = 0x02;
+/// `TUN_F_TSO6`.
+pub(crate) const TUN_F_TSO6: libc::c_uint = 0x04;
 
 /// An open TAP device.
 #[derive(Debug)]
@@ -218,26 +223,49 @@ impl Tap {
 /// Opens one queue of TAP device `name` with `flags`: `TUNSETIFF` (which
 /// creates the device, or attaches to it) and `TUNSETOFFLOAD`.
 fn open_queue(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    open_tun(
+        name,
+        flags,
+        None,
+        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+        true,
+    )
+    .map_err(|(_, e)| e)
+}
+
+/// Opens `/dev/net/tun` as device `name` with `flags` (`TUNSETIFF`), a
+/// virtio-net header of `vnet_hdr` bytes if given (`TUNSETVNETHDRSZ`), and
+/// `offloads` (`TUNSETOFFLOAD`), non-blocking if asked; on failure, the
+/// step that failed (its ioctl's name) and the error.
+pub(crate) fn open_tun(
+    name: &str,
+    flags: libc::c_int,
+    vnet_hdr: Option<libc::c_int>,
+    offloads: libc::c_uint,
+    nonblock: bool,
+) -> Result<OwnedFd, (&'static str, io::Error)> {
     let path: &CStr = c"/dev/net/tun";
+    let mode = libc::O_RDWR | libc::O_CLOEXEC | if nonblock { libc::O_NONBLOCK } else { 0 };
     // SAFETY: plain open(2) of a NUL-terminated path.
-    let raw = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
+    let raw = unsafe { libc::open(path.as_ptr(), mode) };
     if raw < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(("open /dev/net/tun", io::Error::last_os_error()));
     }
     // SAFETY: raw is a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut ifr = ifreq(name)?;
+    let mut ifr = ifreq(name).map_err(|e| ("TUNSETIFF", e))?;
     ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(("TUNSETIFF", io::Error::last_os_error()));
     }
-    let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    if let Some(size) = vnet_hdr {
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which
+        // outlives the call.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) } < 0 {
+            return Err(("TUNSETVNETHDRSZ", io::Error::last_os_error()));
+        }
+    }
     // SAFETY: TUNSETOFFLOAD takes its flags as the argument itself.
     if unsafe {
         libc::ioctl(
@@ -247,7 +275,7 @@ fn open_queue(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
         )
     } < 0
     {
-        return Err(io::Error::last_os_error());
+        return Err(("TUNSETOFFLOAD", io::Error::last_os_error()));
     }
     Ok(fd)
 }

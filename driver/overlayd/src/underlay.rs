@@ -55,9 +55,9 @@
 //! logged, and that frame takes the socket path.
 
 use crate::mux::Mux;
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use crate::netlink::request;
+use crate::tap::{open_tun, IFF_VNET_HDR, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoPortData, InfoPortKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
@@ -66,14 +66,14 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NlAddr};
+use netlink_sys::Socket;
 use overlay_core::FastMap;
 use overlay_wire::encap::Socket as EncapSocket;
 use overlay_wire::offload::Tso;
 use overlay_wire::tunnel::{self, OuterV4, OUTER_V4_LEN, TUNNEL_VNET_HDR_LEN};
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -86,13 +86,6 @@ pub const MISS_REFRESH: Duration = Duration::from_millis(200);
 /// How long a snapshot is trusted after it was read.
 pub const VALID: Duration = Duration::from_secs(3);
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
-const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
-const IFF_VNET_HDR: libc::c_int = 0x4000;
-const TUN_F_CSUM: libc::c_uint = 0x01;
-const TUN_F_TSO4: libc::c_uint = 0x02;
-const TUN_F_TSO6: libc::c_uint = 0x04;
 /// `TUN_F_UDP_TUNNEL_GSO` (6.17): TSO inside UDP tunnels.
 const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x080;
 /// `TUN_F_UDP_TUNNEL_GSO_CSUM` (6.17): the same, outer checksum offloaded.
@@ -450,95 +443,27 @@ fn writev(fd: &OwnedFd, iov: &[IoSlice<'_>]) -> io::Result<usize> {
 /// Opens TAP device `name` with 24-byte virtio headers and the tunnel
 /// offload.
 fn open_tap(name: &str) -> Result<OwnedFd, UnderlayError> {
-    let err = |what, err| UnderlayError::Tap {
-        name: name.to_string(),
-        what,
-        err,
-    };
-    // SAFETY: open(2) of a constant NUL-terminated path; owned at once.
-    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(err("open /dev/net/tun", io::Error::last_os_error()));
-    }
-    // SAFETY: fd is new and owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain data; all-zero is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
-        *d = s as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR) as libc::c_short;
-    // SAFETY: TUNSETIFF takes a pointer to an ifreq that outlives the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
-        return Err(err("TUNSETIFF", io::Error::last_os_error()));
-    }
-    let size = TUNNEL_VNET_HDR_LEN as libc::c_int;
-    // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) } < 0 {
-        return Err(err("TUNSETVNETHDRSZ 24", io::Error::last_os_error()));
-    }
-    let flags =
+    let flags = libc::IFF_TAP | libc::IFF_NO_PI | IFF_VNET_HDR;
+    let offloads =
         TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM;
-    // SAFETY: TUNSETOFFLOAD takes its flags as the argument itself.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) } < 0 {
-        let e = io::Error::last_os_error();
-        return Err(UnderlayError::NoTunnelOffload {
+    let size = TUNNEL_VNET_HDR_LEN as libc::c_int;
+    open_tun(name, flags, Some(size), offloads, false).map_err(|(what, err)| match what {
+        "TUNSETOFFLOAD" => UnderlayError::NoTunnelOffload {
             name: name.to_string(),
-            errno: e.raw_os_error().unwrap_or(0),
-            err: e,
-        });
-    }
-    Ok(fd)
+            errno: err.raw_os_error().unwrap_or(0),
+            err,
+        },
+        what => UnderlayError::Tap {
+            name: name.to_string(),
+            what,
+            err,
+        },
+    })
 }
 
 /// A netlink route socket in overlayd's namespace.
 fn nl_socket() -> io::Result<Socket> {
-    let mut s = Socket::new(NETLINK_ROUTE)?;
-    s.bind_auto()?;
-    s.connect(&NlAddr::new(0, 0))?;
-    Ok(s)
-}
-
-/// Sends one request and collects the messages of its answer, until the
-/// kernel's acknowledgement or the dump's end; a negative acknowledgement
-/// is the error.
-fn request(
-    sock: &Socket,
-    msg: RouteNetlinkMessage,
-    flags: u16,
-) -> io::Result<Vec<RouteNetlinkMessage>> {
-    let mut hdr = NetlinkHeader::default();
-    hdr.flags = NLM_F_REQUEST | flags;
-    let mut m = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
-    m.finalize();
-    let mut buf = vec![0u8; m.buffer_len()];
-    m.serialize(&mut buf);
-    sock.send(&buf, 0)?;
-    let mut out = Vec::new();
-    loop {
-        let (data, _) = sock.recv_from_full()?;
-        let mut off = 0;
-        while off < data.len() {
-            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let len = reply.header.length as usize;
-            match reply.payload {
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        None => Ok(out),
-                        Some(_) => Err(e.to_io()),
-                    }
-                }
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::InnerMessage(m) => out.push(m),
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
-        }
-    }
+    crate::netlink::socket()
 }
 
 /// A link's index, MAC and MTU.

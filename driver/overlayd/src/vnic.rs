@@ -25,15 +25,12 @@
 //! data path looks them up by a linear scan of a short vector: no hashing,
 //! no allocation, and nothing at all when the overlay has no VNICs.
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::Socket;
 use overlay_api::{Mac, MacAddrType, VnicRow, VnicStats};
 use std::fs::File;
 use std::io;
@@ -171,47 +168,20 @@ pub fn random_mac() -> io::Result<Mac> {
 
 /// A netlink route socket in the calling thread's network namespace.
 fn socket() -> io::Result<Socket> {
-    let mut s = Socket::new(NETLINK_ROUTE)?;
-    s.bind_auto()?;
-    s.connect(&SocketAddr::new(0, 0))?;
-    Ok(s)
+    crate::netlink::socket()
 }
 
 /// Sends one request and collects the link messages of its answer, until
 /// the kernel's acknowledgement; a negative acknowledgement is the error.
 fn request(sock: &Socket, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<LinkMessage>> {
-    let mut hdr = NetlinkHeader::default();
-    hdr.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-    let mut m = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
-    m.finalize();
-    let mut buf = vec![0u8; m.buffer_len()];
-    m.serialize(&mut buf);
-    sock.send(&buf, 0)?;
-    let mut links = Vec::new();
-    loop {
-        let (data, _) = sock.recv_from_full()?;
-        let mut off = 0;
-        while off < data.len() {
-            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let len = reply.header.length as usize;
-            match reply.payload {
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        None => Ok(links),
-                        Some(_) => Err(e.to_io()),
-                    }
-                }
-                NetlinkPayload::Done(_) => return Ok(links),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => links.push(l),
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
-        }
-    }
+    let replies = crate::netlink::request(sock, msg, NLM_F_ACK | flags)?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The ifindex and MAC of link `name` in the calling thread's namespace.

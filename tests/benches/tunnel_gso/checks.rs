@@ -7,7 +7,7 @@
 use crate::flow::{flow, pattern, Sender, Way, DGRAM, SEGS};
 use crate::net::{mac_str, recv_gro, udp_socket, Underlay, B_UL};
 use overlay_tests::tunnel_gso::{
-    TunnelHdr, UnderlayTap, TUNNEL_HDR_LEN, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6,
+    TunnelVnetHdr, UnderlayTap, TUNNEL_VNET_HDR_LEN, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6,
     TUN_F_UDP_TUNNEL_GSO,
 };
 use std::collections::BTreeMap;
@@ -115,13 +115,15 @@ pub fn far_tap(u: &Underlay) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(200));
         let mut got = Vec::new();
         while let Ok(n) = tap.read(&mut buf) {
-            if n < TUNNEL_HDR_LEN + 14 || buf[TUNNEL_HDR_LEN..TUNNEL_HDR_LEN + 6] != FAR_MAC {
+            if n < TUNNEL_VNET_HDR_LEN + 14
+                || buf[TUNNEL_VNET_HDR_LEN..TUNNEL_VNET_HDR_LEN + 6] != FAR_MAC
+            {
                 continue;
             }
-            let h = TunnelHdr::parse(buf[..TUNNEL_HDR_LEN].try_into().expect("24 bytes"));
+            let h = TunnelVnetHdr::parse(buf[..TUNNEL_VNET_HDR_LEN].try_into().expect("24 bytes"));
             got.push(format!(
                 "{} bytes (gso_type {:#04x}, gso_size {}, outer_th {}, inner_nh {})",
-                n - TUNNEL_HDR_LEN,
+                n - TUNNEL_VNET_HDR_LEN,
                 h.gso_type,
                 h.gso_size,
                 h.outer_th_offset,
