@@ -134,6 +134,7 @@ bench-probes: deps build
 	cp target/noprobes/release/overlayd target/noprobes/bin/overlayd
 	cp target/release/varpd target/release/ovadm target/noprobes/bin/
 	PROBE_COST_NOPROBES_DIR=$(CURDIR)/target/noprobes/bin $(CARGO) bench -p overlay-tests --bench probe_cost
+	bash driver/overlayd/bench/engine_ab.sh probes $(ROUNDS)
 
 bench-capture: deps build
 	$(CARGO) build --release -p overlayd --no-default-features --features probes --target-dir target/nocapture
@@ -145,7 +146,7 @@ bench-capture: deps build
 # The engine alone (no namespaces, no root): ns per frame with the capture point compiled
 # in (off) and compiled out, ROUNDS alternating runs of each, medians and their ratio.
 bench-capture-engine: build-deps
-	bash driver/overlayd/bench/capture_engine.sh $(ROUNDS)
+	bash driver/overlayd/bench/engine_ab.sh capture $(ROUNDS)
 
 # Issue 21's prototype (tests/benches/tunnel_gso): the same TCP stream sent as pre-cut VXLAN datagrams
 # with UDP_SEGMENT (overlayd today) and as whole super-frames through an underlay TAP device with the
