@@ -164,7 +164,9 @@ impl Gro {
 
 /// Sends what `txq` holds and counts what became of it in `ports`.
 pub(crate) fn flush_tx<P: Port>(txq: &mut TxQueue, ports: &mut HashMap<u64, P>) {
-    if txq.is_empty() {
+    // Outcomes may wait from a flush made elsewhere (before an underlay
+    // TAP write): they are counted here too.
+    if txq.is_empty() && txq.outcomes.is_empty() {
         return;
     }
     txq.flush();

@@ -185,6 +185,8 @@ pub(crate) struct Underlay {
     /// The bridge's name.
     pub bridge: String,
     snap: Mutex<Arc<Snapshot>>,
+    /// The neighbours the last read found (published or not).
+    seen: Mutex<FastMap<Ipv4Addr, [u8; 6]>>,
     /// Counts published snapshots.
     gen: AtomicU64,
     /// A forwarding thread missed a neighbour: refresh soon.
@@ -231,6 +233,7 @@ impl Underlay {
             name,
             bridge: bridge.to_string(),
             snap: Mutex::new(Arc::default()),
+            seen: Mutex::new(FastMap::default()),
             gen: AtomicU64::new(0),
             missed: AtomicBool::new(false),
             on: AtomicBool::new(true),
@@ -278,14 +281,27 @@ impl Underlay {
     }
 
     /// Reads the bridge's MAC, subnets and neighbours and publishes them.
+    ///
+    /// A neighbour is published only when two reads in a row (at least
+    /// [`MISS_REFRESH`] apart) found it with the same MAC. A neighbour
+    /// the kernel has just resolved may still have datagrams of the socket
+    /// path in its queue, which the kernel sends after it marks the entry
+    /// valid: a super-frame written to the underlay TAP device at once
+    /// could overtake them. By the second read they have long left, so a
+    /// flow that goes back from the sockets to the TAP device keeps its
+    /// order (`tests/tests/tunnel_gso.rs`).
     fn refresh(&self, sock: &Socket, br_index: u32) {
         let read = || -> io::Result<Snapshot> {
             let br = link_by_index(sock, br_index)?;
+            let found = neighbours(sock, br_index)?;
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let neigh = settled(&seen, &found);
+            *seen = found;
             Ok(Snapshot {
                 until: Some(Instant::now() + VALID),
                 mac: br.mac.unwrap_or_default(),
                 nets: subnets(sock, br_index)?,
-                neigh: neighbours(sock, br_index)?,
+                neigh,
             })
         };
         match read() {
@@ -595,6 +611,18 @@ fn subnets(sock: &Socket, index: u32) -> io::Result<Vec<(u32, u32)>> {
         .collect())
 }
 
+/// The neighbours of `now` that `before` (the previous read) held with
+/// the same MAC.
+fn settled(
+    before: &FastMap<Ipv4Addr, [u8; 6]>,
+    now: &FastMap<Ipv4Addr, [u8; 6]>,
+) -> FastMap<Ipv4Addr, [u8; 6]> {
+    now.iter()
+        .filter(|(ip, mac)| before.get(ip) == Some(mac))
+        .map(|(ip, mac)| (*ip, *mac))
+        .collect()
+}
+
 /// The IPv4 neighbours of link `index` whose MAC may be used.
 fn neighbours(sock: &Socket, index: u32) -> io::Result<FastMap<Ipv4Addr, [u8; 6]>> {
     let mut m = NeighbourMessage::default();
@@ -653,6 +681,25 @@ mod tests {
             nets: vec![(u32::from(Ipv4Addr::new(10, 1, 0, 0)), 0xffff_ff00)],
             neigh,
         }
+    }
+
+    #[test]
+    fn a_neighbour_is_used_once_two_reads_in_a_row_found_it_unchanged() {
+        let ip = |n| Ipv4Addr::new(10, 1, 0, n);
+        let read = |e: &[(u8, u8)]| -> FastMap<Ipv4Addr, [u8; 6]> {
+            e.iter()
+                .map(|&(n, m)| (ip(n), [2, 0, 0, 0, 0, m]))
+                .collect()
+        };
+        let first = read(&[(2, 2), (3, 3)]);
+        assert!(
+            settled(&FastMap::default(), &first).is_empty(),
+            "first sighting"
+        );
+        let second = read(&[(2, 2), (3, 9), (4, 4)]);
+        let s = settled(&first, &second);
+        assert_eq!(s.len(), 1, "unchanged ones only: {s:?}");
+        assert_eq!(s.get(&ip(2)), Some(&[2, 0, 0, 0, 0, 2]));
     }
 
     #[test]
