@@ -19,8 +19,8 @@
 
 mod common;
 
-use common::{measured, side, Guard};
-use overlay_tests::{env_num, median};
+use common::{alternate, measured, side, CostNames, Guard};
+use overlay_tests::env_num;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -44,75 +44,35 @@ fn main() {
         eprintln!("capture_cost: skipped: CAPTURE_COST_BASELINE_DIR is not set (run `sudo make bench-capture`)");
         return;
     };
-    let (rounds, secs) = (env_num("ROUNDS", 5), env_num("SECS", 5));
     let mut on = side("capture-cost-in", &built, 45);
     let mut off = side("capture-cost-out", &baseline, 46);
-    let (mut v_in, mut v_out, mut v_cap) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut c_in, mut c_out, mut c_cap) = (Vec::new(), Vec::new(), Vec::new());
-    println!("        Gbit/s (iperf3 TCP, {secs} s)               overlayd CPU ns per frame");
-    println!("round  point-off  compiled-out  capturing       point-off  compiled-out  capturing");
-    for r in 1..=rounds {
-        let ((x, cx), (y, cy)) = if r % 2 == 1 {
-            let x = measured(&mut on, secs);
-            (x, measured(&mut off, secs))
-        } else {
-            let y = measured(&mut off, secs);
-            (measured(&mut on, secs), y)
-        };
-        let (t, ct) = {
-            let snoops: Vec<Guard> = [on.a, on.b]
-                .iter()
-                .map(|h| {
-                    let child = Command::new(built.join("ovsnoop"))
-                        .args(["--capture", "--drops-only", "--run-dir"])
-                        .arg(on.lab.run_dir(*h))
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("ovsnoop (cargo build --release --workspace --bins)");
-                    Guard(child)
-                })
-                .collect();
-            std::thread::sleep(Duration::from_millis(300));
-            let m = measured(&mut on, secs);
-            drop(snoops);
-            m
-        };
-        println!("{r:>5}  {x:>9.3}  {y:>12.3}  {t:>9.3}       {cx:>9.0}  {cy:>12.0}  {ct:>9.0}");
-        v_in.push(x);
-        v_out.push(y);
-        v_cap.push(t);
-        c_in.push(cx);
-        c_out.push(cy);
-        c_cap.push(ct);
-    }
-    let (m_in, m_out, m_cap) = (median(&v_in), median(&v_out), median(&v_cap));
-    let (cm_in, cm_out, cm_cap) = (median(&c_in), median(&c_out), median(&c_cap));
-    let ratio =
-        |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
-    let (r_off, r_cap) = (ratio(&v_in, &v_out), ratio(&v_cap, &v_in));
-    let (rc_off, rc_cap) = (ratio(&c_in, &c_out), ratio(&c_cap, &c_in));
-    println!("median {m_in:>9.3}  {m_out:>12.3}  {m_cap:>9.3}       {cm_in:>9.0}  {cm_out:>12.0}  {cm_cap:>9.0}");
-    println!("throughput:    capture point compiled in, off / compiled out = {r_off:.3} (median of per-round ratios)");
-    println!("throughput:    capturing drops / point off = {r_cap:.3}");
-    println!("CPU per frame: capture point compiled in, off / compiled out = {rc_off:.3}");
-    println!("CPU per frame: capturing drops / point off = {rc_cap:.3}");
-    let json = serde_json::json!({
-        "rounds": rounds, "secs": secs,
-        "gbps": { "point_off": v_in, "compiled_out": v_out, "capturing_drops": v_cap },
-        "median_gbps": { "point_off": m_in, "compiled_out": m_out, "capturing_drops": m_cap },
-        "ratio": { "off_over_compiled_out": r_off, "capturing_over_off": r_cap },
-        "cpu_ns_per_frame": { "point_off": c_in, "compiled_out": c_out, "capturing_drops": c_cap },
-        "cpu_ratio": { "off_over_compiled_out": rc_off, "capturing_over_off": rc_cap },
+    let names = CostNames {
+        columns: ["point-off", "compiled-out", "capturing"],
+        keys: ["point_off", "compiled_out", "capturing_drops"],
+        ratio_keys: ["off_over_compiled_out", "capturing_over_off"],
+        ratio_labels: [
+            "capture point compiled in, off / compiled out",
+            "capturing drops / point off",
+        ],
+        file: "capture-cost.json",
+    };
+    alternate(&names, &mut on, &mut off, |on| {
+        let snoops: Vec<Guard> = [on.a, on.b]
+            .iter()
+            .map(|h| {
+                let child = Command::new(built.join("ovsnoop"))
+                    .args(["--capture", "--drops-only", "--run-dir"])
+                    .arg(on.lab.run_dir(*h))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("ovsnoop (cargo build --release --workspace --bins)");
+                Guard(child)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let m = measured(on, env_num("SECS", 5));
+        drop(snoops);
+        m
     });
-    let out = root.join("target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let path = out.join("capture-cost.json");
-    match std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    ) {
-        Ok(()) => println!("wrote {}", path.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
-    }
 }

@@ -22,8 +22,8 @@
 
 mod common;
 
-use common::{measured, side, Guard, Side};
-use overlay_tests::{env_num, median, Daemon};
+use common::{alternate, measured, side, CostNames, Guard, Side};
+use overlay_tests::{env_num, Daemon};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -81,64 +81,22 @@ fn main() {
         eprintln!("probe_cost: skipped: PROBE_COST_NOPROBES_DIR is not set (run `sudo make bench-probes`)");
         return;
     };
-    let (rounds, secs) = (env_num("ROUNDS", 5), env_num("SECS", 5));
     let mut on = side("probe-cost-on", &probes_dir, 41);
     let mut off = side("probe-cost-off", &noprobes_dir, 42);
-    let (mut v_on, mut v_off, mut v_traced) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut c_on, mut c_off, mut c_traced) = (Vec::new(), Vec::new(), Vec::new());
-    println!("        Gbit/s (iperf3 TCP, {secs} s)            overlayd CPU ns per frame");
-    println!("round  disabled  no-probes  bpftrace        disabled  no-probes  bpftrace");
-    for r in 1..=rounds {
-        let ((x, cx), (y, cy)) = if r % 2 == 1 {
-            let x = measured(&mut on, secs);
-            (x, measured(&mut off, secs))
-        } else {
-            let y = measured(&mut off, secs);
-            (measured(&mut on, secs), y)
-        };
-        let (t, ct) = {
-            let (a, b) = (on.a, on.b);
-            let _ta = trace(&mut on, a);
-            let _tb = trace(&mut on, b);
-            measured(&mut on, secs)
-        };
-        println!("{r:>5}  {x:>8.3}  {y:>9.3}  {t:>8.3}        {cx:>8.0}  {cy:>9.0}  {ct:>8.0}");
-        v_on.push(x);
-        v_off.push(y);
-        v_traced.push(t);
-        c_on.push(cx);
-        c_off.push(cy);
-        c_traced.push(ct);
-    }
-    let (m_on, m_off, m_t) = (median(&v_on), median(&v_off), median(&v_traced));
-    let (cm_on, cm_off, cm_t) = (median(&c_on), median(&c_off), median(&c_traced));
-    let ratio =
-        |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
-    let (r_disabled, r_traced) = (ratio(&v_on, &v_off), ratio(&v_traced, &v_on));
-    let (rc_disabled, rc_traced) = (ratio(&c_on, &c_off), ratio(&c_traced, &c_on));
-    println!("median {m_on:>8.3}  {m_off:>9.3}  {m_t:>8.3}        {cm_on:>8.0}  {cm_off:>9.0}  {cm_t:>8.0}");
-    println!("throughput:    probes compiled in, disabled / no probes = {r_disabled:.3} (median of per-round ratios)");
-    println!(
-        "throughput:    bpftrace attached (tx, encap, rx, target-hit) / disabled = {r_traced:.3}"
-    );
-    println!("CPU per frame: probes compiled in, disabled / no probes = {rc_disabled:.3}");
-    println!("CPU per frame: bpftrace attached / disabled = {rc_traced:.3}");
-    let json = serde_json::json!({
-        "rounds": rounds, "secs": secs,
-        "gbps": { "probes_disabled": v_on, "no_probes": v_off, "bpftrace_attached": v_traced },
-        "median_gbps": { "probes_disabled": m_on, "no_probes": m_off, "bpftrace_attached": m_t },
-        "ratio": { "disabled_over_none": r_disabled, "traced_over_disabled": r_traced },
-        "cpu_ns_per_frame": { "probes_disabled": c_on, "no_probes": c_off, "bpftrace_attached": c_traced },
-        "cpu_ratio": { "disabled_over_none": rc_disabled, "traced_over_disabled": rc_traced },
+    let names = CostNames {
+        columns: ["disabled", "no-probes", "bpftrace"],
+        keys: ["probes_disabled", "no_probes", "bpftrace_attached"],
+        ratio_keys: ["disabled_over_none", "traced_over_disabled"],
+        ratio_labels: [
+            "probes compiled in, disabled / no probes",
+            "bpftrace attached (tx, encap, rx, target-hit) / disabled",
+        ],
+        file: "probe-cost.json",
+    };
+    alternate(&names, &mut on, &mut off, |on| {
+        let (a, b) = (on.a, on.b);
+        let _ta = trace(on, a);
+        let _tb = trace(on, b);
+        measured(on, env_num("SECS", 5))
     });
-    let out = root.join("target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let path = out.join("probe-cost.json");
-    match std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    ) {
-        Ok(()) => println!("wrote {}", path.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
-    }
 }

@@ -125,3 +125,83 @@ pub fn iperf(s: &Side, secs: usize) -> f64 {
         .unwrap_or_else(|| panic!("no throughput in iperf3 output: {v}"))
         / 1e9
 }
+
+/// What a cost bench calls its three measurements: the feature compiled in
+/// and idle, compiled out, and in use (on the compiled-in side).
+pub struct CostNames {
+    /// Short column titles, in that order.
+    pub columns: [&'static str; 3],
+    /// JSON keys, in that order.
+    pub keys: [&'static str; 3],
+    /// JSON keys of the two ratios: idle over compiled out, in use over idle.
+    pub ratio_keys: [&'static str; 2],
+    /// The two ratios as printed.
+    pub ratio_labels: [&'static str; 2],
+    /// The file under `target/bench`.
+    pub file: &'static str,
+}
+
+/// Runs ROUNDS rounds of a cost bench: `on` (compiled in, idle) and `off`
+/// (compiled out) alternate which goes first, then `in_use` measures the
+/// `on` side with the feature used. Prints every round, the medians and
+/// the medians of per-round ratios, and writes them to `target/bench`.
+pub fn alternate(
+    names: &CostNames,
+    on: &mut Side,
+    off: &mut Side,
+    mut in_use: impl FnMut(&mut Side) -> (f64, f64),
+) {
+    use overlay_tests::{env_num, median};
+    let (rounds, secs) = (env_num("ROUNDS", 5), env_num("SECS", 5));
+    let [c0, c1, c2] = names.columns;
+    println!("        Gbit/s (iperf3 TCP, {secs} s)                   overlayd CPU ns per frame");
+    println!("round  {c0:>12}  {c1:>12}  {c2:>12}   {c0:>12}  {c1:>12}  {c2:>12}");
+    let (mut gbps, mut cpu): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();
+    for r in 1..=rounds {
+        let ((x, cx), (y, cy)) = if r % 2 == 1 {
+            let x = measured(on, secs);
+            (x, measured(off, secs))
+        } else {
+            let y = measured(off, secs);
+            (measured(on, secs), y)
+        };
+        let (t, ct) = in_use(on);
+        println!("{r:>5}  {x:>12.3}  {y:>12.3}  {t:>12.3}   {cx:>12.0}  {cy:>12.0}  {ct:>12.0}");
+        for (v, m) in gbps.iter_mut().zip([x, y, t]) {
+            v.push(m);
+        }
+        for (v, m) in cpu.iter_mut().zip([cx, cy, ct]) {
+            v.push(m);
+        }
+    }
+    let med = |v: &[Vec<f64>; 3]| [median(&v[0]), median(&v[1]), median(&v[2])];
+    let (mg, mc) = (med(&gbps), med(&cpu));
+    let ratio =
+        |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
+    let ratios = |v: &[Vec<f64>; 3]| [ratio(&v[0], &v[1]), ratio(&v[2], &v[0])];
+    let (rg, rc) = (ratios(&gbps), ratios(&cpu));
+    println!(
+        "median {:>11.3}  {:>12.3}  {:>12.3}   {:>12.0}  {:>12.0}  {:>12.0}",
+        mg[0], mg[1], mg[2], mc[0], mc[1], mc[2]
+    );
+    let [l0, l1] = names.ratio_labels;
+    println!(
+        "throughput:    {l0} = {:.3} (median of per-round ratios)",
+        rg[0]
+    );
+    println!("throughput:    {l1} = {:.3}", rg[1]);
+    println!("CPU per frame: {l0} = {:.3}", rc[0]);
+    println!("CPU per frame: {l1} = {:.3}", rc[1]);
+    let [k0, k1, k2] = names.keys;
+    let [q0, q1] = names.ratio_keys;
+    let json = serde_json::json!({
+        "rounds": rounds, "secs": secs,
+        "gbps": { k0: gbps[0], k1: gbps[1], k2: gbps[2] },
+        "median_gbps": { k0: mg[0], k1: mg[1], k2: mg[2] },
+        "ratio": { q0: rg[0], q1: rg[1] },
+        "cpu_ns_per_frame": { k0: cpu[0], k1: cpu[1], k2: cpu[2] },
+        "cpu_ratio": { q0: rc[0], q1: rc[1] },
+    });
+    let path = overlay_tests::bench::write_result(names.file, &json);
+    println!("wrote {}", path.display());
+}
