@@ -165,3 +165,17 @@ pub fn assert_no_data_drops(o: &OverlayStats, also: &[DropReason]) {
         );
     }
 }
+
+/// Four verified streams of `amount` across pair `p`: host 1 to 2 and
+/// back over IPv4 (port 5001), then the same over IPv6 (port 5002).
+pub fn both_ways_v4_v6(lab: &Lab, p: &crate::Pair, amount: Amount) {
+    let v4 = |i: u8| SocketAddr::new(p.ip4(i).parse().expect("an IPv4 address"), 5001);
+    let v6 = |i: u8| SocketAddr::new(p.ip6(i).parse().expect("an IPv6 address"), 5002);
+    let (a, b) = (p.a, p.b);
+    for (seed, (from, to, addr)) in [(a, b, v4(2)), (b, a, v4(1)), (a, b, v6(2)), (b, a, v6(1))]
+        .into_iter()
+        .enumerate()
+    {
+        stream(lab, from, to, addr, seed as u64 + 1, amount);
+    }
+}

@@ -80,12 +80,7 @@ fn pair_streams(lab: &Lab, p: &Pair) {
     }
     // The refresher reads the neighbours the pings made at least once a second.
     std::thread::sleep(Duration::from_millis(1200));
-    let v4 = |i: u8| SocketAddr::new(p.ip4(i).parse().unwrap(), 5001);
-    let v6 = |i: u8| SocketAddr::new(p.ip6(i).parse().unwrap(), 5002);
-    stream(lab, a, b, v4(2), 1);
-    stream(lab, b, a, v4(1), 2);
-    stream(lab, a, b, v6(2), 3);
-    stream(lab, b, a, v6(1), 4);
+    stream::both_ways_v4_v6(lab, p, Amount::Bytes(STREAM));
     for h in [a, b] {
         assert_eq!(csum_errors(lab, h), 0, "TCP checksum errors on {h:?}");
         let s = lab.stats(h);
